@@ -1,0 +1,112 @@
+"""Configuration of the detection app: dataclass sections and the three presets."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import common  # noqa: F401
+from common.config import TrainConfig
+from common.errors import UserError
+
+VARIANTS = ("n", "s", "m")
+
+
+@dataclass
+class DataConfig:
+    source: str = "shapes"  # shapes | path to a data.yaml (YOLO / COCO / VOC splits)
+    image_size: int = 128  # square model input; user images are resized to it
+    max_boxes: int = 16  # per image after augmentation (extra boxes are dropped, and logged)
+    # built-in generator
+    train_images: int = 4000
+    val_images: int = 200
+    test_images: int = 500
+    max_objects: int = 6
+    min_radius: float = 0.04  # fraction of the image: small objects down to ~10 px
+    max_radius: float = 0.2
+    max_overlap: float = 0.3
+    # augmentation
+    mosaic: float = 0.5  # probability that a training image is a mosaic of 4
+    close_mosaic_epochs: int = 2  # no mosaic in the last N epochs (YOLOv8 practice)
+    flip: bool = True
+    translate: float = 0.1
+    zoom: float = 0.2
+
+    def validate(self) -> None:
+        if self.image_size % 32:
+            raise UserError(f"data.image_size={self.image_size} must be a multiple of 32 "
+                            "(the detector downsamples by 32); try 128, 160 or 320")
+        if not 0.0 <= self.mosaic <= 1.0:
+            raise UserError("data.mosaic is a probability: set it between 0 and 1")
+
+
+@dataclass
+class ModelConfig:
+    variant: str = "n"  # n | s | m: YOLOv8 depth/width multipliers
+    reg_max: int = 16  # bins of the distribution focal loss (distances in stride units)
+
+    def validate(self) -> None:
+        if self.variant not in VARIANTS:
+            raise UserError(f"model.variant={self.variant!r}: use one of {', '.join(VARIANTS)}")
+
+
+@dataclass
+class LossConfig:
+    box: float = 7.5  # CIoU gain
+    cls: float = 0.5  # BCE gain
+    dfl: float = 1.5  # distribution focal loss gain
+    topk: int = 10  # task-aligned assigner: candidates per ground-truth box
+    alpha: float = 0.5  # alignment = score**alpha * iou**beta
+    beta: float = 6.0
+
+
+@dataclass
+class PostprocessConfig:
+    score_threshold: float = 0.25  # for serving / drawing
+    eval_score_threshold: float = 0.001  # for mAP (the COCO protocol wants the full curve)
+    iou_threshold: float = 0.6
+    max_detections: int = 100
+    pre_nms_topk: int = 200  # candidates per image before NMS
+
+
+@dataclass
+class DetectionConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    post: PostprocessConfig = field(default_factory=PostprocessConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def smoke() -> DetectionConfig:
+    """Seconds: a tiny model on 64 small images, enough to see the loss fall."""
+    return DetectionConfig(
+        data=DataConfig(image_size=64, train_images=64, val_images=16, test_images=16,
+                        max_objects=3, min_radius=0.12, max_radius=0.3, mosaic=0.5,
+                        close_mosaic_epochs=1, max_boxes=8),
+        model=ModelConfig(variant="n", reg_max=8),
+        post=PostprocessConfig(max_detections=20, pre_nms_topk=50),
+        train=TrainConfig(epochs=4, batch_size=16, learning_rate=2e-3, optimizer="adamw",
+                          weight_decay=5e-4, warmup_steps=2, log_every_steps=1, clip_norm=10.0))
+
+
+def default() -> DetectionConfig:
+    """About 30 minutes of training on 2 CPU cores (docs/detection.md has the numbers)."""
+    return DetectionConfig(
+        data=DataConfig(image_size=128, train_images=6000, val_images=200, test_images=500),
+        model=ModelConfig(variant="n"),
+        train=TrainConfig(epochs=12, batch_size=32, learning_rate=2e-3, optimizer="adamw",
+                          weight_decay=5e-4, warmup_steps=200, clip_norm=10.0,
+                          precision="float32"))
+
+
+def full() -> DetectionConfig:
+    """The paper-scale recipe (YOLOv8s at 640 px, 300 epochs) for GPUs/TPUs."""
+    return DetectionConfig(
+        data=DataConfig(image_size=640, train_images=100000, val_images=2000, test_images=5000,
+                        max_objects=20, max_boxes=64, mosaic=1.0, close_mosaic_epochs=10),
+        model=ModelConfig(variant="s"),
+        train=TrainConfig(epochs=300, batch_size=64, learning_rate=2e-3, optimizer="adamw",
+                          weight_decay=5e-4, warmup_steps=3000, clip_norm=10.0,
+                          precision="mixed_bfloat16"))
+
+
+PRESETS = {"smoke": smoke, "default": default, "full": full}

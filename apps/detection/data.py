@@ -1,0 +1,178 @@
+"""Detection datasets: arrays of images + padded boxes, tf.data pipelines, augmentation.
+
+Every split is held as numpy arrays: images uint8 [N, S, S, 3], boxes float32 [N, M, 4]
+(x1, y1, x2, y2 in pixels of the S x S image) and classes int64 [N, M] where -1 marks a
+padding row. Training adds, per epoch: a seeded shuffle, mosaic (our own: four images on
+a 2S x 2S canvas cropped back to S x S) and Keras 3 core augmentation layers that move
+the boxes with the pixels (`bounding_box_format="xyxy"`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import common
+from common import shapes
+from common.data import AUTOTUNE, epoch_seed
+from common.runlog import log, progress
+
+tf = common.quiet_import_tensorflow()
+import keras  # noqa: E402
+
+MIN_BOX_SIDE = 2.0  # pixels: smaller boxes left by cropping are dropped
+
+
+@dataclass
+class Split:
+    images: np.ndarray
+    boxes: np.ndarray
+    classes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def ground_truth(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        keep = self.classes[i] >= 0
+        return self.boxes[i][keep], self.classes[i][keep]
+
+
+def pad_targets(box_list, class_list, max_boxes: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pad per-image box lists to [N, max_boxes]; returns also how many boxes were cut."""
+    n = len(box_list)
+    boxes = np.zeros((n, max_boxes, 4), np.float32)
+    classes = np.full((n, max_boxes), -1, np.int64)
+    cut = 0
+    for i, (b, c) in enumerate(zip(box_list, class_list)):
+        k = min(len(b), max_boxes)
+        cut += len(b) - k
+        boxes[i, :k] = b[:k]
+        classes[i, :k] = c[:k]
+    return boxes, classes, cut
+
+
+def shapes_split(n: int, seed: int, dcfg) -> Split:
+    """n built-in scenes (several shapes each, small objects and overlaps included)."""
+    bar = progress(n, f"generating {n} scenes", unit="img")
+    images = np.empty((n, dcfg.image_size, dcfg.image_size, 3), np.uint8)
+    box_list, cls_list = [], []
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        s = shapes.scene(rng, dcfg.image_size, max_objects=dcfg.max_objects,
+                         min_radius=dcfg.min_radius, max_radius=dcfg.max_radius,
+                         max_overlap=dcfg.max_overlap)
+        images[i] = s.image
+        box_list.append(s.boxes)
+        cls_list.append(s.classes)
+        bar.update(1)
+    bar.close()
+    boxes, classes, cut = pad_targets(box_list, cls_list, dcfg.max_boxes)
+    if cut:
+        log.warning("%d boxes beyond data.max_boxes=%d were dropped", cut, dcfg.max_boxes)
+    return Split(images, boxes, classes)
+
+
+def _to_tensors(split: Split):
+    return tf.data.Dataset.from_tensor_slices(
+        {"images": split.images, "boxes": split.boxes, "classes": split.classes})
+
+
+def _as_float(example):
+    return {"images": tf.cast(example["images"], tf.float32), "boxes": example["boxes"],
+            "classes": example["classes"]}
+
+
+def eval_dataset(split: Split, batch_size: int):
+    return _to_tensors(split).map(_as_float).batch(batch_size).prefetch(AUTOTUNE)
+
+
+def filter_boxes(boxes, classes, size: float, original_area=None, min_visible=0.3):
+    """Clip to the image; rows that became too small (or mostly cropped away) -> padding."""
+    clipped = tf.clip_by_value(boxes, 0.0, size)
+    w = clipped[..., 2] - clipped[..., 0]
+    h = clipped[..., 3] - clipped[..., 1]
+    keep = (classes >= 0) & (w >= MIN_BOX_SIDE) & (h >= MIN_BOX_SIDE)
+    if original_area is not None:
+        keep &= w * h >= min_visible * original_area
+    # Valid rows first so that truncating to max_boxes drops padding, not objects.
+    order = tf.argsort(tf.cast(keep, tf.int32), axis=-1, direction="DESCENDING", stable=True)
+    clipped = tf.gather(tf.where(keep[..., None], clipped, 0.0), order, batch_dims=len(keep.shape) - 1)
+    classes = tf.gather(tf.where(keep, classes, tf.constant(-1, classes.dtype)), order,
+                        batch_dims=len(keep.shape) - 1)
+    return clipped, classes
+
+
+def mosaic(example, size: int, max_boxes: int, seed):
+    """Four images tiled on a 2S x 2S canvas, cropped at a random S x S window."""
+    imgs, boxes, classes = example["images"], example["boxes"], example["classes"]
+    top = tf.concat([imgs[0], imgs[1]], axis=1)
+    bottom = tf.concat([imgs[2], imgs[3]], axis=1)
+    canvas = tf.concat([top, bottom], axis=0)
+    origin = tf.random.stateless_uniform([2], seed, size // 4, 3 * size // 4 + 1, dtype=tf.int32)
+    ox, oy = origin[0], origin[1]
+    image = tf.slice(canvas, tf.stack([oy, ox, 0]), [size, size, 3])
+    shift = tf.constant([[0, 0], [size, 0], [0, size], [size, size]], tf.float32)
+    shift = tf.tile(shift, [1, 2])[:, None, :]  # [4, 1, 4]
+    moved = boxes + shift - tf.cast(tf.stack([ox, oy, ox, oy]), tf.float32)
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    flat = tf.reshape(moved, [-1, 4])
+    b, c = filter_boxes(flat, tf.reshape(classes, [-1]), float(size), tf.reshape(area, [-1]))
+    return {"images": image, "boxes": b[:max_boxes], "classes": c[:max_boxes]}
+
+
+def make_augmenters(dcfg, seed: int):
+    """Keras 3 core layers that transform boxes along with pixels."""
+    layers = []
+    if dcfg.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed, bounding_box_format="xyxy"))
+    if dcfg.translate > 0:
+        layers.append(keras.layers.RandomTranslation(
+            dcfg.translate, dcfg.translate, fill_mode="constant", fill_value=114.0, seed=seed + 1,
+            bounding_box_format="xyxy"))
+    if dcfg.zoom > 0:
+        layers.append(keras.layers.RandomZoom(
+            (-dcfg.zoom, dcfg.zoom), fill_mode="constant", fill_value=114.0, seed=seed + 2,
+            bounding_box_format="xyxy"))
+    return layers
+
+
+def train_dataset(split: Split, dcfg, batch_size: int, seed: int, epoch: int, epochs: int):
+    """One epoch: shuffled by (seed, epoch), mosaic with probability data.mosaic (off in the
+    last data.close_mosaic_epochs epochs), then flip/translate/zoom on whole batches."""
+    n = len(split)
+    size, max_boxes = dcfg.image_size, dcfg.max_boxes
+    base = epoch_seed(seed, epoch)
+    use_mosaic = dcfg.mosaic > 0 and epoch < epochs - dcfg.close_mosaic_epochs
+    ds = _to_tensors(split).shuffle(n, seed=base, reshuffle_each_iteration=False)
+    if use_mosaic:
+        # Partners for the mosaic: three more independently shuffled passes.
+        partners = [_to_tensors(split).shuffle(n, seed=base + k, reshuffle_each_iteration=False)
+                    for k in (1, 2, 3)]
+        indices = tf.data.Dataset.range(n)
+        ds = tf.data.Dataset.zip((indices, ds, *partners))
+
+        def maybe_mosaic(i, *examples):
+            s = tf.stack([tf.cast(base % 100003, tf.int64), i])
+            stacked = {k: tf.stack([e[k] for e in examples]) for k in examples[0]}
+            coin = tf.random.stateless_uniform([], s)
+            mixed = mosaic(_as_float(stacked), size, max_boxes, s + 1)
+            return tf.cond(coin < dcfg.mosaic, lambda: mixed, lambda: _as_float(examples[0]))
+
+        ds = ds.map(maybe_mosaic, num_parallel_calls=AUTOTUNE, deterministic=True)
+    else:
+        ds = ds.map(_as_float, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    augmenters = make_augmenters(dcfg, base % 10007)
+    if augmenters:
+        def augment(batch):
+            data = {"images": batch["images"],
+                    "bounding_boxes": {"boxes": batch["boxes"],
+                                       "labels": tf.cast(batch["classes"], tf.int32)}}
+            for layer in augmenters:
+                data = layer(data, training=True)
+            boxes, classes = filter_boxes(data["bounding_boxes"]["boxes"], batch["classes"],
+                                          float(size))
+            return {"images": data["images"], "boxes": boxes, "classes": classes}
+
+        ds = ds.map(augment, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.prefetch(AUTOTUNE)

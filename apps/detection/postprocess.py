@@ -1,0 +1,68 @@
+"""From raw predictions to a fixed number of detections, in graph.
+
+Class-aware NMS is done one class at a time with `NonMaxSuppressionV5` padded to a fixed
+size (a TFLite builtin, unlike CombinedNonMaxSuppression). We do not use the common
+"offset boxes by class id" trick: under int8 quantization the offset boxes would share
+one scale spanning all classes and lose their pixel precision.
+"""
+from __future__ import annotations
+
+import common
+from apps.detection.boxes import decode_boxes, split_predictions
+
+tf = common.quiet_import_tensorflow()
+
+
+def decode(raw, anchors, strides, reg_max):
+    """raw [B, A, 4*reg_max + C] -> boxes [B, A, 4] pixels, class scores [B, A, C]."""
+    dist, cls_logits = split_predictions(tf.cast(raw, tf.float32), reg_max)
+    return decode_boxes(dist, anchors, strides), tf.sigmoid(cls_logits)
+
+
+def nms_single(boxes, scores, num_classes: int, max_detections: int, pre_nms_topk: int,
+               iou_threshold: float, score_threshold: float):
+    """One image: boxes [A, 4], scores [A, C] -> (boxes [D, 4], scores [D], classes [D] int32,
+    count int32). Rows past `count` are zeros (classes -1)."""
+    best = tf.reduce_max(scores, -1)
+    label = tf.argmax(scores, -1, output_type=tf.int32)
+    k = min(pre_nms_topk, boxes.shape[0])
+    top_scores, top_idx = tf.math.top_k(best, k=k)
+    cand_boxes = tf.gather(boxes, top_idx)
+    cand_labels = tf.gather(label, top_idx)
+    per_class = min(max_detections, k)
+    all_boxes, all_scores, all_labels = [], [], []
+    for c in range(num_classes):
+        s = tf.where(cand_labels == c, top_scores, tf.zeros_like(top_scores))
+        # NMS is symmetric in x/y, so the x1y1x2y2 order is fine.
+        idx, _, valid = tf.raw_ops.NonMaxSuppressionV5(
+            boxes=cand_boxes, scores=s, max_output_size=per_class,
+            iou_threshold=iou_threshold, score_threshold=score_threshold,
+            soft_nms_sigma=0.0, pad_to_max_output_size=True)
+        keep = tf.range(per_class) < valid
+        all_boxes.append(tf.gather(cand_boxes, idx))
+        all_scores.append(tf.where(keep, tf.gather(s, idx), -1.0))
+        all_labels.append(tf.fill([per_class], c))
+    merged_scores = tf.concat(all_scores, 0)
+    final_scores, order = tf.math.top_k(merged_scores, k=max_detections)
+    valid = final_scores > 0
+    count = tf.reduce_sum(tf.cast(valid, tf.int32))
+    out_boxes = tf.where(valid[:, None], tf.gather(tf.concat(all_boxes, 0), order), 0.0)
+    out_classes = tf.where(valid, tf.gather(tf.concat(all_labels, 0), order), -1)
+    return out_boxes, tf.maximum(final_scores, 0.0), out_classes, count
+
+
+def postprocess(raw, anchors, strides, reg_max, num_classes, post, score_threshold=None):
+    """Batched: map `nms_single` over images. Returns a dict of [B, D...] tensors."""
+    boxes, scores = decode(raw, anchors, strides, reg_max)
+    thr = post.score_threshold if score_threshold is None else score_threshold
+
+    def one(args):
+        return nms_single(args[0], args[1], num_classes, post.max_detections,
+                          post.pre_nms_topk, post.iou_threshold, thr)
+
+    b, s, c, n = tf.map_fn(one, (boxes, scores), fn_output_signature=(
+        tf.TensorSpec([post.max_detections, 4], tf.float32),
+        tf.TensorSpec([post.max_detections], tf.float32),
+        tf.TensorSpec([post.max_detections], tf.int32),
+        tf.TensorSpec([], tf.int32)))
+    return {"boxes": b, "scores": s, "classes": c, "num_detections": n}

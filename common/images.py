@@ -1,0 +1,186 @@
+"""Images from users' files: class-per-folder trees and TFRecords, checked before training.
+
+Corrupt or unreadable files are counted, logged with their names and skipped; if none is
+readable the run stops with a message saying so. The same in-graph decode + resize is
+used by the training pipeline and by the serving signature that takes encoded bytes, so
+a served model sees exactly what it was trained on.
+"""
+from __future__ import annotations
+
+import glob
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+import common
+from common.errors import UserError
+from common.runlog import log, progress
+
+tf = common.quiet_import_tensorflow()
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+SPLITS = ("train", "val", "test")
+
+
+def decode_resize(encoded, size: int):
+    """Encoded JPEG/PNG/BMP/GIF bytes -> float32 [size, size, 3] in 0..255 (in graph)."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image = tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def is_readable_image(data: bytes) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+        return True
+    except Exception:  # PIL raises many kinds for broken files; all mean "skip it"
+        return False
+
+
+def _check_files(paths: list[str]) -> np.ndarray:
+    def check(path):
+        try:
+            return is_readable_image(Path(path).read_bytes())
+        except OSError:
+            return False
+
+    ok = np.zeros(len(paths), bool)
+    with ThreadPoolExecutor(max_workers=4) as pool, progress(len(paths), "checking images", unit="img") as bar:
+        for i, good in enumerate(pool.map(check, paths)):
+            ok[i] = good
+            bar.update(1)
+    return ok
+
+
+def _report_bad(bad: list[str], total: int, where: str) -> None:
+    if not bad:
+        return
+    if len(bad) == total:
+        raise UserError(f"none of the {total} images in {where} could be decoded "
+                        f"(first: {bad[0]}); check that they are JPEG/PNG/BMP/GIF files")
+    shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+    log.warning("skipped %d of %d images in %s that could not be decoded: %s", len(bad), total, where, shown)
+
+
+def _class_dirs(root: Path) -> list[str]:
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def scan_folder(root: str | Path, class_names: list[str] | None = None):
+    """A class-per-folder tree -> (paths, labels, class_names); corrupt files dropped."""
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"data directory {str(root)!r} does not exist; set data.path to a folder "
+                        "with one sub-folder of images per class")
+    if not root.is_dir():
+        raise UserError(f"data.path {str(root)!r} is a file; it must be a folder with one sub-folder per class")
+    names = class_names or _class_dirs(root)
+    if not names:
+        raise UserError(f"data directory {str(root)!r} has no class sub-folders; put the images of "
+                        "each class in their own folder (root/cat/*.jpg, root/dog/*.jpg)")
+    paths, labels = [], []
+    for index, name in enumerate(names):
+        folder = root / name
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
+        paths += [str(p) for p in files]
+        labels += [index] * len(files)
+    if not paths:
+        raise UserError(f"data directory {str(root)!r} has class folders ({', '.join(names[:5])}) but no "
+                        f"images with extensions {', '.join(IMAGE_EXTENSIONS)}")
+    ok = _check_files(paths)
+    _report_bad([p for p, good in zip(paths, ok) if not good], len(paths), str(root))
+    keep = np.flatnonzero(ok)
+    return [paths[i] for i in keep], np.asarray(labels, np.int64)[keep], names
+
+
+def folder_splits(root: str | Path):
+    """{split: (paths, labels)} and class names; uses root/train|val|test when present."""
+    root = Path(root)
+    present = [s for s in SPLITS if (root / s).is_dir()] if root.is_dir() else []
+    if "train" in present:
+        names = _class_dirs(root / "train")
+        out = {s: scan_folder(root / s, names)[:2] for s in present}
+        return out, names
+    paths, labels, names = scan_folder(root)
+    return {"all": (paths, labels)}, names
+
+
+# ---- TFRecords ---------------------------------------------------------------------
+# Feature names follow the common TF image convention (Model Garden, TF-Slim).
+FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def write_tfrecord(path: str | Path, encoded_images: list[bytes], labels, class_texts=None) -> None:
+    """Write (encoded image, label) examples; a labels.txt beside it names the classes."""
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for i, (data, label) in enumerate(zip(encoded_images, labels)):
+            feature = {
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+            }
+            if class_texts is not None:
+                feature["image/class/text"] = tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[class_texts[i].encode()]))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+def tfrecord_files(root: str | Path, split: str) -> list[str]:
+    root = Path(root)
+    pattern = [str(root / f"{split}*.tfrecord*"), str(root / f"{split}-*"), str(root / split / "*.tfrecord*")]
+    files = sorted({f for p in pattern for f in glob.glob(p)})
+    return files
+
+
+def scan_tfrecords(files: list[str]):
+    """Parse every example once: (keep mask, labels) with corrupt ones counted and dropped."""
+    keep, labels, bad = [], [], []
+    bar = progress(None, "checking records", unit="rec")
+    try:
+        for i, record in enumerate(tf.data.TFRecordDataset(files).as_numpy_iterator()):
+            bar.update(1)
+            try:
+                ex = tf.io.parse_single_example(record, FEATURES)
+                label = int(ex["image/class/label"].numpy())
+                good = is_readable_image(ex["image/encoded"].numpy())
+            except tf.errors.InvalidArgumentError:
+                good, label = False, -1
+            keep.append(good)
+            labels.append(label if good else -1)
+            if not good:
+                bad.append(f"record {i}")
+    except tf.errors.DataLossError as exc:
+        raise UserError(f"TFRecord file(s) {', '.join(files)} are corrupt ({str(exc).splitlines()[0]}); "
+                        "rewrite them") from None
+    finally:
+        bar.close()
+    if not keep:
+        raise UserError(f"TFRecord file(s) {', '.join(files)} hold no examples")
+    _report_bad(bad, len(keep), ", ".join(os.path.basename(f) for f in files))
+    return np.asarray(keep, bool), np.asarray(labels, np.int64)
+
+
+def tfrecord_dataset(files: list[str], keep: np.ndarray):
+    """(encoded bytes, label) pairs of the examples `scan_tfrecords` kept, streaming."""
+    keep_t = tf.constant(keep)
+    ds = tf.data.TFRecordDataset(files).enumerate()
+    ds = ds.filter(lambda i, rec: tf.gather(keep_t, i))
+    def parse(i, rec):
+        ex = tf.io.parse_single_example(rec, FEATURES)
+        return ex["image/encoded"], ex["image/class/label"]
+    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def read_labels_txt(root: str | Path) -> list[str] | None:
+    path = Path(root) / "labels.txt"
+    if path.exists():
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return None

@@ -1,0 +1,73 @@
+"""PNG plots a practitioner looks at: training curves and confusion matrices."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training_curves(records: list[dict], path: str | Path) -> Path | None:
+    """One panel per metric logged at epoch end (train and val side by side)."""
+    epochs = [r for r in records if r.get("kind") == "epoch"]
+    if not epochs:
+        return None
+    skip = {"kind", "epoch", "step", "time", "epoch_seconds", "examples_per_sec", "learning_rate"}
+    names = sorted({k.removeprefix("val_") for r in epochs for k, v in r.items()
+                    if k not in skip and isinstance(v, (int, float))})
+    if not names:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for key, label in ((name, "train"), (f"val_{name}", "val")):
+            pts = [(r["epoch"], r[key]) for r in epochs if isinstance(r.get(key), (int, float))]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=label)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str | Path,
+                          title: str = "Confusion matrix") -> Path:
+    """Rows are true classes, columns predictions; cells show counts, colour is row-normalised."""
+    plt = _pyplot()
+    n = len(class_names)
+    size = max(4.5, 0.55 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    rows = matrix.sum(1, keepdims=True)
+    norm = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j]:
+                    ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
+                            color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+        ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,270 @@
+"""The shared distributed training loop (DESIGN.md §5: a `strategy.run` loop, not
+`model.fit`, because Keras 3 `fit` fails under MultiWorkerMirroredStrategy).
+
+Apps supply per-replica `train_step`/`test_step`; this module supplies the optimizer,
+loss scaling by the global batch size, mixed precision, cross-replica reduction,
+checkpoints that survive SIGKILL (and the exact position inside an epoch), logging and
+progress bars.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import common
+from common.runlog import RunLogger, log, progress
+
+tf = common.quiet_import_tensorflow()
+import keras  # noqa: E402
+
+
+# ---- pieces apps use inside their steps ---------------------------------------------
+
+def replica_mean(per_example, global_batch_size: int):
+    """Sum of per-example values / GLOBAL batch size: summing over replicas gives the mean."""
+    return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32),
+                                      global_batch_size=global_batch_size)
+
+
+def apply_gradients(tape, loss, variables, optimizer, clip_norm: float = 0.0):
+    """Gradients of `loss` applied with loss scaling when the optimizer does it (float16)."""
+    scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+    grads = tape.gradient(scaled, variables)
+    if clip_norm and clip_norm > 0:
+        grads, _ = tf.clip_by_global_norm(grads, clip_norm)
+    optimizer.apply_gradients(zip(grads, variables))
+    return grads
+
+
+def make_optimizer(train_cfg, total_steps: int):
+    """Adam/AdamW/SGD with optional warm-up + cosine decay, loss-scaled under float16."""
+    lr = train_cfg.learning_rate
+    if train_cfg.lr_schedule == "cosine" and total_steps > 0:
+        decay_steps = max(1, total_steps - train_cfg.warmup_steps)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0 if train_cfg.warmup_steps else lr, decay_steps, alpha=0.01,
+            warmup_target=lr if train_cfg.warmup_steps else None,
+            warmup_steps=train_cfg.warmup_steps)
+    else:
+        schedule = lr
+    if train_cfg.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(schedule, weight_decay=train_cfg.weight_decay or 1e-4)
+    elif train_cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+    else:
+        opt = keras.optimizers.Adam(schedule)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def current_lr(optimizer) -> float:
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    lr = inner.learning_rate
+    if callable(lr) and not isinstance(lr, tf.Variable):
+        lr = lr(inner.iterations)
+    return float(keras.ops.convert_to_numpy(lr))
+
+
+@dataclass
+class TrainState:
+    """What a run trains and checkpoints. `models["model"]` is the one that is exported."""
+
+    models: dict
+    optimizers: dict = field(default_factory=dict)
+    variables: dict = field(default_factory=dict)  # extra tf.Variables to checkpoint
+
+    @property
+    def model(self):
+        return self.models["model"]
+
+    def build_optimizers(self):
+        """Create optimizer slots now so a checkpoint restores into them (not lazily)."""
+        for name, opt in self.optimizers.items():
+            model = self.models.get(name, self.model)
+            opt.build(model.trainable_variables)
+
+    def checkpoint(self, **extra):
+        items = dict(self.models)
+        items.update({f"optimizer_{k}": v for k, v in self.optimizers.items()})
+        items.update(self.variables)
+        items.update(extra)
+        return tf.train.Checkpoint(**items)
+
+    def save_weights(self, run_dir: str | Path) -> None:
+        for name, model in self.models.items():
+            final = Path(run_dir) / f"{name}.weights.h5"
+            tmp = final.with_name(final.name + ".tmp.weights.h5")
+            model.save_weights(tmp)
+            tmp.replace(final)
+
+    def load_weights(self, run_dir: str | Path) -> None:
+        for name, model in self.models.items():
+            model.load_weights(Path(run_dir) / f"{name}.weights.h5")
+
+
+@dataclass
+class TrainContext:
+    """Everything a run's training needs, built by `common.run.train_run`."""
+
+    app: object
+    cfg: object
+    run_dir: Path
+    strategy: object
+    data: object  # common.app.Datasets
+    state: TrainState
+    is_chief: bool = True
+    worker_dir: Path | None = None  # where a non-chief worker writes (checkpoints, weights)
+    logger: RunLogger | None = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        base = self.run_dir if self.is_chief else self.worker_dir
+        return Path(base) / "checkpoints"
+
+
+class Trainer:
+    """Epoch loop over `data.train_epoch(epoch)` with `strategy.run(app.train_step)`."""
+
+    def __init__(self, app, ctx: TrainContext):
+        self.app, self.ctx = app, ctx
+        self.cfg = ctx.cfg.train
+        self.strategy = ctx.strategy
+        self.state = ctx.state
+        with self.strategy.scope():
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+            self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.checkpoint = self.state.checkpoint(
+            epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(ctx.checkpoint_dir), max_to_keep=self.cfg.keep_checkpoints)
+        self.logger = ctx.logger or RunLogger(None)
+        self.global_batch = self.cfg.batch_size
+        self._train_fn = None
+        self._test_fn = None
+
+    # -- restore -----------------------------------------------------------------------
+    def restore(self) -> bool:
+        """Resume from the chief's latest checkpoint (every worker reads the same one)."""
+        latest = tf.train.latest_checkpoint(str(Path(self.ctx.run_dir) / "checkpoints"))
+        if not latest:
+            return False
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        log.info("resumed from %s (epoch %d, step %d of that epoch, global step %d)",
+                 Path(latest).name, int(self.epoch.numpy()) + 1, int(self.step_in_epoch.numpy()),
+                 int(self.global_step.numpy()))
+        return True
+
+    def save(self) -> None:
+        # Every worker takes part in a save (the variables may need collectives); non-chief
+        # workers write into their own worker_dir, and everyone restores from the chief's.
+        path = self.manager.save(checkpoint_number=int(self.global_step.numpy()))
+        log.debug("checkpoint %s", path)
+
+    # -- compiled steps ----------------------------------------------------------------
+    def _compiled_train(self):
+        app, state, gb = self.app, self.state, self.global_batch
+
+        @tf.function
+        def train_fn(iterator):
+            batch = next(iterator)
+            out = self.strategy.run(app.train_step, args=(state, batch, gb))
+            return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
+
+        return train_fn
+
+    def _compiled_test(self):
+        app, state = self.app, self.state
+
+        @tf.function
+        def test_fn(batch):
+            out = self.strategy.run(app.test_step, args=(state, batch))
+            return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
+
+        return test_fn
+
+    def validate(self) -> dict:
+        data = self.ctx.data
+        from common.app import App
+
+        if data.val is None or type(self.app).test_step is App.test_step:
+            return {}
+        self._test_fn = self._test_fn or self._compiled_test()
+        totals: dict = {}
+        for batch in self.strategy.experimental_distribute_dataset(data.val):
+            for k, v in self._test_fn(batch).items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        count = totals.pop("count", 0.0) or 1.0
+        return {f"val_{k}": v / count for k, v in totals.items()}
+
+    # -- the loop ----------------------------------------------------------------------
+    def fit(self) -> list[dict]:
+        data, cfg = self.ctx.data, self.cfg
+        steps = data.steps_per_epoch
+        if steps <= 0:
+            from common.errors import UserError
+
+            raise UserError(
+                f"the training set has fewer examples than one global batch ({self.global_batch}); "
+                "add data or lower train.batch_size")
+        self.restore()
+        self._train_fn = self._compiled_train()
+        history = []
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        while int(self.epoch.numpy()) < cfg.epochs:
+            epoch = int(self.epoch.numpy())
+            start = int(self.step_in_epoch.numpy())
+            ds = data.train_epoch(epoch).take(steps)
+            if start:
+                ds = ds.skip(start)  # the batches the interrupted run already trained on
+            dist = iter(self.strategy.experimental_distribute_dataset(ds.with_options(options)))
+            sums: dict = {}
+            n = 0
+            t0 = time.perf_counter()
+            bar = progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", self.ctx.is_chief, initial=start)
+            for step in range(start, steps):
+                out = self._train_fn(dist)
+                values = {k: float(v) for k, v in out.items()}
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n += 1
+                self.step_in_epoch.assign(step + 1)
+                self.global_step.assign_add(1)
+                gstep = int(self.global_step.numpy())
+                elapsed = time.perf_counter() - t0
+                rate = n * self.global_batch / max(elapsed, 1e-9)
+                bar.update(1)
+                bar.set_postfix({**{k: f"{v:.4f}" for k, v in values.items()}, "ex/s": f"{rate:.0f}"})
+                if cfg.log_every_steps and gstep % cfg.log_every_steps == 0:
+                    self.logger.write({"kind": "step", "epoch": epoch + 1, "step": gstep,
+                                       **values, "examples_per_sec": rate}, "train_steps", gstep)
+                if not all(math.isfinite(v) for v in values.values()):
+                    from common.errors import UserError
+
+                    raise UserError(
+                        f"training diverged at step {gstep} ({values}); lower "
+                        "train.learning_rate or use train.precision=float32")
+                if cfg.checkpoint_every_steps and gstep % cfg.checkpoint_every_steps == 0 and step + 1 < steps:
+                    self.save()
+            bar.close()
+            elapsed = time.perf_counter() - t0
+            record = {"kind": "epoch", "epoch": epoch + 1, "step": int(self.global_step.numpy()),
+                      **{k: v / max(n, 1) for k, v in sums.items()},
+                      "examples_per_sec": n * self.global_batch / max(elapsed, 1e-9),
+                      "epoch_seconds": elapsed,
+                      "learning_rate": current_lr(next(iter(self.state.optimizers.values())))
+                      if self.state.optimizers else None}
+            record.update(self.validate())
+            self.epoch.assign(epoch + 1)
+            self.step_in_epoch.assign(0)
+            self.save()
+            self.logger.write(record, "train", epoch + 1)
+            history.append(record)
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items()
+                              if isinstance(v, float) and k not in ("epoch_seconds",))
+            log.info("epoch %d/%d: %s (%.1fs)", epoch + 1, cfg.epochs, shown, elapsed)
+        return history

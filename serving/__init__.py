@@ -1,0 +1,4 @@
+"""SavedModel export, TF Serving configs, the embedded server and clients."""
+import common
+
+common.quiet_import_tensorflow()

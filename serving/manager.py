@@ -1,0 +1,272 @@
+"""Which model versions are loaded: version policies, polling, labels and status.
+
+Mirrors TF Serving's ServerCore with the availability-preserving policy:
+- each model's base path is polled for all-digit version folders;
+- the version policy (latest N / all / specific) says which versions should be served;
+- a new version is loaded (and warmed up) before an old one is unloaded, and an old one is
+  kept while no wanted version could be loaded, so a broken or half-written version never
+  takes down the one being served; the failure is reported in the model status;
+- a failed version is retried when its folder changes (a copy that finishes later).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving.errors import ServingError, invalid, not_found
+from serving.savedmodel import version_dirs
+
+log = logging.getLogger("ksuite.serving")
+
+START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
+
+
+@dataclass
+class VersionState:
+    version: int
+    state: str = START
+    error_code: str = "OK"
+    error_message: str = ""
+    servable: object = None
+    fingerprint: tuple = ()
+
+
+@dataclass
+class ModelState:
+    name: str
+    base_path: Path
+    policy: str = "latest"           # latest | all | specific
+    num_versions: int = 1
+    specific: tuple = ()
+    labels: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)   # int -> VersionState
+    warned_empty: bool = False
+
+
+def _fingerprint(path: Path) -> tuple:
+    """Names, sizes and mtimes of every file: changes while a copy is in progress."""
+    items = []
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            items.append((os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(items))
+
+
+def _entry_from_config(config) -> ModelState:
+    policy = config.model_version_policy
+    kind = policy.WhichOneof("policy_choice") or "latest"
+    num = policy.latest.num_versions if kind == "latest" else 1
+    return ModelState(name=config.name, base_path=Path(config.base_path).expanduser().absolute(),
+                      policy=kind, num_versions=num or 1,
+                      specific=tuple(policy.specific.versions) if kind == "specific" else (),
+                      labels=dict(config.version_labels))
+
+
+class ModelManager:
+    def __init__(self, load_fn, warmup: bool = True, allow_labels_for_unavailable: bool = False,
+                 on_load=None):
+        """load_fn(name, version, path, warmup) -> Servable; on_load(servable) after a load."""
+        self._load_fn = load_fn
+        self._warmup = warmup
+        self._allow_unavailable_labels = allow_labels_for_unavailable
+        self._on_load = on_load
+        self._models: dict[str, ModelState] = {}
+        self._lock = threading.RLock()
+        self._poll_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+
+    # ---- configuration ------------------------------------------------------------------
+    def apply_config(self, model_server_config) -> None:
+        """Serve the models in a ModelServerConfig; models no longer listed are unloaded."""
+        entries = [_entry_from_config(c) for c in model_server_config.model_config_list.config]
+        with self._lock:
+            old = self._models
+            new = {}
+            for entry in entries:
+                if entry.name in old and old[entry.name].base_path == entry.base_path:
+                    entry.versions = old[entry.name].versions
+                new[entry.name] = entry
+            removed = [m for name, m in old.items() if name not in new or new[name].versions is not m.versions]
+            self._models = new
+        for model in removed:
+            for vs in model.versions.values():
+                self._unload(model.name, vs)
+        self.poll()
+        self._check_labels()
+
+    def _check_labels(self) -> None:
+        if self._allow_unavailable_labels:
+            return
+        with self._lock:
+            for model in self._models.values():
+                for label, version in model.labels.items():
+                    vs = model.versions.get(version)
+                    if vs is None or vs.state != AVAILABLE:
+                        log.warning("model %s: label %r points at version %d, which is not available",
+                                    model.name, label, version)
+
+    # ---- polling ------------------------------------------------------------------------
+    def start_polling(self, interval_s: float) -> None:
+        if interval_s <= 0:
+            return
+        self._thread = threading.Thread(target=self._poll_loop, args=(interval_s,),
+                                        name="model-poller", daemon=True)
+        self._thread.start()
+
+    def _poll_loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - the poller must survive anything
+                log.exception("polling the model base paths failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._lock:
+            models = list(self._models.values())
+        for model in models:
+            for vs in model.versions.values():
+                self._unload(model.name, vs)
+
+    def _wanted(self, model: ModelState, present: dict) -> list[int]:
+        if model.policy == "all":
+            return sorted(present)
+        if model.policy == "specific":
+            return sorted(v for v in model.specific if v in present)
+        return sorted(present)[-model.num_versions:]
+
+    def poll(self) -> None:
+        """One pass over every model's base path: load wanted versions, unload the rest."""
+        with self._poll_lock:
+            with self._lock:
+                models = list(self._models.values())
+            for model in models:
+                self._poll_model(model)
+
+    def _poll_model(self, model: ModelState) -> None:
+        present = version_dirs(model.base_path)
+        if not present and not model.warned_empty:
+            log.warning("no versions of model %s found under base path %s", model.name, model.base_path)
+            model.warned_empty = True
+        wanted = self._wanted(model, present)
+        for version in wanted:
+            vs = model.versions.get(version)
+            path = present[version]
+            if vs is not None and vs.state == AVAILABLE:
+                continue
+            fingerprint = _fingerprint(path)
+            if vs is not None and vs.error_code != "OK" and vs.fingerprint == fingerprint:
+                continue  # failed before and nothing changed since: don't retry in a loop
+            self._load(model, version, path, fingerprint)
+        # Availability preserving: drop unwanted versions only once a wanted one serves.
+        with self._lock:
+            serving_wanted = any(model.versions.get(v) is not None and model.versions[v].state == AVAILABLE
+                                 for v in wanted)
+            extra = [vs for v, vs in model.versions.items() if v not in wanted and vs.state == AVAILABLE]
+        if serving_wanted or not present:
+            for vs in extra:
+                self._unload(model.name, vs)
+
+    def _load(self, model: ModelState, version: int, path: Path, fingerprint: tuple) -> None:
+        vs = VersionState(version=version, state=LOADING, fingerprint=fingerprint)
+        with self._lock:
+            previous = model.versions.get(version)
+            model.versions[version] = vs
+        log.info("loading model %s version %d from %s", model.name, version, path)
+        started = time.monotonic()
+        try:
+            servable = self._load_fn(model.name, version, path, self._warmup)
+        except Exception as exc:  # noqa: BLE001 - any load failure becomes a status
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            code = "NOT_FOUND" if isinstance(exc, FileNotFoundError) else (
+                exc.code if isinstance(exc, ServingError) else "UNKNOWN")
+            with self._lock:
+                vs.state, vs.error_code, vs.error_message = END, code, message
+                if previous is not None and previous.servable is not None:
+                    model.versions[version] = previous
+            log.error("loading model %s version %d failed: %s", model.name, version, message)
+            if self._on_load:
+                self._on_load(model.name, version, None, code)
+            return
+        with self._lock:
+            vs.servable, vs.state = servable, AVAILABLE
+        log.info("model %s version %d is available (%.1f s, %d warm-up requests)", model.name,
+                 version, time.monotonic() - started, getattr(servable, "warmup_count", 0))
+        if self._on_load:
+            self._on_load(model.name, version, servable, "OK")
+
+    def _unload(self, name: str, vs: VersionState) -> None:
+        with self._lock:
+            servable, vs.servable = vs.servable, None
+            if vs.state == AVAILABLE:
+                vs.state = END
+        if servable is not None:
+            log.info("unloaded model %s version %d", name, vs.version)
+            batcher = getattr(servable, "batcher", None)
+            if batcher is not None:
+                batcher.stop()
+
+    # ---- lookups ----------------------------------------------------------------------------
+    def model_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._models)
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None):
+        """The servable a request for (name, version | label | latest) goes to."""
+        if version is not None and label:
+            raise invalid(f"Both model version ({version}) and model version label ({label}) "
+                          "cannot be supplied.")
+        with self._lock:
+            model = self._models.get(name)
+            if label:
+                if model is None or label not in model.labels:
+                    raise invalid(f"Unrecognized servable version label: {label}")
+                version = model.labels[label]
+            if model is not None:
+                if version is None:
+                    available = [v for v, vs in model.versions.items() if vs.state == AVAILABLE]
+                    if available:
+                        return model.versions[max(available)].servable
+                else:
+                    vs = model.versions.get(version)
+                    if vs is not None and vs.state == AVAILABLE:
+                        return vs.servable
+        spec = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+        raise not_found(f"Servable not found for request: {spec}")
+
+    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionState]:
+        """Version states as GetModelStatus reports them (newest first)."""
+        if version is not None and label:
+            raise invalid(f"Both model version ({version}) and model version label ({label}) "
+                          "cannot be supplied.")
+        with self._lock:
+            model = self._models.get(name)
+            if label:
+                if model is None or label not in model.labels:
+                    raise invalid(f"Unrecognized servable version label: {label}")
+                version = model.labels[label]
+            if model is None or not model.versions:
+                raise not_found(f"Could not find any versions of model {name}")
+            if version is not None:
+                vs = model.versions.get(version)
+                if vs is None:
+                    raise not_found(f"Could not find version {version} of model {name}")
+                return [VersionState(**{**vs.__dict__, "servable": None})]
+            return [VersionState(**{**vs.__dict__, "servable": None})
+                    for _, vs in sorted(model.versions.items(), reverse=True)]
+
+    def available(self) -> dict[str, list[int]]:
+        with self._lock:
+            return {name: sorted(v for v, vs in m.versions.items() if vs.state == AVAILABLE)
+                    for name, m in self._models.items()}

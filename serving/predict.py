@@ -1,0 +1,129 @@
+"""`ksuite predict`: run an app's serving signature on user files, locally or on a server.
+
+    ksuite predict --run RUN_DIR img1.png img2.png                  # in-process
+    ksuite predict --export BASE/NAME/3 img1.png                    # a SavedModel
+    ksuite predict --server http://127.0.0.1:8501 --model NAME --run RUN_DIR img1.png
+    ksuite predict --server 127.0.0.1:8500 --grpc --model NAME --input-json request.json
+
+The app's `predict_request(paths, info, cfg)` hook turns files into a request, and
+`render_predictions(paths, outputs, info, out_dir)` draws the results; without them, a
+JSON request (`--input-json`, columnar `inputs`) works for any model.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import common
+from common.errors import UserError
+
+
+def _app_context(run_dir: str | None, export_dir: str | None):
+    """(app, info, cfg) from a run directory or the provenance an export carries."""
+    from common import config as config_lib
+    from common.registry import get_app
+
+    if run_dir:
+        run_dir = Path(run_dir)
+        meta_path = run_dir / "run.json"
+        if not meta_path.exists():
+            raise UserError(f"{run_dir} is not a run directory (no run.json)")
+        meta = json.loads(meta_path.read_text())
+        app = get_app(meta["app"])
+        cfg = config_lib.load_saved(app.presets[meta.get("preset", "default")](), run_dir / "config.yaml")
+        info = json.loads((run_dir / "info.json").read_text())
+        return app, info, cfg
+    if export_dir:
+        prov = Path(export_dir) / "assets.extra" / "ksuite_export.json"
+        if prov.exists():
+            meta = json.loads(prov.read_text())
+            if meta.get("run_dir") and (Path(meta["run_dir"]) / "run.json").exists():
+                return _app_context(meta["run_dir"], None)
+    return None, None, None
+
+
+def build_request(args) -> tuple[str, dict, object, object]:
+    """(signature, inputs, app, info) from --input-json or the app's predict_request hook."""
+    if args.input_json:
+        from serving.loadtest import load_inputs
+
+        signature, inputs = load_inputs(args.input_json, None)
+        return args.signature or signature, inputs, None, None
+    if not args.files:
+        raise UserError("give input files (for the app's predict_request) or --input-json REQUEST.json")
+    for path in args.files:
+        if not Path(path).exists():
+            raise UserError(f"input file {path} does not exist")
+    app, info, cfg = _app_context(args.run, args.export)
+    if app is None:
+        raise UserError("to turn files into a request, pass --run RUN_DIR (or an --export written by "
+                        "`ksuite export`, which records its run); or send --input-json")
+    if not hasattr(app, "predict_request"):
+        raise UserError(f"app {app.name} has no predict_request hook; send --input-json REQUEST.json")
+    signature, inputs = app.predict_request(list(args.files), info, cfg)
+    return args.signature or signature, inputs, app, info
+
+
+def _local_outputs(args, signature, inputs):
+    from serving.servable import Servable
+    from serving.savedmodel import require_saved_model
+
+    if args.export:
+        export_dir = require_saved_model(args.export)
+        servable = Servable.load("local", 0, export_dir, warmup=False)
+        return servable.predict(signature, inputs)[1]
+    from common.run import load_run
+
+    run = load_run(args.run)
+    archive = run.app.export_archive(run.state, run.info, run.cfg)
+    with tempfile.TemporaryDirectory(prefix="ksuite-predict-") as tmp:
+        archive.write_out(tmp, verbose=False)
+        servable = Servable.load("local", 0, Path(tmp), warmup=False)
+        return servable.predict(signature, inputs)[1]
+
+
+def _server_outputs(args, signature, inputs):
+    from serving.client import GrpcClient, RestClient, ServingClientError
+
+    if not args.model:
+        raise UserError("--server needs --model NAME (the served model's name)")
+    try:
+        if args.grpc:
+            client = GrpcClient(args.server, timeout=args.timeout)
+        else:
+            client = RestClient(args.server, timeout=args.timeout)
+        return client.predict(args.model, inputs, signature_name=signature, version=args.version,
+                              label=args.label)
+    except ServingClientError as exc:
+        raise UserError(f"the server refused the request: {exc}") from None
+
+
+def run_predict(args) -> int:
+    common.quiet_import_tensorflow()
+    if not (args.server or args.run or args.export):
+        raise UserError("say where to run: --run RUN_DIR, --export BASE/NAME/VERSION or --server URL")
+    signature, inputs, app, info = build_request(args)
+    outputs = _server_outputs(args, signature, inputs) if args.server else _local_outputs(args, signature, inputs)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    printable = {}
+    for key, value in sorted(outputs.items()):
+        value = np.asarray(value)
+        if value.dtype == object:
+            printable[key] = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value.reshape(-1)]
+            printable[key] = np.array(printable[key], dtype=object).reshape(value.shape).tolist()
+        else:
+            printable[key] = value.tolist()
+        print(f"{key}: {value.dtype} {list(value.shape)}")
+    from common.runlog import write_json_atomic
+
+    write_json_atomic(out_dir / "predictions.json", {"signature_name": signature or "serving_default",
+                                                     "outputs": printable})
+    print(f"outputs: {out_dir / 'predictions.json'}")
+    if app is not None and hasattr(app, "render_predictions") and args.files:
+        for path in app.render_predictions(list(args.files), outputs, info, out_dir):
+            print(f"rendered: {path}")
+    return 0

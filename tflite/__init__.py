@@ -1,0 +1,4 @@
+"""TFLite (LiteRT) conversion, quantization, parity reports and benchmarks."""
+import common
+
+common.quiet_import_tensorflow()
