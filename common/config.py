@@ -55,7 +55,15 @@ class TrainConfig:
 
 
 def to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
+    """Plain nested dict (tuples as lists), exactly what a YAML round trip gives back."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(cfg))
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -84,8 +84,9 @@ def make_strategy(name: str = "auto", cpu_devices: int = 0, tpu: str = ""):
 
 def describe(strategy) -> str:
     kind = type(strategy).__name__
-    if kind == "_DefaultDistributionStrategy":
-        kind = "default"
+    # TF's class names are not the public ones.
+    kind = {"_DefaultDistributionStrategy": "default",
+            "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}.get(kind, kind)
     return f"{kind} with {strategy.num_replicas_in_sync} replica(s)"
 
 

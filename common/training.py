@@ -38,6 +38,17 @@ def apply_gradients(tape, loss, variables, optimizer, clip_norm: float = 0.0):
     return grads
 
 
+def sync_batch_norm() -> bool:
+    """True when models are being built for several replicas.
+
+    Apps pass it as BatchNormalization(synchronized=...): batch statistics are then
+    all-reduced across replicas, so every replica (and every worker) updates the moving
+    mean/variance identically. Without it, MultiWorkerMirroredStrategy workers end with
+    different moving statistics (seen here: identical kernels, different BN moving means).
+    """
+    return tf.distribute.get_strategy().num_replicas_in_sync > 1
+
+
 def make_optimizer(train_cfg, total_steps: int):
     """Adam/AdamW/SGD with optional warm-up + cosine decay, loss-scaled under float16."""
     lr = train_cfg.learning_rate
