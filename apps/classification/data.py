@@ -54,7 +54,8 @@ def _folder_splits(cfg):
 
     out = {}
     for split, (paths, labels) in lists.items():
-        ds = tf.data.Dataset.from_tensor_slices((paths, labels)).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.constant(labels, tf.int64)))
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
         out[split] = (ds.cache() if cfg.data.cache else ds), len(paths)
     return out, names
 
