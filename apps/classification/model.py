@@ -14,6 +14,11 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 
+# Moving statistics follow the weights faster than Keras' 0.99 default: short runs (smoke,
+# fine-tuning) otherwise evaluate with nearly-initial statistics and look untrained.
+BN_MOMENTUM = 0.9
+
+
 def _make_divisible(value: float, divisor: int = 8) -> int:
     """Round channels to a multiple of 8 (keeps vector units busy), never below 90%."""
     new = max(divisor, int(value + divisor / 2) // divisor * divisor)
@@ -22,7 +27,7 @@ def _make_divisible(value: float, divisor: int = 8) -> int:
 
 def _conv_bn(x, filters, kernel=3, strides=1, activation="relu", name=None):
     x = layers.Conv2D(filters, kernel, strides, padding="same", use_bias=False, name=name and f"{name}_conv")(x)
-    x = layers.BatchNormalization(synchronized=sync_batch_norm(), name=name and f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=name and f"{name}_bn")(x)
     return layers.Activation(activation, name=name and f"{name}_act")(x) if activation else x
 
 
@@ -53,7 +58,7 @@ def _inverted_residual(x, expansion, filters, strides, name):
     if expansion != 1:
         y = _conv_bn(y, in_ch * expansion, 1, activation="relu6", name=f"{name}_expand")
     y = layers.DepthwiseConv2D(3, strides, padding="same", use_bias=False, name=f"{name}_dw")(y)
-    y = layers.BatchNormalization(synchronized=sync_batch_norm(), name=f"{name}_dw_bn")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=f"{name}_dw_bn")(y)
     y = layers.Activation("relu6", name=f"{name}_dw_act")(y)
     y = _conv_bn(y, filters, 1, activation=None, name=f"{name}_project")
     if strides == 1 and in_ch == filters:
