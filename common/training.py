@@ -237,15 +237,14 @@ class Trainer:
             n = 0
             t0 = time.perf_counter()
             bar = progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", self.ctx.is_chief, initial=start)
+            gstep = int(self.global_step.numpy())
             for step in range(start, steps):
                 out = self._train_fn(dist)
                 values = {k: float(v) for k, v in out.items()}
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
                 n += 1
-                self.step_in_epoch.assign(step + 1)
-                self.global_step.assign_add(1)
-                gstep = int(self.global_step.numpy())
+                gstep += 1
                 elapsed = time.perf_counter() - t0
                 rate = n * self.global_batch / max(elapsed, 1e-9)
                 bar.update(1)
@@ -260,7 +259,11 @@ class Trainer:
                         f"training diverged at step {gstep} ({values}); lower "
                         "train.learning_rate or use train.precision=float32")
                 if cfg.checkpoint_every_steps and gstep % cfg.checkpoint_every_steps == 0 and step + 1 < steps:
+                    # the counters live in Python during the epoch; the checkpoint needs them
+                    self.step_in_epoch.assign(step + 1)
+                    self.global_step.assign(gstep)
                     self.save()
+            self.global_step.assign(gstep)
             bar.close()
             elapsed = time.perf_counter() - t0
             record = {"kind": "epoch", "epoch": epoch + 1, "step": int(self.global_step.numpy()),

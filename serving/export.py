@@ -159,6 +159,13 @@ def export_run(run_dir: str | Path, base: str | Path, name: str | None = None,
     """Export the run in `run_dir` to BASE/NAME/<version>; returns the version directory."""
     from common.run import load_run
 
+    meta_path = Path(run_dir) / "run.json"
+    if meta_path.exists():  # refuse an existing version before the slow model rebuild
+        name = name or json.loads(meta_path.read_text()).get("app")
+        if name and version is not None and (Path(base) / name / str(version)).exists():
+            raise UserError(f"{Path(base) / name / str(version)} already exists; refusing to overwrite a "
+                            f"published version. Omit --version to use the next free one "
+                            f"({next_version(Path(base) / name)})")
     run = load_run(run_dir)
     name = name or run.app.name
     archive = run.app.export_archive(run.state, run.info, run.cfg)

@@ -57,7 +57,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
         try:
             self._reload_config(request.config)
-        except Exception as exc:  # noqa: BLE001 - reported to the caller
+        except ServingError as exc:
+            context.abort(exc.grpc_code(), exc.message)
+        except Exception as exc:  # noqa: BLE001 - a config the user must fix
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         response = model_management_pb2.ReloadConfigResponse()
         response.status.error_code = 0

@@ -47,7 +47,7 @@ def run_load(make_caller, concurrency: int, requests: int | None = None, duratio
     if progress_desc:
         from common.runlog import progress
 
-        bar = progress(requests or 0, progress_desc, unit="req")
+        bar = progress(requests, progress_desc, unit="req")
 
     def take_ticket() -> bool:
         with lock:

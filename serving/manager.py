@@ -86,7 +86,12 @@ class ModelManager:
 
     # ---- configuration ------------------------------------------------------------------
     def apply_config(self, model_server_config) -> None:
-        """Serve the models in a ModelServerConfig; models no longer listed are unloaded."""
+        """Serve the models in a ModelServerConfig; models no longer listed are unloaded.
+
+        As in TF Serving, a version label may only name a version that is loaded (unless
+        allow_labels_for_unavailable): otherwise the new labels are refused, the previous
+        ones stay, and FAILED_PRECONDITION is raised after the versions were updated.
+        """
         entries = [_entry_from_config(c) for c in model_server_config.model_config_list.config]
         with self._lock:
             old = self._models
@@ -96,23 +101,30 @@ class ModelManager:
                     entry.versions = old[entry.name].versions
                 new[entry.name] = entry
             removed = [m for name, m in old.items() if name not in new or new[name].versions is not m.versions]
+            wanted_labels = {name: dict(m.labels) for name, m in new.items()}
+            for name, model in new.items():  # labels take effect only once validated
+                model.labels = dict(old[name].labels) if name in old and old[name].versions is model.versions else {}
             self._models = new
         for model in removed:
             for vs in model.versions.values():
                 self._unload(model.name, vs)
         self.poll()
-        self._check_labels()
+        self._apply_labels(wanted_labels)
 
-    def _check_labels(self) -> None:
-        if self._allow_unavailable_labels:
-            return
+    def _apply_labels(self, wanted: dict) -> None:
         with self._lock:
-            for model in self._models.values():
-                for label, version in model.labels.items():
+            problems = []
+            for name, labels in wanted.items():
+                model = self._models[name]
+                for label, version in sorted(labels.items()):
                     vs = model.versions.get(version)
-                    if vs is None or vs.state != AVAILABLE:
-                        log.warning("model %s: label %r points at version %d, which is not available",
-                                    model.name, label, version)
+                    if not self._allow_unavailable_labels and (vs is None or vs.state != AVAILABLE):
+                        problems.append(f"Request to assign label {label} to version {version} of model "
+                                        f"{name}, which is not currently available for inference")
+                if not problems:
+                    model.labels = dict(labels)
+            if problems:
+                raise ServingError("FAILED_PRECONDITION", "; ".join(problems))
 
     # ---- polling ------------------------------------------------------------------------
     def start_polling(self, interval_s: float) -> None:
@@ -157,7 +169,11 @@ class ModelManager:
     def _poll_model(self, model: ModelState) -> None:
         present = version_dirs(model.base_path)
         if not present and not model.warned_empty:
-            log.warning("no versions of model %s found under base path %s", model.name, model.base_path)
+            nested = sorted(c.name for c in model.base_path.iterdir() if version_dirs(c)) \
+                if model.base_path.is_dir() else []
+            hint = (f"; it holds model folders {nested}: point the base path at one of them"
+                    if nested else "; waiting for a numbered version folder")
+            log.warning("no versions of model %s found under base path %s%s", model.name, model.base_path, hint)
             model.warned_empty = True
         wanted = self._wanted(model, present)
         for version in wanted:

@@ -155,6 +155,7 @@ class ModelServer:
         tf = common.quiet_import_tensorflow()
         from serving.configs import read_monitoring_config
         from serving.core import ServerCore
+        from serving.errors import ServingError
         from serving.grpc_service import make_grpc_server
         from serving.rest import RestServer
 
@@ -170,7 +171,12 @@ class ModelServer:
         self.core = ServerCore(batching=self._batching(), warmup=o.enable_model_warmup,
                                allow_labels_for_unavailable=o.allow_version_labels_for_unavailable_models)
         # Like tensorflow_model_server: load the initial models before opening the ports.
-        self.core.manager.apply_config(config)
+        try:
+            self.core.manager.apply_config(config)
+        except ServingError as exc:
+            self.core.manager.stop()
+            raise UserError(f"model config: {exc.message} (pass "
+                            "--allow_version_labels_for_unavailable_models to allow that)") from None
         self.core.manager.start_polling(o.file_system_poll_wait_seconds)
         try:
             self.grpc, self.grpc_port = make_grpc_server(

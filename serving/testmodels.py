@@ -124,3 +124,40 @@ def expected_example_scores(x: np.ndarray) -> np.ndarray:
     logits = np.asarray(x, np.float32) @ EXAMPLE_WEIGHTS
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def write_keras_cnn(export_dir: str | Path, image_size: int = 32, seed: int = 0) -> Path:
+    """A small CNN (images [N,S,S,3] float32 -> probabilities, class_ids) for benchmarks:
+    enough compute per row that batching matters, unlike the 4-feature toy."""
+    tf = common.quiet_import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input((image_size, image_size, 3)),
+        layers.Rescaling(1 / 255.0),
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(10, activation="softmax"),
+    ])
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serving_default(images):
+        probabilities = model(images, training=False)
+        return {"probabilities": probabilities, "class_ids": tf.argmax(probabilities, axis=-1)}
+
+    archive.add_endpoint("serving_default", serving_default, input_signature=[
+        tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")])
+    archive.write_out(str(export_dir), verbose=False)
+    return Path(export_dir)
+
+
+def cnn_samples(image_size: int = 32, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"serving_default": [{"images": rng.uniform(0, 255, (1, image_size, image_size, 3)).astype(np.float32)}]}

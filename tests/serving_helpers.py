@@ -6,6 +6,7 @@ in-process, which is cheap because the test process already has TensorFlow) or a
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -28,6 +29,7 @@ def model_store() -> Path:
     from serving.testmodels import publish_keras_toy, write_tf1_examples_model
 
     base = Path(tempfile.mkdtemp(prefix="ksuite-serving-models-"))
+    atexit.register(shutil.rmtree, base, True)
     publish_keras_toy(base, "toy", seed=1, version=1)
     publish_keras_toy(base, "toy", seed=2, version=2)
     write_tf1_examples_model(base / "ex" / "1")

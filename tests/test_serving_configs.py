@@ -189,3 +189,17 @@ def test_deploy_manifests_parse_and_probe_model_status():
     assert configs.read_monitoring_config(deploy / "monitoring.config")
     config_map = kinds["ConfigMap"]["data"]
     assert config_map["models.config"].strip() == (deploy / "models.config").read_text().strip()
+
+
+def test_serving_config_command(tmp_path, capsys):
+    from common.cli import main
+
+    out = tmp_path / "models.config"
+    assert main(["serving-config", "models", "--out", str(out), "--model",
+                 "cls=/models/cls,policy=specific:1:2,label:stable=1,label:canary=2"]) == 0
+    config = configs.read_models_config(out)
+    assert dict(config.model_config_list.config[0].version_labels) == {"stable": 1, "canary": 2}
+    assert main(["serving-config", "batching", "--out", str(tmp_path / "b.txt"), "--max-batch-size", "32",
+                 "--allowed-batch-sizes", "8", "16"]) == 2
+    assert "must equal max_batch_size" in capsys.readouterr().err
+    assert not (tmp_path / "b.txt").exists()

@@ -87,6 +87,10 @@ def _metadata(run, target, conversion, path: Path, calibration_requested: int) -
     try:
         runner = LiteRTSignature(conversion.model, target.signature, num_threads=1)
         meta["inputs"], meta["outputs"] = _tensor_details(runner.inputs), _tensor_details(runner.outputs)
+        dynamic = [n for n, d in runner.inputs.items() if any(int(x) < 0 for x in d["shape_signature"])]
+        if dynamic:  # DESIGN.md §8: dynamic dims break Conv2D conversion and slow every runtime
+            log.warning("%s: input(s) %s have dynamic dimensions; TFLite targets should use fixed shapes",
+                        path.name, ", ".join(dynamic))
     except UserError as error:  # Flex models do not load in this interpreter
         meta["inputs"] = meta["outputs"] = None
         meta["load_error"] = str(error)

@@ -6,6 +6,12 @@ from pathlib import Path
 
 from common.runlog import write_json_atomic
 
+# One colour per mode, the same in every report.
+MODES_ORDER = ("float32", "dynamic", "float16", "int8", "int16x8")
+MODE_COLORS = {"float32": "tab:blue", "dynamic": "tab:orange", "float16": "tab:green",
+               "int8": "tab:red", "int16x8": "tab:purple"}
+MODE_MARKERS = {"float32": "o", "dynamic": "s", "float16": "^", "int8": "D", "int16x8": "v"}
+
 
 def primary_metric(report: dict) -> str | None:
     """The first metric the app's tflite_evaluate returned (top1 for the classifier)."""
@@ -76,21 +82,20 @@ def plot(report: dict, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     targets = report["targets"]
-    fig, axes = plt.subplots(1, len(targets), figsize=(6.4 * len(targets), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(targets), figsize=(9.5 * len(targets), 4.4), squeeze=False)
     for ax, target in zip(axes.flat, targets):
         rows = [r for r in target["modes"] if "metrics" in r and metric in r["metrics"]]
-        # Neighbouring modes often have near-equal size and metric: alternate the labels
-        # above and below their markers so they stay readable.
-        for rank, row in enumerate(sorted(rows, key=lambda r: r["size_bytes"])):
+        # Modes often land on nearly the same point: name them in the legend, not on the plot.
+        for row in sorted(rows, key=lambda r: MODES_ORDER.index(r["mode"]) if r["mode"] in MODES_ORDER else 99):
             size = row["size_bytes"] / 1024
-            ax.scatter(size, row["metrics"][metric], s=60, zorder=3)
-            label = row["mode"] + (f" ({row['io_type']} I/O)" if row["io_type"] != "float32" else "")
-            ax.annotate(label, (size, row["metrics"][metric]), textcoords="offset points",
-                        xytext=(6, 8 if rank % 2 == 0 else -14), fontsize=9)
+            io = f", {row['io_type']} I/O" if row["io_type"] != "float32" else ""
+            ax.scatter(size, row["metrics"][metric], s=70, zorder=3, alpha=0.85,
+                       color=MODE_COLORS.get(row["mode"]), marker=MODE_MARKERS.get(row["mode"], "o"),
+                       label=f"{row['mode']}{io}: {size:.0f} KB, {row['metrics'][metric]:.4f}")
         keras_value = target["keras"]["metrics"].get(metric)
         if keras_value is not None:
-            ax.axhline(keras_value, color="gray", ls="--", lw=1, label=f"Keras {metric} {keras_value:.4f}")
-            ax.legend(loc="lower right", fontsize=9)
+            ax.axhline(keras_value, color="gray", ls="--", lw=1, label=f"Keras: {keras_value:.4f}")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
         values = [r["metrics"][metric] for r in rows] + ([keras_value] if keras_value is not None else [])
         if values:
             span = max(values) - min(values)

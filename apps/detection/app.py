@@ -50,9 +50,8 @@ class DetectionApp(App):
         if cfg.train.steps_per_epoch:
             steps = min(steps, cfg.train.steps_per_epoch) if steps else 0
 
-        def train_epoch(epoch: int):
-            return data_lib.train_dataset(train, cfg.data, cfg.train.batch_size, cfg.train.seed,
-                                          epoch, cfg.train.epochs)
+        train_epoch = data_lib.TrainPipeline(train, cfg.data, cfg.train.batch_size,
+                                             cfg.train.seed, cfg.train.epochs)
 
         val = splits.get("val")
         test = splits.get("test") or val
@@ -116,3 +115,107 @@ class DetectionApp(App):
         n = tf.cast(tf.shape(batch["images"])[0], tf.float32)
         loss, parts = self._loss(state, batch, training=False)
         return {"loss": loss * n, **{k: v * n for k, v in parts.items()}, "count": n}
+
+    # ---- evaluation ------------------------------------------------------------------
+    def _split(self, data, name):
+        splits = getattr(data, "splits", None)
+        if splits is None:
+            raise UserError("these datasets were not built by the detection app")
+        split = splits.get(name)
+        if split is None or not len(split):
+            split = splits.get("val") if name == "test" else None
+        if split is None or not len(split):
+            raise UserError(f"the dataset has no {name} images to evaluate on; add a {name}: "
+                            "entry to data.yaml")
+        return split
+
+    def evaluate(self, state, data, cfg, run_dir) -> dict:
+        from apps.detection.evaluate import evaluate_model
+
+        self._cfg = cfg
+        metrics = evaluate_model(state.model, self._split(data, "test"), cfg, data.info, run_dir)
+        log.info("test mAP@[.5:.95] %.4f, mAP@.5 %.4f, mAP@.75 %.4f on %d images",
+                 metrics["map_50_95"], metrics["map_50"], metrics["map_75"], metrics["num_images"])
+        return metrics
+
+    # ---- deployment ------------------------------------------------------------------
+    def export_archive(self, state, info: dict, cfg):
+        from apps.detection.export import serving_archive
+
+        return serving_archive(state.model, info, cfg)
+
+    def sample_requests(self, data, info: dict, cfg) -> dict:
+        from apps.detection.export import png_bytes
+
+        split = self._split(data, "test")
+        encoded = np.array([png_bytes(split.images[i]) for i in range(min(2, len(split)))], dtype=object)
+        return {"serving_default": [{"images": encoded}]}
+
+    def predict_request(self, paths, info, cfg):
+        from pathlib import Path
+
+        from common.images import is_readable_image
+
+        blobs = []
+        for p in paths:
+            path = Path(p)
+            if not path.is_file():
+                raise UserError(f"{p}: no such image file; pass paths of JPEG/PNG/BMP/GIF images")
+            blob = path.read_bytes()
+            if not is_readable_image(blob):
+                raise UserError(f"{p}: not a readable JPEG/PNG/BMP/GIF image")
+            blobs.append(blob)
+        return "serving_default", {"images": np.array(blobs, dtype=object)}
+
+    def render_predictions(self, paths, outputs, info, out_dir) -> list:
+        """One PNG per input: the original image with boxes, class names and scores."""
+        from pathlib import Path
+
+        from apps.detection.render import draw_detections, read_rgb, save_png
+
+        written = []
+        names = info["class_names"]
+        for i, p in enumerate(paths):
+            image = read_rgb(p)
+            if image is None:
+                continue
+            n = int(np.asarray(outputs["num_detections"])[i])
+            img = draw_detections(image, np.asarray(outputs["boxes"])[i, :n],
+                                  np.asarray(outputs["scores"])[i, :n],
+                                  np.asarray(outputs["classes"])[i, :n], names, thickness=2)
+            written.append(save_png(img, Path(out_dir) / f"{Path(p).stem}_detections.png"))
+        return written
+
+    def tflite_targets(self, state, data, cfg, workdir) -> list:
+        from pathlib import Path
+
+        from apps.detection.export import tflite_archive
+        from common.app import TFLiteTarget
+
+        path = str(Path(workdir) / "detection_fixed")
+        tflite_archive(state.model, data.info, cfg).write_out(path, verbose=False)
+        pipeline = data.train_epoch
+
+        def representative_data():
+            # Calibrate on what the model trains on (augmented training batches).
+            for batch in pipeline(0):
+                for image in batch["images"].numpy():
+                    yield {"images": image[None].astype(np.float32)}
+
+        return [TFLiteTarget(name="detector", saved_model_dir=path, signature="serving_default",
+                             representative_data=representative_data)]
+
+    def tflite_evaluate(self, run_signature, data, cfg, info) -> dict:
+        from apps.detection.metrics import evaluate_detections
+
+        split = self._split(data, "test")
+        preds, gts = [], []
+        for i in range(len(split)):
+            out = run_signature({"images": split.images[i][None].astype(np.float32)})
+            n = int(np.asarray(out["num_detections"]).reshape(-1)[0])
+            preds.append((np.asarray(out["boxes"])[0, :n], np.asarray(out["scores"])[0, :n],
+                          np.asarray(out["classes"])[0, :n].astype(np.int64)))
+            gts.append(split.ground_truth(i))
+        m = evaluate_detections(preds, gts, info["num_classes"], cfg.post.max_detections,
+                                info["class_names"])
+        return {k: m[k] for k in ("map_50_95", "map_50", "map_75")}

@@ -79,7 +79,7 @@ class DetectionConfig:
 def smoke() -> DetectionConfig:
     """Seconds: a tiny model on 64 small images, enough to see the loss fall."""
     return DetectionConfig(
-        data=DataConfig(image_size=64, train_images=64, val_images=16, test_images=16,
+        data=DataConfig(image_size=64, train_images=64, val_images=0, test_images=16,
                         max_objects=3, min_radius=0.12, max_radius=0.3, mosaic=0.5,
                         close_mosaic_epochs=1, max_boxes=8),
         model=ModelConfig(variant="n", reg_max=8),
@@ -91,10 +91,11 @@ def smoke() -> DetectionConfig:
 def default() -> DetectionConfig:
     """About 30 minutes of training on 2 CPU cores (docs/detection.md has the numbers)."""
     return DetectionConfig(
-        data=DataConfig(image_size=128, train_images=6000, val_images=200, test_images=500),
+        data=DataConfig(image_size=128, train_images=4000, val_images=0, test_images=500,
+                        zoom=0.0),
         model=ModelConfig(variant="n"),
-        train=TrainConfig(epochs=12, batch_size=32, learning_rate=2e-3, optimizer="adamw",
-                          weight_decay=5e-4, warmup_steps=200, clip_norm=10.0,
+        train=TrainConfig(epochs=10, batch_size=32, learning_rate=2e-3, optimizer="adamw",
+                          weight_decay=5e-4, warmup_steps=100, clip_norm=10.0,
                           precision="float32"))
 
 

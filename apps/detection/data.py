@@ -136,43 +136,62 @@ def make_augmenters(dcfg, seed: int):
     return layers
 
 
-def train_dataset(split: Split, dcfg, batch_size: int, seed: int, epoch: int, epochs: int):
-    """One epoch: shuffled by (seed, epoch), mosaic with probability data.mosaic (off in the
-    last data.close_mosaic_epochs epochs), then flip/translate/zoom on whole batches."""
-    n = len(split)
-    size, max_boxes = dcfg.image_size, dcfg.max_boxes
-    base = epoch_seed(seed, epoch)
-    use_mosaic = dcfg.mosaic > 0 and epoch < epochs - dcfg.close_mosaic_epochs
-    ds = _to_tensors(split).shuffle(n, seed=base, reshuffle_each_iteration=False)
-    if use_mosaic:
-        # Partners for the mosaic: three more independently shuffled passes.
-        partners = [_to_tensors(split).shuffle(n, seed=base + k, reshuffle_each_iteration=False)
-                    for k in (1, 2, 3)]
-        indices = tf.data.Dataset.range(n)
-        ds = tf.data.Dataset.zip((indices, ds, *partners))
+class TrainPipeline:
+    """Builds each epoch's dataset from one in-memory copy of the training split.
 
-        def maybe_mosaic(i, *examples):
-            s = tf.stack([tf.cast(base % 100003, tf.int64), i])
-            stacked = {k: tf.stack([e[k] for e in examples]) for k in examples[0]}
-            coin = tf.random.stateless_uniform([], s)
-            mixed = mosaic(_as_float(stacked), size, max_boxes, s + 1)
-            return tf.cond(coin < dcfg.mosaic, lambda: mixed, lambda: _as_float(examples[0]))
+    Epochs shuffle indices, not images, so the arrays are neither copied into shuffle
+    buffers nor embedded again in every epoch's graph.
+    """
 
-        ds = ds.map(maybe_mosaic, num_parallel_calls=AUTOTUNE, deterministic=True)
-    else:
-        ds = ds.map(_as_float, num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=True)
-    augmenters = make_augmenters(dcfg, base % 10007)
-    if augmenters:
-        def augment(batch):
-            data = {"images": batch["images"],
-                    "bounding_boxes": {"boxes": batch["boxes"],
-                                       "labels": tf.cast(batch["classes"], tf.int32)}}
-            for layer in augmenters:
-                data = layer(data, training=True)
-            boxes, classes = filter_boxes(data["bounding_boxes"]["boxes"], batch["classes"],
-                                          float(size))
-            return {"images": data["images"], "boxes": boxes, "classes": classes}
+    def __init__(self, split: Split, dcfg, batch_size: int, seed: int, epochs: int):
+        self.n = len(split)
+        self.dcfg, self.batch_size, self.seed, self.epochs = dcfg, batch_size, seed, epochs
+        self.images = tf.constant(split.images)
+        self.boxes = tf.constant(split.boxes)
+        self.classes = tf.constant(split.classes)
+        self.augmenters = make_augmenters(dcfg, seed)
 
-        ds = ds.map(augment, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return ds.prefetch(AUTOTUNE)
+    def _example(self, i):
+        return {"images": tf.cast(tf.gather(self.images, i), tf.float32),
+                "boxes": tf.gather(self.boxes, i), "classes": tf.gather(self.classes, i)}
+
+    def _order(self, seed: int):
+        return tf.data.Dataset.range(self.n).shuffle(self.n, seed=seed, reshuffle_each_iteration=False)
+
+    def __call__(self, epoch: int):
+        """One epoch: shuffled by (seed, epoch); mosaic with probability data.mosaic (off in
+        the last data.close_mosaic_epochs epochs); flip/translate/zoom on whole batches."""
+        dcfg = self.dcfg
+        size, max_boxes = dcfg.image_size, dcfg.max_boxes
+        base = epoch_seed(self.seed, epoch)
+        use_mosaic = dcfg.mosaic > 0 and epoch < self.epochs - dcfg.close_mosaic_epochs
+        if use_mosaic:
+            # Partners for the mosaic: three more independently shuffled orders.
+            ds = tf.data.Dataset.zip((tf.data.Dataset.range(self.n),
+                                      *[self._order(base + k) for k in range(4)]))
+
+            def maybe_mosaic(pos, *idx):
+                s = tf.stack([tf.constant(base % 100003, tf.int64), pos])
+                first = self._example(idx[0])
+                coin = tf.random.stateless_uniform([], s)
+                return tf.cond(coin < dcfg.mosaic,
+                               lambda: mosaic(self._example(tf.stack(idx)), size, max_boxes, s + 1),
+                               lambda: first)
+
+            ds = ds.map(maybe_mosaic, num_parallel_calls=AUTOTUNE, deterministic=True)
+        else:
+            ds = self._order(base).map(self._example, num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.batch(self.batch_size, drop_remainder=True)
+        if self.augmenters:
+            ds = ds.map(self._augment, num_parallel_calls=AUTOTUNE, deterministic=True)
+        return ds.prefetch(AUTOTUNE)
+
+    def _augment(self, batch):
+        data = {"images": batch["images"],
+                "bounding_boxes": {"boxes": batch["boxes"],
+                                   "labels": tf.cast(batch["classes"], tf.int32)}}
+        for layer in self.augmenters:
+            data = layer(data, training=True)
+        boxes, classes = filter_boxes(data["bounding_boxes"]["boxes"], batch["classes"],
+                                      float(self.dcfg.image_size))
+        return {"images": data["images"], "boxes": boxes, "classes": classes}

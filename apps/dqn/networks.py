@@ -27,6 +27,7 @@ class DuelingQ(layers.Layer):
 
 
 def build_q_network(agent_cfg, obs_shape, obs_dtype: str, num_actions: int, name: str):
+    num_actions = int(num_actions)
     input_name = "frames" if agent_cfg.network == "nature_cnn" else "observation"
     inputs = keras.Input(tuple(obs_shape), dtype=obs_dtype, name=input_name)
     hidden = list(agent_cfg.hidden_units) or [512]
