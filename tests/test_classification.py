@@ -136,3 +136,26 @@ def test_mobilenet_v2_width_multiplier_scales_parameters():
     assert any(l.__class__.__name__ == "DepthwiseConv2D" for l in narrow.layers)
     assert wide.count_params() > 1.5 * narrow.count_params()
     assert narrow(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 8)
+
+
+def test_keras_hub_backbone_from_a_local_preset(tmp_path):
+    """The hub path with no network: a preset saved to disk loads, with its weights."""
+    import keras_hub
+
+    from apps.classification.model import build_classifier
+
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 32],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+        use_pre_activation=False, image_shape=(None, None, 3))
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    cfg = config.resolve(APP.presets, "smoke", overrides=[
+        f"model.arch=hub:{tmp_path / 'preset'}", "model.pretrained=true"])
+    model = build_classifier(cfg.model, 32, 8)
+    assert model(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 8)
+    loaded = [l for l in model.layers if isinstance(l, keras_hub.models.Backbone)][0]
+    for a, b in zip(loaded.weights, backbone.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    bad = config.merge(cfg, {"model": {"arch": f"hub:{tmp_path / 'missing'}"}})
+    with pytest.raises(UserError, match="could not load keras-hub preset"):
+        build_classifier(bad.model, 32, 8)

@@ -100,4 +100,5 @@ def build_classifier(cfg, image_size: int, num_classes: int) -> keras.Model:
     if cfg.dropout:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
     logits = layers.Dense(num_classes, dtype="float32", name="logits")(x)
-    return keras.Model(inputs, logits, name=f"classifier_{cfg.arch.replace(':', '_')}")
+    arch = "hub" if cfg.arch.startswith("hub:") else cfg.arch
+    return keras.Model(inputs, logits, name=f"classifier_{arch}")
