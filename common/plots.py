@@ -15,6 +15,17 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Lay out, write the PNG (creating its folder) and free the figure."""
+    plt = _pyplot()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_training_curves(records: list[dict], path: str | Path) -> Path | None:
     """One panel per metric logged at epoch end (train and val side by side)."""
     epochs = [r for r in records if r.get("kind") == "epoch"]
@@ -36,12 +47,7 @@ def plot_training_curves(records: list[dict], path: str | Path) -> Path | None:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str | Path,
@@ -65,9 +71,4 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str 
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

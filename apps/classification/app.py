@@ -142,7 +142,7 @@ class ClassificationApp(App):
 
     def render_predictions(self, paths, outputs, info, out_dir):
         """A contact sheet: each input with its predicted class and confidence."""
-        from common.plots import _pyplot
+        from common.plots import _pyplot, save_figure
 
         plt = _pyplot()
         n = len(paths)
@@ -155,12 +155,7 @@ class ClassificationApp(App):
             ax.imshow(plt.imread(path) if str(path).lower().endswith(".png") else _read_rgb(path))
             label = name.decode() if isinstance(name, bytes) else str(name)
             ax.set_title(f"{label} {float(np.max(probs)):.0%}", fontsize=9)
-        out = Path(out_dir) / "predictions.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout()
-        fig.savefig(out, dpi=90)
-        plt.close(fig)
-        return [str(out)]
+        return [str(save_figure(fig, Path(out_dir) / "predictions.png", dpi=90))]
 
     # ---- TFLite -------------------------------------------------------------------------
     def tflite_targets(self, state, data, cfg, workdir):
