@@ -1,4 +1,2 @@
 """The applications; each folder exposes `APP`, an `common.app.App`."""
-import common
-
-common.quiet_import_tensorflow()
+import common  # noqa: F401  (KERAS_BACKEND and quiet logs before any TensorFlow import)

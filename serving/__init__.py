@@ -1,4 +1,2 @@
 """SavedModel export, TF Serving configs, the embedded server and clients."""
-import common
-
-common.quiet_import_tensorflow()
+import common  # noqa: F401  (KERAS_BACKEND and quiet logs before any TensorFlow import)

@@ -43,7 +43,7 @@ def _cmd_loadtest(args) -> int:
     from serving.loadtest import load_inputs, make_caller_factory, run_load
 
     protocol = "grpc" if args.grpc else "rest"
-    signature, inputs = load_inputs(args.input_json, args.warmup_from)
+    signature, inputs = load_inputs(args.input_json, args.warmup_from, args.signature)
     signature = args.signature or signature
     factory = make_caller_factory(protocol, args.server, args.model, signature, inputs, args.timeout,
                                   args.version, args.label)
@@ -156,7 +156,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("loadtest", help="N concurrent clients; throughput and latency percentiles")
     p.add_argument("--server", required=True, help="REST URL or, with --grpc, host:port")
-    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--concurrency", type=int, default=8, help="client threads, each with its own connection")
     p.add_argument("--requests", type=int, help="total request budget")
     p.add_argument("--duration", type=float, help="time limit in seconds")
     p.add_argument("--warmup-from", metavar="VERSION_DIR", help="send the first warm-up request of this export")
@@ -166,14 +166,19 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("serving-config", help="write models.config, batching_parameters.txt or monitoring.config")
     p.add_argument("kind", choices=["models", "batching", "monitoring"])
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="file to write (atomically)")
     p.add_argument("--model", action="append", default=[], metavar="SPEC",
                    help="models: NAME=BASE_PATH[,policy=latest:N|all|specific:V1:V2][,label:L=V] (repeatable)")
-    p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--batch-timeout-micros", type=int, default=2000)
-    p.add_argument("--max-enqueued-batches", type=int, default=100)
-    p.add_argument("--num-batch-threads", type=int, default=2)
-    p.add_argument("--allowed-batch-sizes", type=int, nargs="*")
-    p.add_argument("--pad-variable-length-inputs", action="store_true")
-    p.add_argument("--metrics-path", default="/monitoring/prometheus/metrics")
+    p.add_argument("--max-batch-size", type=int, default=32, help="batching: largest batch the model runs")
+    p.add_argument("--batch-timeout-micros", type=int, default=2000,
+                   help="batching: longest wait for a batch to fill, in microseconds")
+    p.add_argument("--max-enqueued-batches", type=int, default=100,
+                   help="batching: queue bound in batches (beyond it requests get UNAVAILABLE)")
+    p.add_argument("--num-batch-threads", type=int, default=2, help="batching: threads running batches")
+    p.add_argument("--allowed-batch-sizes", type=int, nargs="*",
+                   help="batching: sizes to pad to, increasing, the last equal to --max-batch-size")
+    p.add_argument("--pad-variable-length-inputs", action="store_true",
+                   help="batching: pad inputs of different lengths (TF Serving option)")
+    p.add_argument("--metrics-path", default="/monitoring/prometheus/metrics",
+                   help="monitoring: URL path of the Prometheus metrics on the REST port")
     p.set_defaults(func=_cmd_config)

@@ -100,8 +100,9 @@ def run_load(make_caller, concurrency: int, requests: int | None = None, duratio
     }
 
 
-def load_inputs(input_json: str | None, warmup_from: str | None) -> tuple[str, dict]:
-    """(signature_name, {input: array}) from a request JSON or an export's warm-up file."""
+def load_inputs(input_json: str | None, warmup_from: str | None, signature: str = "") -> tuple[str, dict]:
+    """(signature_name, {input: array}) from a request JSON or an export's warm-up file
+    (its first record for `signature`, or its first record when no signature is named)."""
     if input_json:
         path = Path(input_json)
         if not path.exists():
@@ -129,8 +130,10 @@ def load_inputs(input_json: str | None, warmup_from: str | None) -> tuple[str, d
         for log in read_warmup_file(path):
             if log.WhichOneof("log_type") == "predict_log":
                 req = log.predict_log.request
+                if signature and (req.model_spec.signature_name or "serving_default") != signature:
+                    continue
                 return req.model_spec.signature_name, {k: tf.make_ndarray(v) for k, v in req.inputs.items()}
-        raise UserError(f"{path} has no predict requests")
+        raise UserError(f"{path} has no predict requests" + (f" for signature {signature!r}" if signature else ""))
     raise UserError("say what to send: --input-json REQUEST.json or --warmup-from BASE/NAME/VERSION")
 
 

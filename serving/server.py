@@ -87,12 +87,15 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
     add("--enable_model_warmup", type=_bool, nargs="?", const=True, default=d.enable_model_warmup,
         help="replay assets.extra/tf_serving_warmup_requests when a version loads")
     add("--allow_version_labels_for_unavailable_models", type=_bool, nargs="?", const=True,
-        default=d.allow_version_labels_for_unavailable_models)
+        default=d.allow_version_labels_for_unavailable_models,
+        help="let version labels name versions that are not loaded (refused by default)")
     add("--max_request_bytes", type=int, default=d.max_request_bytes,
         help="largest REST body / gRPC message accepted (default 64 MiB)")
-    add("--grpc_max_threads", type=int, default=d.grpc_max_threads)
-    add("--tensorflow_intra_op_parallelism", type=int, default=0)
-    add("--tensorflow_inter_op_parallelism", type=int, default=0)
+    add("--grpc_max_threads", type=int, default=d.grpc_max_threads, help="gRPC worker threads")
+    add("--tensorflow_intra_op_parallelism", type=int, default=0,
+        help="threads inside one TensorFlow op (0: TensorFlow's default)")
+    add("--tensorflow_inter_op_parallelism", type=int, default=0,
+        help="TensorFlow ops run in parallel (0: TensorFlow's default)")
     add("--rest_api_num_threads", type=int, default=0, help="accepted for compatibility (thread per connection)")
     add("--rest_api_timeout_in_ms", type=int, default=30000, help="accepted for compatibility")
 

@@ -116,6 +116,8 @@ def test_int8_io_types(dense_model, converted):
     float_io = convert(path, "serving_default", "int8", "float32", calibration, num_calibration=16)
     assert LiteRTSignature(float_io.model).io_types() == {"images": "float32", "probabilities": "float32"}
     assert {"QUANTIZE", "DEQUANTIZE", "FULLY_CONNECTED"} <= set(float_io.ops)
+    as_int16 = convert(path, "serving_default", "int16x8", "int16", calibration, num_calibration=16)
+    assert LiteRTSignature(as_int16.model).io_types() == {"images": "int16", "probabilities": "int16"}
 
 
 def test_int8_io_runs_with_quantized_tensors(dense_model, converted):

@@ -1,4 +1,2 @@
 """TFLite (LiteRT) conversion, quantization, parity reports and benchmarks."""
-import common
-
-common.quiet_import_tensorflow()
+import common  # noqa: F401  (KERAS_BACKEND and quiet logs before any TensorFlow import)

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-import common
+import common  # noqa: F401  (environment before TensorFlow)
 from common.errors import UserError
 
 
