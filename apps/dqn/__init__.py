@@ -4,6 +4,13 @@ See docs/dqn.md. The modules, in reading order: config, wrappers, envs, replay,
 networks, learner, train, evaluation, app (the contract), cli (`ksuite play dqn`),
 bench (`ksuite bench dqn`).
 """
-from apps.dqn.app import DQNApp
 
-APP = DQNApp()
+
+def __getattr__(name):
+    # Built on first use: `ksuite --help` imports apps.dqn.cli without TensorFlow.
+    if name == "APP":
+        from apps.dqn.app import DQNApp
+
+        globals()["APP"] = DQNApp()
+        return globals()["APP"]
+    raise AttributeError(name)

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     p.add_argument("--epsilon", type=float, default=None, help="ε-greedy noise (default: the run's eval.epsilon)")
     p.add_argument("--max-steps", type=int, default=5_000, help="stop the recording after this many agent steps")
     p.add_argument("--fps", type=int, default=15, help="frames per second of the recording (15 = real time with frame skip 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the environment (no-op starts, sticky actions) and of ε-greedy")
     p.set_defaults(func=_cmd_play)
 
 

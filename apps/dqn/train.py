@@ -11,7 +11,6 @@ learns again (documented in docs/dqn.md).
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import deque
 from pathlib import Path
@@ -24,7 +23,7 @@ from apps.dqn.evaluation import epsilon_greedy, run_episodes
 from apps.dqn.learner import Learner
 from apps.dqn.replay import ReplayBuffer
 from common.errors import UserError
-from common.runlog import log, progress
+from common.runlog import log, progress, write_json_atomic
 
 tf = common.quiet_import_tensorflow()
 
@@ -43,12 +42,6 @@ def beta_at(step: int, cfg) -> float:
 
 def newest_frame(obs, stack: int):
     return obs[..., -1] if stack > 1 else obs
-
-
-def _write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 def _sidecar(checkpoint_path: str) -> Path:
@@ -98,7 +91,7 @@ class DQNTrainer:
         number = int(self.env_steps.numpy())
         prefix = str(Path(self.ctx.checkpoint_dir) / f"ckpt-{number}")
         # The sidecar goes first: a checkpoint that exists always has its sidecar.
-        _write_json_atomic(_sidecar(prefix), {"rng": self.rng.bit_generator.state,
+        write_json_atomic(_sidecar(prefix), {"rng": self.rng.bit_generator.state,
                                               "restarts": self.restarts, "best_eval": self.best_eval})
         self.manager.save(checkpoint_number=number)
         kept = {Path(p).name for p in self.manager.checkpoints}
