@@ -1,5 +1,11 @@
 """Object detection: a YOLOv8-style anchor-free detector (docs/detection.md)."""
-import common  # noqa: F401
-from apps.detection.app import DetectionApp
 
-APP = DetectionApp()
+
+def __getattr__(name):
+    # Built on first use: `ksuite --help` imports apps.detection.cli without TensorFlow.
+    if name == "APP":
+        from apps.detection.app import DetectionApp
+
+        globals()["APP"] = DetectionApp()
+        return globals()["APP"]
+    raise AttributeError(name)

@@ -1,0 +1,154 @@
+"""User detection formats: YOLO txt, COCO JSON, Pascal VOC XML via data.yaml; invalid boxes
+are reported with file and line, skipped, and the valid ones survive resizing intact."""
+import json
+import logging
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from apps.detection import formats
+from common.errors import UserError
+from common.shapes import SHAPES, scenes
+
+NAMES = list(SHAPES)
+
+
+def _write_images(folder, n=3, size=80):
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, s in enumerate(scenes(n, size, seed=7, max_objects=3, min_radius=0.1)):
+        img = cv2.resize(s.image, (size + 40, size))  # not square: boxes must scale per axis
+        path = folder / f"img{i}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        boxes = s.boxes * np.float32([(size + 40) / size, 1, (size + 40) / size, 1])
+        out.append((path, boxes, s.classes, (size + 40, size)))
+    return out
+
+
+def _check_loaded(split, truth, image_size):
+    assert len(split) == len(truth)
+    for i, (_, boxes, classes, (w, h)) in enumerate(truth):
+        got_boxes, got_classes = split.ground_truth(i)
+        want = boxes * np.float32([image_size / w, image_size / h] * 2)
+        np.testing.assert_allclose(got_boxes, want, atol=0.02)
+        np.testing.assert_array_equal(got_classes, classes)
+
+
+def test_yolo_with_invalid_lines(tmp_path, caplog, capsys):
+    truth = _write_images(tmp_path / "images" / "train")
+    labels = tmp_path / "labels" / "train"
+    labels.mkdir(parents=True)
+    for path, boxes, classes, (w, h) in truth:
+        lines = [f"{c} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} "
+                 f"{(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}" for b, c in zip(boxes, classes)]
+        (labels / f"{path.stem}.txt").write_text("\n".join(lines) + "\n")
+    bad = labels / "img0.txt"
+    good_lines = bad.read_text().splitlines()
+    bad.write_text("\n".join(good_lines + ["3 1.4 0.5 0.2 0.2",  # outside the image
+                                           "2 0.5 0.5 0.0 0.3",  # zero width
+                                           "9 0.5 0.5 0.2 0.2",  # unknown class
+                                           "1 0.5 0.5"]) + "\n")  # malformed
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(
+        {"path": ".", "train": "images/train", "val": "images/train", "names": NAMES}))
+    with caplog.at_level(logging.WARNING, logger="ksuite"):
+        records, names, report = formats.read_records(tmp_path / "data.yaml")
+    n = len(good_lines)
+    assert [p.split(": ")[0] for p in report.problems[:4]] == [f"{bad}:{n + k}" for k in (1, 2, 3, 4)]
+    assert "outside" in report.problems[0] and "zero" in report.problems[1]
+    assert "unknown class 9" in report.problems[2] and "expected" in report.problems[3]
+    assert "8 invalid boxes" in caplog.text  # 4 bad lines in train + the same 4 in val
+    splits, names = formats.load_dataset(tmp_path / "data.yaml", 64, 8)
+    assert names == NAMES
+    _check_loaded(splits["train"], truth, 64)
+    # `ksuite detection-check` lists the same problems and fails with --strict
+    import argparse
+
+    from apps.detection.cli import _check
+
+    args = argparse.Namespace(data_yaml=str(tmp_path / "data.yaml"), max_lines=50, strict=True)
+    assert _check(args) == 1
+    printed = capsys.readouterr().out
+    assert f"{bad}:{n + 3}: unknown class 9" in printed and "8 invalid boxes" in printed
+
+
+def test_coco_json(tmp_path):
+    truth = _write_images(tmp_path / "imgs")
+    images, anns = [], []
+    for i, (path, boxes, classes, (w, h)) in enumerate(truth):
+        images.append({"id": 10 + i, "file_name": path.name, "width": w, "height": h})
+        for b, c in zip(boxes, classes):
+            anns.append({"id": len(anns) + 1, "image_id": 10 + i, "category_id": int(c) + 1,
+                         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                         "iscrowd": 0})
+    anns.append({"id": 900, "image_id": 10, "category_id": 1, "bbox": [-30, 5, 10, 10], "iscrowd": 0})
+    anns.append({"id": 901, "image_id": 10, "category_id": 77, "bbox": [5, 5, 10, 10], "iscrowd": 0})
+    cats = [{"id": k + 1, "name": n} for k, n in enumerate(NAMES)]
+    ann_file = tmp_path / "imgs" / "instances.json"
+    ann_file.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"train": "imgs/instances.json"}))
+    _, names, report = formats.read_records(tmp_path / "data.yaml")
+    assert names == NAMES
+    k = len(anns) - 2
+    assert report.problems[0].startswith(f"{ann_file}: annotations[{k}] (id 900)")
+    assert "outside" in report.problems[0]
+    assert "unknown class" in report.problems[1] and "(id 901)" in report.problems[1]
+    splits, _ = formats.load_dataset(tmp_path / "data.yaml", 96, 8)
+    _check_loaded(splits["train"], truth, 96)
+
+
+def test_voc_xml(tmp_path):
+    truth = _write_images(tmp_path / "voc" / "JPEGImages")
+    ann_dir = tmp_path / "voc" / "Annotations"
+    ann_dir.mkdir()
+    for path, boxes, classes, (w, h) in truth:
+        objs = "".join(
+            f"<object>\n<name>{NAMES[c]}</name>\n<bndbox><xmin>{b[0] + 1:.3f}</xmin><ymin>{b[1] + 1:.3f}</ymin>"
+            f"<xmax>{b[2]:.3f}</xmax><ymax>{b[3]:.3f}</ymax></bndbox>\n</object>\n"
+            for b, c in zip(boxes, classes))
+        if path.stem == "img1":
+            objs += "<object>\n<name>dragon</name>\n<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>\n</object>\n"
+        (ann_dir / f"{path.stem}.xml").write_text(
+            f"<annotation>\n<filename>{path.name}</filename>\n<size><width>{w}</width>"
+            f"<height>{h}</height><depth>3</depth></size>\n{objs}</annotation>\n")
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(
+        {"train": "voc/Annotations", "names": NAMES}))
+    _, _, report = formats.read_records(tmp_path / "data.yaml")
+    assert len(report.problems) == 1
+    n_objects = len(truth[1][1])
+    assert report.problems[0].startswith(f"{ann_dir / 'img1.xml'}:{4 + 4 * n_objects}: unknown class 'dragon'")
+    splits, _ = formats.load_dataset(tmp_path / "data.yaml", 64, 8)
+    _check_loaded(splits["train"], truth, 64)
+
+
+def test_bad_data_yaml_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="data.yaml"):
+        formats.read_records(tmp_path / "missing.yaml")
+    (tmp_path / "data.yaml").write_text("train: images/train\n")
+    with pytest.raises(UserError, match="names"):
+        formats.read_records(tmp_path / "data.yaml")
+
+
+def test_app_datasets_from_a_user_yaml(tmp_path):
+    import dataclasses
+
+    from apps.detection import APP
+    from apps.detection.config import smoke
+
+    truth = _write_images(tmp_path / "images" / "train", n=4)
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    for path, boxes, classes, (w, h) in truth:
+        (tmp_path / "labels" / "train" / f"{path.stem}.txt").write_text("".join(
+            f"{c} {(b[0] + b[2]) / 2 / w} {(b[1] + b[3]) / 2 / h} {(b[2] - b[0]) / w} {(b[3] - b[1]) / h}\n"
+            for b, c in zip(boxes, classes)))
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(
+        {"train": "images/train", "test": "images/train", "names": {i: n for i, n in enumerate(NAMES)}}))
+    cfg = smoke()
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=str(tmp_path / "data.yaml")),
+                              train=dataclasses.replace(cfg.train, batch_size=2))
+    data = APP.datasets(cfg)
+    assert data.info["class_names"] == NAMES and data.steps_per_epoch == 2
+    batch = next(iter(data.train_epoch(0)))
+    assert batch["images"].shape == (2, 64, 64, 3) and batch["boxes"].shape == (2, 8, 4)
+    assert data.info["split_sizes"] == {"train": 4, "test": 4}

@@ -1,0 +1,105 @@
+"""Our COCO mAP against pycocotools on the same predictions (agreement within 0.001)."""
+import contextlib
+import io
+
+import numpy as np
+import pytest
+
+from apps.detection.metrics import evaluate_detections, iou_matrix
+
+pycocotools = pytest.importorskip("pycocotools")
+from pycocotools.coco import COCO  # noqa: E402
+from pycocotools.cocoeval import COCOeval  # noqa: E402
+
+
+def _random_case(seed, n_images=40, num_classes=5):
+    """Ground truth plus predictions of mixed quality: jittered hits, duplicates, misses,
+    false positives, a class with no detections and a class with no ground truth."""
+    rng = np.random.default_rng(seed)
+    gts, preds = [], []
+    for _ in range(n_images):
+        k = rng.integers(0, 7)
+        xy = rng.uniform(0, 200, (k, 2))
+        wh = rng.uniform(4, 80, (k, 2))
+        gb = np.concatenate([xy, xy + wh], 1)
+        gc = rng.integers(0, num_classes - 1, k)  # the last class never has ground truth
+        boxes, scores, classes = [], [], []
+        for b, c in zip(gb, gc):
+            if c == 3 or rng.random() < 0.15:  # class 3 is never detected; some misses
+                continue
+            for _ in range(rng.integers(1, 3)):  # sometimes a duplicate
+                jitter = rng.normal(0, 0.12, 4) * np.r_[b[2:] - b[:2], b[2:] - b[:2]]
+                boxes.append(b + jitter)
+                scores.append(rng.uniform(0.05, 1.0))
+                classes.append(c if rng.random() > 0.1 else rng.integers(0, num_classes))
+        for _ in range(rng.integers(0, 4)):  # false positives
+            xy = rng.uniform(0, 200, 2)
+            boxes.append(np.r_[xy, xy + rng.uniform(4, 60, 2)])
+            scores.append(rng.uniform(0.01, 0.7))
+            classes.append(rng.integers(0, num_classes))
+        gts.append((gb.reshape(-1, 4), gc))
+        preds.append((np.asarray(boxes, float).reshape(-1, 4), np.asarray(scores, float),
+                       np.asarray(classes, int)))
+    return gts, preds
+
+
+def _pycocotools_stats(gts, preds, num_classes):
+    images = [{"id": i + 1, "width": 300, "height": 300} for i in range(len(gts))]
+    anns, dets = [], []
+    for i, ((gb, gc), (pb, ps, pc)) in enumerate(zip(gts, preds)):
+        for b, c in zip(gb, gc):
+            w, h = b[2] - b[0], b[3] - b[1]
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(c) + 1,
+                         "bbox": [float(b[0]), float(b[1]), float(w), float(h)],
+                         "area": float(w * h), "iscrowd": 0})
+        for b, s, c in zip(pb, ps, pc):
+            dets.append({"image_id": i + 1, "category_id": int(c) + 1, "score": float(s),
+                         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = {"images": images, "annotations": anns,
+                        "categories": [{"id": c + 1, "name": str(c)} for c in range(num_classes)]}
+        coco.createIndex()
+        result = coco.loadRes(dets)
+        ev = COCOeval(coco, result, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    # precision[T, R, K, A, M]: per-class AP at area "all", maxDets 100
+    prec = ev.eval["precision"][:, :, :, 0, -1]
+    per_class = {}
+    for k in range(num_classes):
+        p = prec[:, :, k]
+        if (p > -1).any():
+            per_class[str(k)] = float(p[p > -1].mean())
+    return ev.stats, per_class
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_map_matches_pycocotools(seed):
+    num_classes = 5
+    gts, preds = _random_case(seed, num_classes=num_classes)
+    ours = evaluate_detections(preds, gts, num_classes)
+    stats, per_class = _pycocotools_stats(gts, preds, num_classes)
+    assert 0.05 < ours["map_50_95"] < 0.95  # a case that exercises the whole curve
+    assert abs(ours["map_50_95"] - stats[0]) < 1e-3
+    assert abs(ours["map_50"] - stats[1]) < 1e-3
+    assert abs(ours["map_75"] - stats[2]) < 1e-3
+    assert set(ours["ap_per_class"]) == set(per_class)  # class 4 (no ground truth) left out
+    for name, ap in per_class.items():
+        assert abs(ours["ap_per_class"][name] - ap) < 1e-3, name
+    assert ours["ap_per_class"]["3"] == 0.0  # ground truth but never detected
+
+
+def test_perfect_and_empty_predictions():
+    gts, _ = _random_case(5)
+    perfect = [(gb, np.linspace(1, 0.5, len(gb)), gc) for gb, gc in gts]
+    assert evaluate_detections(perfect, gts, 5)["map_50_95"] == pytest.approx(1.0)
+    empty = [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int)) for _ in gts]
+    assert evaluate_detections(empty, gts, 5)["map_50"] == 0.0
+
+
+def test_iou_matrix():
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
+    np.testing.assert_allclose(iou_matrix(a, b), [[1.0, 50 / 150, 0.0]])

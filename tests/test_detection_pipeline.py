@@ -1,0 +1,117 @@
+"""End to end with the smoke preset: train (loss falls), evaluate (COCO metrics + plots),
+export the serving signature and call it on encoded image bytes, convert to TFLite with
+builtin ops only, render predictions. One training run shared by every test here."""
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import common
+
+tf = common.quiet_import_tensorflow()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from common.run import load_run, train_run
+
+    run_dir = tmp_path_factory.mktemp("detection") / "run"
+    metrics = train_run("detection", preset="smoke", run_dir=run_dir)
+    run = load_run(run_dir)
+    return run_dir, metrics, run
+
+
+@pytest.mark.slow
+def test_training_loss_falls_and_metrics_are_written(trained):
+    run_dir, metrics, _ = trained
+    epochs = [json.loads(l) for l in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in epochs if r["kind"] == "epoch"]
+    assert len(losses) == 4 and losses[-1] < 0.95 * losses[0], losses
+    for key in ("map_50_95", "map_50", "map_75", "ap_per_class"):
+        assert key in metrics
+    assert 0.0 <= metrics["map_50_95"] <= metrics["map_50"] <= 1.0
+    assert json.loads((run_dir / "metrics.json").read_text())["map_50"] == metrics["map_50"]
+    for name in ("pr_curves.png", "sample_predictions.png", "training_curves.png"):
+        assert (run_dir / "plots" / name).stat().st_size > 1000, name
+
+
+@pytest.mark.slow
+def test_serving_signature_on_image_bytes(trained, tmp_path):
+    import cv2
+
+    from apps.detection.export import png_bytes
+
+    _, _, run = trained
+    data = run.datasets()
+    export_dir = tmp_path / "export"
+    # 16 smoke steps leave every score below the usual 0.25: draw everything above 1e-4.
+    cfg = dataclasses.replace(run.cfg, post=dataclasses.replace(run.cfg.post, score_threshold=1e-4))
+    run.app.export_archive(run.state, run.info, cfg).write_out(str(export_dir), verbose=False)
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    image = data.splits["test"].images[0]
+    big = cv2.resize(image, (image.shape[1] * 3, image.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
+    # A batch of two differently sized images: boxes come back in each one's own pixels.
+    out = {k: v.numpy() for k, v in serve(images=tf.constant([png_bytes(image), png_bytes(big)])).items()}
+    d = run.cfg.post.max_detections
+    assert out["boxes"].shape == (2, d, 4) and out["scores"].shape == (2, d)
+    assert out["classes"].dtype == np.int32 and out["class_names"].dtype == object
+    n = out["num_detections"]
+    assert n[0] > 0, "the smoke model found nothing at all in a test image"
+    names = [c.decode() for c in out["class_names"][0, :n[0]]]
+    assert names == [run.info["class_names"][c] for c in out["classes"][0, :n[0]]]
+    assert (out["classes"][0, n[0]:] == -1).all() and (out["scores"][0, n[0]:] == 0).all()
+    # The best detections reappear on the enlarged copy, scaled by (3, 2).
+    from apps.detection.metrics import iou_matrix
+
+    scaled_back = out["boxes"][1, :n[1]] / [3, 2, 3, 2]
+    best = iou_matrix(out["boxes"][0, :3], scaled_back).max(1)
+    assert (best > 0.9).all(), best
+    # The sample requests (used for TF Serving warm-up) run through the same signature.
+    req = run.app.sample_requests(data, run.info, run.cfg)["serving_default"][0]
+    assert serve(images=tf.constant(req["images"]))["boxes"].shape[0] == len(req["images"])
+    # ksuite predict's hooks: request from files, PNGs with boxes drawn.
+    path = tmp_path / "in.png"
+    path.write_bytes(png_bytes(big))
+    sig, feeds = run.app.predict_request([str(path)], run.info, run.cfg)
+    outputs = {k: v.numpy() for k, v in serve(**{n_: tf.constant(v) for n_, v in feeds.items()}).items()}
+    written = run.app.render_predictions([str(path)], outputs, run.info, tmp_path / "pred")
+    drawn = cv2.imread(written[0])
+    assert drawn.shape[:2] == big.shape[:2] and not np.array_equal(drawn[..., ::-1], big)
+
+
+@pytest.mark.slow
+def test_tflite_builtins_only_and_parity(trained, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tflite.convert import convert
+
+    _, _, run = trained
+    data = run.datasets()
+    (target,) = run.app.tflite_targets(run.state, data, run.cfg, tmp_path)
+    reference = tf.saved_model.load(target.saved_model_dir).signatures[target.signature]
+
+    def runner(model_bytes):
+        interp = Interpreter(model_content=model_bytes)
+        fn = interp.get_signature_runner("serving_default")
+        return lambda feeds: fn(**feeds)
+
+    results = {}
+    for mode in ("float32", "int8"):
+        conv = convert(target.saved_model_dir, target.signature, mode,
+                       representative_data=target.representative_data, num_calibration=16)
+        assert conv.flex_ops == [] and "NON_MAX_SUPPRESSION_V5" in conv.ops, conv.ops
+        results[mode] = run.app.tflite_evaluate(runner(conv.model), data, run.cfg, run.info)
+        if mode == "float32":
+            image = data.splits["test"].images[:1].astype(np.float32)
+            got = runner(conv.model)({"images": image})
+            want = {k: v.numpy() for k, v in reference(images=tf.constant(image)).items()}
+            n = int(want["num_detections"][0])
+            assert int(got["num_detections"][0]) == n
+            np.testing.assert_allclose(got["boxes"][0, :n], want["boxes"][0, :n], atol=0.05)
+    keras_map = run.app.tflite_evaluate(
+        lambda feeds: {k: v.numpy() for k, v in reference(**{n_: tf.constant(v) for n_, v in feeds.items()}).items()},
+        data, run.cfg, run.info)
+    assert results["float32"]["map_50"] == pytest.approx(keras_map["map_50"], abs=1e-3)
+    assert set(results["int8"]) == {"map_50_95", "map_50", "map_75"}
