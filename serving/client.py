@@ -185,21 +185,20 @@ class RestClient:
 
     def classify(self, model: str, examples: list[dict], signature_name: str = "", context=None,
                  version=None, label=None) -> list:
-        body = {"examples": examples}
-        if signature_name:
-            body["signature_name"] = signature_name
-        if context:
-            body["context"] = context
-        return self._request("POST", self._path(model, version, label) + ":classify", body)["results"]
+        return self._examples_call("classify", model, examples, signature_name, context, version, label)
 
     def regress(self, model: str, examples: list[dict], signature_name: str = "", context=None,
                 version=None, label=None) -> list:
+        return self._examples_call("regress", model, examples, signature_name, context, version, label)
+
+    def _examples_call(self, method, model, examples, signature_name, context, version, label) -> list:
+        """:classify and :regress take the same body and answer with "results"."""
         body = {"examples": examples}
         if signature_name:
             body["signature_name"] = signature_name
         if context:
             body["context"] = context
-        return self._request("POST", self._path(model, version, label) + ":regress", body)["results"]
+        return self._request("POST", self._path(model, version, label) + f":{method}", body)["results"]
 
     def close(self):
         self._session.close()

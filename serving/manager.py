@@ -238,17 +238,22 @@ class ModelManager:
         with self._lock:
             return sorted(self._models)
 
-    def resolve(self, name: str, version: int | None = None, label: str | None = None):
-        """The servable a request for (name, version | label | latest) goes to."""
+    def _model_and_version(self, name: str, version: int | None, label: str | None):
+        """The model entry and the version a label points to; call with the lock held."""
         if version is not None and label:
             raise invalid(f"Both model version ({version}) and model version label ({label}) "
                           "cannot be supplied.")
+        model = self._models.get(name)
+        if label:
+            if model is None or label not in model.labels:
+                raise invalid(f"Unrecognized servable version label: {label}")
+            version = model.labels[label]
+        return model, version
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None):
+        """The servable a request for (name, version | label | latest) goes to."""
         with self._lock:
-            model = self._models.get(name)
-            if label:
-                if model is None or label not in model.labels:
-                    raise invalid(f"Unrecognized servable version label: {label}")
-                version = model.labels[label]
+            model, version = self._model_and_version(name, version, label)
             if model is not None:
                 if version is None:
                     available = [v for v, vs in model.versions.items() if vs.state == AVAILABLE]
@@ -263,15 +268,8 @@ class ModelManager:
 
     def status(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionState]:
         """Version states as GetModelStatus reports them (newest first)."""
-        if version is not None and label:
-            raise invalid(f"Both model version ({version}) and model version label ({label}) "
-                          "cannot be supplied.")
         with self._lock:
-            model = self._models.get(name)
-            if label:
-                if model is None or label not in model.labels:
-                    raise invalid(f"Unrecognized servable version label: {label}")
-                version = model.labels[label]
+            model, version = self._model_and_version(name, version, label)
             if model is None or not model.versions:
                 raise not_found(f"Could not find any versions of model {name}")
             if version is not None:
