@@ -124,8 +124,15 @@ def train_run(app_name: str, preset: str = "default", config_file: str | None = 
     return metrics
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """Rebuild a finished run's models from config.yaml + info.json + final weights."""
+def load_run(run_dir: str | Path, precision: str = "float32") -> LoadedRun:
+    """Rebuild a finished run's models from config.yaml + info.json + final weights.
+
+    precision="float32" (the default) builds the models for deployment: SavedModels and
+    TFLite files are float32 graphs whatever the run trained with, because TFLite has no
+    bfloat16 kernels and a bfloat16 graph runs slowly on CPUs without native support.
+    The variables are float32 under every mixed policy, so the same weights load.
+    precision="trained" rebuilds them with the run's own policy (what `ksuite evaluate` uses,
+    so it reproduces the metrics written at the end of training)."""
     run_dir = Path(run_dir)
     meta_path = run_dir / "run.json"
     if not meta_path.exists():
@@ -140,14 +147,16 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     if not weights.exists():
         raise UserError(f"{run_dir} has no final weights (model.weights.h5): the run has not "
                         "finished; rerun the same `ksuite train` command to resume it")
-    set_precision(meta.get("precision") or resolve_precision(cfg.train.precision))
+    if precision == "trained":
+        precision = meta.get("precision") or resolve_precision(cfg.train.precision)
+    set_precision(precision)
     state = app.build_state(cfg, info)
     state.load_weights(run_dir)
     return LoadedRun(app=app, cfg=cfg, info=info, state=state, run_dir=run_dir)
 
 
 def evaluate_run(run_dir: str | Path) -> dict:
-    run = load_run(run_dir)
+    run = load_run(run_dir, precision="trained")
     data = run.datasets()
     metrics = run.app.evaluate(run.state, data, run.cfg, run.run_dir)
     write_json_atomic(Path(run_dir) / "metrics.json", metrics)

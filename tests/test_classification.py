@@ -12,6 +12,7 @@ from common.errors import UserError
 from common.images import write_tfrecord
 
 tf = common.quiet_import_tensorflow()
+import keras  # noqa: E402
 
 
 def _write_folder(root, per_class=6, corrupt=0, size=20):
@@ -159,3 +160,30 @@ def test_keras_hub_backbone_from_a_local_preset(tmp_path):
     bad = config.merge(cfg, {"model": {"arch": f"hub:{tmp_path / 'missing'}"}})
     with pytest.raises(UserError, match="could not load keras-hub preset"):
         build_classifier(bad.model, 32, 8)
+
+
+def test_mixed_precision_run_loads_as_float32_for_deployment(smoke_classification_run, tmp_path):
+    """A run trained under mixed_bfloat16 (what `auto` picks on CPUs with native bf16)
+    exports float32 graphs: TFLite has no bfloat16 kernels. `ksuite evaluate` keeps the
+    run's own policy so it reproduces the training-time metrics."""
+    import shutil
+
+    from common.run import load_run
+    from tflite.convert import convert
+
+    run_dir = tmp_path / "bf16-run"
+    shutil.copytree(smoke_classification_run, run_dir)
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "precision": "mixed_bfloat16"}))
+    try:
+        trained = load_run(run_dir, precision="trained")
+        assert trained.state.model.dtype_policy.name == "mixed_bfloat16"
+        deployed = load_run(run_dir)
+        assert deployed.state.model.dtype_policy.name == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for a, b in zip(trained.state.model.weights, deployed.state.model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    (target,) = deployed.app.tflite_targets(deployed.state, deployed.datasets(), deployed.cfg, tmp_path)
+    conversion = convert(target.saved_model_dir, target.signature, "float32")
+    assert conversion.flex_ops == [] and "CONV_2D" in conversion.ops
