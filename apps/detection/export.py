@@ -10,8 +10,7 @@ import numpy as np
 
 import common
 from apps.detection.model import anchor_points
-from apps.detection.boxes import decode_boxes
-from apps.detection.postprocess import nms_single, postprocess
+from apps.detection.postprocess import decode_clipped, nms_single, postprocess
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
@@ -77,7 +76,7 @@ def tflite_archive(model, info: dict, cfg) -> keras.export.ExportArchive:
         outs = heads(images, training=False)
         dist = tf.concat([tf.reshape(o, [1, -1, 4, reg_max]) for o in outs[:3]], 1)
         logits = tf.concat([tf.reshape(o, [1, -1, num_classes]) for o in outs[3:]], 1)
-        boxes = decode_boxes(tf.cast(dist, tf.float32), tf.constant(points), tf.constant(strides))
+        boxes = decode_clipped(tf.cast(dist, tf.float32), points, strides)
         scores = tf.sigmoid(tf.cast(logits, tf.float32))
         b, s, c, n = nms_single(boxes[0], scores[0], num_classes, post.max_detections,
                                 post.pre_nms_topk, post.iou_threshold, post.eval_score_threshold)
