@@ -89,12 +89,13 @@ def smoke() -> DetectionConfig:
 
 
 def default() -> DetectionConfig:
-    """About 30 minutes of training on 2 CPU cores (docs/detection.md has the numbers)."""
+    """About 30 minutes of training on 2 quiet CPU cores with AVX-512 (mAP@.5 0.896,
+    mAP@[.5:.95] 0.747 on the built-in test set; docs/detection.md has the runs)."""
     return DetectionConfig(
         data=DataConfig(image_size=128, train_images=4000, val_images=0, test_images=500,
-                        zoom=0.0),
+                        zoom=0.0, close_mosaic_epochs=3),
         model=ModelConfig(variant="n"),
-        train=TrainConfig(epochs=10, batch_size=32, learning_rate=2e-3, optimizer="adamw",
+        train=TrainConfig(epochs=28, batch_size=32, learning_rate=2e-3, optimizer="adamw",
                           weight_decay=5e-4, warmup_steps=100, clip_norm=10.0,
                           precision="float32"))
 
