@@ -266,8 +266,8 @@ class Trainer:
             self.global_step.assign(gstep)
             bar.close()
             # Release this epoch's input pipeline now. Left for the next epoch's assignment to
-            # replace, the old iterator stayed alive while the new one started, and some
-            # epoch starts stalled for about one epoch's worth of time (see docs/detection.md).
+            # replace, the old iterator stayed alive while the new one started, and epoch
+            # starts stalled more often (docs/detection.md has the measurements).
             del dist
             elapsed = time.perf_counter() - t0
             record = {"kind": "epoch", "epoch": epoch + 1, "step": int(self.global_step.numpy()),
