@@ -7,7 +7,6 @@ import numpy as np
 
 import common
 from apps.detection.metrics import evaluate_detections
-from apps.detection.model import anchor_points
 from apps.detection.postprocess import postprocess
 from apps.detection.render import contact_sheet, draw_detections, save_png
 from common.runlog import progress
@@ -16,13 +15,10 @@ tf = common.quiet_import_tensorflow()
 
 
 def make_predict_fn(model, cfg, info, score_threshold):
-    points, strides = anchor_points(info["image_size"])
-    anchors, strides = tf.constant(points), tf.constant(strides)
-
     @tf.function(reduce_retracing=True)
     def predict(images):
         raw = model(images, training=False)
-        return postprocess(raw, anchors, strides, cfg.model.reg_max, info["num_classes"],
+        return postprocess(raw, info["image_size"], cfg.model.reg_max, info["num_classes"],
                            cfg.post, score_threshold)
 
     return predict

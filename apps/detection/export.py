@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 import common
-from apps.detection.model import anchor_points
 from apps.detection.postprocess import decode_clipped, nms_single, postprocess
 
 tf = common.quiet_import_tensorflow()
@@ -26,7 +25,6 @@ def _decode_image(encoded, size: int):
 
 def serving_archive(model, info: dict, cfg) -> keras.export.ExportArchive:
     size, names = info["image_size"], info["class_names"]
-    points, strides = anchor_points(size)
     archive = keras.export.ExportArchive()
     archive.track(model)
 
@@ -36,8 +34,7 @@ def serving_archive(model, info: dict, cfg) -> keras.export.ExportArchive:
                                fn_output_signature=(tf.TensorSpec([size, size, 3], tf.float32),
                                                     tf.TensorSpec([2], tf.float32)))
         raw = model(pixels, training=False)
-        out = postprocess(raw, tf.constant(points), tf.constant(strides), cfg.model.reg_max,
-                          len(names), cfg.post)
+        out = postprocess(raw, size, cfg.model.reg_max, len(names), cfg.post)
         # back to the pixels of each input image
         scale = tf.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], -1)[:, None, :] / size
         valid = out["classes"] >= 0
@@ -60,7 +57,6 @@ def tflite_archive(model, info: dict, cfg) -> keras.export.ExportArchive:
     No map_fn (it would become a WHILE loop) and NMS as padded NonMaxSuppressionV5, which
     the converter lowers to the NON_MAX_SUPPRESSION_V5 builtin."""
     size, num_classes = info["image_size"], info["num_classes"]
-    points, strides = anchor_points(size)
     # The same weights, but box and class logits as separate outputs: concatenated into
     # one tensor they would share one int8 scale and the class logits would lose it all.
     heads = keras.Model(model.input,
@@ -76,7 +72,7 @@ def tflite_archive(model, info: dict, cfg) -> keras.export.ExportArchive:
         outs = heads(images, training=False)
         dist = tf.concat([tf.reshape(o, [1, -1, 4, reg_max]) for o in outs[:3]], 1)
         logits = tf.concat([tf.reshape(o, [1, -1, num_classes]) for o in outs[3:]], 1)
-        boxes = decode_clipped(tf.cast(dist, tf.float32), points, strides)
+        boxes = decode_clipped(tf.cast(dist, tf.float32), size)
         scores = tf.sigmoid(tf.cast(logits, tf.float32))
         b, s, c, n = nms_single(boxes[0], scores[0], num_classes, post.max_detections,
                                 post.pre_nms_topk, post.iou_threshold, post.eval_score_threshold)

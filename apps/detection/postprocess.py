@@ -8,33 +8,31 @@ one scale spanning all classes and lose their pixel precision.
 from __future__ import annotations
 
 import common
-import numpy as np
 from apps.detection.boxes import split_predictions
+from apps.detection.model import STRIDES, anchor_points
 
 tf = common.quiet_import_tensorflow()
 
 
-def decode_clipped(dist_logits, anchors, strides):
+def decode_clipped(dist_logits, image_size: int):
     """Distance distributions [B, A, 4, R] -> boxes [B, A, 4] x1y1x2y2, clipped to the image.
 
     The same boxes as `boxes.decode_boxes` (inside the image), computed so that an int8
     TFLite model keeps them: one scale at a time, the bin expectation as a matmul, and each
     distance clipped at the image edge before it is added to the cell centre. Decoding all
     scales at once put 0..480 px distances and the 0..15 bin expectation into tensors the
-    converter quantized with one 1.9-unit step, which cost the int8 model 42 points of mAP@.5.
-    `anchors` and `strides` must be constants (their values pick the scales)."""
-    anchors_np, strides_np = _constant(anchors), _constant(strides)
-    scales, counts = np.unique(strides_np, return_counts=True)  # anchors are ordered by stride
-    image_size = float(anchors_np.max() + scales.min() / 2)
+    converter quantized with one 1.9-unit step, which cost the int8 model 42 points of mAP@.5."""
+    points_all, _ = anchor_points(image_size)
     reg_max = dist_logits.shape[-1]
     bins = tf.range(reg_max, dtype=tf.float32)[:, None]
     corners, start = [], 0
-    for stride, count in zip(scales, counts):
-        points = anchors_np[start:start + count]
+    for stride in STRIDES:
+        count = (image_size // stride) ** 2
+        points = points_all[start:start + count]
         dist = dist_logits[:, start:start + count]
         start += count
         probs = tf.reshape(tf.nn.softmax(dist, -1), [-1, reg_max])
-        grid = tf.reshape(tf.matmul(probs, bins), [-1, int(count), 4])  # expected bin per side
+        grid = tf.reshape(tf.matmul(probs, bins), [-1, count, 4])  # expected bin per side
         ltrb = grid * float(stride)
         lt = tf.minimum(ltrb[..., :2], points)
         rb = tf.minimum(ltrb[..., 2:], image_size - points)
@@ -42,17 +40,10 @@ def decode_clipped(dist_logits, anchors, strides):
     return tf.concat(corners, 1)
 
 
-def _constant(value) -> np.ndarray:
-    found = value if isinstance(value, np.ndarray) else tf.get_static_value(value)
-    if found is None:
-        raise ValueError("anchors and strides must be constants, not computed tensors")
-    return np.asarray(found, np.float32)
-
-
-def decode(raw, anchors, strides, reg_max):
+def decode(raw, image_size: int, reg_max: int):
     """raw [B, A, 4*reg_max + C] -> boxes [B, A, 4] pixels, class scores [B, A, C]."""
     dist, cls_logits = split_predictions(tf.cast(raw, tf.float32), reg_max)
-    return decode_clipped(dist, anchors, strides), tf.sigmoid(cls_logits)
+    return decode_clipped(dist, image_size), tf.sigmoid(cls_logits)
 
 
 def nms_single(boxes, scores, num_classes: int, max_detections: int, pre_nms_topk: int,
@@ -87,9 +78,9 @@ def nms_single(boxes, scores, num_classes: int, max_detections: int, pre_nms_top
     return out_boxes, tf.maximum(final_scores, 0.0), out_classes, count
 
 
-def postprocess(raw, anchors, strides, reg_max, num_classes, post, score_threshold=None):
+def postprocess(raw, image_size, reg_max, num_classes, post, score_threshold=None):
     """Batched: map `nms_single` over images. Returns a dict of [B, D...] tensors."""
-    boxes, scores = decode(raw, anchors, strides, reg_max)
+    boxes, scores = decode(raw, image_size, reg_max)
     thr = post.score_threshold if score_threshold is None else score_threshold
 
     def one(args):
