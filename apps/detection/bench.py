@@ -5,6 +5,9 @@ plus file size and per-image latency. Prints a table and writes JSON.
 The TFLite models are converted with builtin ops only (tflite.convert) from the app's
 fixed-shape target and run with ai_edge_litert; the Keras reference runs the same
 SavedModel signature in TensorFlow.
+
+`ksuite bench detection train-step` is the other benchmark: training-step speed with the
+fused batch norm against Keras's (bench_train_step.py).
 """
 from __future__ import annotations
 
@@ -21,6 +24,10 @@ tf = common.quiet_import_tensorflow()
 
 
 def main(argv=None) -> int:
+    if argv and argv[0] == "train-step":  # the training-speed benchmark (bench_train_step.py)
+        from apps.detection.bench_train_step import main as train_step_main
+
+        return train_step_main(argv[1:])
     from ai_edge_litert.interpreter import Interpreter
 
     from common.run import load_run

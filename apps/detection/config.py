@@ -89,8 +89,9 @@ def smoke() -> DetectionConfig:
 
 
 def default() -> DetectionConfig:
-    """Under 30 minutes of training on 2 CPU cores with AVX-512 (mAP@.5 0.904,
-    mAP@[.5:.95] 0.763 on the built-in test set; docs/detection.md has the runs).
+    """About 30 minutes of training on 2 CPU cores with AVX-512 (29:35-31:56 on a shared
+    host; mAP@.5 0.903-0.905, mAP@[.5:.95] 0.763-0.766 on the built-in test set in three
+    runs; docs/detection.md has them).
 
     8,000 generated scenes seen 18 times rather than 4,000 seen 36 times: the same steps,
     and the 4,000-image run scored 2.8 points mAP@.5 higher on its training images than

@@ -15,6 +15,7 @@ import math
 
 import common
 import numpy as np
+from common.batchnorm import FusedBatchNormalization
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
@@ -39,7 +40,7 @@ def conv(x, filters, kernel=1, stride=1, name=""):
         x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
     x = layers.Conv2D(filters, kernel, stride, padding="valid" if stride > 1 else "same",
                       use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(momentum=0.97, epsilon=1e-3, name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(momentum=0.97, epsilon=1e-3, name=f"{name}_bn")(x)
     return layers.Activation("silu", name=f"{name}_act")(x)
 
 
