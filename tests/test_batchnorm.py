@@ -82,25 +82,27 @@ def test_inside_a_model_under_mixed_bfloat16_and_in_a_saved_file(tmp_path):
         keras.mixed_precision.set_global_policy("float32")
 
 
-def test_detector_train_step_benchmark(tmp_path):
-    """`ksuite bench detection train-step` compares the detector against a stock-BN copy
-    with the same weights; tiny sizes here, the numbers are in docs/detection.md."""
+def test_train_step_benchmark(tmp_path):
+    """`ksuite bench APP train-step` times the app's step against a stock-BN copy with the
+    same weights; the smoke preset and one step here, the numbers are in the docs."""
     import json
 
-    from apps.detection.bench_train_step import _with_stock_batch_norm, main
     from apps.detection.model import build_detector
+    from common.batchnorm_bench import main, with_keras_batch_norm
 
     model = build_detector(3, 64, "n", reg_max=8)
-    stock = _with_stock_batch_norm(model)
+    stock = with_keras_batch_norm(model)
     kinds = {type(layer) for layer in stock.layers}
     assert keras.layers.BatchNormalization in kinds and FusedBatchNormalization not in kinds
     x = np.random.default_rng(4).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(stock(x, training=False), model(x, training=False), atol=1e-4)
 
     out = tmp_path / "bench.json"
-    assert main(["--image-size", "64", "--batch-size", "2", "--blocks", "1", "--steps", "1",
-                 "--out", str(out)]) == 0
+    # classification: its smoke step traces in seconds (the detector's loss takes ~a minute)
+    assert main("classification", ["--preset", "smoke", "--blocks", "1", "--steps", "1",
+                                   "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result["results"]) == {"keras_batch_norm", "fused_batch_norm"}
+    assert result["app"] == "classification" and result["batch_size"] > 0
     assert all(r["images_per_sec"] > 0 for r in result["results"].values())
     assert result["speedup_fused_vs_keras"] > 0

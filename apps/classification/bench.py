@@ -8,6 +8,9 @@ Side by side in one process, on the same class-per-folder PNG dataset and the sa
                         prefetch, float32 — how a keras-io example trains
 Throughput is images/s over the epochs after the first (tracing and the first decode
 excluded). Writes JSON (default bench-results/classification.json).
+
+`ksuite bench classification train-step` is the other benchmark: the app's training step
+with the fused batch norm against Keras's (common/batchnorm_bench.py).
 """
 from __future__ import annotations
 
@@ -77,6 +80,10 @@ def kerasio_fit(data_dir: Path, epochs: int, steps: int, size: int, batch: int) 
 
 
 def main(argv=None) -> int:
+    if argv and argv[0] == "train-step":  # the other benchmark: fused vs Keras batch norm
+        from common import batchnorm_bench
+
+        return batchnorm_bench.main("classification", argv[1:])
     p = argparse.ArgumentParser(prog="ksuite bench classification", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=4000, help="PNG images written to the temporary dataset")

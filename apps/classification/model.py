@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import common
 from common.errors import UserError
+from common.batchnorm import FusedBatchNormalization
 from common.training import sync_batch_norm
 
 common.quiet_import_tensorflow()
@@ -27,7 +28,7 @@ def _make_divisible(value: float, divisor: int = 8) -> int:
 
 def _conv_bn(x, filters, kernel=3, strides=1, activation="relu", name=None):
     x = layers.Conv2D(filters, kernel, strides, padding="same", use_bias=False, name=name and f"{name}_conv")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=name and f"{name}_bn")(x)
+    x = FusedBatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=name and f"{name}_bn")(x)
     return layers.Activation(activation, name=name and f"{name}_act")(x) if activation else x
 
 
@@ -58,7 +59,7 @@ def _inverted_residual(x, expansion, filters, strides, name):
     if expansion != 1:
         y = _conv_bn(y, in_ch * expansion, 1, activation="relu6", name=f"{name}_expand")
     y = layers.DepthwiseConv2D(3, strides, padding="same", use_bias=False, name=f"{name}_dw")(y)
-    y = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=f"{name}_dw_bn")(y)
+    y = FusedBatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=f"{name}_dw_bn")(y)
     y = layers.Activation("relu6", name=f"{name}_dw_act")(y)
     y = _conv_bn(y, filters, 1, activation=None, name=f"{name}_project")
     if strides == 1 and in_ch == filters:

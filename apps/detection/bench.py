@@ -7,7 +7,7 @@ fixed-shape target and run with ai_edge_litert; the Keras reference runs the sam
 SavedModel signature in TensorFlow.
 
 `ksuite bench detection train-step` is the other benchmark: training-step speed with the
-fused batch norm against Keras's (bench_train_step.py).
+fused batch norm against Keras's (common/batchnorm_bench.py).
 """
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ tf = common.quiet_import_tensorflow()
 
 
 def main(argv=None) -> int:
-    if argv and argv[0] == "train-step":  # the training-speed benchmark (bench_train_step.py)
-        from apps.detection.bench_train_step import main as train_step_main
+    if argv and argv[0] == "train-step":  # the other benchmark: fused vs Keras batch norm
+        from common import batchnorm_bench
 
-        return train_step_main(argv[1:])
+        return batchnorm_bench.main("detection", argv[1:])
     from ai_edge_litert.interpreter import Interpreter
 
     from common.run import load_run
