@@ -37,7 +37,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         # The kernel returns the unbiased (n - 1) variance; the parent's moving variance
         # averages the biased one, and so does the normalization above.
         n = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
-        variance = variance * (n - 1.0) / tf.maximum(n, 1.0)
+        variance = variance * (n - 1.0) / n
         keep = self.momentum
         self.moving_mean.assign(self.moving_mean * keep + mean * (1.0 - keep))
         self.moving_variance.assign(self.moving_variance * keep + variance * (1.0 - keep))

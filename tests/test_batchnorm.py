@@ -18,12 +18,13 @@ def _pair(shape, **kwargs):
     stock.build(shape)
     fused.build(shape)
     rng = np.random.default_rng(0)
+    gamma = rng.uniform(0.5, 1.5, shape[-1]).astype("float32")
+    beta = rng.normal(size=shape[-1]).astype("float32")
     for layer in (stock, fused):  # non-trivial, identical parameters and statistics
-        layer.gamma.assign(rng.uniform(0.5, 1.5, shape[-1]).astype("float32"))
-        layer.beta.assign(rng.normal(size=shape[-1]).astype("float32"))
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
         layer.moving_mean.assign(np.full(shape[-1], 0.3, "float32"))
         layer.moving_variance.assign(np.full(shape[-1], 2.0, "float32"))
-        rng = np.random.default_rng(0)
     return stock, fused
 
 

@@ -6,8 +6,8 @@ plain pixels) and return float32 logits, whatever the mixed-precision policy.
 from __future__ import annotations
 
 import common
-from common.errors import UserError
 from common.batchnorm import FusedBatchNormalization
+from common.errors import UserError
 from common.training import sync_batch_norm
 
 common.quiet_import_tensorflow()
