@@ -56,7 +56,8 @@ def main(app_name: str, argv=None) -> int:
     precision = resolve_precision(cfg.train.precision)
     set_precision(precision)
     data = app.datasets(cfg)
-    batch = next(iter(data.train_epoch(0)))
+    # The last epoch's batch: an app may train at a smaller size first (detection does).
+    batch = next(iter(data.train_epoch(max(cfg.train.epochs - 1, 0))))
     batch_size = int(tf.nest.flatten(batch)[0].shape[0])
 
     fused_state = app.build_state(cfg, data.info)

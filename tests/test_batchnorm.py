@@ -91,7 +91,7 @@ def test_train_step_benchmark(tmp_path):
     from apps.detection.model import build_detector
     from common.batchnorm_bench import main, with_keras_batch_norm
 
-    model = build_detector(3, 64, "n", reg_max=8)
+    model = build_detector(3, "n", reg_max=8)
     stock = with_keras_batch_norm(model)
     kinds = {type(layer) for layer in stock.layers}
     assert keras.layers.BatchNormalization in kinds and FusedBatchNormalization not in kinds

@@ -3,10 +3,12 @@ task-aligned assigner, without training a model."""
 import dataclasses
 
 import numpy as np
+import pytest
 
 import common
 from apps.detection import data as data_lib
 from apps.detection.config import smoke
+from common.errors import UserError
 
 tf = common.quiet_import_tensorflow()
 
@@ -45,6 +47,38 @@ def test_augmented_boxes_stay_valid_and_follow_the_pixels():
             for x1, y1, x2, y2 in bx[(bx[:, 2] > 0)]:
                 patch = img[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))]
                 assert patch.std() > 1.0
+
+
+def test_progressive_resizing_downscales_early_epochs_only():
+    cfg, split = _split()
+    # mosaic only: its randomness is replayed exactly, the Keras layers' is not
+    dcfg = dataclasses.replace(cfg.data, flip=False, translate=0.0, zoom=0.0, mosaic=0.5)
+    full = data_lib.TrainPipeline(split, dcfg, 8, seed=2, epochs=3)
+    early = data_lib.TrainPipeline(
+        split, dataclasses.replace(dcfg, early_image_size=32, early_epochs=2), 8, seed=2, epochs=3)
+    assert [early.image_size(e) for e in range(3)] == [32, 32, 64]
+    for small, big in zip(early(1), full(1)):  # same shuffle and augmentation, then resized
+        assert small["images"].shape == (8, 32, 32, 3)
+        want = tf.image.resize(big["images"], [32, 32], antialias=True)
+        np.testing.assert_allclose(small["images"].numpy(), want.numpy(), atol=1e-3)
+        np.testing.assert_allclose(small["boxes"].numpy(), big["boxes"].numpy() / 2, atol=1e-5)
+        np.testing.assert_array_equal(small["classes"].numpy(), big["classes"].numpy())
+    for last_early, last_full in zip(early(2), full(2)):
+        np.testing.assert_array_equal(last_early["images"].numpy(), last_full["images"].numpy())
+
+
+@pytest.mark.parametrize("size", [48, 64, 96])
+def test_early_image_size_must_be_a_smaller_multiple_of_32(size):
+    cfg, _ = _split()
+    with pytest.raises(UserError, match="early_image_size"):
+        dataclasses.replace(cfg.data, early_image_size=size, early_epochs=1).validate()
+
+
+def test_early_epochs_must_leave_an_epoch_at_the_exported_size():
+    cfg, split = _split()
+    dcfg = dataclasses.replace(cfg.data, early_image_size=32, early_epochs=3)
+    with pytest.raises(UserError, match="early_epochs=3"):
+        data_lib.TrainPipeline(split, dcfg, 8, seed=2, epochs=3)
 
 
 def test_assigner_picks_anchors_inside_the_box_with_its_class():

@@ -118,6 +118,25 @@ def test_tflite_builtins_only_and_parity(trained, tmp_path):
 
 
 @pytest.mark.slow
+def test_progressive_resizing_runs_small_and_calibrates_full_size(trained, tmp_path):
+    """The same weights train on the early, smaller batches (anchors follow the batch), and
+    int8 calibration sees the exported size, not the early one."""
+    _, _, run = trained
+    cfg = dataclasses.replace(run.cfg, data=dataclasses.replace(run.cfg.data, early_image_size=32,
+                                                                early_epochs=2))
+    data = run.app.datasets(cfg)
+    batch = next(iter(data.train_epoch(0)))
+    assert batch["images"].shape[1:] == (32, 32, 3)
+    rows = sum((32 // s) ** 2 for s in (8, 16, 32))
+    assert run.state.model(batch["images"]).shape[1] == rows
+    loss, parts = run.app._loss(run.state, batch, training=False)
+    assert np.isfinite(float(loss)) and float(parts["box"]) > 0
+    (target,) = run.app.tflite_targets(run.state, data, cfg, tmp_path)
+    sample = next(iter(target.representative_data()))
+    assert sample["images"].shape == (1, 64, 64, 3)
+
+
+@pytest.mark.slow
 def test_mirrored_training_on_two_logical_cpus(trained, tmp_path):
     """The YOLO step under MirroredStrategy: each replica weights its loss by its share of
     the global batch, so the logged losses track the single-device run on the same data."""

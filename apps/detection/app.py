@@ -70,8 +70,7 @@ class DetectionApp(App):
         from apps.detection.model import build_detector
         from common.training import TrainState, make_optimizer
 
-        model = build_detector(info["num_classes"], info["image_size"], cfg.model.variant,
-                               cfg.model.reg_max)
+        model = build_detector(info["num_classes"], cfg.model.variant, cfg.model.reg_max)
         steps = info["split_sizes"]["train"] // cfg.train.batch_size
         if cfg.train.steps_per_epoch:
             steps = min(steps, cfg.train.steps_per_epoch)
@@ -91,7 +90,7 @@ class DetectionApp(App):
 
         cfg = self._cfg
         model = state.model
-        anchors, strides = self._anchors(model.input_shape[1])
+        anchors, strides = self._anchors(batch["images"].shape[1])
         raw = model(batch["images"], training=training)
         return detection_loss(raw, batch["boxes"], batch["classes"], anchors, strides,
                               model.output_shape[-1] - 4 * cfg.model.reg_max, cfg.model.reg_max,
@@ -195,10 +194,12 @@ class DetectionApp(App):
         path = str(Path(workdir) / "detection_fixed")
         tflite_archive(state.model, data.info, cfg).write_out(path, verbose=False)
         pipeline = data.train_epoch
+        # the first epoch at the exported size (progressive resizing starts smaller)
+        full_size_epoch = cfg.data.early_epochs if cfg.data.early_image_size else 0
 
         def representative_data():
             # Calibrate on what the model trains on (augmented training batches).
-            for batch in pipeline(0):
+            for batch in pipeline(full_size_epoch):
                 for image in batch["images"].numpy():
                     yield {"images": image[None].astype(np.float32)}
 

@@ -15,6 +15,7 @@ import numpy as np
 import common
 from common import shapes
 from common.data import AUTOTUNE, epoch_seed
+from common.errors import UserError
 from common.runlog import log, progress
 
 tf = common.quiet_import_tensorflow()
@@ -136,6 +137,15 @@ def make_augmenters(dcfg, seed: int):
     return layers
 
 
+def resize_batch(batch, size: int, target: int):
+    """Scale a batch of size x size images and their boxes to target x target."""
+    scale = target / size
+    # Antialiased, so the small images look like a lower-resolution camera, not aliased.
+    images = tf.image.resize(batch["images"], [target, target], antialias=True)
+    boxes = batch["boxes"] * scale  # padding rows are zeros and stay zeros
+    return {"images": images, "boxes": boxes, "classes": batch["classes"]}
+
+
 class TrainPipeline:
     """Builds each epoch's dataset from one in-memory copy of the training split.
 
@@ -150,6 +160,20 @@ class TrainPipeline:
         self.boxes = tf.constant(split.boxes)
         self.classes = tf.constant(split.classes)
         self.augmenters = make_augmenters(dcfg, seed)
+        if dcfg.early_image_size and dcfg.early_epochs:
+            if dcfg.early_epochs >= epochs:
+                raise UserError(f"data.early_epochs={dcfg.early_epochs} leaves no epoch at "
+                                f"data.image_size={dcfg.image_size}, the size the model is "
+                                f"exported at; set it below train.epochs={epochs}")
+            log.info("progressive resizing: epochs 1-%d train at %d px, the rest at %d px",
+                     dcfg.early_epochs, dcfg.early_image_size, dcfg.image_size)
+
+    def image_size(self, epoch: int) -> int:
+        """The input size of this epoch's batches."""
+        dcfg = self.dcfg
+        if dcfg.early_image_size and epoch < dcfg.early_epochs:
+            return dcfg.early_image_size
+        return dcfg.image_size
 
     def _example(self, i):
         return {"images": tf.cast(tf.gather(self.images, i), tf.float32),
@@ -160,7 +184,8 @@ class TrainPipeline:
 
     def __call__(self, epoch: int):
         """One epoch: shuffled by (seed, epoch); mosaic with probability data.mosaic (off in
-        the last data.close_mosaic_epochs epochs); flip/translate/zoom on whole batches."""
+        the last data.close_mosaic_epochs epochs); flip/translate/zoom on whole batches;
+        downscaled to data.early_image_size in the first data.early_epochs epochs."""
         dcfg = self.dcfg
         size, max_boxes = dcfg.image_size, dcfg.max_boxes
         base = epoch_seed(self.seed, epoch)
@@ -184,6 +209,10 @@ class TrainPipeline:
         ds = ds.batch(self.batch_size, drop_remainder=True)
         if self.augmenters:
             ds = ds.map(self._augment, num_parallel_calls=AUTOTUNE, deterministic=True)
+        target = self.image_size(epoch)
+        if target != size:
+            ds = ds.map(lambda batch: resize_batch(batch, size, target),
+                        num_parallel_calls=AUTOTUNE, deterministic=True)
         return ds.prefetch(AUTOTUNE)
 
     def _augment(self, batch):

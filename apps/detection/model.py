@@ -72,13 +72,15 @@ def sppf(x, filters, name):
     return conv(x, filters, 1, name=f"{name}_cv2")
 
 
-def build_detector(num_classes: int, image_size: int, variant: str = "n", reg_max: int = 16,
+def build_detector(num_classes: int, variant: str = "n", reg_max: int = 16,
                    name: str = "yolo_detector") -> keras.Model:
     depth, width, max_ch = VARIANTS[variant]
     ch = lambda c: _channels(c, width, max_ch)  # noqa: E731
     dn = lambda n: _depth(n, depth)  # noqa: E731
 
-    images = keras.Input((image_size, image_size, 3), name="images")
+    # Any square size that is a multiple of 32 runs through the same weights (training at a
+    # smaller size first, see data.early_image_size); exports fix it to data.image_size.
+    images = keras.Input((None, None, 3), name="images")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(images)
     # --- backbone (CSP-Darknet) ---
     x = conv(x, ch(64), 3, 2, "b0")  # /2
