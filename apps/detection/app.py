@@ -194,12 +194,11 @@ class DetectionApp(App):
         path = str(Path(workdir) / "detection_fixed")
         tflite_archive(state.model, data.info, cfg).write_out(path, verbose=False)
         pipeline = data.train_epoch
-        # the first epoch at the exported size (progressive resizing starts smaller)
-        full_size_epoch = cfg.data.early_epochs if cfg.data.early_image_size else 0
 
         def representative_data():
-            # Calibrate on what the model trains on (augmented training batches).
-            for batch in pipeline(full_size_epoch):
+            # Calibrate on what the model trains on (augmented training batches), at the
+            # exported size (progressive resizing starts smaller).
+            for batch in pipeline(pipeline.first_full_size_epoch):
                 for image in batch["images"].numpy():
                     yield {"images": image[None].astype(np.float32)}
 

@@ -160,7 +160,9 @@ class TrainPipeline:
         self.boxes = tf.constant(split.boxes)
         self.classes = tf.constant(split.classes)
         self.augmenters = make_augmenters(dcfg, seed)
-        if dcfg.early_image_size and dcfg.early_epochs:
+        # progressive resizing: the epochs before this one train at data.early_image_size
+        self.first_full_size_epoch = dcfg.early_epochs if dcfg.early_image_size else 0
+        if self.first_full_size_epoch:
             if dcfg.early_epochs >= epochs:
                 raise UserError(f"data.early_epochs={dcfg.early_epochs} leaves no epoch at "
                                 f"data.image_size={dcfg.image_size}, the size the model is "
@@ -170,10 +172,9 @@ class TrainPipeline:
 
     def image_size(self, epoch: int) -> int:
         """The input size of this epoch's batches."""
-        dcfg = self.dcfg
-        if dcfg.early_image_size and epoch < dcfg.early_epochs:
-            return dcfg.early_image_size
-        return dcfg.image_size
+        if epoch < self.first_full_size_epoch:
+            return self.dcfg.early_image_size
+        return self.dcfg.image_size
 
     def _example(self, i):
         return {"images": tf.cast(tf.gather(self.images, i), tf.float32),
