@@ -37,6 +37,7 @@ def with_keras_batch_norm(model):
 
 def main(app_name: str, argv=None) -> int:
     from common import config as config_lib
+    from common.app import StepContext
     from common.precision import resolve_precision
     from common.registry import get_app
     from common.run import set_precision
@@ -55,7 +56,7 @@ def main(app_name: str, argv=None) -> int:
     cfg = config_lib.resolve(app.presets, args.preset, None, args.set)
     precision = resolve_precision(cfg.train.precision)
     set_precision(precision)
-    data = app.datasets(cfg)
+    data = app.datasets(cfg, None)
     # The last epoch's batch: an app may train at a smaller size first (detection does).
     batch = next(iter(data.train_epoch(max(cfg.train.epochs - 1, 0))))
     batch_size = int(tf.nest.flatten(batch)[0].shape[0])
@@ -66,7 +67,8 @@ def main(app_name: str, argv=None) -> int:
     states = {"keras_batch_norm": stock_state, "fused_batch_norm": fused_state}
 
     def compiled_step(state):
-        return tf.function(lambda: app.train_step(state, batch, batch_size))
+        context = StepContext(cfg=cfg, global_batch_size=batch_size)
+        return tf.function(lambda: app.train_step(state, batch, context))
 
     steps = {name: compiled_step(state) for name, state in states.items()}
     for step in steps.values():  # trace and warm up outside the timing

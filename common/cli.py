@@ -1,5 +1,6 @@
 """`ksuite`: one command line for every app — train, evaluate, demo, apps, bench, plus the
-commands serving/, tflite/ and apps add through their `cli.register(subparsers)`.
+commands serving/ and tflite/ add through their `cli.register(subparsers)` and the verbs
+apps declare in `apps/<name>/commands.py` (common/commands.py dispatches those).
 
 Errors the user can fix (UserError) print as one line and exit with status 2.
 """
@@ -16,7 +17,6 @@ from common.errors import UserError
 from common.registry import app_names
 
 PLUGIN_MODULES = ("serving.cli", "tflite.cli")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _cmd_train(args) -> int:
@@ -83,8 +83,10 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_apps(args) -> int:
+    from common.commands import app_commands
     from common.registry import app_names, get_app
 
+    verbs = app_commands()
     for name in app_names():
         try:
             app = get_app(name)
@@ -93,6 +95,11 @@ def _cmd_apps(args) -> int:
             continue
         print(f"{name:15s} presets: {', '.join(app.presets)}")
         print(f"{'':15s} {app.description}")
+        print(f"{'':15s} predict takes: {app.predict_inputs}")
+        own = verbs.get(name, [])
+        if own:
+            print(f"{'':15s} commands: " + ", ".join(
+                f"ksuite {c.name} {name + ' RUN_DIR' if c.per_app else ''}".rstrip() for c in own))
     return 0
 
 
@@ -154,9 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for that benchmark (--help lists them)")
     p.set_defaults(func=_cmd_bench)
 
-    for module in PLUGIN_MODULES + tuple(f"apps.{n}.cli" for n in app_names()):
-        if (ROOT / (module.replace(".", "/") + ".py")).exists():
-            importlib.import_module(module).register(sub)
+    for module in PLUGIN_MODULES:
+        importlib.import_module(module).register(sub)
+    from common.commands import register as register_app_commands
+
+    register_app_commands(sub)
     return parser
 
 

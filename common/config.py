@@ -30,6 +30,8 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0 = one pass over the training set
     learning_rate: float = 1e-3
     optimizer: str = "adam"  # adam | adamw | sgd
+    beta_1: float = 0.9  # Adam/AdamW first-moment decay (SGD: momentum)
+    beta_2: float = 0.999
     weight_decay: float = 0.0
     lr_schedule: str = "cosine"  # constant | cosine (with linear warm-up)
     warmup_steps: int = 0
@@ -48,10 +50,36 @@ class TrainConfig:
             )
         if self.batch_size < 1 or self.epochs < 0:
             raise UserError("train.batch_size must be >= 1 and train.epochs >= 0")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            raise UserError(f"train.optimizer={self.optimizer!r}: use adam, adamw or sgd")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise UserError(f"train.lr_schedule={self.lr_schedule!r}: use constant or cosine")
+        validate_optimizer(self, "train")
+
+
+@dataclass
+class OptimizerConfig:
+    """Settings of one optimizer, for apps that train several networks with different
+    ones (a GAN's generator and discriminator). `common.training.make_optimizer` takes
+    this or a TrainConfig."""
+
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"  # adam | adamw | sgd
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"  # constant | cosine (with linear warm-up)
+    warmup_steps: int = 0
+    clip_norm: float = 0.0
+
+    def validate(self) -> None:
+        validate_optimizer(self, "optimizer")
+
+
+def validate_optimizer(cfg, where: str) -> None:
+    if cfg.optimizer not in ("adam", "adamw", "sgd"):
+        raise UserError(f"{where}.optimizer={cfg.optimizer!r}: use adam, adamw or sgd")
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise UserError(f"{where}.lr_schedule={cfg.lr_schedule!r}: use constant or cosine")
+    if not (cfg.learning_rate > 0 and 0 <= cfg.beta_1 < 1 and 0 <= cfg.beta_2 < 1):
+        raise UserError(f"{where}: learning_rate must be > 0 and beta_1, beta_2 in [0, 1) "
+                        f"(got {cfg.learning_rate}, {cfg.beta_1}, {cfg.beta_2})")
 
 
 def to_dict(cfg: Any) -> dict:
@@ -187,8 +215,8 @@ def validate(cfg: Any) -> None:
     """Call `validate()` on every section that has one."""
     for f in dataclasses.fields(cfg):
         section = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(section) and hasattr(section, "validate"):
-            section.validate()
+        if dataclasses.is_dataclass(section):
+            validate(section)  # nested sections first (e.g. a GAN's per-network optimizers)
     if hasattr(cfg, "validate"):
         cfg.validate()
 
@@ -202,5 +230,5 @@ def load_saved(cls_default: Any, path: str | Path) -> Any:
     return merge(cls_default, load_yaml(path))
 
 
-__all__ = ["TrainConfig", "merge", "parse_override", "load_yaml", "resolve", "save",
+__all__ = ["TrainConfig", "OptimizerConfig", "merge", "parse_override", "load_yaml", "resolve", "save",
            "load_saved", "to_dict", "field", "dataclass", "PRECISIONS"]

@@ -43,6 +43,21 @@ def is_readable_image(data: bytes) -> bool:
         return False
 
 
+def read_image_files(paths) -> np.ndarray:
+    """The bytes of user image files for a serving request (object array), or one clear
+    error naming the first file that is missing or not a readable image."""
+    blobs = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise UserError(f"{p}: no such image file; pass paths of JPEG/PNG/BMP/GIF images")
+        blob = path.read_bytes()
+        if not is_readable_image(blob):
+            raise UserError(f"{p}: not a readable JPEG/PNG/BMP/GIF image")
+        blobs.append(blob)
+    return np.array(blobs, dtype=object)
+
+
 def _check_files(paths: list[str]) -> np.ndarray:
     def check(path):
         try:

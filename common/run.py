@@ -4,10 +4,11 @@ RUN_DIR layout (docs/run-directory.md):
     config.yaml            resolved config (preset + YAML + --set)
     run.json               app, preset, strategy, replicas, versions, command line
     info.json              dataset metadata the model needs (class names, input size)
+    artifacts/             files the app keeps with the run (vocabularies, statistics)
     checkpoints/           tf.train.CheckpointManager files (resume point)
     logs/metrics.jsonl     one JSON record per logged step and per epoch
     logs/tensorboard/      TensorBoard scalars (train, train_steps)
-    model.weights.h5       final weights of each model (<name>.weights.h5)
+    <name>.weights.h5      final weights of each saved model (model.weights.h5, ...)
     metrics.json           final evaluation metrics
     plots/                 PNGs (training curves, confusion matrix, ...)
     exports/               SavedModels written by `ksuite export` / convert
@@ -24,9 +25,10 @@ from pathlib import Path
 
 import common
 from common import config as config_lib
+from common.app import Artifacts
 from common.errors import UserError
 from common.precision import resolve_precision
-from common.registry import get_app
+from common.registry import get_app, read_run_meta
 from common.runlog import RunLogger, log, read_jsonl, write_json_atomic
 
 tf = common.quiet_import_tensorflow()
@@ -55,16 +57,53 @@ def set_precision(precision: str) -> None:
     keras.mixed_precision.set_global_policy(precision)
 
 
+def run_artifacts(run_dir: str | Path) -> Artifacts:
+    return Artifacts(Path(run_dir) / "artifacts")
+
+
+def build_datasets(app, cfg, run_dir: str | Path):
+    """app.datasets with the run's Artifacts folder, attached to the result."""
+    artifacts = run_artifacts(run_dir)
+    data = app.datasets(cfg, artifacts)
+    data.artifacts = artifacts
+    return data
+
+
 @dataclass
-class LoadedRun:
+class RunContext:
+    """A finished run's app, config and dataset metadata, without its models."""
+
     app: object
     cfg: object
     info: dict
-    state: object  # common.training.TrainState with the final weights
+    meta: dict
     run_dir: Path
 
+    @property
+    def artifacts(self) -> Artifacts:
+        return run_artifacts(self.run_dir)
+
     def datasets(self):
-        return self.app.datasets(self.cfg)
+        return build_datasets(self.app, self.cfg, self.run_dir)
+
+
+@dataclass
+class LoadedRun(RunContext):
+    state: object = None  # common.training.TrainState with the final weights
+
+
+def read_run(run_dir: str | Path) -> RunContext:
+    """App, config and info of a run directory (cheap: builds no model)."""
+    run_dir = Path(run_dir)
+    meta = read_run_meta(run_dir)
+    app = get_app(meta["app"])
+    preset = meta.get("preset", "default")
+    if preset not in app.presets:
+        raise UserError(f"{run_dir} was trained with preset {preset!r}, which the {app.name} app "
+                        f"no longer has ({', '.join(app.presets)})")
+    cfg = config_lib.load_saved(app.presets[preset](), run_dir / "config.yaml")
+    info = json.loads((run_dir / "info.json").read_text())
+    return RunContext(app=app, cfg=cfg, info=info, meta=meta, run_dir=run_dir)
 
 
 def train_run(app_name: str, preset: str = "default", config_file: str | None = None,
@@ -92,7 +131,7 @@ def train_run(app_name: str, preset: str = "default", config_file: str | None = 
     set_precision(precision)
     log.info("app %s, preset %s, strategy %s, precision %s, run dir %s",
              app_name, preset, describe(strategy), precision, run_dir)
-    data = app.datasets(cfg)
+    data = build_datasets(app, cfg, out_dir)
     if is_chief:
         config_lib.save(cfg, run_dir / "config.yaml")
         write_json_atomic(run_dir / "info.json", data.info)
@@ -133,26 +172,19 @@ def load_run(run_dir: str | Path, precision: str = "float32") -> LoadedRun:
     The variables are float32 under every mixed policy, so the same weights load.
     precision="trained" rebuilds them with the run's own policy (what `ksuite evaluate` uses,
     so it reproduces the metrics written at the end of training)."""
-    run_dir = Path(run_dir)
-    meta_path = run_dir / "run.json"
-    if not meta_path.exists():
-        raise UserError(f"{run_dir} is not a Keras Suite run directory (no run.json); "
-                        "pass the --run-dir of a `ksuite train` run")
-    meta = json.loads(meta_path.read_text())
-    app = get_app(meta["app"])
-    preset = meta.get("preset", "default")
-    cfg = config_lib.load_saved(app.presets[preset](), run_dir / "config.yaml")
-    info = json.loads((run_dir / "info.json").read_text())
-    weights = run_dir / "model.weights.h5"
-    if not weights.exists():
-        raise UserError(f"{run_dir} has no final weights (model.weights.h5): the run has not "
-                        "finished; rerun the same `ksuite train` command to resume it")
+    ctx = read_run(run_dir)
     if precision == "trained":
-        precision = meta.get("precision") or resolve_precision(cfg.train.precision)
+        precision = ctx.meta.get("precision") or resolve_precision(ctx.cfg.train.precision)
     set_precision(precision)
-    state = app.build_state(cfg, info)
-    state.load_weights(run_dir)
-    return LoadedRun(app=app, cfg=cfg, info=info, state=state, run_dir=run_dir)
+    state = ctx.app.build_state(ctx.cfg, ctx.info)
+    missing = [f"{n}.weights.h5" for n in state.saved_models
+               if not (ctx.run_dir / f"{n}.weights.h5").exists()]
+    if missing:
+        raise UserError(f"{ctx.run_dir} has no final weights ({', '.join(missing)}): the run has not "
+                        "finished; rerun the same `ksuite train` command to resume it")
+    state.load_weights(ctx.run_dir)
+    return LoadedRun(app=ctx.app, cfg=ctx.cfg, info=ctx.info, meta=ctx.meta, run_dir=ctx.run_dir,
+                     state=state)
 
 
 def evaluate_run(run_dir: str | Path) -> dict:

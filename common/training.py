@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import common
+from common.app import StepContext
 from common.runlog import RunLogger, log, progress
 
 tf = common.quiet_import_tensorflow()
@@ -26,6 +27,32 @@ def replica_mean(per_example, global_batch_size: int):
     """Sum of per-example values / GLOBAL batch size: summing over replicas gives the mean."""
     return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32),
                                       global_batch_size=global_batch_size)
+
+
+def global_sum(value):
+    """`value` summed over every replica (and worker); call inside a step. Outside
+    `strategy.run` (or with one replica) it is `value`."""
+    value = tf.cast(value, tf.float32)
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return value
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def replica_weighted_mean(values, weights):
+    """sum(values * weights) on this replica / sum(weights) over ALL replicas.
+
+    For losses whose denominator is not the batch size: tokens that are not padding,
+    pixels that are not the ignore label. Summing the result over replicas gives the
+    weighted mean of the whole global batch, exactly what one device would compute, even
+    when replicas hold different numbers of real tokens. The denominator is all-reduced
+    in the step (a collective that works under Mirrored and MultiWorkerMirrored); it
+    carries no gradient. An all-zero weight gives 0, not NaN.
+    """
+    values = tf.cast(values, tf.float32)
+    weights = tf.cast(weights, tf.float32)
+    total = tf.stop_gradient(global_sum(tf.reduce_sum(weights)))
+    return tf.math.divide_no_nan(tf.reduce_sum(values * weights), total)
 
 
 def apply_gradients(tape, loss, variables, optimizer, clip_norm: float = 0.0):
@@ -49,23 +76,28 @@ def sync_batch_norm() -> bool:
     return tf.distribute.get_strategy().num_replicas_in_sync > 1
 
 
-def make_optimizer(train_cfg, total_steps: int):
-    """Adam/AdamW/SGD with optional warm-up + cosine decay, loss-scaled under float16."""
-    lr = train_cfg.learning_rate
-    if train_cfg.lr_schedule == "cosine" and total_steps > 0:
-        decay_steps = max(1, total_steps - train_cfg.warmup_steps)
+def make_optimizer(opt_cfg, total_steps: int):
+    """Adam/AdamW/SGD with optional warm-up + cosine decay, loss-scaled under float16.
+
+    opt_cfg is the run's `train` section or a `common.config.OptimizerConfig` (one per
+    network when an app trains several with different settings)."""
+    lr = opt_cfg.learning_rate
+    warmup = opt_cfg.warmup_steps
+    if opt_cfg.lr_schedule == "cosine" and total_steps > 0:
+        decay_steps = max(1, total_steps - warmup)
         schedule = keras.optimizers.schedules.CosineDecay(
-            0.0 if train_cfg.warmup_steps else lr, decay_steps, alpha=0.01,
-            warmup_target=lr if train_cfg.warmup_steps else None,
-            warmup_steps=train_cfg.warmup_steps)
+            0.0 if warmup else lr, decay_steps, alpha=0.01,
+            warmup_target=lr if warmup else None, warmup_steps=warmup)
     else:
         schedule = lr
-    if train_cfg.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(schedule, weight_decay=train_cfg.weight_decay or 1e-4)
-    elif train_cfg.optimizer == "sgd":
-        opt = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+    beta_1, beta_2 = getattr(opt_cfg, "beta_1", 0.9), getattr(opt_cfg, "beta_2", 0.999)
+    if opt_cfg.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(schedule, weight_decay=opt_cfg.weight_decay or 1e-4,
+                                     beta_1=beta_1, beta_2=beta_2)
+    elif opt_cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(schedule, momentum=beta_1, nesterov=True)
     else:
-        opt = keras.optimizers.Adam(schedule)
+        opt = keras.optimizers.Adam(schedule, beta_1=beta_1, beta_2=beta_2)
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
@@ -97,21 +129,45 @@ def pipeline_options():
 
 @dataclass
 class TrainState:
-    """What a run trains and checkpoints. `models["model"]` is the one that is exported."""
+    """What a run trains, checkpoints, saves and exports.
+
+    models: name -> Keras model. optimizers: name -> optimizer; `optimizer_models` says
+    which models' trainable variables each one updates (default: the model of the same
+    name, else "model"). variables: extra tf.Variables to checkpoint (counters, EMA
+    state). exported: the models `export_archive`/`tflite_targets` use, first one the main
+    one (`state.model`); saved: the models whose final weights are written as
+    RUN_DIR/<name>.weights.h5 and loaded back by `load_run` (default all).
+    """
 
     models: dict
     optimizers: dict = field(default_factory=dict)
-    variables: dict = field(default_factory=dict)  # extra tf.Variables to checkpoint
+    variables: dict = field(default_factory=dict)
+    optimizer_models: dict = field(default_factory=dict)
+    exported: tuple = ("model",)
+    saved: tuple | None = None
 
     @property
     def model(self):
-        return self.models["model"]
+        """The main exported model."""
+        return self.models[self.exported[0]]
+
+    def trainable_variables(self, optimizer_name: str) -> list:
+        names = self.optimizer_models.get(optimizer_name)
+        if names is None:
+            names = [optimizer_name if optimizer_name in self.models else self.exported[0]]
+        return [v for n in names for v in self.models[n].trainable_variables]
 
     def build_optimizers(self):
         """Create optimizer slots now so a checkpoint restores into them (not lazily)."""
         for name, opt in self.optimizers.items():
-            model = self.models.get(name, self.model)
-            opt.build(model.trainable_variables)
+            opt.build(self.trainable_variables(name))
+
+    def learning_rates(self) -> dict:
+        """Current learning rate of every optimizer: {"learning_rate": x} for one,
+        {"learning_rate_<name>": x, ...} for several."""
+        if len(self.optimizers) == 1:
+            return {"learning_rate": current_lr(next(iter(self.optimizers.values())))}
+        return {f"learning_rate_{k}": current_lr(v) for k, v in self.optimizers.items()}
 
     def checkpoint(self, **extra):
         items = dict(self.models)
@@ -120,15 +176,20 @@ class TrainState:
         items.update(extra)
         return tf.train.Checkpoint(**items)
 
+    @property
+    def saved_models(self) -> dict:
+        names = self.models if self.saved is None else self.saved
+        return {n: self.models[n] for n in names}
+
     def save_weights(self, run_dir: str | Path) -> None:
-        for name, model in self.models.items():
+        for name, model in self.saved_models.items():
             final = Path(run_dir) / f"{name}.weights.h5"
             tmp = final.with_name(final.name + ".tmp.weights.h5")
             model.save_weights(tmp)
             tmp.replace(final)
 
     def load_weights(self, run_dir: str | Path) -> None:
-        for name, model in self.models.items():
+        for name, model in self.saved_models.items():
             model.load_weights(Path(run_dir) / f"{name}.weights.h5")
 
 
@@ -150,6 +211,10 @@ class TrainContext:
     def checkpoint_dir(self) -> Path:
         base = self.run_dir if self.is_chief else self.worker_dir
         return Path(base) / "checkpoints"
+
+    def fit(self) -> list[dict]:
+        """The shared epoch loop (what `App.train` does unless an app overrides it)."""
+        return Trainer(self.app, self).fit()
 
 
 class Trainer:
@@ -192,13 +257,16 @@ class Trainer:
         log.debug("checkpoint %s", path)
 
     # -- compiled steps ----------------------------------------------------------------
+    def _step_context(self, step, epoch):
+        return StepContext(cfg=self.ctx.cfg, global_batch_size=self.global_batch, step=step, epoch=epoch)
+
     def _compiled_train(self):
-        app, state, gb = self.app, self.state, self.global_batch
+        app, state = self.app, self.state
 
         @tf.function
-        def train_fn(iterator):
+        def train_fn(iterator, step, epoch):
             batch = next(iterator)
-            out = self.strategy.run(app.train_step, args=(state, batch, gb))
+            out = self.strategy.run(app.train_step, args=(state, batch, self._step_context(step, epoch)))
             return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
 
         return train_fn
@@ -207,23 +275,23 @@ class Trainer:
         app, state = self.app, self.state
 
         @tf.function
-        def test_fn(batch):
-            out = self.strategy.run(app.test_step, args=(state, batch))
+        def test_fn(batch, step, epoch):
+            out = self.strategy.run(app.test_step, args=(state, batch, self._step_context(step, epoch)))
             return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
 
         return test_fn
 
     def validate(self) -> dict:
         data = self.ctx.data
-        from common.app import App
-
-        if data.val is None or type(self.app).test_step is App.test_step:
+        if data.val is None or not self.app.has_test_step:
             return {}
         self._test_fn = self._test_fn or self._compiled_test()
         totals: dict = {}
         val = data.val.with_options(pipeline_options())
+        step = tf.constant(int(self.global_step.numpy()), tf.int64)
+        epoch = tf.constant(int(self.epoch.numpy()), tf.int64)
         for batch in self.strategy.experimental_distribute_dataset(val):
-            for k, v in self._test_fn(batch).items():
+            for k, v in self._test_fn(batch, step, epoch).items():
                 totals[k] = totals.get(k, 0.0) + float(v)
         count = totals.pop("count", 0.0) or 1.0
         return {f"val_{k}": v / count for k, v in totals.items()}
@@ -254,8 +322,9 @@ class Trainer:
             t0 = time.perf_counter()
             bar = progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", self.ctx.is_chief, initial=start)
             gstep = int(self.global_step.numpy())
+            epoch_t = tf.constant(epoch, tf.int64)
             for step in range(start, steps):
-                out = self._train_fn(dist)
+                out = self._train_fn(dist, tf.constant(gstep, tf.int64), epoch_t)
                 values = {k: float(v) for k, v in out.items()}
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -287,8 +356,7 @@ class Trainer:
                       **{k: v / max(n, 1) for k, v in sums.items()},
                       "examples_per_sec": n * self.global_batch / max(elapsed, 1e-9),
                       "epoch_seconds": elapsed,
-                      "learning_rate": current_lr(next(iter(self.state.optimizers.values())))
-                      if self.state.optimizers else None}
+                      **(self.state.learning_rates() if self.state.optimizers else {"learning_rate": None})}
             record.update(self.validate())
             self.epoch.assign(epoch + 1)
             self.step_in_epoch.assign(0)

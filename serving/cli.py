@@ -145,8 +145,12 @@ def register(subparsers) -> None:
     add_server_flags(p)
     p.set_defaults(func=_cmd_serve)
 
-    p = subparsers.add_parser("predict", help="run a model on files: in-process or against a server")
-    p.add_argument("files", nargs="*", help="input files for the app's predict_request hook")
+    p = subparsers.add_parser("predict", help="run a model on inputs (files, sentences, seeds): in-process or on a server",
+                              description="ksuite predict RUN_DIR INPUT... runs the run's model in-process on what "
+                                          "its app takes (`ksuite apps` lists it: image files, sentences, a "
+                                          "prompt, seeds); --export or --server run it elsewhere.")
+    p.add_argument("inputs", nargs="*", metavar="[RUN_DIR] INPUT",
+                   help="a run directory (optional first), then the app's inputs")
     p.add_argument("--run", metavar="RUN_DIR", help="run directory (app, info, and local weights)")
     p.add_argument("--export", metavar="VERSION_DIR", help="a SavedModel version folder to run locally")
     p.add_argument("--server", help="REST URL (http://host:8501) or, with --grpc, host:8500")

@@ -118,7 +118,7 @@ def load_inputs(input_json: str | None, warmup_from: str | None, signature: str 
 
         return doc.get("signature_name", ""), {k: _from_json(v, None) for k, v in doc["inputs"].items()}
     if warmup_from:
-        from serving.export import read_warmup_file
+        from serving.warmup import read_warmup_file
         from serving.savedmodel import WARMUP_RELPATH
 
         path = Path(warmup_from) / WARMUP_RELPATH

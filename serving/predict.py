@@ -1,13 +1,16 @@
-"""`ksuite predict`: run an app's serving signature on user files, locally or on a server.
+"""`ksuite predict`: run an app's serving signature on what the user gives it, locally or
+on a server.
 
-    ksuite predict --run RUN_DIR img1.png img2.png                  # in-process
+    ksuite predict RUN_DIR img1.png img2.png                        # in-process
+    ksuite predict RUN_DIR "a sentence to translate"                # what the app takes
+    ksuite predict --run RUN_DIR img1.png                           # the same, spelled out
     ksuite predict --export BASE/NAME/3 img1.png                    # a SavedModel
     ksuite predict --server http://127.0.0.1:8501 --model NAME --run RUN_DIR img1.png
     ksuite predict --server 127.0.0.1:8500 --grpc --model NAME --input-json request.json
 
-The app's `predict_request(paths, info, cfg)` hook turns files into a request, and
-`render_predictions(paths, outputs, info, out_dir)` draws the results; without them, a
-JSON request (`--input-json`, columnar `inputs`) works for any model.
+The app's `predict_request(inputs, info, cfg)` turns the inputs (files, strings, seeds:
+the app's `predict_inputs` says which) into a request, and `render_predictions` draws the
+results; a JSON request (`--input-json`, columnar `inputs`) works for any model.
 """
 from __future__ import annotations
 
@@ -23,19 +26,11 @@ from common.errors import UserError
 
 def _app_context(run_dir: str | None, export_dir: str | None):
     """(app, info, cfg) from a run directory or the provenance an export carries."""
-    from common import config as config_lib
-    from common.registry import get_app
+    from common.run import read_run
 
     if run_dir:
-        run_dir = Path(run_dir)
-        meta_path = run_dir / "run.json"
-        if not meta_path.exists():
-            raise UserError(f"{run_dir} is not a run directory (no run.json)")
-        meta = json.loads(meta_path.read_text())
-        app = get_app(meta["app"])
-        cfg = config_lib.load_saved(app.presets[meta.get("preset", "default")](), run_dir / "config.yaml")
-        info = json.loads((run_dir / "info.json").read_text())
-        return app, info, cfg
+        run = read_run(run_dir)
+        return run.app, run.info, run.cfg
     if export_dir:
         prov = Path(export_dir) / "assets.extra" / "ksuite_export.json"
         if prov.exists():
@@ -45,6 +40,12 @@ def _app_context(run_dir: str | None, export_dir: str | None):
     return None, None, None
 
 
+def take_run_dir(args) -> None:
+    """`ksuite predict RUN_DIR INPUT...`: a first input that is a run directory is --run."""
+    if args.inputs and not (args.run or args.export) and (Path(args.inputs[0]) / "run.json").is_file():
+        args.run, args.inputs = args.inputs[0], args.inputs[1:]
+
+
 def build_request(args) -> tuple[str, dict, object, object]:
     """(signature, inputs, app, info) from --input-json or the app's predict_request hook."""
     if args.input_json:
@@ -52,18 +53,13 @@ def build_request(args) -> tuple[str, dict, object, object]:
 
         signature, inputs = load_inputs(args.input_json, None)
         return args.signature or signature, inputs, None, None
-    if not args.files:
-        raise UserError("give input files (for the app's predict_request) or --input-json REQUEST.json")
-    for path in args.files:
-        if not Path(path).exists():
-            raise UserError(f"input file {path} does not exist")
     app, info, cfg = _app_context(args.run, args.export)
     if app is None:
-        raise UserError("to turn files into a request, pass --run RUN_DIR (or an --export written by "
-                        "`ksuite export`, which records its run); or send --input-json")
-    if not hasattr(app, "predict_request"):
-        raise UserError(f"app {app.name} has no predict_request hook; send --input-json REQUEST.json")
-    signature, inputs = app.predict_request(list(args.files), info, cfg)
+        raise UserError("to turn inputs into a request, give a run directory (ksuite predict RUN_DIR "
+                        "INPUT...), or an --export written by `ksuite export`; or send --input-json")
+    if not args.inputs:
+        raise UserError(f"give the {app.name} app's inputs after the run directory: {app.predict_inputs}")
+    signature, inputs = app.predict_request(list(args.inputs), info, cfg)
     return args.signature or signature, inputs, app, info
 
 
@@ -78,7 +74,7 @@ def _local_outputs(args, signature, inputs):
     from common.run import load_run
 
     run = load_run(args.run)
-    archive = run.app.export_archive(run.state, run.info, run.cfg)
+    archive = run.app.export_archive(run.state, run.info, run.cfg, run.artifacts)
     with tempfile.TemporaryDirectory(prefix="ksuite-predict-") as tmp:
         archive.write_out(tmp, verbose=False)
         servable = Servable.load("local", 0, Path(tmp), warmup=False)
@@ -103,8 +99,10 @@ def _server_outputs(args, signature, inputs):
 
 def run_predict(args) -> int:
     common.quiet_import_tensorflow()
+    take_run_dir(args)
     if not (args.server or args.run or args.export):
-        raise UserError("say where to run: --run RUN_DIR, --export BASE/NAME/VERSION or --server URL")
+        raise UserError("say where to run: ksuite predict RUN_DIR INPUT..., --export BASE/NAME/VERSION "
+                        "or --server URL")
     signature, inputs, app, info = build_request(args)
     outputs = _server_outputs(args, signature, inputs) if args.server else _local_outputs(args, signature, inputs)
     out_dir = Path(args.out)
@@ -123,7 +121,7 @@ def run_predict(args) -> int:
     write_json_atomic(out_dir / "predictions.json", {"signature_name": signature or "serving_default",
                                                      "outputs": printable})
     print(f"outputs: {out_dir / 'predictions.json'}")
-    if app is not None and hasattr(app, "render_predictions") and args.files:
-        for path in app.render_predictions(list(args.files), outputs, info, out_dir):
+    if app is not None and args.inputs:
+        for path in app.render_predictions(list(args.inputs), outputs, info, out_dir):
             print(f"rendered: {path}")
     return 0

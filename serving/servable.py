@@ -47,7 +47,7 @@ class Servable:
         path = self.path / WARMUP_RELPATH
         if not path.exists():
             return 0
-        from serving.export import read_warmup_file
+        from serving.warmup import read_warmup_file
         from serving.tensors import tensor_proto_to_array
 
         logs = read_warmup_file(path)

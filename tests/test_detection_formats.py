@@ -65,7 +65,7 @@ def test_yolo_with_invalid_lines(tmp_path, caplog, capsys):
     # `ksuite detection-check` lists the same problems and fails with --strict
     import argparse
 
-    from apps.detection.cli import _check
+    from apps.detection.commands import _check
 
     args = argparse.Namespace(data_yaml=str(tmp_path / "data.yaml"), max_lines=50, strict=True)
     assert _check(args) == 1

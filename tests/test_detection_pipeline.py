@@ -50,7 +50,7 @@ def test_serving_signature_on_image_bytes(trained, tmp_path):
     cfg = dataclasses.replace(run.cfg, post=dataclasses.replace(run.cfg.post, score_threshold=1e-4))
     run.app.export_archive(run.state, run.info, cfg).write_out(str(export_dir), verbose=False)
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
-    image = data.splits["test"].images[0]
+    image = data.extras["splits"]["test"].images[0]
     big = cv2.resize(image, (image.shape[1] * 3, image.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
     # A batch of two differently sized images: boxes come back in each one's own pixels.
     out = {k: v.numpy() for k, v in serve(images=tf.constant([png_bytes(image), png_bytes(big)])).items()}
@@ -104,7 +104,7 @@ def test_tflite_builtins_only_and_parity(trained, tmp_path):
         assert conv.flex_ops == [] and "NON_MAX_SUPPRESSION_V5" in conv.ops, conv.ops
         results[mode] = run.app.tflite_evaluate(runner(conv.model), data, run.cfg, run.info)
         if mode == "float32":
-            image = data.splits["test"].images[:1].astype(np.float32)
+            image = data.extras["splits"]["test"].images[:1].astype(np.float32)
             got = runner(conv.model)({"images": image})
             want = {k: v.numpy() for k, v in reference(images=tf.constant(image)).items()}
             n = int(want["num_detections"][0])

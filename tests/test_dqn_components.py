@@ -230,7 +230,7 @@ def test_double_and_nature_dqn_targets():
 
 def test_huber_and_dueling_head():
     from apps.dqn.learner import huber
-    from apps.dqn.networks import DuelingQ
+    from apps.dqn.model import DuelingQ
 
     np.testing.assert_allclose(huber(np.array([-3.0, -0.5, 0.0, 0.5, 2.0], np.float32)).numpy(),
                                [2.5, 0.125, 0.0, 0.125, 1.5])
@@ -252,7 +252,7 @@ def test_learner_step_loss_and_soft_target_update():
     import keras
 
     from apps.dqn.learner import Learner, huber
-    from apps.dqn.networks import build_q_network
+    from apps.dqn.model import build_q_network
 
     tf = common.quiet_import_tensorflow()
     cfg = cartpole()

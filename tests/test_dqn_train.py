@@ -144,7 +144,7 @@ def _find_metrics(report, mode):
 def test_play_records_gif(smoke_run, tmp_path):
     from PIL import Image
 
-    from apps.dqn.cli import play
+    from apps.dqn.commands import play
 
     run_dir, _ = smoke_run
     result = play(run_dir, tmp_path / "episode.gif", max_steps=20)
@@ -171,7 +171,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import keras
     from apps.dqn.config import cartpole
     from apps.dqn.learner import Learner
-    from apps.dqn.networks import build_q_network
+    from apps.dqn.model import build_q_network
 
     cfg = cartpole(); cfg.agent.hidden_units = [16]; cfg.train.batch_size = 8
     mirrored = make_strategy("mirrored", cpu_devices=2)

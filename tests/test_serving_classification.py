@@ -144,7 +144,7 @@ def test_wrong_image_size_and_undecodable_bytes_are_400(target):
 
 
 def _predict_args(**kw):
-    defaults = dict(files=[], run=None, export=None, server=None, out="predictions", model=None, version=None,
+    defaults = dict(inputs=[], run=None, export=None, server=None, out="predictions", model=None, version=None,
                     label=None, signature="", grpc=False, timeout=30.0, input_json=None)
     defaults.update(kw)
     return argparse.Namespace(**defaults)
@@ -159,13 +159,13 @@ def test_ksuite_predict_local_and_against_the_server(target, exported, samples, 
         path.write_bytes(data)
         paths.append(str(path))
     local_out = tmp_path / "local"
-    assert run_predict(_predict_args(files=paths, export=str(exported[1]), out=str(local_out))) == 0
+    assert run_predict(_predict_args(inputs=paths, export=str(exported[1]), out=str(local_out))) == 0
     remote_out = tmp_path / "remote"
     server = target.grpc_target
-    assert run_predict(_predict_args(files=paths, run=str(smoke_classification_run), server=server, grpc=True,
+    assert run_predict(_predict_args(inputs=paths, run=str(smoke_classification_run), server=server, grpc=True,
                                      model="classification", out=str(remote_out))) == 0
     run_out = tmp_path / "run"
-    assert run_predict(_predict_args(files=paths, run=str(smoke_classification_run), out=str(run_out))) == 0
+    assert run_predict(_predict_args(inputs=paths, run=str(smoke_classification_run), out=str(run_out))) == 0
     local_pred = json.loads((local_out / "predictions.json").read_text())
     remote_pred = json.loads((remote_out / "predictions.json").read_text())
     assert json.loads((run_out / "predictions.json").read_text()) == local_pred

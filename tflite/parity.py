@@ -9,7 +9,6 @@ is compared with the reference output for the same input.
 from __future__ import annotations
 
 import hashlib
-import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,18 +106,16 @@ def _compare(run, recording: Recording, reference, diff: _Diff):
     return run_signature
 
 
-def app_evaluate(app, run_signature, data, cfg, info, target_name: str) -> dict:
-    """Call the app's tflite_evaluate; apps with several targets take `target=`."""
-    params = inspect.signature(app.tflite_evaluate).parameters
-    kwargs = {"target": target_name} if "target" in params else {}
-    metrics = app.tflite_evaluate(run_signature, data, cfg, info, **kwargs)
+def app_evaluate(app, run_signature, data, cfg, info, target) -> dict:
+    """The app's tflite_evaluate for one target; its numeric results."""
+    metrics = app.tflite_evaluate(run_signature, data, cfg, info, target)
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.number))}
 
 
 def evaluate_reference(app, target, data, cfg, info) -> tuple[dict, Recording, SavedModelSignature]:
     reference = SavedModelSignature(target.saved_model_dir, target.signature)
     recording = Recording()
-    metrics = app_evaluate(app, _record(reference, recording), data, cfg, info, target.name)
+    metrics = app_evaluate(app, _record(reference, recording), data, cfg, info, target)
     return metrics, recording, reference
 
 
@@ -127,7 +124,7 @@ def evaluate_tflite(app, target, path, data, cfg, info, recording: Recording, re
     """App metric, output differences and latency of one .tflite file."""
     run = LiteRTSignature(path, target.signature, num_threads=max(threads))
     diff = _Diff()
-    metrics = app_evaluate(app, _compare(run, recording, reference, diff), data, cfg, info, target.name)
+    metrics = app_evaluate(app, _compare(run, recording, reference, diff), data, cfg, info, target)
     latency = {}
     if recording.first_feeds is not None:
         for n in threads:

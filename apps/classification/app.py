@@ -11,7 +11,7 @@ from apps.classification import config as cfg_lib
 from apps.classification.data import build_datasets
 from apps.classification.model import build_classifier
 from common.app import App, TFLiteTarget
-from common.images import decode_resize
+from common.images import decode_resize, read_image_files
 from common.plots import plot_confusion_matrix
 from common.runlog import write_json_atomic
 from common.training import TrainState, apply_gradients, make_optimizer, replica_mean
@@ -52,7 +52,7 @@ class ClassificationApp(App):
     description = "Image classification (ResNet / MobileNetV2 / keras-hub backbones) on shapes, folders or TFRecords"
     presets = cfg_lib.PRESETS
 
-    def datasets(self, cfg):
+    def datasets(self, cfg, artifacts=None):
         return build_datasets(cfg)
 
     def build_state(self, cfg, info):
@@ -61,18 +61,19 @@ class ClassificationApp(App):
         return TrainState(models={"model": model}, optimizers={"model": make_optimizer(cfg.train, steps)})
 
     # ---- steps (per replica) ------------------------------------------------------------
-    def train_step(self, state, batch, global_batch_size):
+    def train_step(self, state, batch, step):
+        global_batch_size = step.global_batch_size
         images, labels = batch
         model, optimizer = state.model, state.optimizers["model"]
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
             loss = replica_mean(per_example, global_batch_size)
-        apply_gradients(tape, loss, model.trainable_variables, optimizer)
+        apply_gradients(tape, loss, model.trainable_variables, optimizer, step.cfg.train.clip_norm)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32)
         return {"loss": loss, "accuracy": replica_mean(correct, global_batch_size)}
 
-    def test_step(self, state, batch):
+    def test_step(self, state, batch, step):
         images, labels = batch
         logits = state.model(images, training=False)
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
@@ -110,7 +111,7 @@ class ClassificationApp(App):
         return {"probabilities": probabilities, "class_ids": class_ids,
                 "class_names": tf.gather(tf.constant(class_names), class_ids)}
 
-    def export_archive(self, state, info, cfg, batch_size=None):
+    def export_archive(self, state, info, cfg, artifacts=None, batch_size=None):
         """serving_default: float32 images [N,S,S,3] in 0..255; serve_bytes: encoded images [N].
         Both return probabilities [N,C], class_ids [N] (int64) and class_names [N] (string)."""
         model, size, names = state.model, info["image_size"], list(info["class_names"])
@@ -137,8 +138,20 @@ class ClassificationApp(App):
         encoded = np.array([_png_bytes(img) for img in images], dtype=object)
         return {"serving_default": [{"images": images}], "serve_bytes": [{"image_bytes": encoded}]}
 
+    predict_inputs = "image files (JPEG/PNG/BMP/GIF)"
+
     def predict_request(self, paths, info, cfg):
-        return "serve_bytes", {"image_bytes": np.array([Path(p).read_bytes() for p in paths], dtype=object)}
+        return "serve_bytes", {"image_bytes": read_image_files(paths)}
+
+    def predict_examples(self, data, info, cfg, out_dir):
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        images, _ = next(iter(data.test.unbatch().batch(3)))
+        paths = []
+        for i, image in enumerate(images.numpy()):
+            paths.append(out_dir / f"example_{i}.png")
+            paths[-1].write_bytes(_png_bytes(image))
+        return [str(p) for p in paths]
 
     def render_predictions(self, paths, outputs, info, out_dir):
         """A contact sheet: each input with its predicted class and confidence."""
@@ -180,7 +193,7 @@ class ClassificationApp(App):
         return [TFLiteTarget(name="classifier", saved_model_dir=path, signature="serving_default",
                              representative_data=representative_data)]
 
-    def tflite_evaluate(self, run_signature, data, cfg, info):
+    def tflite_evaluate(self, run_signature, data, cfg, info, target=None):
         probs, labels = [], []
         for images, y in data.test.unbatch().batch(1):
             probs.append(np.asarray(run_signature({"images": images.numpy().astype(np.float32)})["probabilities"],

@@ -2,7 +2,7 @@
 
 
 def __getattr__(name):
-    # Built on first use: `ksuite --help` imports apps.detection.cli without TensorFlow.
+    # Built on first use: `ksuite --help` imports apps.detection.commands without TensorFlow.
     if name == "APP":
         from apps.detection.app import DetectionApp
 

@@ -43,7 +43,7 @@ class DetectionApp(App):
     presets = config_lib.PRESETS
 
     # ---- data and model --------------------------------------------------------------
-    def datasets(self, cfg) -> Datasets:
+    def datasets(self, cfg, artifacts=None) -> Datasets:
         splits, names = _load_splits(cfg.data)
         train = splits["train"]
         steps = len(train) // cfg.train.batch_size
@@ -62,8 +62,11 @@ class DetectionApp(App):
         data = Datasets(train_epoch=train_epoch, steps_per_epoch=steps,
                         val=data_lib.eval_dataset(val, cfg.train.batch_size) if val is not None and len(val) else None,
                         test=data_lib.eval_dataset(test, cfg.train.batch_size) if test is not None else None,
-                        info=info)
-        data.splits = splits  # the arrays, for metrics against ground truth
+                        info=info,
+                        # the arrays, for metrics against ground truth; int8 calibration
+                        # draws from the first epoch trained at the exported size
+                        extras={"splits": splits,
+                                "calibration_epoch": train_epoch.first_full_size_epoch})
         return data
 
     def build_state(self, cfg, info: dict):
@@ -75,7 +78,6 @@ class DetectionApp(App):
         if cfg.train.steps_per_epoch:
             steps = min(steps, cfg.train.steps_per_epoch)
         opt = make_optimizer(cfg.train, steps * cfg.train.epochs)
-        self._cfg = cfg
         return TrainState(models={"model": model}, optimizers={"model": opt})
 
     def _anchors(self, image_size: int):
@@ -85,10 +87,9 @@ class DetectionApp(App):
         return tf.constant(points), tf.constant(strides)
 
     # ---- training --------------------------------------------------------------------
-    def _loss(self, state, batch, training: bool):
+    def _loss(self, state, batch, cfg, training: bool):
         from apps.detection.loss import detection_loss
 
-        cfg = self._cfg
         model = state.model
         anchors, strides = self._anchors(batch["images"].shape[1])
         raw = model(batch["images"], training=training)
@@ -96,28 +97,28 @@ class DetectionApp(App):
                               model.output_shape[-1] - 4 * cfg.model.reg_max, cfg.model.reg_max,
                               cfg.loss)
 
-    def train_step(self, state, batch, global_batch_size: int) -> dict:
+    def train_step(self, state, batch, step) -> dict:
         from common.training import apply_gradients
 
         # The YOLO loss is normalised over the whole local batch (by the sum of targets),
         # so weight it by this replica's share of the global batch: summing over replicas
         # then gives the batch-size-weighted mean.
-        share = tf.cast(tf.shape(batch["images"])[0], tf.float32) / global_batch_size
+        share = tf.cast(tf.shape(batch["images"])[0], tf.float32) / step.global_batch_size
         with tf.GradientTape() as tape:
-            loss, parts = self._loss(state, batch, training=True)
+            loss, parts = self._loss(state, batch, step.cfg, training=True)
             scaled = loss * share
         apply_gradients(tape, scaled, state.model.trainable_variables, state.optimizers["model"],
-                        self._cfg.train.clip_norm)
+                        step.cfg.train.clip_norm)
         return {"loss": scaled, **{k: v * share for k, v in parts.items()}}
 
-    def test_step(self, state, batch) -> dict:
+    def test_step(self, state, batch, step) -> dict:
         n = tf.cast(tf.shape(batch["images"])[0], tf.float32)
-        loss, parts = self._loss(state, batch, training=False)
+        loss, parts = self._loss(state, batch, step.cfg, training=False)
         return {"loss": loss * n, **{k: v * n for k, v in parts.items()}, "count": n}
 
     # ---- evaluation ------------------------------------------------------------------
     def _split(self, data, name):
-        splits = getattr(data, "splits", None)
+        splits = data.extras.get("splits")
         if splits is None:
             raise UserError("these datasets were not built by the detection app")
         split = splits.get(name)
@@ -131,14 +132,13 @@ class DetectionApp(App):
     def evaluate(self, state, data, cfg, run_dir) -> dict:
         from apps.detection.evaluate import evaluate_model
 
-        self._cfg = cfg
         metrics = evaluate_model(state.model, self._split(data, "test"), cfg, data.info, run_dir)
         log.info("test mAP@[.5:.95] %.4f, mAP@.5 %.4f, mAP@.75 %.4f on %d images",
                  metrics["map_50_95"], metrics["map_50"], metrics["map_75"], metrics["num_images"])
         return metrics
 
     # ---- deployment ------------------------------------------------------------------
-    def export_archive(self, state, info: dict, cfg):
+    def export_archive(self, state, info: dict, cfg, artifacts=None):
         from apps.detection.export import serving_archive
 
         return serving_archive(state.model, info, cfg)
@@ -150,21 +150,26 @@ class DetectionApp(App):
         encoded = np.array([png_bytes(split.images[i]) for i in range(min(2, len(split)))], dtype=object)
         return {"serving_default": [{"images": encoded}]}
 
+    predict_inputs = "image files (JPEG/PNG/BMP/GIF)"
+
     def predict_request(self, paths, info, cfg):
+        from common.images import read_image_files
+
+        return "serving_default", {"images": read_image_files(paths)}
+
+    def predict_examples(self, data, info, cfg, out_dir) -> list:
         from pathlib import Path
 
-        from common.images import is_readable_image
+        from apps.detection.export import png_bytes
 
-        blobs = []
-        for p in paths:
-            path = Path(p)
-            if not path.is_file():
-                raise UserError(f"{p}: no such image file; pass paths of JPEG/PNG/BMP/GIF images")
-            blob = path.read_bytes()
-            if not is_readable_image(blob):
-                raise UserError(f"{p}: not a readable JPEG/PNG/BMP/GIF image")
-            blobs.append(blob)
-        return "serving_default", {"images": np.array(blobs, dtype=object)}
+        split = self._split(data, "test")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i in range(min(2, len(split))):
+            paths.append(out_dir / f"example_{i}.png")
+            paths[-1].write_bytes(png_bytes(split.images[i]))
+        return [str(p) for p in paths]
 
     def render_predictions(self, paths, outputs, info, out_dir) -> list:
         """One PNG per input: the original image with boxes, class names and scores."""
@@ -193,19 +198,19 @@ class DetectionApp(App):
 
         path = str(Path(workdir) / "detection_fixed")
         tflite_archive(state.model, data.info, cfg).write_out(path, verbose=False)
-        pipeline = data.train_epoch
+        pipeline, epoch = data.train_epoch, data.extras["calibration_epoch"]
 
         def representative_data():
             # Calibrate on what the model trains on (augmented training batches), at the
             # exported size (progressive resizing starts smaller).
-            for batch in pipeline(pipeline.first_full_size_epoch):
+            for batch in pipeline(epoch):
                 for image in batch["images"].numpy():
                     yield {"images": image[None].astype(np.float32)}
 
         return [TFLiteTarget(name="detector", saved_model_dir=path, signature="serving_default",
                              representative_data=representative_data)]
 
-    def tflite_evaluate(self, run_signature, data, cfg, info) -> dict:
+    def tflite_evaluate(self, run_signature, data, cfg, info, target=None) -> dict:
         from apps.detection.metrics import evaluate_detections
 
         split = self._split(data, "test")

@@ -46,8 +46,8 @@ def main(argv=None) -> int:
     run = load_run(args.run_dir)
     data = run.datasets()
     if args.limit:
-        s = data.splits["test"]
-        data.splits["test"] = type(s)(s.images[:args.limit], s.boxes[:args.limit], s.classes[:args.limit])
+        s = data.extras["splits"]["test"]
+        data.extras["splits"]["test"] = type(s)(s.images[:args.limit], s.boxes[:args.limit], s.classes[:args.limit])
     workdir = Path(args.run_dir) / "tflite"
     workdir.mkdir(parents=True, exist_ok=True)
     (target,) = run.app.tflite_targets(run.state, data, run.cfg, workdir)
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     for name, r in rows.items():
         print(f"{name:10s} {r['map_50']:8.4f} {r['map_50_95']:11.4f} {r['delta_map_50_vs_float32']:+9.4f} "
               f"{r['ms_per_image']:8.1f} {r.get('size_mb', float('nan')):6.2f}")
-    result = {"run_dir": str(args.run_dir), "test_images": len(data.splits["test"]), "results": rows}
+    result = {"run_dir": str(args.run_dir), "test_images": len(data.extras["splits"]["test"]), "results": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, result)
     write_json_atomic(workdir / "parity_report.json", result)

@@ -1,13 +1,13 @@
 """DQN on Atari and classic control: `APP` is what the Keras Suite pipeline calls.
 
-See docs/dqn.md. The modules, in reading order: config, wrappers, envs, replay,
-networks, learner, train, evaluation, app (the contract), cli (`ksuite play dqn`),
-bench (`ksuite bench dqn`).
+See docs/dqn.md. The modules, in reading order: config, wrappers, data (the
+environments), replay, model (Q-networks), learner, train, evaluation, app (the contract),
+commands (`ksuite play dqn`), bench (`ksuite bench dqn`).
 """
 
 
 def __getattr__(name):
-    # Built on first use: `ksuite --help` imports apps.dqn.cli without TensorFlow.
+    # Built on first use: `ksuite --help` imports apps.dqn.commands without TensorFlow.
     if name == "APP":
         from apps.dqn.app import DQNApp
 

@@ -13,7 +13,7 @@ from common.app import App, Datasets, TFLiteTarget
 def _collect_observations(env_cfg, count: int, seed: int) -> np.ndarray:
     """Real observations from random play (no learning) for warm-up requests and int8
     calibration: the input distribution the network sees."""
-    from apps.dqn.envs import make_env
+    from apps.dqn.data import make_env
 
     env = make_env(env_cfg, training=False, seed=seed)
     rng = np.random.default_rng(seed)
@@ -37,14 +37,14 @@ class DQNApp(App):
     presets = dqn_config.PRESETS
 
     # ---- data and model -------------------------------------------------------------
-    def datasets(self, cfg) -> Datasets:
-        from apps.dqn.envs import env_info
+    def datasets(self, cfg, artifacts=None) -> Datasets:
+        from apps.dqn.data import env_info
 
         return Datasets(train_epoch=None, steps_per_epoch=0, info=env_info(cfg.env))
 
     def build_state(self, cfg, info: dict):
         import common.training as training
-        from apps.dqn.networks import build_q_network
+        from apps.dqn.model import build_q_network
 
         tf = common.quiet_import_tensorflow()
         args = (cfg.agent, info["obs_shape"], info["obs_dtype"], info["num_actions"])
@@ -119,7 +119,7 @@ class DQNApp(App):
         archive.add_endpoint("serving_default", serve, input_signature=[spec])
         return archive
 
-    def export_archive(self, state, info: dict, cfg):
+    def export_archive(self, state, info: dict, cfg, artifacts=None):
         """serving_default: a batch of observations (uint8 frame stacks for Atari) ->
         {"q_values": float32 [B, A], "action": int32 [B] greedy action}."""
         return self._archive(state.model, info, None)
@@ -128,6 +128,37 @@ class DQNApp(App):
         obs = _collect_observations(cfg.env, 4, seed=cfg.train.seed + 1)
         name = self._input_spec(info, None).name
         return {"serving_default": [{name: obs[:1]}, {name: obs}]}
+
+    predict_inputs = "observation .npy files (one observation, or a batch, each; as np.save writes them)"
+
+    def predict_request(self, inputs, info: dict, cfg):
+        """Observations saved with np.save -> the policy's greedy actions and Q-values."""
+        from common.errors import UserError
+
+        spec = self._input_spec(info, None)
+        shape, dtype = tuple(info["obs_shape"]), np.dtype(info["obs_dtype"])
+        batches = []
+        for path in inputs:
+            try:
+                obs = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise UserError(f"{path}: not a .npy observation file ({exc}); save one with np.save") from None
+            if obs.shape == shape:
+                obs = obs[None]
+            if obs.shape[1:] != shape:
+                raise UserError(f"{path}: observation shape {list(obs.shape)}; this agent takes "
+                                f"{list(shape)} (or a batch [N, {', '.join(map(str, shape))}])")
+            batches.append(obs.astype(dtype))
+        return "serving_default", {spec.name: np.concatenate(batches)}
+
+    def predict_examples(self, data: Datasets, info: dict, cfg, out_dir) -> list:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        obs = _collect_observations(cfg.env, 2, seed=cfg.train.seed + 4)
+        paths = [out_dir / f"observation_{i}.npy" for i in range(len(obs))]
+        for path, o in zip(paths, obs):
+            np.save(path, o)
+        return [str(p) for p in paths]
 
     def tflite_targets(self, state, data: Datasets, cfg, workdir) -> list[TFLiteTarget]:
         workdir = Path(workdir)
@@ -138,31 +169,27 @@ class DQNApp(App):
         # Keras greedy actions on held-out observations: tflite_evaluate measures agreement.
         reference = _collect_observations(cfg.env, 200, seed=cfg.train.seed + 3)
         q = np.asarray(state.model(reference, training=False))
-        tmp = workdir / "dqn_reference.tmp.npz"
-        np.savez(tmp, obs=reference, q_values=q)
-        tmp.replace(workdir / "dqn_reference.npz")
-        self._reference_path = workdir / "dqn_reference.npz"
 
         def representative():
             for obs in calibration:
                 yield {name: obs[None]}
 
         return [TFLiteTarget(name="policy", saved_model_dir=str(saved), signature="serving_default",
-                             representative_data=representative)]
+                             representative_data=representative,
+                             extras={"reference_obs": reference, "reference_q": q})]
 
-    def tflite_evaluate(self, run_signature, data: Datasets, cfg, info: dict) -> dict:
+    def tflite_evaluate(self, run_signature, data: Datasets, cfg, info: dict, target=None) -> dict:
         """Greedy-action agreement with the Keras model on held-out observations, and the
         return of the converted policy over a few episodes of the standard protocol."""
         from apps.dqn.evaluation import run_episodes, summarize
 
         name = self._input_spec(info, 1).name
         result: dict = {}
-        ref_path = getattr(self, "_reference_path", None)
-        if ref_path is not None and Path(ref_path).exists():
-            ref = np.load(ref_path)
-            q_lite = np.concatenate([np.asarray(run_signature({name: o[None]})["q_values"]) for o in ref["obs"]])
-            result["greedy_action_agreement"] = float(np.mean(q_lite.argmax(-1) == ref["q_values"].argmax(-1)))
-            result["q_max_abs_diff"] = float(np.max(np.abs(q_lite - ref["q_values"])))
+        if target is not None and "reference_obs" in target.extras:
+            obs, q_ref = target.extras["reference_obs"], target.extras["reference_q"]
+            q_lite = np.concatenate([np.asarray(run_signature({name: o[None]})["q_values"]) for o in obs])
+            result["greedy_action_agreement"] = float(np.mean(q_lite.argmax(-1) == q_ref.argmax(-1)))
+            result["q_max_abs_diff"] = float(np.max(np.abs(q_lite - q_ref)))
 
         def q_fn(batch):
             return np.concatenate([np.asarray(run_signature({name: o[None]})["q_values"]) for o in batch])

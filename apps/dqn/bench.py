@@ -98,8 +98,8 @@ def measure_straightforward(args) -> dict:
     """One env, model.predict per action, Python-list replay, eager update."""
     import keras
 
-    from apps.dqn.envs import make_env
-    from apps.dqn.networks import build_q_network
+    from apps.dqn.data import make_env
+    from apps.dqn.model import build_q_network
 
     tf = common.quiet_import_tensorflow()
     cfg = _config(args, 1, args.warmup + args.steps)

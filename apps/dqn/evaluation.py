@@ -13,7 +13,7 @@ from pathlib import Path
 import common  # noqa: F401
 import numpy as np
 
-from apps.dqn.envs import VectorEnv, make_env
+from apps.dqn.data import VectorEnv, make_env
 
 # (random, human) scores as tabulated in van Hasselt et al. 2016 (Double DQN) and
 # Wang et al. 2016 (Dueling DQN), the reference the human-normalised score is usually

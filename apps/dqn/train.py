@@ -18,7 +18,7 @@ from pathlib import Path
 import common
 import numpy as np
 
-from apps.dqn.envs import VectorEnv, make_env
+from apps.dqn.data import VectorEnv, make_env
 from apps.dqn.evaluation import epsilon_greedy, run_episodes
 from apps.dqn.learner import Learner
 from apps.dqn.replay import ReplayBuffer

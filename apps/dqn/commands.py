@@ -1,26 +1,22 @@
-"""`ksuite play dqn RUN_DIR`: record one episode of a trained agent as a GIF or MP4.
+"""`ksuite play dqn RUN_DIR` (or `ksuite play RUN_DIR`): record one episode of a trained
+agent as a GIF or MP4.
 
-Top level stays cheap (no TensorFlow import) because common/cli.py imports this module
-for every command."""
+Top level stays cheap (no TensorFlow import): `ksuite --help` reads COMMANDS."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from common.commands import AppCommand
 from common.errors import UserError
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("play", help="record an episode of a trained DQN agent (GIF or MP4)",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("app", choices=["dqn"], help="the app whose agent plays")
+def _play_arguments(p) -> None:
     p.add_argument("run_dir", help="a finished `ksuite train dqn` run directory")
     p.add_argument("--out", default=None, help="output file (.gif or .mp4); default RUN_DIR/plots/episode.gif")
     p.add_argument("--epsilon", type=float, default=None, help="ε-greedy noise (default: the run's eval.epsilon)")
     p.add_argument("--max-steps", type=int, default=5_000, help="stop the recording after this many agent steps")
     p.add_argument("--fps", type=int, default=15, help="frames per second of the recording (15 = real time with frame skip 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the environment (no-op starts, sticky actions) and of ε-greedy")
-    p.set_defaults(func=_cmd_play)
 
 
 def _cmd_play(args) -> int:
@@ -39,7 +35,7 @@ def play(run_dir, out, epsilon=None, max_steps: int = 5_000, fps: int = 30, seed
     """Play one evaluation episode (no episodic life, raw score) and write the screen."""
     import numpy as np
 
-    from apps.dqn.envs import make_env
+    from apps.dqn.data import make_env
     from apps.dqn.evaluation import epsilon_greedy
     from common.run import load_run
 
@@ -88,3 +84,6 @@ def _write_video(screens, out: Path, fps: int) -> None:
             writer.write(cv2.cvtColor(s, cv2.COLOR_RGB2BGR))
         writer.release()
     tmp.replace(out)
+
+
+COMMANDS = [AppCommand("play", "record an episode of a trained DQN agent (GIF or MP4)", _play_arguments, _cmd_play)]

@@ -1,6 +1,8 @@
-"""Detection-only command: `ksuite detection-check DATA_YAML` validates a user dataset
+"""Detection's own command (see common/commands.py): `ksuite detection-check DATA_YAML` validates a user dataset
 (YOLO / COCO / VOC) before training and lists every invalid box with file and line."""
 from __future__ import annotations
+
+from common.commands import AppCommand
 
 
 def _check(args) -> int:
@@ -26,10 +28,11 @@ def _check(args) -> int:
     return 1 if report.problems and args.strict else 0
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "detection-check", help="validate a detection dataset's data.yaml (YOLO/COCO/VOC)")
+def _check_arguments(p) -> None:
     p.add_argument("data_yaml", help="path of the dataset's data.yaml")
     p.add_argument("--max-lines", type=int, default=50, help="invalid boxes to list")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any box is invalid")
-    p.set_defaults(func=_check)
+
+
+COMMANDS = [AppCommand("detection-check", "validate a detection dataset's data.yaml (YOLO/COCO/VOC)",
+                       _check_arguments, _check, per_app=False)]
