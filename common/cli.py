@@ -90,8 +90,8 @@ def _cmd_apps(args) -> int:
     for name in app_names():
         try:
             app = get_app(name)
-        except UserError as exc:
-            print(f"{name:15s} (unavailable: {exc})")
+        except Exception as exc:  # one broken app folder must not hide the others
+            print(f"{name:15s} (unavailable: {type(exc).__name__}: {exc})")
             continue
         print(f"{name:15s} presets: {', '.join(app.presets)}")
         print(f"{'':15s} {app.description}")
