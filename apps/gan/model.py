@@ -1,0 +1,328 @@
+"""Generators and discriminators.
+
+DCGAN (Radford et al. 2015): strided convolutions instead of pooling, fractionally-strided
+(transposed) convolutions to upsample, batch norm in the generator and (by default) the
+discriminator but not on the generator output or the discriminator input, ReLU in the
+generator with tanh out, LeakyReLU(0.2) in the discriminator, weights from N(0, 0.02).
+
+StyleGAN-lite (after Karras et al. 2019/2020, StyleGAN2): mapping network z -> w,
+a learned 4x4 constant, modulated 3x3 convolutions with demodulation, per-layer noise
+with learned strength, the truncation trick on w, and the *skip* generator: every
+resolution adds its own RGB output (upsampled and summed). Skip outputs instead of
+progressive growing: they give the same coarse-to-fine learning (StyleGAN2 section 4.1)
+with one fixed graph, so there is no growth schedule or fade-in state to checkpoint and
+resume, and one graph to export and convert to TFLite at a fixed shape. Its discriminator
+is StyleGAN2's residual one. Both use equalized learning rate (weights N(0, 1) scaled by
+He's constant at run time), which keeps Adam's effective step the same for every layer.
+
+Every generator takes (z, class_ids, truncation, noise_seed) and returns images in
+[-1, 1]. `noise_seed` (a stateless-RNG seed) draws fresh per-layer noise in training;
+without it the generator uses fixed noise buffers stored with its weights, so serving
+and TFLite are deterministic functions of the seed.
+"""
+from __future__ import annotations
+
+import math
+
+import common
+from common.batchnorm import FusedBatchNormalization
+from common.training import sync_batch_norm
+
+tf = common.quiet_import_tensorflow()
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+DCGAN_INIT = keras.initializers.RandomNormal(0.0, 0.02)
+LRELU_GAIN = math.sqrt(2.0)
+
+
+def _channels(base: int, res: int, top: int = 512, floor: int = 32) -> int:
+    return int(min(top, max(floor, base)))
+
+
+def normalize_2nd_moment(x, eps=1e-8):
+    return x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=-1, keepdims=True) + eps)
+
+
+# ---- DCGAN ------------------------------------------------------------------------------
+class DCGANGenerator(keras.Model):
+    def __init__(self, latent_dim, image_size, channels=256, num_classes=0, **kw):
+        super().__init__(**kw)
+        self.latent_dim, self.image_size, self.num_classes = latent_dim, image_size, num_classes
+        self.embed = layers.Embedding(num_classes, latent_dim, embeddings_initializer=DCGAN_INIT,
+                                      name="class_embed") if num_classes else None
+        self.project = layers.Dense(4 * 4 * channels, use_bias=False, kernel_initializer=DCGAN_INIT, name="project")
+        self.reshape = layers.Reshape((4, 4, channels))
+        self.blocks = []
+        res, ch = 4, channels
+        while res < image_size // 2:
+            ch = max(32, ch // 2)
+            self.blocks.append((layers.Conv2DTranspose(ch, 4, 2, padding="same", use_bias=False,
+                                                       kernel_initializer=DCGAN_INIT, name=f"up{res * 2}"),
+                                FusedBatchNormalization(momentum=0.9, synchronized=sync_batch_norm(),
+                                                        name=f"bn{res * 2}")))
+            res *= 2
+        self.bn0 = FusedBatchNormalization(momentum=0.9, synchronized=sync_batch_norm(), name="bn4")
+        self.to_rgb = layers.Conv2DTranspose(3, 4, 2, padding="same", kernel_initializer=DCGAN_INIT, name="to_rgb")
+
+    def call(self, z, class_ids=None, truncation=None, noise_seed=None, training=False):
+        if truncation is not None:  # the truncation trick in z space: shrink towards the mean (0)
+            z = z * tf.reshape(tf.cast(truncation, z.dtype), [-1, 1])
+        if self.embed is not None:
+            z = tf.concat([z, self.embed(class_ids)], -1)
+        x = tf.nn.relu(self.bn0(self.reshape(self.project(z)), training=training))
+        for up, bn in self.blocks:
+            x = tf.nn.relu(bn(up(x), training=training))
+        return tf.tanh(self.to_rgb(x))
+
+
+def _d_norm(kind, name):
+    if kind == "batch":
+        return FusedBatchNormalization(momentum=0.9, synchronized=sync_batch_norm(), name=name)
+    if kind == "layer":
+        return layers.LayerNormalization(axis=[1, 2, 3], name=name)
+    return None
+
+
+class DCGANDiscriminator(keras.Model):
+    """Strided convs down to 4x4, then a linear logit; with classes, a projection
+    discriminator (Miyato & Koyama 2018): logit += <embed(y), features>."""
+
+    def __init__(self, image_size, channels=64, num_classes=0, norm="batch", **kw):
+        super().__init__(**kw)
+        self.convs = []
+        res, ch = image_size, channels
+        first = True
+        while res > 4:
+            conv = layers.Conv2D(ch, 4, 2, padding="same", use_bias=first or norm == "none",
+                                 kernel_initializer=DCGAN_INIT, name=f"down{res // 2}")
+            self.convs.append((conv, None if first else _d_norm(norm, f"norm{res // 2}")))
+            first = False
+            res, ch = res // 2, min(512, ch * 2)
+        self.flatten = layers.Flatten()
+        self.logit = layers.Dense(1, kernel_initializer=DCGAN_INIT, name="logit")
+        self.embed = layers.Embedding(num_classes, 4 * 4 * (ch // 2), embeddings_initializer=DCGAN_INIT,
+                                      name="class_embed") if num_classes else None
+
+    def call(self, images, class_ids=None, training=False):
+        x = images
+        for conv, norm in self.convs:
+            x = conv(x)
+            if norm is not None:
+                x = norm(x, training=training) if isinstance(norm, keras.layers.BatchNormalization) else norm(x)
+            x = tf.nn.leaky_relu(x, 0.2)
+        h = self.flatten(x)
+        out = self.logit(h)[:, 0]
+        if self.embed is not None:
+            out = out + tf.reduce_sum(self.embed(class_ids) * h, -1)
+        return out
+
+
+# ---- equalized-learning-rate layers ----------------------------------------------------
+class EqDense(layers.Layer):
+    def __init__(self, units, bias_init=0.0, lr_mul=1.0, activation=None, **kw):
+        super().__init__(**kw)
+        self.units, self.bias_init, self.lr_mul, self.activation = units, bias_init, lr_mul, activation
+
+    def build(self, input_shape):
+        fan_in = int(input_shape[-1])
+        self.scale = self.lr_mul / math.sqrt(fan_in)
+        self.kernel = self.add_weight(shape=(fan_in, self.units), initializer=keras.initializers.RandomNormal(
+            0.0, 1.0 / self.lr_mul), name="kernel")
+        self.bias = self.add_weight(shape=(self.units,), initializer=keras.initializers.Constant(
+            self.bias_init / self.lr_mul), name="bias")
+
+    def call(self, x):
+        y = tf.matmul(x, self.kernel * self.scale) + self.bias * self.lr_mul
+        return tf.nn.leaky_relu(y, 0.2) * LRELU_GAIN if self.activation == "lrelu" else y
+
+
+class EqConv2D(layers.Layer):
+    def __init__(self, filters, kernel=3, activation="lrelu", use_bias=True, **kw):
+        super().__init__(**kw)
+        self.filters, self.k, self.activation, self.use_bias = filters, kernel, activation, use_bias
+
+    def build(self, input_shape):
+        fan_in = int(input_shape[-1]) * self.k * self.k
+        self.scale = 1.0 / math.sqrt(fan_in)
+        self.kernel = self.add_weight(shape=(self.k, self.k, int(input_shape[-1]), self.filters),
+                                      initializer=keras.initializers.RandomNormal(0.0, 1.0), name="kernel")
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias") if self.use_bias else None
+
+    def call(self, x):
+        y = tf.nn.conv2d(x, self.kernel * self.scale, 1, "SAME")
+        if self.bias is not None:
+            y = y + self.bias
+        return tf.nn.leaky_relu(y, 0.2) * LRELU_GAIN if self.activation == "lrelu" else y
+
+
+# ---- StyleGAN-lite ----------------------------------------------------------------------
+class ModulatedConv(layers.Layer):
+    """A 3x3 (or 1x1) convolution whose input channels are scaled by a per-example style
+    s = A(w), followed by demodulation (each output channel rescaled to unit expected
+    variance). Written as x*s -> conv -> *d, which is exactly StyleGAN2's weight
+    modulation but needs only a standard conv (fast on CPU, builtin in TFLite)."""
+
+    def __init__(self, filters, kernel=3, demodulate=True, noise=True, resolution=4, activation="lrelu", **kw):
+        super().__init__(**kw)
+        self.filters, self.k, self.demodulate = filters, kernel, demodulate
+        self.use_noise, self.resolution, self.activation = noise, resolution, activation
+
+    def build(self, input_shape):
+        in_ch = int(input_shape[-1])
+        self.affine = EqDense(in_ch, bias_init=1.0, name="affine")
+        self.affine.build((None, self.w_dim))
+        self.scale = 1.0 / math.sqrt(in_ch * self.k * self.k)
+        self.kernel = self.add_weight(shape=(self.k, self.k, in_ch, self.filters),
+                                      initializer=keras.initializers.RandomNormal(0.0, 1.0), name="kernel")
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+        if self.use_noise:
+            self.noise_strength = self.add_weight(shape=(), initializer="zeros", name="noise_strength")
+            self.noise_const = self.add_weight(shape=(1, self.resolution, self.resolution, 1),
+                                               initializer=keras.initializers.RandomNormal(0.0, 1.0),
+                                               trainable=False, name="noise_const")
+
+    def call(self, x, w, noise_seed=None):
+        weight = self.kernel * self.scale
+        if self.k == 1:  # toRGB: StyleGAN2 scales its style by 1/sqrt(fan_in) instead of demodulating
+            styles = self.affine(w) * self.scale
+            weight = self.kernel
+        else:
+            styles = self.affine(w)
+        y = tf.nn.conv2d(x * styles[:, None, None, :], weight, 1, "SAME")
+        if self.demodulate:
+            wsq = tf.reduce_sum(tf.square(weight), axis=[0, 1])  # [in, out]
+            d = tf.math.rsqrt(tf.matmul(tf.square(styles), wsq) + 1e-8)  # [B, out]
+            y = y * d[:, None, None, :]
+        if self.use_noise:
+            if noise_seed is not None:
+                shape = tf.stack([tf.shape(y)[0], self.resolution, self.resolution, 1])
+                noise = tf.random.stateless_normal(shape, seed=noise_seed)
+            else:
+                noise = self.noise_const
+            y = y + noise * self.noise_strength
+        y = y + self.bias
+        return tf.nn.leaky_relu(y, 0.2) * LRELU_GAIN if self.activation == "lrelu" else y
+
+
+class StyleGenerator(keras.Model):
+    def __init__(self, latent_dim, image_size, channels=128, num_classes=0, w_dim=128, mapping_layers=4,
+                 **kw):
+        super().__init__(**kw)
+        self.latent_dim, self.image_size, self.num_classes, self.w_dim = latent_dim, image_size, num_classes, w_dim
+        self.embed = layers.Embedding(num_classes, latent_dim, name="class_embed") if num_classes else None
+        self.mapping_net = [EqDense(w_dim, lr_mul=0.01, activation="lrelu", name=f"map{i}")
+                            for i in range(mapping_layers)]
+        self.const = self.add_weight(shape=(1, 4, 4, channels), initializer=keras.initializers.RandomNormal(0, 1),
+                                     name="const")
+        self.w_avg = self.add_weight(shape=(w_dim,), initializer="zeros", trainable=False, name="w_avg")
+        self.convs, self.to_rgbs = [], []
+        res, ch = 4, channels
+        self.convs.append(self._mod(ch, 3, True, True, res, "conv4"))
+        self.to_rgbs.append(self._mod(3, 1, False, False, res, "to_rgb4", activation=None))
+        while res < image_size:
+            res, ch = res * 2, max(32, ch // 2)
+            self.convs.append(self._mod(ch, 3, True, True, res, f"conv{res}_0"))
+            self.convs.append(self._mod(ch, 3, True, True, res, f"conv{res}_1"))
+            self.to_rgbs.append(self._mod(3, 1, False, False, res, f"to_rgb{res}", activation=None))
+        self.num_ws = len(self.convs) + 1
+        self.upsample = layers.UpSampling2D(2, interpolation="bilinear")
+
+    def _mod(self, filters, k, demod, noise, res, name, activation="lrelu"):
+        layer = ModulatedConv(filters, k, demod, noise, res, activation, name=name)
+        layer.w_dim = self.w_dim
+        return layer
+
+    def mapping(self, z, class_ids=None):
+        x = normalize_2nd_moment(z)
+        if self.embed is not None:
+            x = tf.concat([x, normalize_2nd_moment(self.embed(class_ids))], -1)
+        for layer in self.mapping_net:
+            x = layer(x)
+        return x
+
+    def truncate(self, w, truncation):
+        psi = tf.reshape(tf.cast(truncation, w.dtype), [-1, 1])
+        return self.w_avg + psi * (w - self.w_avg)
+
+    def synthesis(self, ws, noise_seed=None):
+        """ws: [B, num_ws, w_dim] (one w per layer; style mixing gives different ones)."""
+        def seed(i):
+            return None if noise_seed is None else noise_seed + tf.constant([1000 * (i + 1), 0], tf.int64)
+
+        x = tf.tile(self.const, [tf.shape(ws)[0], 1, 1, 1])
+        x = self.convs[0](x, ws[:, 0], seed(0))
+        rgb = self.to_rgbs[0](x, ws[:, 1])
+        for block in range(1, len(self.to_rgbs)):
+            i = 2 * block - 1
+            x = self.upsample(x)
+            x = self.convs[i](x, ws[:, i], seed(i))
+            x = self.convs[i + 1](x, ws[:, i + 1], seed(i + 1))
+            rgb = self.upsample(rgb) + self.to_rgbs[block](x, ws[:, i + 2])
+        return rgb
+
+    def call(self, z, class_ids=None, truncation=None, noise_seed=None, training=False):
+        w = self.mapping(z, class_ids)
+        if truncation is not None:
+            w = self.truncate(w, truncation)
+        ws = tf.tile(w[:, None, :], [1, self.num_ws, 1])
+        return self.synthesis(ws, noise_seed)
+
+
+class ResidualDiscriminator(keras.Model):
+    """StyleGAN2's residual discriminator (no normalisation, equalized lr): fromRGB, then
+    per resolution two 3x3 convs and a 2x average-pool with a 1x1 skip, scaled 1/sqrt(2);
+    at 4x4 a conv, a dense layer and the logit (projection for classes)."""
+
+    def __init__(self, image_size, channels=32, num_classes=0, **kw):
+        super().__init__(**kw)
+        self.from_rgb = EqConv2D(channels, 1, name="from_rgb")
+        self.blocks = []
+        res, ch = image_size, channels
+        while res > 4:
+            out = min(512, ch * 2)
+            self.blocks.append((EqConv2D(ch, 3, name=f"b{res}_conv0"), EqConv2D(out, 3, name=f"b{res}_conv1"),
+                                EqConv2D(out, 1, activation=None, use_bias=False, name=f"b{res}_skip")))
+            res, ch = res // 2, out
+        self.pool = layers.AveragePooling2D(2)
+        self.conv4 = EqConv2D(ch, 3, name="b4_conv")
+        self.flatten = layers.Flatten()
+        self.fc = EqDense(ch, activation="lrelu", name="fc")
+        self.logit = EqDense(1, name="logit")
+        self.embed = layers.Embedding(num_classes, ch, name="class_embed") if num_classes else None
+
+    def call(self, images, class_ids=None, training=False):
+        x = self.from_rgb(images)
+        for conv0, conv1, skip in self.blocks:
+            y = skip(self.pool(x))
+            x = self.pool(conv1(conv0(x)))
+            x = (x + y) * (1.0 / math.sqrt(2.0))
+        h = self.fc(self.flatten(self.conv4(x)))
+        out = self.logit(h)[:, 0]
+        if self.embed is not None:
+            out = out + tf.reduce_sum(self.embed(class_ids) * h, -1) / math.sqrt(h.shape[-1])
+        return out
+
+
+# ---- builders ---------------------------------------------------------------------------
+def build_generator(cfg, image_size: int, num_classes: int, name="generator"):
+    m = cfg.model
+    n = num_classes if m.conditional else 0
+    if m.arch == "stylegan":
+        g = StyleGenerator(m.latent_dim, image_size, m.g_channels, n, m.w_dim, m.mapping_layers, name=name)
+    else:
+        g = DCGANGenerator(m.latent_dim, image_size, m.g_channels, n, name=name)
+    z = tf.zeros([2, m.latent_dim])
+    g(z, tf.zeros([2], tf.int64) if n else None, tf.ones([2]))  # create the weights
+    return g
+
+
+def build_discriminator(cfg, image_size: int, num_classes: int, name="discriminator"):
+    m = cfg.model
+    n = num_classes if m.conditional else 0
+    if m.arch == "stylegan":
+        d = ResidualDiscriminator(image_size, m.d_channels, n, name=name)
+    else:
+        d = DCGANDiscriminator(image_size, m.d_channels, n, m.d_norm, name=name)
+    d(tf.zeros([2, image_size, image_size, 3]), tf.zeros([2], tf.int64) if n else None)
+    return d
