@@ -111,10 +111,12 @@ def smoke() -> Config:
 
 
 def default() -> Config:
-    """About 20 minutes of training on 2 busy CPU cores (1,350 steps of 32 x 128
-    characters): a 4-layer, 128-wide character GPT (0.8M parameters) on 4M characters of
-    the standard library's source."""
-    return Config()
+    """About 20 minutes of training on 2 busy CPU cores (1,350 steps of 32 x 128 tokens):
+    a 4-layer, 128-wide GPT (0.9M parameters) on 4M characters of the standard library's
+    source, over a 1,024-piece BPE learned from it (2.4 characters per token: the same
+    compute reads 2.4 times more text than over characters)."""
+    cfg = Config()
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, tokenizer="bpe", bpe_vocab_size=1024))
 
 
 def char_rnn() -> Config:
