@@ -151,6 +151,15 @@ def test_tflite_decode_step_matches_keras_step(gpt_run, tmp_path):
         got = lite({"token": np.asarray([token], np.int32), "position": np.asarray([pos], np.int32), **lite_state})
         lite_state = {k: got[f"next_{k}"] for k in state}
         np.testing.assert_allclose(got["logits"], want, atol=1e-4)
+    # the reference loop over the .tflite step generates what the Keras model generates
+    from apps.textgen.sampling import SignatureDecoder, generate
+    from apps.textgen.tokenizers import Tokenizer
+
+    tok = Tokenizer.load(run.artifacts)
+    lite_decoder = SignatureDecoder(lite, run.state.model.state_shapes(1), run.state.model.context)
+    for prompt in ("def ", "import "):
+        assert (generate(lite_decoder, tok, prompt, 40, temperature=0.0)["text"]
+                == generate(decoder, tok, prompt, 40, temperature=0.0)["text"])  # 40 > context: slides
 
 
 def test_generate_command_streams_seeded_text(gpt_run, capsys):

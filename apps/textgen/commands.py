@@ -21,6 +21,8 @@ def _arguments(p) -> None:
     p.add_argument("--stop", action="append", default=[], help="stop at this string (repeatable); it is not printed")
     p.add_argument("--beam", type=int, default=0, help="beam search with this many beams instead of sampling")
     p.add_argument("--num-samples", type=int, default=1, help="samples with seeds seed, seed+1, ...")
+    p.add_argument("--tflite", default=None, metavar="FILE.tflite",
+                   help="decode with a converted decoding step (RUN_DIR/tflite/model_<mode>.tflite) instead of Keras")
 
 
 def _run(args) -> int:
@@ -40,6 +42,18 @@ def _run(args) -> int:
         raise UserError("--max-new-tokens and --top-k must be >= 0 and --top-p in (0, 1]")
     tokenizer = Tokenizer.load(run.artifacts)
     decoder = KerasDecoder(run.state.model)
+    if args.tflite:
+        from pathlib import Path
+
+        from apps.textgen.sampling import SignatureDecoder
+        from tflite.runtime import LiteRTSignature
+
+        if not Path(args.tflite).is_file():
+            raise UserError(f"--tflite {args.tflite}: no such file; run `ksuite convert {args.run_dir}` first")
+        model = run.state.model
+        context = model.context if hasattr(model, "num_heads") else None
+        decoder = SignatureDecoder(LiteRTSignature(Path(args.tflite).read_bytes(), "decode_step", num_threads=2),
+                                   model.state_shapes(1), context)
     out = sys.stdout
     for i in range(max(1, args.num_samples)):
         if i:

@@ -82,26 +82,26 @@ def language_metrics(nats: float, tokens: int, chars: int) -> dict:
             "perplexity": math.exp(min(per_token, 700.0)), "val_tokens": tokens, "val_chars": chars}
 
 
-def stepwise_bits_per_char(run_signature, stream: np.ndarray, tokenizer, state_names, context, max_tokens: int):
+def stepwise_bits_per_char(run_signature, stream: np.ndarray, tokenizer, state_shapes: dict, context,
+                           max_tokens: int) -> dict:
     """The reference decoding loop of the TFLite step: feed the validation stream one token
     at a time, the state coming back from the model itself; a GPT's cache starts again
     every `context` tokens. Scores the first `max_tokens` targets (DOC targets excluded)."""
+    from apps.textgen.sampling import SignatureDecoder
+
+    decoder = SignatureDecoder(run_signature, state_shapes, context)
     n = min(max_tokens, len(stream) - 1)
-    state = None
     nats, scored = 0.0, []
+    state = decoder.initial_state(1)
     for i in range(n):
         position = i % context if context else 0
-        if state is None or (context and position == 0):
-            state = {}
-        feeds = {"token": np.asarray([stream[i]], np.int32), "position": np.asarray([position], np.int32)}
-        for name, shape in state_names.items():
-            feeds[name] = state.get(name, np.zeros(shape, np.float32))
-        out = run_signature(feeds)
-        state = {name: np.asarray(out[f"next_{name}"], np.float32) for name in state_names}
+        if context and position == 0:
+            state = decoder.initial_state(1)
+        logits, state = decoder.step([stream[i]], position, state)
         target = int(stream[i + 1])
         if target == DOC:
             continue
-        logits = np.asarray(out["logits"], np.float64).reshape(-1)
+        logits = logits.astype(np.float64).reshape(-1)
         logits = logits - logits.max()
         nats += float(np.log(np.exp(logits).sum()) - logits[target])
         scored.append(target)

@@ -192,3 +192,23 @@ class KerasDecoder:
         # the state stays a TensorFlow tensor between steps (no copy of the KV cache)
         logits, state = self._step(np.asarray(tokens, np.int32), np.int32(position), state)
         return logits.numpy(), state
+
+
+class SignatureDecoder:
+    """The decoder interface over a converted `decode_step` (a LiteRT signature, or any
+    callable {input: array} -> {output: array} with the same names): the reference loop
+    that drives a .tflite file, batch 1, the state coming back from the model."""
+
+    def __init__(self, run_signature, state_shapes: dict, context):
+        self.run, self.shapes, self.context = run_signature, state_shapes, context
+
+    def initial_state(self, batch: int) -> dict:
+        if batch != 1:
+            raise ValueError("the TFLite decoding step has batch size 1")
+        return {n: np.zeros(s, np.float32) for n, s in self.shapes.items()}
+
+    def step(self, tokens, position, state):
+        feeds = {"token": np.asarray(tokens, np.int32).reshape(1), "position": np.asarray([position], np.int32),
+                 **{n: np.asarray(v, np.float32) for n, v in state.items()}}
+        out = self.run(feeds)
+        return np.asarray(out["logits"], np.float32).reshape(1, -1), {n: out[f"next_{n}"] for n in self.shapes}
