@@ -56,7 +56,7 @@ class ModelConfig:
     label_smoothing: float = 0.1
     # rnn
     cell: str = "gru"  # gru | lstm
-    rnn_units: int = 256  # per direction in the bidirectional encoder; the decoder has 2x
+    rnn_units: int = 128  # per direction in the bidirectional encoder; the decoder has 2x
     attention: str = "bahdanau"  # bahdanau (additive) | luong_dot | luong_general
 
     def validate(self) -> None:
@@ -89,7 +89,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=12, batch_size=64, learning_rate=1e-3, optimizer="adamw", weight_decay=1e-4,
+        epochs=8, batch_size=64, learning_rate=1e-3, optimizer="adamw", weight_decay=1e-4,
         warmup_steps=300, clip_norm=1.0, precision="float32", log_every_steps=50))
 
 

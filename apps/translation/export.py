@@ -34,6 +34,12 @@ def _spec(value, name):
 
 
 def write_tflite_targets(model, data, cfg, workdir) -> list[TFLiteTarget]:
+    if cfg.model.arch == "rnn":  # the same weights in an unrolled encoder (no while loop)
+        from apps.translation.model import build_translator
+
+        twin = build_translator(cfg.model, data.info, unroll=True)
+        twin.set_weights(model.get_weights())
+        model = twin
     source_len = int(data.info["max_source_tokens"])
     max_steps = int(data.info["max_target_tokens"]) + 1
     example = tf.zeros([1, source_len], tf.int32)
@@ -112,21 +118,43 @@ def tflite_translate(run_signature, target: TFLiteTarget, targets: dict, source_
         encode, step = run_signature, _saved_signature(x["decoder_step_dir"])
     else:
         encode, step = _saved_signature(x["encoder_dir"]), run_signature
+    return greedy_loop(encode, step, x, source_ids, vocab)
+
+
+def greedy_loop(encode, step, meta: dict, source_ids: np.ndarray, vocab: list[str]) -> list[str]:
+    """The reference decoding loop around an encoder and a decoder step called one
+    sentence at a time (what an app on a device runs around the two .tflite files).
+    meta: max_steps, cache_keys, step_memory_keys, zero_cache {name: shape}."""
     out = []
     for row in source_ids:
         memory = encode({"source_ids": row[None].astype(np.int32)})
-        state = {k: (memory[k] if k in memory else np.zeros(x["zero_cache"][k], np.float32))
-                 for k in x["cache_keys"]}
+        state = {k: (memory[k] if k in memory else np.zeros(meta["zero_cache"][k], np.float32))
+                 for k in meta["cache_keys"]}
         token, pieces = START_ID, []
-        for i in range(x["max_steps"]):
+        for i in range(meta["max_steps"]):
             result = step({"token": np.array([token], np.int32), "index": np.array([i], np.int32), **state,
-                           **{k: memory[k] for k in x["step_memory_keys"]}})
+                           **{k: memory[k] for k in meta["step_memory_keys"]}})
             logits = np.asarray(result["logits"], np.float32).reshape(-1).copy()
             logits[[PAD_ID, START_ID]] = -np.inf  # as the in-graph decoder does
             token = int(np.argmax(logits))
             pieces.append(token)
-            state = {k: np.asarray(result[k]) for k in x["cache_keys"]}
+            state = {k: np.asarray(result[k]) for k in meta["cache_keys"]}
             if token == END_ID:
                 break
         out.append(detokenize_python(pieces, vocab))
     return out
+
+
+def tflite_files_translate(encoder_path, step_path, source_ids: np.ndarray, vocab: list[str], max_steps: int,
+                           num_threads: int = 2) -> list[str]:
+    """Translate with the two .tflite files alone (`ksuite translate-tflite`); the loop's
+    metadata is read from the step model's own inputs and outputs."""
+    from tflite.runtime import LiteRTSignature
+
+    encode = LiteRTSignature(str(encoder_path), num_threads=num_threads)
+    step = LiteRTSignature(str(step_path), num_threads=num_threads)
+    cache_keys = sorted(k for k in step.outputs if k != "logits")
+    meta = {"max_steps": max_steps, "cache_keys": cache_keys,
+            "step_memory_keys": sorted(k for k in step.inputs if k not in ("token", "index", *cache_keys)),
+            "zero_cache": {k: [int(d) for d in step.inputs[k]["shape"]] for k in cache_keys}}
+    return greedy_loop(encode, step, meta, source_ids, vocab)

@@ -31,7 +31,9 @@ import keras  # noqa: E402
 import keras_hub  # noqa: E402
 
 
-def build_translator(mcfg, info: dict):
+def build_translator(mcfg, info: dict, unroll: bool = False):
+    """unroll: RNN encoder without a while loop (TFLite: int8 calibration of a converted
+    while loop crashes; fixed shapes make unrolling possible). Same weights."""
     common_args = dict(source_vocab=info["source_vocab_size"], target_vocab=info["target_vocab_size"],
                        max_source=info["max_source_tokens"], max_target=info["max_target_tokens"] + 1)
     if mcfg.arch == "transformer":
@@ -41,7 +43,7 @@ def build_translator(mcfg, info: dict):
             normalize_first=mcfg.normalize_first, tie_embeddings=mcfg.tie_embeddings, dropout=mcfg.dropout)
     else:
         model = RNNTranslator(**common_args, embed_dim=mcfg.embed_dim, units=mcfg.rnn_units, cell=mcfg.cell,
-                              attention=mcfg.attention, dropout=mcfg.dropout)
+                              attention=mcfg.attention, dropout=mcfg.dropout, unroll=unroll)
     # build every weight now (the checkpoint restores into them, export traces them)
     source = tf.zeros([1, info["max_source_tokens"]], tf.int32)
     model({"source": source, "target_in": tf.zeros([1, 2], tf.int32)})
@@ -217,15 +219,15 @@ class _Attention(keras.layers.Layer):
 
 class RNNTranslator(keras.Model):
     def __init__(self, source_vocab, target_vocab, max_source, max_target, embed_dim=128, units=256, cell="gru",
-                 attention="bahdanau", dropout=0.1, **kwargs):
+                 attention="bahdanau", dropout=0.1, unroll=False, **kwargs):
         super().__init__(**kwargs)
         self.max_source, self.max_target = max_source, max_target
         self.cell_type, self.units = cell, units
         rnn = keras.layers.GRU if cell == "gru" else keras.layers.LSTM
         self.source_embedding = keras.layers.Embedding(source_vocab, embed_dim, name="source_embedding")
         self.target_embedding = keras.layers.Embedding(target_vocab, embed_dim, name="target_embedding")
-        self.encoder = keras.layers.Bidirectional(rnn(units, return_sequences=True, return_state=True),
-                                                  name="encoder")
+        self.encoder = keras.layers.Bidirectional(rnn(units, return_sequences=True, return_state=True,
+                                                      unroll=unroll), name="encoder")
         dec_units = 2 * units
         self.bridge = [keras.layers.Dense(dec_units, activation="tanh", name=f"bridge_{i}")
                        for i in range(1 if cell == "gru" else 2)]
