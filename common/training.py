@@ -90,7 +90,7 @@ def make_optimizer(opt_cfg, total_steps: int):
             warmup_target=lr if warmup else None, warmup_steps=warmup)
     else:
         schedule = lr
-    beta_1, beta_2 = getattr(opt_cfg, "beta_1", 0.9), getattr(opt_cfg, "beta_2", 0.999)
+    beta_1, beta_2 = opt_cfg.beta_1, opt_cfg.beta_2
     if opt_cfg.optimizer == "adamw":
         opt = keras.optimizers.AdamW(schedule, weight_decay=opt_cfg.weight_decay or 1e-4,
                                      beta_1=beta_1, beta_2=beta_2)

@@ -129,7 +129,7 @@ def test_progressive_resizing_runs_small_and_calibrates_full_size(trained, tmp_p
     assert batch["images"].shape[1:] == (32, 32, 3)
     rows = sum((32 // s) ** 2 for s in (8, 16, 32))
     assert run.state.model(batch["images"]).shape[1] == rows
-    loss, parts = run.app._loss(run.state, batch, training=False)
+    loss, parts = run.app._loss(run.state, batch, cfg, training=False)
     assert np.isfinite(float(loss)) and float(parts["box"]) > 0
     (target,) = run.app.tflite_targets(run.state, data, cfg, tmp_path)
     sample = next(iter(target.representative_data()))
