@@ -124,11 +124,13 @@ def test_user_folder_skips_bad_encodings_by_name(tmp_path, caplog):
     for i in range(12):
         (folder / f"doc{i}.txt").write_text(f"document {i}: " + "the quick brown fox jumps. " * 40)
     (folder / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    (folder / "copy.txt").write_text((folder / "doc3.txt").read_text())  # would leak across the split
     cfg = config.resolve(APP.presets, "smoke", overrides=["data.source=files", f"data.path={folder}"])
     with caplog.at_level("WARNING", logger="ksuite"):
         data = APP.datasets(cfg, Artifacts(tmp_path / "arts"))
     assert "latin1.txt" in caplog.text and "skipped 1 file" in caplog.text
     assert data.info["skipped_files"] == 1 and data.info["skipped_examples"] == ["latin1.txt"]
+    assert data.info["duplicate_files"] == 1
     assert data.info["train_documents"] + data.info["val_documents"] == 12
     with pytest.raises(UserError, match="neither a file nor a folder"):
         APP.datasets(config.resolve(APP.presets, "smoke", overrides=[

@@ -14,7 +14,7 @@ TOKENIZERS = ("char", "byte", "bpe")
 class DataConfig:
     source: str = "stdlib"  # stdlib (the Python standard library's .py files) | files
     path: str = ""  # a UTF-8 text file or a folder of them (data.source=files)
-    extensions: tuple[str, ...] = (".txt", ".md", ".rst", ".py")  # files picked from a folder
+    extensions: tuple[str, ...] = (".txt", ".md", ".rst", ".py")  # files picked from a folder ("*": all)
     max_chars: int = 4_000_000  # corpus size cap (stdlib: files are added in a fixed order)
     split: str = "auto"  # document | block | auto (document when there are >= 10 documents)
     val_fraction: float = 0.05  # of the characters, by whole documents or whole blocks

@@ -21,6 +21,7 @@ _STDLIB_SKIP = {"site-packages", "dist-packages", "__pycache__", "lib2to3", "idl
 class Corpus:
     documents: list  # [(name, text)]
     skipped: list = field(default_factory=list)  # [(name, reason)]
+    duplicates: int = 0  # files whose text equals an earlier file's (links, copies): left out
 
 
 def stdlib_files() -> list[Path]:
@@ -38,11 +39,13 @@ def user_files(path: str, extensions) -> list[Path]:
         return [p]
     if not p.is_dir():
         raise UserError(f"data.path {path!r} is neither a file nor a folder")
-    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
-    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts)
+    everything = not extensions or "*" in extensions
+    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions if e != "*"}
+    files = sorted(f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.parts)
+                   and (everything or f.suffix.lower() in exts))
     if not files:
-        raise UserError(f"no text files ({', '.join(sorted(exts))}) under {path!r}; "
-                        "set data.extensions to the endings your files have")
+        raise UserError(f"no text files ({', '.join(sorted(exts))}) under {path!r}; set data.extensions to "
+                        "the endings your files have, or data.extensions='*' for every file")
     return files
 
 
@@ -51,6 +54,7 @@ def read_documents(files, max_chars: int, root: Path | None = None) -> Corpus:
     and counted, never silently mangled."""
     corpus = Corpus([])
     total = 0
+    seen = set()
     for f in files:
         name = str(f.relative_to(root)) if root else str(f)
         try:
@@ -66,12 +70,19 @@ def read_documents(files, max_chars: int, root: Path | None = None) -> Corpus:
         text = text.replace("\r\n", "\n").replace("\x00", "")
         if not text.strip():
             continue
+        digest = hashlib.sha1(text.encode("utf-8")).digest()
+        if digest in seen:  # a copy on both sides of the split would leak validation text
+            corpus.duplicates += 1
+            continue
+        seen.add(digest)
         if total + len(text) > max_chars:
             text = text[: max_chars - total]
         corpus.documents.append((name, text))
         total += len(text)
         if total >= max_chars:
             break
+    if corpus.duplicates:
+        log.info("left out %d file(s) identical to an earlier one", corpus.duplicates)
     if corpus.skipped:
         log.warning("skipped %d file(s) that could not be read as UTF-8 text", len(corpus.skipped))
     return corpus
