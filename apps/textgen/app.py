@@ -83,7 +83,8 @@ class TextGenApp(App):
             "train_documents": len(train_docs), "val_documents": len(val_docs),
             "train_chars": sum(map(len, train_texts)), "val_chars": sum(map(len, val_texts)),
             "train_tokens": int(len(train_stream)), "val_tokens": int(len(val_stream)),
-            "skipped_files": len(corpus.skipped), "duplicate_files": corpus.duplicates, "skipped_examples": [n for n, _ in corpus.skipped[:20]],
+            "skipped_files": len(corpus.skipped), "skipped_examples": [n for n, _ in corpus.skipped[:20]],
+            "duplicate_files": corpus.duplicates,
         }
         log.info("corpus: %d train / %d val documents, %d / %d characters, %d / %d %s tokens (vocab %d)%s",
                  len(train_docs), len(val_docs), info["train_chars"], info["val_chars"], len(train_stream),
