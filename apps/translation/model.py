@@ -226,8 +226,14 @@ class RNNTranslator(keras.Model):
         rnn = keras.layers.GRU if cell == "gru" else keras.layers.LSTM
         self.source_embedding = keras.layers.Embedding(source_vocab, embed_dim, name="source_embedding")
         self.target_embedding = keras.layers.Embedding(target_vocab, embed_dim, name="target_embedding")
-        self.encoder = keras.layers.Bidirectional(rnn(units, return_sequences=True, return_state=True,
-                                                      unroll=unroll), name="encoder")
+        # bidirectional by hand: the backward RNN reads each sentence reversed within its
+        # own length (tf.reverse_sequence), so padding never sits between it and the
+        # words. (Keras's Bidirectional with a mask and unroll=True, which the TFLite
+        # export needs, gave wrong backward outputs here.)
+        self.encoder_forward = rnn(units, return_sequences=True, return_state=True, unroll=unroll,
+                                   name="encoder_forward")
+        self.encoder_backward = rnn(units, return_sequences=True, return_state=True, unroll=unroll,
+                                    name="encoder_backward")
         dec_units = 2 * units
         self.bridge = [keras.layers.Dense(dec_units, activation="tanh", name=f"bridge_{i}")
                        for i in range(1 if cell == "gru" else 2)]
@@ -239,9 +245,14 @@ class RNNTranslator(keras.Model):
 
     def _encode(self, source, training=False):
         mask = source != PAD_ID
+        lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
         x = self.dropout(self.source_embedding(source), training=training)
-        out = self.encoder(x, mask=mask, training=training)
-        encoded, finals = out[0], out[1:]
+        forward = self.encoder_forward(x, mask=mask, training=training)
+        reversed_x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
+        backward = self.encoder_backward(reversed_x, mask=mask, training=training)
+        backward_seq = tf.reverse_sequence(backward[0], lengths, seq_axis=1, batch_axis=0)
+        encoded = tf.concat([forward[0], backward_seq], -1)
+        finals = list(forward[1:]) + list(backward[1:])
         if self.cell_type == "gru":  # [fwd_h, bwd_h]
             states = [self.bridge[0](tf.concat(finals, -1))]
         else:  # [fwd_h, fwd_c, bwd_h, bwd_c]
