@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,11 +137,16 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         if isinstance(value, bool):
             raise UserError(f"config key {key!r} expects a number, got {value!r}")
         try:
-            number = typ(value)
-        except (TypeError, ValueError):
-            raise UserError(f"config key {key!r} expects {typ.__name__}, got {value!r}") from None
-        if typ is int and isinstance(value, float) and value != int(value):
-            raise UserError(f"config key {key!r} expects an integer, got {value!r}")
+            number = value
+            if typ is float or isinstance(value, float):
+                number = float(value)
+                if not math.isfinite(number):  # .inf / .nan from YAML
+                    raise ValueError("not finite")
+                if typ is int and number != int(number):
+                    raise UserError(f"config key {key!r} expects an integer, got {value!r}")
+            number = typ(number)
+        except (TypeError, ValueError, OverflowError):
+            raise UserError(f"config key {key!r} expects a finite {typ.__name__}, got {value!r}") from None
         return number
     if typ is str:
         return "" if value is None else str(value)

@@ -76,6 +76,30 @@ class RunLogger:
                         tf.summary.scalar(k, v)
             writer.flush()
 
+    def drop_after(self, step: int) -> int:
+        """Remove records of steps after `step` (work lost with a kill and redone after the
+        resume), so metrics.jsonl never holds a step twice. Returns how many went."""
+        if not self.enabled:
+            return 0
+        path = Path(self._jsonl.name)
+        self._jsonl.close()
+        records = read_jsonl(path)
+        keep = [r for r in records if not (isinstance(r.get("step"), int) and r["step"] > step)]
+        if len(keep) != len(records):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+            os.replace(tmp, path)
+        self._jsonl = open(path, "a", buffering=1)
+        return len(records) - len(keep)
+
+    def write_once(self, record: dict, tb_prefix: str, step: int) -> None:
+        """Write an epoch record unless metrics.jsonl already has that epoch's."""
+        if not self.enabled:
+            return
+        logged = read_jsonl(self._jsonl.name)
+        if not any(r.get("kind") == "epoch" and r.get("epoch") == record.get("epoch") for r in logged):
+            self.write(record, tb_prefix, step)
+
     def close(self) -> None:
         if self.enabled:
             self._jsonl.close()

@@ -8,6 +8,7 @@ progress bars.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -229,8 +230,12 @@ class Trainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
             self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        # The epoch's running sums (and the epoch record about to be logged) as JSON, so a
+        # resumed run logs exactly what an uninterrupted one would.
+        self.log_state = tf.Variable("{}", dtype=tf.string, trainable=False, name="log_state")
         self.checkpoint = self.state.checkpoint(
-            epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step)
+            epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
+            log_state=self.log_state)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(ctx.checkpoint_dir), max_to_keep=self.cfg.keep_checkpoints)
         self.logger = ctx.logger or RunLogger(None)
@@ -245,10 +250,18 @@ class Trainer:
         if not latest:
             return False
         self.checkpoint.restore(latest).assert_existing_objects_matched()
+        # Records logged after this checkpoint describe work that is about to be redone.
+        self.logger.drop_after(int(self.global_step.numpy()))
+        pending = self._log_state().get("epoch_record")
+        if pending:  # killed after the epoch's checkpoint, before its record was written
+            self.logger.write_once(pending, "train", pending["epoch"])
         log.info("resumed from %s (epoch %d, step %d of that epoch, global step %d)",
                  Path(latest).name, int(self.epoch.numpy()) + 1, int(self.step_in_epoch.numpy()),
                  int(self.global_step.numpy()))
         return True
+
+    def _log_state(self) -> dict:
+        return json.loads(self.log_state.numpy().decode() or "{}")
 
     def save(self) -> None:
         # Every worker takes part in a save (the variables may need collectives); non-chief
@@ -317,8 +330,10 @@ class Trainer:
             if start:
                 ds = ds.skip(start)  # the batches the interrupted run already trained on
             dist = iter(self.strategy.experimental_distribute_dataset(ds.with_options(options)))
-            sums: dict = {}
-            n = 0
+            restored = self._log_state() if start else {}
+            sums: dict = dict(restored.get("sums", {}))
+            n = int(restored.get("n", 0))
+            n_here = 0  # steps run by this process in this epoch: the rate's numerator
             t0 = time.perf_counter()
             bar = progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", self.ctx.is_chief, initial=start)
             gstep = int(self.global_step.numpy())
@@ -329,9 +344,10 @@ class Trainer:
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
                 n += 1
+                n_here += 1
                 gstep += 1
                 elapsed = time.perf_counter() - t0
-                rate = n * self.global_batch / max(elapsed, 1e-9)
+                rate = n_here * self.global_batch / max(elapsed, 1e-9)
                 bar.update(1)
                 bar.set_postfix({**{k: f"{v:.4f}" for k, v in values.items()}, "ex/s": f"{rate:.0f}"})
                 if cfg.log_every_steps and gstep % cfg.log_every_steps == 0:
@@ -347,6 +363,7 @@ class Trainer:
                     # the counters live in Python during the epoch; the checkpoint needs them
                     self.step_in_epoch.assign(step + 1)
                     self.global_step.assign(gstep)
+                    self.log_state.assign(json.dumps({"sums": sums, "n": n}))
                     self.save()
             self.global_step.assign(gstep)
             bar.close()
@@ -354,12 +371,13 @@ class Trainer:
             elapsed = time.perf_counter() - t0
             record = {"kind": "epoch", "epoch": epoch + 1, "step": int(self.global_step.numpy()),
                       **{k: v / max(n, 1) for k, v in sums.items()},
-                      "examples_per_sec": n * self.global_batch / max(elapsed, 1e-9),
+                      "examples_per_sec": n_here * self.global_batch / max(elapsed, 1e-9),
                       "epoch_seconds": elapsed,
                       **(self.state.learning_rates() if self.state.optimizers else {"learning_rate": None})}
             record.update(self.validate())
             self.epoch.assign(epoch + 1)
             self.step_in_epoch.assign(0)
+            self.log_state.assign(json.dumps({"epoch_record": record}))
             self.save()
             self.logger.write(record, "train", epoch + 1)
             history.append(record)
