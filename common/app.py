@@ -86,6 +86,8 @@ class TFLiteTarget:
     representative_data: callable yielding dicts {input_name: np.ndarray} (batch 1) from the
         app's own pipeline, for int8 calibration. Draw it from a split that
         `tflite_evaluate` does not score on.
+    calibration_split / evaluation_split: which data calibrates int8 and which the parity
+        report scores, with sizes ("val (1000 images)"); the report prints both.
     extras: whatever the app's `tflite_evaluate` needs for this target (reference outputs
         of the Keras model, a decoding loop's settings, ...).
     """
@@ -94,6 +96,8 @@ class TFLiteTarget:
     saved_model_dir: str
     signature: str = "serving_default"
     representative_data: Optional[Callable[[], Any]] = None
+    calibration_split: str = ""
+    evaluation_split: str = ""
     extras: dict = field(default_factory=dict)
 
 

@@ -40,3 +40,14 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int):
     n_test = int(round(n * test_fraction))
     n_val = int(round(n * val_fraction))
     return order[n_test + n_val:], order[n_test:n_test + n_val], order[:n_test]
+
+
+def carve_missing_splits(n_train: int, missing, val_fraction: float, test_fraction: float, seed: int):
+    """Indices for splits a dataset lacks, carved out of its training split by seeded
+    fractions: -> (train indices kept, {missing split: indices}). Splits a user supplied
+    are never touched; a fraction of 0 leaves that split out."""
+    missing = set(missing)
+    keep, val, test = split_indices(n_train, val_fraction if "val" in missing else 0.0,
+                                    test_fraction if "test" in missing else 0.0, seed)
+    carved = {name: idx for name, idx in (("val", val), ("test", test)) if name in missing and len(idx)}
+    return np.sort(keep), {k: np.sort(v) for k, v in carved.items()}

@@ -87,27 +87,50 @@ def _class_dirs(root: Path) -> list[str]:
     return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
+
+
 def scan_folder(root: str | Path, class_names: list[str] | None = None):
-    """A class-per-folder tree -> (paths, labels, class_names); corrupt files dropped."""
+    """A class-per-folder tree -> (paths, labels, class_names); corrupt files dropped.
+
+    Without `class_names` the classes are the sub-folders that hold images: an empty one
+    is skipped with a warning naming it (it is not a class). With `class_names` (a val or
+    test folder scanned with the training classes), images in other sub-folders are
+    skipped with a count."""
     root = Path(root)
     if not root.exists():
         raise UserError(f"data directory {str(root)!r} does not exist; set data.path to a folder "
                         "with one sub-folder of images per class")
     if not root.is_dir():
         raise UserError(f"data.path {str(root)!r} is a file; it must be a folder with one sub-folder per class")
-    names = class_names or _class_dirs(root)
-    if not names:
+    folders = _class_dirs(root)
+    if not folders:
         raise UserError(f"data directory {str(root)!r} has no class sub-folders; put the images of "
                         "each class in their own folder (root/cat/*.jpg, root/dog/*.jpg)")
+    files = {name: _images_in(root / name) for name in (class_names or folders)}
+    if class_names is None:
+        empty = [name for name, found in files.items() if not found]
+        if empty and len(empty) < len(files):
+            log.warning("skipped %d empty class folder(s) in %s (not counted as classes): %s",
+                        len(empty), root, ", ".join(empty))
+        names = [name for name, found in files.items() if found]
+    else:
+        names = list(class_names)
+        strays = {d: len(_images_in(root / d)) for d in folders if d not in files}
+        strays = {d: n for d, n in strays.items() if n}
+        if strays:
+            log.warning("skipped %d images in %s whose folders are not training classes: %s",
+                        sum(strays.values()), root, ", ".join(f"{d} ({n})" for d, n in strays.items()))
     paths, labels = [], []
     for index, name in enumerate(names):
-        folder = root / name
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
-        paths += [str(p) for p in files]
-        labels += [index] * len(files)
-    if not paths:
-        raise UserError(f"data directory {str(root)!r} has class folders ({', '.join(names[:5])}) but no "
+        paths += [str(p) for p in files[name]]
+        labels += [index] * len(files[name])
+    if not paths and class_names is None:
+        raise UserError(f"data directory {str(root)!r} has class folders ({', '.join(folders[:5])}) but no "
                         f"images with extensions {', '.join(IMAGE_EXTENSIONS)}")
+    if not paths:
+        return [], np.zeros(0, np.int64), names
     ok = _check_files(paths)
     _report_bad([p for p, good in zip(paths, ok) if not good], len(paths), str(root))
     keep = np.flatnonzero(ok)
@@ -115,13 +138,21 @@ def scan_folder(root: str | Path, class_names: list[str] | None = None):
 
 
 def folder_splits(root: str | Path):
-    """{split: (paths, labels)} and class names; uses root/train|val|test when present."""
+    """{split: (paths, labels)} and class names.
+
+    Uses root/train (and root/val, root/test when present) or, without a train/ folder,
+    the whole tree as one "all" split; the caller carves out the splits that are missing.
+    """
     root = Path(root)
     present = [s for s in SPLITS if (root / s).is_dir()] if root.is_dir() else []
     if "train" in present:
-        names = _class_dirs(root / "train")
-        out = {s: scan_folder(root / s, names)[:2] for s in present}
+        paths, labels, names = scan_folder(root / "train")
+        out = {"train": (paths, labels)}
+        out.update({s: scan_folder(root / s, names)[:2] for s in present if s != "train"})
         return out, names
+    if present:
+        raise UserError(f"{root} has {'/'.join(present)}/ but no train/ folder; add train/ (val/ and test/ "
+                        "are optional and carved out of train/ when missing) or use one class-per-folder tree")
     paths, labels, names = scan_folder(root)
     return {"all": (paths, labels)}, names
 

@@ -152,3 +152,31 @@ def test_app_datasets_from_a_user_yaml(tmp_path):
     batch = next(iter(data.train_epoch(0)))
     assert batch["images"].shape == (2, 64, 64, 3) and batch["boxes"].shape == (2, 8, 4)
     assert data.info["split_sizes"] == {"train": 4, "test": 4}
+
+
+def test_missing_val_and_test_are_carved_from_train(tmp_path, caplog):
+    import dataclasses
+
+    from apps.detection import APP
+    from apps.detection.config import smoke
+
+    truth = _write_images(tmp_path / "images" / "train", n=10)
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    for path, boxes, classes, (w, h) in truth:
+        (tmp_path / "labels" / "train" / f"{path.stem}.txt").write_text("".join(
+            f"{c} {(b[0] + b[2]) / 2 / w} {(b[1] + b[3]) / 2 / h} {(b[2] - b[0]) / w} {(b[3] - b[1]) / h}\n"
+            for b, c in zip(boxes, classes)))
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(
+        {"train": "images/train", "names": {i: n for i, n in enumerate(NAMES)}}))
+    cfg = smoke()
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=str(tmp_path / "data.yaml"),
+                                                            val_fraction=0.2, test_fraction=0.2),
+                              train=dataclasses.replace(cfg.train, batch_size=2))
+    with caplog.at_level("INFO", logger="ksuite"):
+        data = APP.datasets(cfg)
+    assert data.info["split_sizes"] == {"train": 6, "val": 2, "test": 2}
+    assert "val 2 images (carved from train (data.val_fraction=0.2))" in caplog.text
+    assert "horizontal flip on, no vertical flip" in caplog.text
+    splits = data.extras["splits"]
+    seen = [img.tobytes() for name in ("train", "val", "test") for img in splits[name].images]
+    assert len(seen) == len(set(seen)) == 10  # each image in exactly one split

@@ -207,6 +207,7 @@ def _evaluate(prepared: _Prepared, out_dir: Path, modes=None, latency_runs: int 
         keras_metrics, recording, reference = parity.evaluate_reference(
             run.app, target, data, run.cfg, run.info)
         entry = {"name": target.name, "signature": target.signature, "keras": {"metrics": keras_metrics},
+                 "evaluation_split": target.evaluation_split, "calibration_split": target.calibration_split,
                  "modes": []}
         float32_size = (out_dir / f"{stem}_float32.tflite")
         float32_size = float32_size.stat().st_size if float32_size.exists() else None

@@ -45,6 +45,9 @@ def markdown(report: dict) -> str:
                      + ", ".join(f"{k} {_fmt(v)}" for k, v in report["keras_metrics_json"].items()))
     for target in report["targets"]:
         lines += ["", f"## {target['name']} (signature `{target['signature']}`)", ""]
+        if target.get("evaluation_split") or target.get("calibration_split"):
+            lines += [f"Scored on: {target.get('evaluation_split') or 'the app evaluation set'}; "
+                      f"int8 calibrated on: {target.get('calibration_split') or 'the app representative data'}.", ""]
         names = list(target["keras"]["metrics"])
         header = ["mode", "I/O", "size KB", "× float32"] + [f"{m} tflite" for m in names]
         if metric:

@@ -184,14 +184,15 @@ class ClassificationApp(App):
         archive.add_endpoint("serving_default", classify)
         path = str(Path(workdir) / "classification_fixed")
         archive.write_out(path, verbose=False)
-        source = data.val if data.val is not None else data.test
+        split, source, size = data.extras["calibration"]
 
         def representative_data():
             for images, _ in source.unbatch().batch(1):
                 yield {"images": images.numpy().astype(np.float32)}
 
         return [TFLiteTarget(name="classifier", saved_model_dir=path, signature="serving_default",
-                             representative_data=representative_data)]
+                             representative_data=representative_data, calibration_split=f"{split} ({size} images)",
+                             evaluation_split=f"test ({data.info['num_test']} images)")]
 
     def tflite_evaluate(self, run_signature, data, cfg, info, target=None):
         probs, labels = [], []

@@ -16,9 +16,13 @@ class DataConfig:
     num_train: int = 8000  # built-in data only
     num_val: int = 1000
     num_test: int = 2000
-    val_fraction: float = 0.1  # user folders without train/val/test sub-folders
-    test_fraction: float = 0.1
-    augment: bool = True
+    val_fraction: float = 0.1  # carved out of train when the data has no val split
+    test_fraction: float = 0.1  # carved out of train when the data has no test split
+    augment: bool = True  # master switch; shift 0.08 and zoom 0.1 always, when on
+    hflip: bool = True  # random horizontal flips (off for digits, text: orientation matters)
+    vflip: bool = False  # random vertical flips (only for data with no "up": cells, satellite tiles)
+    rotation: float = 0.0  # max random rotation as a fraction of a full turn (0.05 = 18 degrees)
+    color_jitter: float = 0.0  # random brightness and contrast strength (0..1)
     shuffle_buffer: int = 8192
     cache: bool = True  # cache decoded user images in memory after the first epoch
 
@@ -29,6 +33,11 @@ class DataConfig:
             raise UserError(f"data.source={self.source} needs data.path (--set data.path=/my/images)")
         if self.image_size < 16:
             raise UserError("data.image_size must be at least 16")
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise UserError("data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1")
+        if not (0 <= self.rotation <= 0.5 and 0 <= self.color_jitter <= 1):
+            raise UserError("data.rotation must be in [0, 0.5] (a fraction of a turn) and data.color_jitter in [0, 1]")
 
 
 @dataclass

@@ -18,23 +18,41 @@ import keras  # noqa: E402
 _SPLITS: dict = {}
 
 
-def _load_splits(dcfg):
-    key = repr(dcfg)
+def _load_splits(dcfg, seed: int):
+    """-> ({split: Split}, class names, {split: where it came from})."""
+    key = (repr(dcfg), seed)
     if key not in _SPLITS:
         if dcfg.source == "shapes":
             from common import shapes
 
-            splits = {name: data_lib.shapes_split(n, seed, dcfg) for name, n, seed in (
+            splits = {name: data_lib.shapes_split(n, split_seed, dcfg) for name, n, split_seed in (
                 ("train", dcfg.train_images, 1), ("val", dcfg.val_images, 2),
                 ("test", dcfg.test_images, 3))}
             names = list(shapes.SHAPES)
+            origin = {name: "generated" for name in splits}
         else:
             from apps.detection import formats
+            from common.data import carve_missing_splits
 
             splits, names = formats.load_dataset(dcfg.source, dcfg.image_size, dcfg.max_boxes)
+            splits = {k: v for k, v in splits.items() if len(v)}
+            origin = {name: "data.yaml" for name in splits}
+            missing = [s for s in ("val", "test") if s not in splits]
+            keep, carved = carve_missing_splits(len(splits["train"]), missing, dcfg.val_fraction,
+                                                dcfg.test_fraction, seed)
+            for name, idx in carved.items():
+                splits[name] = splits["train"].take(idx)
+                origin[name] = f"carved from train (data.{name}_fraction={getattr(dcfg, name + '_fraction')})"
+            splits["train"] = splits["train"].take(keep)
         _SPLITS.clear()
-        _SPLITS[key] = (splits, names)
+        _SPLITS[key] = (splits, names, origin)
     return _SPLITS[key]
+
+
+def describe_augmentation(dcfg) -> str:
+    return (f"mosaic {dcfg.mosaic:g} (off in the last {dcfg.close_mosaic_epochs} epochs), horizontal flip "
+            f"{'on' if dcfg.flip else 'off'}, no vertical flip, shift {dcfg.translate:g}, zoom {dcfg.zoom:g}"
+            + (" (turn data.flip off when left/right matters: text, digits, signs)" if dcfg.flip else ""))
 
 
 class DetectionApp(App):
@@ -44,7 +62,10 @@ class DetectionApp(App):
 
     # ---- data and model --------------------------------------------------------------
     def datasets(self, cfg, artifacts=None) -> Datasets:
-        splits, names = _load_splits(cfg.data)
+        splits, names, origin = _load_splits(cfg.data, cfg.train.seed)
+        log.info("detection data, %d classes: %s", len(names),
+                 ", ".join(f"{k} {len(v)} images ({origin[k]})" for k, v in splits.items()))
+        log.info("augmentation: %s", describe_augmentation(cfg.data))
         train = splits["train"]
         steps = len(train) // cfg.train.batch_size
         if cfg.train.steps_per_epoch:
@@ -208,7 +229,9 @@ class DetectionApp(App):
                     yield {"images": image[None].astype(np.float32)}
 
         return [TFLiteTarget(name="detector", saved_model_dir=path, signature="serving_default",
-                             representative_data=representative_data)]
+                             representative_data=representative_data,
+                             calibration_split=f"train (augmented batches of epoch {epoch + 1})",
+                             evaluation_split=f"test ({len(self._split(data, 'test'))} images)")]
 
     def tflite_evaluate(self, run_signature, data, cfg, info, target=None) -> dict:
         from apps.detection.metrics import evaluate_detections

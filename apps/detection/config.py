@@ -15,6 +15,9 @@ class DataConfig:
     source: str = "shapes"  # shapes | path to a data.yaml (YOLO / COCO / VOC splits)
     image_size: int = 128  # square model input; user images are resized to it
     max_boxes: int = 16  # per image after augmentation (extra boxes are dropped, and logged)
+    # user data whose data.yaml has no val: / test: entry: carved out of train (seeded)
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
     # built-in generator
     train_images: int = 4000
     val_images: int = 200
@@ -30,7 +33,7 @@ class DataConfig:
     # early_image_size (cheaper steps); 0 = off
     early_image_size: int = 0
     early_epochs: int = 0
-    flip: bool = True
+    flip: bool = True  # random horizontal flips, boxes mirrored (off for text, digits, signs)
     translate: float = 0.1
     zoom: float = 0.2
 
@@ -46,6 +49,9 @@ class DataConfig:
             raise UserError("data.early_epochs must be >= 0")
         if not 0.0 <= self.mosaic <= 1.0:
             raise UserError("data.mosaic is a probability: set it between 0 and 1")
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise UserError("data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1")
 
 
 @dataclass

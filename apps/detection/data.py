@@ -33,6 +33,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.images)
 
+    def take(self, indices) -> "Split":
+        return Split(self.images[indices], self.boxes[indices], self.classes[indices])
+
     def ground_truth(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         keep = self.classes[i] >= 0
         return self.boxes[i][keep], self.classes[i][keep]

@@ -176,6 +176,8 @@ class DQNApp(App):
 
         return [TFLiteTarget(name="policy", saved_model_dir=str(saved), signature="serving_default",
                              representative_data=representative,
+                             calibration_split="64 observations of random play (seed + 2)",
+                             evaluation_split="200 held-out observations (seed + 3) and evaluation episodes",
                              extras={"reference_obs": reference, "reference_q": q})]
 
     def tflite_evaluate(self, run_signature, data: Datasets, cfg, info: dict, target=None) -> dict:
