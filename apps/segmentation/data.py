@@ -147,6 +147,8 @@ def load_pair(image_path: Path, mask_path: Path, size: int, num_classes: int, ig
     if mask.shape != image.shape[:2]:
         raise ValueError(f"{mask_path.name}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
                          f"{image_path.name} is {image.shape[1]}x{image.shape[0]}")
+    if mask.max(initial=0) > 255:
+        raise ValueError(f"{mask_path.name}: class id {int(mask.max())} above 255 (masks hold 8-bit ids)")
     if num_classes:
         bad = np.unique(mask[(mask >= num_classes) & (mask != ignore)])
         if bad.size:
