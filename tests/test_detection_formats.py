@@ -180,3 +180,26 @@ def test_missing_val_and_test_are_carved_from_train(tmp_path, caplog):
     splits = data.extras["splits"]
     seen = [img.tobytes() for name in ("train", "val", "test") for img in splits[name].images]
     assert len(seen) == len(set(seen)) == 10  # each image in exactly one split
+
+
+def test_coco_crowd_regions_are_kept_for_evaluation_not_training(tmp_path):
+    truth = _write_images(tmp_path / "imgs", n=2)
+    images, anns = [], []
+    for i, (path, boxes, classes, (w, h)) in enumerate(truth):
+        images.append({"id": i + 1, "file_name": path.name, "width": w, "height": h})
+        for b, c in zip(boxes, classes):
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(c) + 1,
+                         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])], "iscrowd": 0})
+    anns.append({"id": 500, "image_id": 1, "category_id": 2, "bbox": [2.0, 4.0, 20.0, 10.0], "iscrowd": 1})
+    cats = [{"id": k + 1, "name": n} for k, n in enumerate(NAMES)]
+    (tmp_path / "imgs" / "instances.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                                  "categories": cats}))
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"train": "imgs/instances.json"}))
+    splits, _ = formats.load_dataset(tmp_path / "data.yaml", 96, 8)
+    train = splits["train"]
+    _check_loaded(train, truth, 96)  # the crowd region is not among the training boxes
+    (w, h) = truth[0][3]
+    regions, classes = train.crowd[0]
+    np.testing.assert_allclose(regions, [[2 * 96 / w, 4 * 96 / h, 22 * 96 / w, 14 * 96 / h]], rtol=1e-5)
+    assert classes.tolist() == [1] and len(train.crowd[1][0]) == 0
+    assert train.take([1]).crowd == [train.crowd[1]]

@@ -43,15 +43,16 @@ def _random_case(seed, n_images=40, num_classes=5):
     return gts, preds
 
 
-def _pycocotools_stats(gts, preds, num_classes):
+def _pycocotools_stats(gts, preds, num_classes, crowd=None):
     images = [{"id": i + 1, "width": 300, "height": 300} for i in range(len(gts))]
     anns, dets = [], []
-    for i, ((gb, gc), (pb, ps, pc)) in enumerate(zip(gts, preds)):
-        for b, c in zip(gb, gc):
+    crowd = crowd or [(np.zeros((0, 4)), np.zeros(0, int))] * len(gts)
+    for i, ((gb, gc), (pb, ps, pc), (cb, cc)) in enumerate(zip(gts, preds, crowd)):
+        for b, c, is_crowd in [(b, c, 0) for b, c in zip(gb, gc)] + [(b, c, 1) for b, c in zip(cb, cc)]:
             w, h = b[2] - b[0], b[3] - b[1]
             anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(c) + 1,
                          "bbox": [float(b[0]), float(b[1]), float(w), float(h)],
-                         "area": float(w * h), "iscrowd": 0})
+                         "area": float(w * h), "iscrowd": is_crowd})
         for b, s, c in zip(pb, ps, pc):
             dets.append({"image_id": i + 1, "category_id": int(c) + 1, "score": float(s),
                          "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
@@ -89,6 +90,49 @@ def test_map_matches_pycocotools(seed):
     for name, ap in per_class.items():
         assert abs(ours["ap_per_class"][name] - ap) < 1e-3, name
     assert ours["ap_per_class"]["3"] == 0.0  # ground truth but never detected
+
+
+def _with_crowd_regions(gts, preds, seed):
+    """Turn about a third of the ground-truth boxes into crowd regions (grown by up to 30 %,
+    so some detections fall inside one), and add detections inside each region."""
+    rng = np.random.default_rng(seed + 100)
+    new_gts, crowd, new_preds = [], [], []
+    for (gb, gc), (pb, ps, pc) in zip(gts, preds):
+        is_crowd = rng.random(len(gb)) < 0.35
+        grown = gb[is_crowd].copy()
+        if len(grown):
+            size = grown[:, 2:] - grown[:, :2]
+            grown[:, :2] -= size * rng.uniform(0, 0.3, (len(grown), 1))
+            grown[:, 2:] += size * rng.uniform(0, 0.3, (len(grown), 1))
+        extra_boxes, extra_scores, extra_classes = [], [], []
+        for b, c in zip(grown, gc[is_crowd]):
+            for _ in range(rng.integers(1, 4)):  # several detections inside one crowd region
+                size = b[2:] - b[:2]
+                xy = b[:2] + rng.uniform(0, 0.5, 2) * size
+                extra_boxes.append(np.r_[xy, xy + rng.uniform(0.2, 0.5, 2) * size])
+                extra_scores.append(rng.uniform(0.05, 1.0))
+                extra_classes.append(c)
+        new_gts.append((gb[~is_crowd], gc[~is_crowd]))
+        crowd.append((grown.reshape(-1, 4), gc[is_crowd]))
+        new_preds.append((np.concatenate([pb, np.asarray(extra_boxes, float).reshape(-1, 4)]),
+                          np.concatenate([ps, extra_scores]), np.concatenate([pc, extra_classes]).astype(int)))
+    return new_gts, new_preds, crowd
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_crowd_regions_are_ignored_exactly_as_pycocotools_does(seed):
+    num_classes = 5
+    gts, preds, crowd = _with_crowd_regions(*_random_case(seed, num_classes=num_classes), seed)
+    assert sum(len(c[0]) for c in crowd) > 10
+    ours = evaluate_detections(preds, gts, num_classes, crowd=crowd)
+    stats, per_class = _pycocotools_stats(gts, preds, num_classes, crowd)
+    for ours_key, index in (("map_50_95", 0), ("map_50", 1), ("map_75", 2)):
+        assert abs(ours[ours_key] - stats[index]) < 1e-3, (ours_key, ours[ours_key], stats[index])
+    for name, ap in per_class.items():
+        assert abs(ours["ap_per_class"][name] - ap) < 1e-3, name
+    # dropping the crowd regions (the old behaviour) gives a different, lower score
+    dropped = evaluate_detections(preds, gts, num_classes)
+    assert dropped["map_50_95"] < ours["map_50_95"] - 0.01
 
 
 def test_perfect_and_empty_predictions():

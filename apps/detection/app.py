@@ -245,5 +245,5 @@ class DetectionApp(App):
                           np.asarray(out["classes"])[0, :n].astype(np.int64)))
             gts.append(split.ground_truth(i))
         m = evaluate_detections(preds, gts, info["num_classes"], cfg.post.max_detections,
-                                info["class_names"])
+                                info["class_names"], crowd=split.crowd_regions())
         return {k: m[k] for k in ("map_50_95", "map_50", "map_75")}

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     data = run.datasets()
     if args.limit:
         s = data.extras["splits"]["test"]
-        data.extras["splits"]["test"] = type(s)(s.images[:args.limit], s.boxes[:args.limit], s.classes[:args.limit])
+        data.extras["splits"]["test"] = s.take(np.arange(min(args.limit, len(s))))
     workdir = Path(args.run_dir) / "tflite"
     workdir.mkdir(parents=True, exist_ok=True)
     (target,) = run.app.tflite_targets(run.state, data, run.cfg, workdir)

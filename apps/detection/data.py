@@ -26,15 +26,24 @@ MIN_BOX_SIDE = 2.0  # pixels: smaller boxes left by cropping are dropped
 
 @dataclass
 class Split:
+    """Images with padded boxes/classes (class -1 = padding). `crowd` holds, per image, the
+    (boxes, classes) of COCO crowd regions: never trained on, ignored in evaluation."""
+
     images: np.ndarray
     boxes: np.ndarray
     classes: np.ndarray
+    crowd: list | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def take(self, indices) -> "Split":
-        return Split(self.images[indices], self.boxes[indices], self.classes[indices])
+        crowd = [self.crowd[i] for i in indices] if self.crowd is not None else None
+        return Split(self.images[indices], self.boxes[indices], self.classes[indices], crowd)
+
+    def crowd_regions(self) -> list | None:
+        """Per-image crowd (boxes, classes) for `evaluate_detections(crowd=...)`."""
+        return self.crowd
 
     def ground_truth(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         keep = self.classes[i] >= 0

@@ -37,6 +37,8 @@ class Record:
     image: Path
     boxes: list = field(default_factory=list)  # x1, y1, x2, y2 in original pixels
     classes: list = field(default_factory=list)
+    crowd_boxes: list = field(default_factory=list)  # COCO iscrowd=1 regions (evaluation only)
+    crowd_classes: list = field(default_factory=list)
 
 
 @dataclass
@@ -147,8 +149,6 @@ def read_coco(ann_file: Path, images_dir: Path | None, names: list[str] | None, 
         if rec is None:
             report.skip(where, f"image_id {ann.get('image_id')} is not in images")
             continue
-        if ann.get("iscrowd", 0):
-            continue  # crowd regions are not objects to detect
         try:
             x, y, bw, bh = (float(v) for v in ann["bbox"])
         except (KeyError, TypeError, ValueError):
@@ -160,8 +160,12 @@ def read_coco(ann_file: Path, images_dir: Path | None, names: list[str] | None, 
             rec.size = (w, h)
         cls = cat_to_index.get(ann.get("category_id"))
         if check_box((x, y, x + bw, y + bh), w, h, cls, len(names), where, report):
-            rec.boxes.append((x, y, x + bw, y + bh))
-            rec.classes.append(cls)
+            if ann.get("iscrowd", 0):  # a region of many objects: not trained on, ignored by mAP
+                rec.crowd_boxes.append((x, y, x + bw, y + bh))
+                rec.crowd_classes.append(cls)
+            else:
+                rec.boxes.append((x, y, x + bw, y + bh))
+                rec.classes.append(cls)
     return records, names
 
 
@@ -279,7 +283,7 @@ def read_records(yaml_path: str | Path):
 
 def load_split(records: list[Record], image_size: int, max_boxes: int, report: Report) -> Split:
     """Read and resize the images; scale the boxes to the resized image."""
-    images, box_list, cls_list = [], [], []
+    images, box_list, cls_list, crowd = [], [], [], []
     bar = progress(len(records), "reading images", unit="img")
     for rec in records:
         bar.update(1)
@@ -290,8 +294,10 @@ def load_split(records: list[Record], image_size: int, max_boxes: int, report: R
         h, w = img.shape[:2]
         img = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (image_size, image_size),
                          interpolation=cv2.INTER_AREA)
-        boxes = np.asarray(rec.boxes, np.float32).reshape(-1, 4)
-        boxes = np.clip(boxes, 0, [w, h, w, h]) * np.float32([image_size / w, image_size / h] * 2)
+        scale = np.float32([image_size / w, image_size / h] * 2)
+        boxes = np.clip(np.asarray(rec.boxes, np.float32).reshape(-1, 4), 0, [w, h, w, h]) * scale
+        regions = np.clip(np.asarray(rec.crowd_boxes, np.float32).reshape(-1, 4), 0, [w, h, w, h]) * scale
+        crowd.append((regions, np.asarray(rec.crowd_classes, np.int64)))
         images.append(img)
         box_list.append(boxes)
         cls_list.append(np.asarray(rec.classes, np.int64))
@@ -300,6 +306,10 @@ def load_split(records: list[Record], image_size: int, max_boxes: int, report: R
     if cut:
         log.warning("%d boxes beyond data.max_boxes=%d were dropped; raise data.max_boxes", cut, max_boxes)
     images = np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8)
+    if any(len(c) for _, c in crowd):
+        log.info("%d COCO crowd regions (iscrowd=1): not trained on, ignored in evaluation as pycocotools does",
+                 sum(len(c) for _, c in crowd))
+        return Split(images, boxes, classes, crowd)
     return Split(images, boxes, classes)
 
 

@@ -6,7 +6,11 @@ to the unmatched ground-truth box of that class with the highest IoU >= t. Over 
 images, precision is made monotonically non-increasing and sampled at 101 recall points
 (0, 0.01, ..., 1); AP is their mean. Classes without ground truth are left out of the
 mean. mAP@[.5:.95] averages over the ten thresholds, mAP@.5 and mAP@.75 take one each.
-This is the "all areas" row of pycocotools' summary; tests check the two agree.
+Crowd regions (COCO `iscrowd=1`) are not objects to find: a detection matched to one is
+ignored (neither true nor false positive), their overlap is intersection / detection
+area, and one region can absorb many detections; as in pycocotools, ordinary boxes are
+matched first. This is the "all areas" row of pycocotools' summary; tests check the two
+agree, with and without crowd regions.
 """
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU between every x1y1x2y2 box in a [N, 4] and b [M, 4] -> [N, M]."""
+def iou_matrix(a: np.ndarray, b: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
+    """IoU between every x1y1x2y2 box in a [N, 4] and b [M, 4] -> [N, M]; for the b boxes
+    flagged `crowd`, intersection over the area of the a box (pycocotools' iscrowd rule)."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
     a, b = a.astype(np.float64), b.astype(np.float64)
@@ -27,32 +32,46 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
+    if crowd is not None:
+        union = np.where(np.asarray(crowd, bool)[None, :], area_a[:, None], union)
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def _match(det_boxes, gt_boxes, thresholds) -> np.ndarray:
-    """det_boxes sorted by score. Returns [T, D] bool: detection d is a true positive at t."""
-    ious = iou_matrix(det_boxes, gt_boxes)
+def _match(det_boxes, gt_boxes, thresholds, crowd=None) -> tuple[np.ndarray, np.ndarray]:
+    """det_boxes sorted by score. Returns [T, D] bools: detection d is a true positive at
+    t, and detection d matched a crowd region at t (ignored)."""
+    crowd = np.zeros(len(gt_boxes), bool) if crowd is None else np.asarray(crowd, bool)
+    order = np.argsort(crowd, kind="stable")  # ordinary boxes first, crowd regions last
+    gt_boxes, crowd = np.asarray(gt_boxes).reshape(-1, 4)[order], crowd[order]
+    ious = iou_matrix(det_boxes, gt_boxes, crowd)
     tp = np.zeros((len(thresholds), len(det_boxes)), bool)
+    ignored = np.zeros_like(tp)
     for ti, t in enumerate(thresholds):
         taken = np.zeros(len(gt_boxes), bool)
         for d in range(len(det_boxes)):
             best, best_iou = -1, min(t, 1 - 1e-10)
             for g in range(len(gt_boxes)):
-                if not taken[g] and ious[d, g] >= best_iou:
+                if taken[g] and not crowd[g]:
+                    continue
+                if best >= 0 and not crowd[best] and crowd[g]:
+                    break  # a real match beats any crowd region
+                if ious[d, g] >= best_iou:
                     best, best_iou = g, ious[d, g]
             if best >= 0:
                 taken[best] = True
-                tp[ti, d] = True
-    return tp
+                ignored[ti, d] = crowd[best]
+                tp[ti, d] = not crowd[best]
+    return tp, ignored
 
 
-def _average_precision(tp: np.ndarray, num_gt: int) -> np.ndarray:
-    """tp [T, D] in global score order -> AP per threshold [T] (101-point interpolation)."""
+def _average_precision(tp: np.ndarray, num_gt: int, ignored: np.ndarray | None = None) -> np.ndarray:
+    """tp [T, D] in global score order -> AP per threshold [T] (101-point interpolation);
+    `ignored` detections count neither way."""
     out = np.zeros(tp.shape[0])
+    counted = np.ones_like(tp) if ignored is None else ~ignored
     for ti in range(tp.shape[0]):
-        tps = np.cumsum(tp[ti])
-        fps = np.cumsum(~tp[ti])
+        tps = np.cumsum(tp[ti] & counted[ti])
+        fps = np.cumsum(~tp[ti] & counted[ti])
         recall = tps / num_gt
         precision = tps / np.maximum(tps + fps, np.finfo(np.float64).eps)
         # precision envelope: the best precision at any recall >= r
@@ -74,27 +93,34 @@ def pr_curve(tp_row: np.ndarray, num_gt: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_detections(predictions, ground_truth, num_classes: int, max_detections: int = 100,
-                        class_names=None, keep_curves: bool = False) -> dict:
-    """predictions / ground_truth: one entry per image.
+                        class_names=None, keep_curves: bool = False, crowd=None) -> dict:
+    """predictions / ground_truth / crowd: one entry per image.
 
-    predictions[i] = (boxes [D, 4], scores [D], classes [D]); ground_truth[i] = (boxes, classes).
+    predictions[i] = (boxes [D, 4], scores [D], classes [D]); ground_truth[i] = (boxes, classes);
+    crowd[i] = (boxes, classes) of the image's crowd regions (or crowd=None: none).
     Returns map_50_95, map_50, map_75, ap_per_class {name: AP@[.5:.95]}, ap50_per_class,
     and (keep_curves) the matched tp arrays for PR curves.
     """
     names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
     per_class_ap = np.full((num_classes, len(IOU_THRESHOLDS)), np.nan)
     curves = {}
+    no_crowd = (np.zeros((0, 4)), np.zeros(0, np.int64))
+    crowd = crowd if crowd is not None else [no_crowd] * len(ground_truth)
     for c in range(num_classes):
-        scores_all, tp_all, num_gt = [], [], 0
-        for (pb, ps, pc), (gb, gc) in zip(predictions, ground_truth):
-            g = np.asarray(gb)[np.asarray(gc) == c]
+        scores_all, tp_all, ig_all, num_gt = [], [], [], 0
+        for (pb, ps, pc), (gb, gc), (cb, cc) in zip(predictions, ground_truth, crowd):
+            g = np.asarray(gb).reshape(-1, 4)[np.asarray(gc) == c]
+            regions = np.asarray(cb).reshape(-1, 4)[np.asarray(cc) == c]
             num_gt += len(g)
             sel = np.asarray(pc) == c
             boxes, scores = np.asarray(pb)[sel], np.asarray(ps)[sel]
             order = np.argsort(-scores, kind="mergesort")[:max_detections]
             boxes, scores = boxes[order], scores[order]
             if len(boxes):
-                tp_all.append(_match(boxes, g, IOU_THRESHOLDS))
+                is_crowd = np.r_[np.zeros(len(g), bool), np.ones(len(regions), bool)]
+                tp, ignored = _match(boxes, np.concatenate([g, regions]), IOU_THRESHOLDS, is_crowd)
+                tp_all.append(tp)
+                ig_all.append(ignored)
                 scores_all.append(scores)
         if num_gt == 0:
             continue  # COCO leaves classes without ground truth out of the mean
@@ -102,11 +128,12 @@ def evaluate_detections(predictions, ground_truth, num_classes: int, max_detecti
             scores = np.concatenate(scores_all)
             order = np.argsort(-scores, kind="mergesort")
             tp = np.concatenate(tp_all, axis=1)[:, order]
+            ignored = np.concatenate(ig_all, axis=1)[:, order]
         else:
-            tp = np.zeros((len(IOU_THRESHOLDS), 0), bool)
-        per_class_ap[c] = _average_precision(tp, num_gt)
+            tp = ignored = np.zeros((len(IOU_THRESHOLDS), 0), bool)
+        per_class_ap[c] = _average_precision(tp, num_gt, ignored)
         if keep_curves:
-            curves[names[c]] = (tp[0], num_gt)
+            curves[names[c]] = (tp[0][~ignored[0]], num_gt)
     present = ~np.isnan(per_class_ap[:, 0])
     mean = per_class_ap[present].mean(0) if present.any() else np.zeros(len(IOU_THRESHOLDS))
     result = {
