@@ -182,14 +182,14 @@ class SegmentationApp(App):
     def render_predictions(self, paths, outputs, info, out_dir) -> list:
         """Per input: <stem>_overlay.png (image | colour mask | overlay) and <stem>_mask.png
         (the served class-id PNG, at the input's resolution)."""
-        from apps.segmentation.data import _read_rgb
+        from apps.segmentation.data import read_rgb
         from apps.segmentation.render import save_png, side_by_side
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for i, p in enumerate(paths):
-            image = _read_rgb(Path(p))
+            image = read_rgb(Path(p))
             h, w = int(np.asarray(outputs["height"])[i]), int(np.asarray(outputs["width"])[i])
             ids = np.asarray(outputs["class_ids"])[i, :h, :w]
             upscale = max(1, 256 // max(h, w))

@@ -134,8 +134,9 @@ def train_kerasio(cfg, seconds: float) -> dict:
     train = splits["train"]
     model = kerasio_unet(cfg.data.image_size, len(names))
     model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="sparse_categorical_crossentropy")
-    ds = tf.data.Dataset.from_tensor_slices((train.images.astype(np.float32), train.masks)).shuffle(
-        len(train), seed=cfg.train.seed).batch(cfg.train.batch_size, drop_remainder=True).repeat()
+    ds = tf.data.Dataset.from_tensor_slices((train.images, train.masks)).shuffle(
+        len(train), seed=cfg.train.seed).batch(cfg.train.batch_size, drop_remainder=True).map(
+        lambda x, y: (tf.cast(x, tf.float32), y)).repeat()
     clock = {"start": time.perf_counter(), "t0": None, "steps": 0}
 
     class Budget(keras.callbacks.Callback):

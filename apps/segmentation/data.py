@@ -124,7 +124,7 @@ def read_mask(path: Path) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> np.ndarray:
     data = np.frombuffer(path.read_bytes(), np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
@@ -135,7 +135,7 @@ def _read_rgb(path: Path) -> np.ndarray:
 def load_pair(image_path: Path, mask_path: Path, size: int, num_classes: int, ignore: int):
     """(image, mask) resized to size x size, or raise ValueError saying what is wrong."""
     try:
-        image = _read_rgb(image_path)
+        image = read_rgb(image_path)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{image_path.name}: {exc}") from None
     try:
