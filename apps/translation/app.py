@@ -147,8 +147,10 @@ class TranslationApp(App):
             f.write("source\treference\t" + "\t".join(rows) + "\n")
             for i, (s, r) in enumerate(zip(sources, references)):
                 f.write("\t".join([s, r] + [rows[k][i] for k in rows]) + "\n")
-        plot_attention(state.model, translator, sources[:cfg.decode.heatmap_sentences], data.artifacts,
-                       run_dir / "plots" / "attention.png")
+        # the longest of the first test sentences: a one-word source makes an empty picture
+        count = max(cfg.decode.heatmap_sentences, 0)
+        shown = sorted(sources[:40], key=lambda s: len(s.split()))[len(sources[:40]) - count:]
+        plot_attention(state.model, translator, shown, data.artifacts, run_dir / "plots" / "attention.png")
         log.info("test: BLEU %.2f, chrF %.2f, exact match %.2f%% (greedy, %d sentences)",
                  metrics["bleu"], metrics["chrf"], 100 * metrics["exact_match"], len(references))
         return metrics

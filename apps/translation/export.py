@@ -98,10 +98,20 @@ def write_tflite_targets(model, data, cfg, workdir) -> list[TFLiteTarget]:
     extras = {"source_length": source_len, "max_steps": max_steps, "cache_keys": cache_keys,
               "step_memory_keys": list(step_keys), "zero_cache": {k: list(v.shape) for k, v in init.items()},
               "encoder_dir": encoder_dir, "decoder_step_dir": step_dir}
-    return [TFLiteTarget(name="encoder", saved_model_dir=encoder_dir, representative_data=encoder_samples,
-                         extras=extras),
-            TFLiteTarget(name="decoder_step", saved_model_dir=step_dir, representative_data=step_samples,
-                         extras=extras)]
+    splits = {"calibration_split": f"val ({len(calibration)} sentences; the step: their greedy decoding steps)",
+              "evaluation_split": f"test (the first {min(cfg.decode.tflite_sentences, len(data.extras['test']))} "
+                                  "sentences, greedy)"}
+    return [_target(name="encoder", saved_model_dir=encoder_dir, representative_data=encoder_samples,
+                    extras=extras, **splits),
+            _target(name="decoder_step", saved_model_dir=step_dir, representative_data=step_samples,
+                    extras=extras, **splits)]
+
+
+def _target(**fields) -> TFLiteTarget:
+    """A TFLiteTarget with the fields this version of common/app.py has (the split
+    descriptions are new there)."""
+    known = set(TFLiteTarget.__dataclass_fields__)
+    return TFLiteTarget(**{k: v for k, v in fields.items() if k in known})
 
 
 def _saved_signature(path):
