@@ -21,6 +21,7 @@ subclasses `App`. The shared code calls these hooks, in this order, and nothing 
     ksuite convert RUN_DIR
         targets   = APP.tflite_targets(state, data, cfg, workdir)    # [TFLiteTarget]
         metrics   = APP.tflite_evaluate(run_signature, data, cfg, info, target)
+    ksuite data check APP     data = APP.datasets(cfg, scratch artifacts); APP.data_report(data, cfg)
     ksuite predict RUN_DIR INPUT...
         signature, inputs = APP.predict_request(inputs, info, cfg)
         files     = APP.render_predictions(inputs, outputs, info, out_dir)
@@ -195,6 +196,22 @@ class App:
         """A `common.training.TrainState` (models, optimizers, exported model names);
         called inside `strategy.scope()`."""
         raise NotImplementedError
+
+    def data_report(self, data: Datasets, cfg) -> dict:
+        """What `ksuite data check APP` prints about the data a run would see (the loaders'
+        warnings about skipped files are printed with it). Default: classes, split sizes
+        and origins, source image sizes, read from `data.info`; override to add more."""
+        info = data.info
+        report = {"source": info.get("source", "")}
+        if "class_names" in info:
+            report["classes"] = list(info["class_names"])
+        report["split_sizes"] = info.get("split_sizes") or {
+            s: info[f"num_{s}"] for s in ("train", "val", "test") if info.get(f"num_{s}")}
+        for key in ("split_origin", "image_sizes"):
+            if key in info:
+                report[key] = info[key]
+        report["steps_per_epoch"] = data.steps_per_epoch
+        return report
 
     # ---- training ---------------------------------------------------------------------
     def train_step(self, state, batch, step: StepContext) -> dict:

@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for that benchmark (--help lists them)")
     p.set_defaults(func=_cmd_bench)
 
+    from common.datacheck import register as register_data_check
+
+    register_data_check(sub)
     for module in PLUGIN_MODULES:
         importlib.import_module(module).register(sub)
     from common.commands import register as register_app_commands

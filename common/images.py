@@ -58,6 +58,23 @@ def read_image_files(paths) -> np.ndarray:
     return np.array(blobs, dtype=object)
 
 
+def image_size_range(paths) -> dict | None:
+    """{"min": [w, h], "max": [w, h]} over image files (headers only), or None."""
+    from PIL import Image
+
+    sizes = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                sizes.append(img.size)
+        except OSError:
+            continue
+    if not sizes:
+        return None
+    sizes = np.asarray(sizes)
+    return {"min": sizes.min(0).tolist(), "max": sizes.max(0).tolist()}
+
+
 def _check_files(paths: list[str]) -> np.ndarray:
     def check(path):
         try:

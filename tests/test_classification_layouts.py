@@ -120,3 +120,19 @@ def test_int8_calibration_never_uses_the_scored_test_split(tmp_path):
         calib = {tuple(x.numpy().ravel()[:64]) for xs, _ in dataset for x in xs}
         test = {tuple(x.numpy().ravel()[:64]) for xs, _ in data.test for x in xs}
         assert calib and not calib & test
+
+
+def test_ksuite_data_check_reports_what_a_run_would_see(tmp_path, capsys):
+    from common.cli import main
+
+    _write(tmp_path / "train", 6, seed=0)
+    (tmp_path / "train" / "zebra").mkdir()
+    (tmp_path / "train" / CLASSES[0] / "broken.jpg").write_bytes(b"not an image")
+    assert main(["data", "check", "classification", "--preset", "smoke", "--set", "data.source=folder",
+                 "--set", f"data.path={tmp_path}", "--set", "train.batch_size=4"]) == 0
+    out = capsys.readouterr().out
+    assert f"classes (3): {', '.join(CLASSES)}" in out
+    assert "test: " in out and "carved from train (data.test_fraction=0.1)" in out
+    assert "source image sizes: 20x20 to 20x20" in out
+    assert "zebra" in out and "broken.jpg" in out and "warnings (2):" in out
+    assert not (tmp_path / "artifacts").exists()

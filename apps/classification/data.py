@@ -8,7 +8,7 @@ from common import shapes
 from common.app import Datasets
 from common.data import carve_missing_splits, eval_pipeline, train_pipeline
 from common.errors import UserError
-from common.images import (decode_resize, folder_splits, read_labels_txt, scan_tfrecords,
+from common.images import (decode_resize, folder_splits, image_size_range, read_labels_txt, scan_tfrecords,
                            tfrecord_dataset, tfrecord_files)
 from common.runlog import log
 
@@ -59,7 +59,7 @@ def _shapes_splits(cfg):
     for split, n in (("train", d.num_train), ("val", d.num_val), ("test", d.num_test)):
         images, labels = shapes.classification_images(n, d.image_size, SHAPES_SEEDS[split])
         out[split] = tf.data.Dataset.from_tensor_slices((images, labels)), n
-    return out, list(shapes.SHAPES), {s: "generated" for s in out}
+    return out, list(shapes.SHAPES), {s: "generated" for s in out}, None
 
 
 def _carve(found: dict, cfg) -> tuple[dict, dict]:
@@ -96,7 +96,7 @@ def _folder_splits(cfg):
         ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.constant(labels, tf.int64)))
         ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
         out[split] = (ds.cache() if cfg.data.cache else ds), len(paths)
-    return out, names, origin
+    return out, names, origin, image_size_range(p for paths, _ in lists.values() for p in paths)
 
 
 def _tfrecord_splits(cfg):
@@ -129,12 +129,12 @@ def _tfrecord_splits(cfg):
         out[split] = (ds.cache() if cfg.data.cache else ds), int(mask.sum())
     names = read_labels_txt(root) or [f"class_{i}" for i in range(int(np.concatenate(all_labels).max()) + 1)]
     origin = {s: ("carved from train records" if s in missing else f"{s}* records") for s in out}
-    return out, names, origin
+    return out, names, origin, None
 
 
 def build_datasets(cfg) -> Datasets:
     source = cfg.data.source
-    splits, names, origin = {"shapes": _shapes_splits, "folder": _folder_splits,
+    splits, names, origin, image_sizes = {"shapes": _shapes_splits, "folder": _folder_splits,
                              "tfrecord": _tfrecord_splits}[source](cfg)
     counts = {s: n for s, (_, n) in splits.items() if n}
     log.info("%s data, %d classes: %s", source, len(names),
@@ -160,7 +160,9 @@ def build_datasets(cfg) -> Datasets:
     evaluate = lambda s: eval_pipeline(splits[s][0], batch, to_float) if counts.get(s) else None  # noqa: E731
     info = {"class_names": names, "image_size": cfg.data.image_size, "source": source,
             "num_train": counts["train"], "num_val": counts.get("val", 0), "num_test": counts.get("test", 0),
-            "split_origin": {s: origin[s] for s in counts}}
+            "split_sizes": counts, "split_origin": {s: origin[s] for s in counts}}
+    if image_sizes:
+        info["image_sizes"] = image_sizes
     # int8 calibration never sees the test images the parity report scores
     calibration = "val" if counts.get("val") else "train"
     return Datasets(train_epoch=train_epoch, steps_per_epoch=counts["train"] // batch,

@@ -79,7 +79,11 @@ class DetectionApp(App):
         info = {"class_names": names, "num_classes": len(names),
                 "image_size": cfg.data.image_size, "reg_max": cfg.model.reg_max,
                 "source": cfg.data.source,
-                "split_sizes": {k: len(v) for k, v in splits.items()}}
+                "split_sizes": {k: len(v) for k, v in splits.items()}, "split_origin": origin}
+        sizes = [getattr(v, "source_sizes", None) for v in splits.values()]
+        sizes = np.concatenate([s for s in sizes if s is not None and len(s)] or [np.zeros((0, 2))])
+        if len(sizes):
+            info["image_sizes"] = {"min": sizes.min(0).astype(int).tolist(), "max": sizes.max(0).astype(int).tolist()}
         data = Datasets(train_epoch=train_epoch, steps_per_epoch=steps,
                         val=data_lib.eval_dataset(val, cfg.train.batch_size) if val is not None and len(val) else None,
                         test=data_lib.eval_dataset(test, cfg.train.batch_size) if test is not None else None,

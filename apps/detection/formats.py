@@ -283,7 +283,7 @@ def read_records(yaml_path: str | Path):
 
 def load_split(records: list[Record], image_size: int, max_boxes: int, report: Report) -> Split:
     """Read and resize the images; scale the boxes to the resized image."""
-    images, box_list, cls_list, crowd = [], [], [], []
+    images, box_list, cls_list, crowd, sizes = [], [], [], [], []
     bar = progress(len(records), "reading images", unit="img")
     for rec in records:
         bar.update(1)
@@ -292,6 +292,7 @@ def load_split(records: list[Record], image_size: int, max_boxes: int, report: R
             report.skip(str(rec.image), "image missing or not readable")
             continue
         h, w = img.shape[:2]
+        sizes.append((w, h))
         img = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (image_size, image_size),
                          interpolation=cv2.INTER_AREA)
         scale = np.float32([image_size / w, image_size / h] * 2)
@@ -309,8 +310,9 @@ def load_split(records: list[Record], image_size: int, max_boxes: int, report: R
     if any(len(c) for _, c in crowd):
         log.info("%d COCO crowd regions (iscrowd=1): not trained on, ignored in evaluation as pycocotools does",
                  sum(len(c) for _, c in crowd))
-        return Split(images, boxes, classes, crowd)
-    return Split(images, boxes, classes)
+    split = Split(images, boxes, classes, crowd if any(len(c) for _, c in crowd) else None)
+    split.source_sizes = np.asarray(sizes).reshape(-1, 2)  # (width, height) before resizing
+    return split
 
 
 def load_dataset(yaml_path, image_size: int, max_boxes: int):
