@@ -147,3 +147,38 @@ def test_iou_matrix():
     a = np.array([[0, 0, 10, 10]])
     b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
     np.testing.assert_allclose(iou_matrix(a, b), [[1.0, 50 / 150, 0.0]])
+
+
+@pytest.mark.parametrize("num_classes,anchors,max_detections,pre_nms_topk", [
+    (1, 336, 100, 50),   # one class, fewer candidates than output rows
+    (4, 21, 100, 200),   # 32 px images: 21 anchors
+    (1, 21, 100, 200),
+    (80, 336, 100, 200),  # many classes
+    (3, 336, 20, 200),
+])
+def test_postprocess_never_crashes_and_pads_to_max_detections(num_classes, anchors, max_detections, pre_nms_topk):
+    import common
+    from apps.detection.postprocess import nms_single
+
+    tf = common.quiet_import_tensorflow()
+    rng = np.random.default_rng(anchors + num_classes)
+    xy = rng.uniform(0, 100, (anchors, 2))
+    boxes = tf.constant(np.concatenate([xy, xy + rng.uniform(2, 30, (anchors, 2))], 1), tf.float32)
+    scores = tf.constant(rng.uniform(0, 1, (anchors, num_classes)), tf.float32)
+    out_boxes, out_scores, out_classes, count = nms_single(boxes, scores, num_classes, max_detections,
+                                                           pre_nms_topk, 0.6, 0.1)
+    assert out_boxes.shape == (max_detections, 4) and out_scores.shape == (max_detections,)
+    n = int(count)
+    assert 0 < n <= min(max_detections, anchors, pre_nms_topk * num_classes)
+    assert (out_classes.numpy()[:n] >= 0).all() and (out_classes.numpy()[n:] == -1).all()
+    assert (np.diff(out_scores.numpy()[:n]) <= 0).all()  # best first
+
+
+def test_invalid_postprocess_settings_are_one_line_errors():
+    from apps.detection.config import PRESETS
+    from common import config as config_lib
+    from common.errors import UserError
+
+    for bad in ("post.max_detections=0", "post.pre_nms_topk=0", "post.iou_threshold=0", "post.score_threshold=1.5"):
+        with pytest.raises(UserError):
+            config_lib.resolve(PRESETS, "smoke", overrides=[bad])

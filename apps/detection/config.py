@@ -82,6 +82,14 @@ class PostprocessConfig:
     max_detections: int = 100
     pre_nms_topk: int = 200  # candidates per image before NMS
 
+    def validate(self) -> None:
+        if self.max_detections < 1 or self.pre_nms_topk < 1:
+            raise UserError("post.max_detections and post.pre_nms_topk must be at least 1")
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise UserError(f"post.iou_threshold={self.iou_threshold} must be in (0, 1]")
+        if not (0.0 <= self.eval_score_threshold < 1.0 and 0.0 <= self.score_threshold < 1.0):
+            raise UserError("post.score_threshold and post.eval_score_threshold must be in [0, 1)")
+
 
 @dataclass
 class DetectionConfig:

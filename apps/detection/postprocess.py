@@ -69,6 +69,11 @@ def nms_single(boxes, scores, num_classes: int, max_detections: int, pre_nms_top
         all_boxes.append(tf.gather(cand_boxes, idx))
         all_scores.append(tf.where(keep, tf.gather(s, idx), -1.0))
         all_labels.append(tf.fill([per_class], c))
+    short = max_detections - num_classes * per_class
+    if short > 0:  # fewer candidates than output rows (one class, tiny images): pad with empties
+        all_boxes.append(tf.zeros([short, 4]))
+        all_scores.append(tf.fill([short], -1.0))
+        all_labels.append(tf.fill([short], -1))
     merged_scores = tf.concat(all_scores, 0)
     final_scores, order = tf.math.top_k(merged_scores, k=max_detections)
     valid = final_scores > 0
