@@ -203,3 +203,25 @@ def test_coco_crowd_regions_are_kept_for_evaluation_not_training(tmp_path):
     np.testing.assert_allclose(regions, [[2 * 96 / w, 4 * 96 / h, 22 * 96 / w, 14 * 96 / h]], rtol=1e-5)
     assert classes.tolist() == [1] and len(train.crowd[1][0]) == 0
     assert train.take([1]).crowd == [train.crowd[1]]
+
+
+def test_voc_difficult_objects_are_evaluation_only_unless_asked(tmp_path):
+    truth = _write_images(tmp_path / "JPEGImages", n=1)
+    path, boxes, classes, (w, h) = truth[0]
+    objects = "".join(
+        f"<object><name>{NAMES[c]}</name><difficult>{int(k == 0)}</difficult><bndbox><xmin>{b[0] + 1}</xmin>"
+        f"<ymin>{b[1] + 1}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+        for k, (b, c) in enumerate(zip(boxes, classes)))
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / f"{path.stem}.xml").write_text(
+        f"<annotation><filename>{path.name}</filename><size><width>{w}</width><height>{h}</height></size>"
+        f"{objects}</annotation>")
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"train": "Annotations", "names": NAMES}))
+    for train_difficult in (False, True):
+        splits, _ = formats.load_dataset(tmp_path / "data.yaml", 96, 8, train_difficult)
+        split = splits["train"]
+        trained = int((split.classes[0] >= 0).sum())
+        assert trained == len(boxes) - (0 if train_difficult else 1)
+        scored_boxes, scored_classes = split.ground_truth(0)
+        assert len(scored_boxes) == len(boxes) - 1  # never scored
+        assert split.difficult[0][1].tolist() == [classes[0]]

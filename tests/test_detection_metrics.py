@@ -182,3 +182,25 @@ def test_invalid_postprocess_settings_are_one_line_errors():
     for bad in ("post.max_detections=0", "post.pre_nms_topk=0", "post.iou_threshold=0", "post.score_threshold=1.5"):
         with pytest.raises(UserError):
             config_lib.resolve(PRESETS, "smoke", overrides=[bad])
+
+
+def test_voc_difficult_objects_are_ignored_hand_computed():
+    """Image 1: object A and difficult object D; detections on D (0.95, twice) and A (0.9).
+    Image 2: object B and difficult D2 (never detected); a detection on B (0.8).
+    Ignoring D/D2 (VOC): the counted detections are A, B, both hits: AP = 1.
+    If D were dropped from the annotations, the D detections would be false positives
+    ahead of every hit (AP 101-point = 0.5); as ordinary objects, the second D detection is
+    a duplicate (false positive) and recall stops at 3/4: precision 1 up to recall 0.25
+    (26 points), then 0.75 up to 0.75 (50 points): AP = (26 + 37.5) / 101."""
+    a, d = [0, 0, 10, 10], [20, 20, 30, 30]
+    b, d2 = [50, 50, 60, 60], [70, 70, 80, 80]
+    gts = [(np.array([a], float), np.array([0])), (np.array([b], float), np.array([0]))]
+    hard = [(np.array([d], float), np.array([0])), (np.array([d2], float), np.array([0]))]
+    preds = [(np.array([d, d, a], float), np.array([0.95, 0.94, 0.9]), np.array([0, 0, 0])),
+             (np.array([b], float), np.array([0.8]), np.array([0]))]
+    assert evaluate_detections(preds, gts, 1, difficult=hard)["map_50_95"] == pytest.approx(1.0)
+    dropped = evaluate_detections(preds, gts, 1)["map_50"]
+    assert dropped == pytest.approx(0.5, abs=1e-9)
+    as_objects = [(np.concatenate([g[0], h[0]]), np.array([0, 0])) for g, h in zip(gts, hard)]
+    ordinary = evaluate_detections(preds, as_objects, 1)["map_50"]
+    assert ordinary == pytest.approx(63.5 / 101)

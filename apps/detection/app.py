@@ -34,7 +34,8 @@ def _load_splits(dcfg, seed: int):
             from apps.detection import formats
             from common.data import carve_missing_splits
 
-            splits, names = formats.load_dataset(dcfg.source, dcfg.image_size, dcfg.max_boxes)
+            splits, names = formats.load_dataset(dcfg.source, dcfg.image_size, dcfg.max_boxes,
+                                                 dcfg.train_difficult)
             splits = {k: v for k, v in splits.items() if len(v)}
             origin = {name: "data.yaml" for name in splits}
             missing = [s for s in ("val", "test") if s not in splits]
@@ -249,5 +250,5 @@ class DetectionApp(App):
                           np.asarray(out["classes"])[0, :n].astype(np.int64)))
             gts.append(split.ground_truth(i))
         m = evaluate_detections(preds, gts, info["num_classes"], cfg.post.max_detections,
-                                info["class_names"], crowd=split.crowd_regions())
+                                info["class_names"], **split.ignored())
         return {k: m[k] for k in ("map_50_95", "map_50", "map_75")}

@@ -18,6 +18,8 @@ class DataConfig:
     # user data whose data.yaml has no val: / test: entry: carved out of train (seeded)
     val_fraction: float = 0.1
     test_fraction: float = 0.1
+    # Pascal VOC <difficult> objects: always ignored by mAP (VOC protocol); trained on only if true
+    train_difficult: bool = False
     # built-in generator
     train_images: int = 4000
     val_images: int = 200

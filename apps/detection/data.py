@@ -26,27 +26,34 @@ MIN_BOX_SIDE = 2.0  # pixels: smaller boxes left by cropping are dropped
 
 @dataclass
 class Split:
-    """Images with padded boxes/classes (class -1 = padding). `crowd` holds, per image, the
-    (boxes, classes) of COCO crowd regions: never trained on, ignored in evaluation."""
+    """Images with padded boxes/classes (class -1 = padding), plus per image the
+    (boxes, classes) that evaluation ignores: COCO crowd regions (`crowd`, never trained
+    on) and VOC difficult objects (`difficult`; trained on only with
+    data.train_difficult, then also flagged in `scored` = False so mAP skips them)."""
 
     images: np.ndarray
     boxes: np.ndarray
     classes: np.ndarray
     crowd: list | None = None
+    difficult: list | None = None
+    scored: np.ndarray | None = None  # [N, max_boxes] bool; None = every real box is scored
 
     def __len__(self) -> int:
         return len(self.images)
 
     def take(self, indices) -> "Split":
-        crowd = [self.crowd[i] for i in indices] if self.crowd is not None else None
-        return Split(self.images[indices], self.boxes[indices], self.classes[indices], crowd)
+        pick = lambda items: [items[i] for i in indices] if items is not None else None  # noqa: E731
+        return Split(self.images[indices], self.boxes[indices], self.classes[indices], pick(self.crowd),
+                     pick(self.difficult), self.scored[indices] if self.scored is not None else None)
 
-    def crowd_regions(self) -> list | None:
-        """Per-image crowd (boxes, classes) for `evaluate_detections(crowd=...)`."""
-        return self.crowd
+    def ignored(self) -> dict:
+        """Keyword arguments for `evaluate_detections`: the regions evaluation ignores."""
+        return {"crowd": self.crowd, "difficult": self.difficult}
 
     def ground_truth(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         keep = self.classes[i] >= 0
+        if self.scored is not None:
+            keep &= self.scored[i]
         return self.boxes[i][keep], self.classes[i][keep]
 
 

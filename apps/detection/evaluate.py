@@ -92,7 +92,7 @@ def evaluate_model(model, split, cfg, info, run_dir=None, prefix="") -> dict:
     preds = predict_split(model, split, cfg, info, cfg.post.eval_score_threshold)
     gts = [split.ground_truth(i) for i in range(len(split))]
     m = evaluate_detections(preds, gts, info["num_classes"], cfg.post.max_detections, names,
-                            keep_curves=run_dir is not None, crowd=split.crowd_regions())
+                            keep_curves=run_dir is not None, **split.ignored())
     curves = m.pop("_curves", None)
     if run_dir is not None and len(split):
         plots = Path(run_dir) / "plots"

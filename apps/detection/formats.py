@@ -39,6 +39,8 @@ class Record:
     classes: list = field(default_factory=list)
     crowd_boxes: list = field(default_factory=list)  # COCO iscrowd=1 regions (evaluation only)
     crowd_classes: list = field(default_factory=list)
+    difficult_boxes: list = field(default_factory=list)  # VOC <difficult>1</difficult> objects
+    difficult_classes: list = field(default_factory=list)
 
 
 @dataclass
@@ -213,8 +215,9 @@ def read_voc(folder: Path, names: list[str] | None, report: Report):
             if cls is None:
                 report.skip(where, f"unknown class {name!r} (names: {', '.join(names)})")
             elif check_box(box, w, h, cls, len(names), where, report):
-                rec.boxes.append(box)
-                rec.classes.append(cls)
+                hard = (obj.findtext("difficult", "0") or "0").strip() == "1"
+                (rec.difficult_boxes if hard else rec.boxes).append(box)
+                (rec.difficult_classes if hard else rec.classes).append(cls)
         records.append(rec)
     return records, names
 
@@ -281,9 +284,11 @@ def read_records(yaml_path: str | Path):
     return splits, names, report
 
 
-def load_split(records: list[Record], image_size: int, max_boxes: int, report: Report) -> Split:
-    """Read and resize the images; scale the boxes to the resized image."""
-    images, box_list, cls_list, crowd, sizes = [], [], [], [], []
+def load_split(records: list[Record], image_size: int, max_boxes: int, report: Report,
+               train_difficult: bool = False) -> Split:
+    """Read and resize the images; scale the boxes to the resized image. VOC difficult
+    objects are training targets only with `train_difficult`; evaluation ignores them."""
+    images, box_list, cls_list, crowd, hard, sizes, scored = [], [], [], [], [], [], []
     bar = progress(len(records), "reading images", unit="img")
     for rec in records:
         bar.update(1)
@@ -296,29 +301,41 @@ def load_split(records: list[Record], image_size: int, max_boxes: int, report: R
         img = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (image_size, image_size),
                          interpolation=cv2.INTER_AREA)
         scale = np.float32([image_size / w, image_size / h] * 2)
-        boxes = np.clip(np.asarray(rec.boxes, np.float32).reshape(-1, 4), 0, [w, h, w, h]) * scale
-        regions = np.clip(np.asarray(rec.crowd_boxes, np.float32).reshape(-1, 4), 0, [w, h, w, h]) * scale
-        crowd.append((regions, np.asarray(rec.crowd_classes, np.int64)))
+        resize = lambda b: np.clip(np.asarray(b, np.float32).reshape(-1, 4), 0, [w, h, w, h]) * scale  # noqa: E731
+        crowd.append((resize(rec.crowd_boxes), np.asarray(rec.crowd_classes, np.int64)))
+        hard.append((resize(rec.difficult_boxes), np.asarray(rec.difficult_classes, np.int64)))
         images.append(img)
-        box_list.append(boxes)
-        cls_list.append(np.asarray(rec.classes, np.int64))
+        targets = [resize(rec.boxes)] + ([hard[-1][0]] if train_difficult else [])
+        box_list.append(np.concatenate(targets))
+        cls_list.append(np.concatenate([rec.classes] + ([rec.difficult_classes] if train_difficult else []))
+                        .astype(np.int64))
+        scored.append(np.arange(len(box_list[-1])) < len(rec.boxes))
     bar.close()
     boxes, classes, cut = pad_targets(box_list, cls_list, max_boxes)
     if cut:
         log.warning("%d boxes beyond data.max_boxes=%d were dropped; raise data.max_boxes", cut, max_boxes)
     images = np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8)
-    if any(len(c) for _, c in crowd):
+    n_crowd, n_hard = sum(len(c) for _, c in crowd), sum(len(c) for _, c in hard)
+    if n_crowd:
         log.info("%d COCO crowd regions (iscrowd=1): not trained on, ignored in evaluation as pycocotools does",
-                 sum(len(c) for _, c in crowd))
-    split = Split(images, boxes, classes, crowd if any(len(c) for _, c in crowd) else None)
+                 n_crowd)
+    if n_hard:
+        log.info("%d VOC difficult objects: ignored in evaluation (VOC protocol), %s", n_hard,
+                 "trained on (data.train_difficult=true)" if train_difficult else
+                 "not trained on (data.train_difficult=false)")
+    mask = np.zeros(classes.shape, bool)
+    for i, flags in enumerate(scored):
+        mask[i, :min(len(flags), max_boxes)] = flags[:max_boxes]
+    split = Split(images, boxes, classes, crowd if n_crowd else None, hard if n_hard else None,
+                  mask if n_hard and train_difficult else None)
     split.source_sizes = np.asarray(sizes).reshape(-1, 2)  # (width, height) before resizing
     return split
 
 
-def load_dataset(yaml_path, image_size: int, max_boxes: int):
+def load_dataset(yaml_path, image_size: int, max_boxes: int, train_difficult: bool = False):
     """-> ({split: Split}, class names) for the app."""
     splits, names, report = read_records(yaml_path)
-    out = {name: load_split(recs, image_size, max_boxes, report) for name, recs in splits.items()}
+    out = {name: load_split(recs, image_size, max_boxes, report, train_difficult) for name, recs in splits.items()}
     if not len(out["train"]):
         raise UserError(f"{yaml_path}: the train split has no readable images")
     return out, names

@@ -9,7 +9,10 @@ mean. mAP@[.5:.95] averages over the ten thresholds, mAP@.5 and mAP@.75 take one
 Crowd regions (COCO `iscrowd=1`) are not objects to find: a detection matched to one is
 ignored (neither true nor false positive), their overlap is intersection / detection
 area, and one region can absorb many detections; as in pycocotools, ordinary boxes are
-matched first. This is the "all areas" row of pycocotools' summary; tests check the two
+matched first. Pascal VOC `difficult` objects are ignored the same way (by IoU; duplicates on one are
+ignored too, as in the VOC devkit). One difference from the VOC devkit remains: a
+detection that overlaps an ordinary object enough is matched to it even when it overlaps
+a difficult one more (COCO's order), where the devkit takes the larger overlap. This is the "all areas" row of pycocotools' summary; tests check the two
 agree, with and without crowd regions.
 """
 from __future__ import annotations
@@ -37,12 +40,16 @@ def iou_matrix(a: np.ndarray, b: np.ndarray, crowd: np.ndarray | None = None) ->
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def _match(det_boxes, gt_boxes, thresholds, crowd=None) -> tuple[np.ndarray, np.ndarray]:
+def _match(det_boxes, gt_boxes, thresholds, ignore=None, crowd=None) -> tuple[np.ndarray, np.ndarray]:
     """det_boxes sorted by score. Returns [T, D] bools: detection d is a true positive at
-    t, and detection d matched a crowd region at t (ignored)."""
-    crowd = np.zeros(len(gt_boxes), bool) if crowd is None else np.asarray(crowd, bool)
-    order = np.argsort(crowd, kind="stable")  # ordinary boxes first, crowd regions last
-    gt_boxes, crowd = np.asarray(gt_boxes).reshape(-1, 4)[order], crowd[order]
+    t, and detection d matched an ignored box at t. `ignore` marks boxes that are neither
+    found nor missed (crowd regions, VOC difficult objects; any number of detections may
+    fall on one); `crowd` the ignored ones whose overlap is intersection over detection area."""
+    n = len(gt_boxes)
+    crowd = np.zeros(n, bool) if crowd is None else np.asarray(crowd, bool)
+    ignore = crowd.copy() if ignore is None else np.asarray(ignore, bool) | crowd
+    order = np.argsort(ignore, kind="stable")  # ordinary boxes first, ignored ones last
+    gt_boxes, crowd, ignore = np.asarray(gt_boxes).reshape(-1, 4)[order], crowd[order], ignore[order]
     ious = iou_matrix(det_boxes, gt_boxes, crowd)
     tp = np.zeros((len(thresholds), len(det_boxes)), bool)
     ignored = np.zeros_like(tp)
@@ -51,16 +58,16 @@ def _match(det_boxes, gt_boxes, thresholds, crowd=None) -> tuple[np.ndarray, np.
         for d in range(len(det_boxes)):
             best, best_iou = -1, min(t, 1 - 1e-10)
             for g in range(len(gt_boxes)):
-                if taken[g] and not crowd[g]:
+                if taken[g] and not ignore[g]:
                     continue
-                if best >= 0 and not crowd[best] and crowd[g]:
-                    break  # a real match beats any crowd region
+                if best >= 0 and not ignore[best] and ignore[g]:
+                    break  # a real match beats any ignored box
                 if ious[d, g] >= best_iou:
                     best, best_iou = g, ious[d, g]
             if best >= 0:
                 taken[best] = True
-                ignored[ti, d] = crowd[best]
-                tp[ti, d] = not crowd[best]
+                ignored[ti, d] = ignore[best]
+                tp[ti, d] = not ignore[best]
     return tp, ignored
 
 
@@ -93,23 +100,27 @@ def pr_curve(tp_row: np.ndarray, num_gt: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_detections(predictions, ground_truth, num_classes: int, max_detections: int = 100,
-                        class_names=None, keep_curves: bool = False, crowd=None) -> dict:
-    """predictions / ground_truth / crowd: one entry per image.
+                        class_names=None, keep_curves: bool = False, crowd=None, difficult=None) -> dict:
+    """predictions / ground_truth / crowd / difficult: one entry per image.
 
     predictions[i] = (boxes [D, 4], scores [D], classes [D]); ground_truth[i] = (boxes, classes);
-    crowd[i] = (boxes, classes) of the image's crowd regions (or crowd=None: none).
+    crowd[i] = (boxes, classes) of the image's COCO crowd regions, difficult[i] of its VOC
+    difficult objects (None: none). Both are ignored: a detection matched to one counts
+    neither way; difficult objects match by IoU, as the VOC protocol does.
     Returns map_50_95, map_50, map_75, ap_per_class {name: AP@[.5:.95]}, ap50_per_class,
     and (keep_curves) the matched tp arrays for PR curves.
     """
     names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
     per_class_ap = np.full((num_classes, len(IOU_THRESHOLDS)), np.nan)
     curves = {}
-    no_crowd = (np.zeros((0, 4)), np.zeros(0, np.int64))
-    crowd = crowd if crowd is not None else [no_crowd] * len(ground_truth)
+    none = (np.zeros((0, 4)), np.zeros(0, np.int64))
+    crowd = crowd if crowd is not None else [none] * len(ground_truth)
+    difficult = difficult if difficult is not None else [none] * len(ground_truth)
     for c in range(num_classes):
         scores_all, tp_all, ig_all, num_gt = [], [], [], 0
-        for (pb, ps, pc), (gb, gc), (cb, cc) in zip(predictions, ground_truth, crowd):
+        for (pb, ps, pc), (gb, gc), (cb, cc), (hb, hc) in zip(predictions, ground_truth, crowd, difficult):
             g = np.asarray(gb).reshape(-1, 4)[np.asarray(gc) == c]
+            hard = np.asarray(hb).reshape(-1, 4)[np.asarray(hc) == c]
             regions = np.asarray(cb).reshape(-1, 4)[np.asarray(cc) == c]
             num_gt += len(g)
             sel = np.asarray(pc) == c
@@ -117,8 +128,9 @@ def evaluate_detections(predictions, ground_truth, num_classes: int, max_detecti
             order = np.argsort(-scores, kind="mergesort")[:max_detections]
             boxes, scores = boxes[order], scores[order]
             if len(boxes):
-                is_crowd = np.r_[np.zeros(len(g), bool), np.ones(len(regions), bool)]
-                tp, ignored = _match(boxes, np.concatenate([g, regions]), IOU_THRESHOLDS, is_crowd)
+                kinds = np.r_[np.zeros(len(g)), np.ones(len(hard)), np.full(len(regions), 2)]
+                tp, ignored = _match(boxes, np.concatenate([g, hard, regions]), IOU_THRESHOLDS,
+                                     ignore=kinds > 0, crowd=kinds == 2)
                 tp_all.append(tp)
                 ig_all.append(ignored)
                 scores_all.append(scores)
