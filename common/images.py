@@ -44,8 +44,9 @@ def is_readable_image(data: bytes) -> bool:
 
 
 def read_image_files(paths) -> np.ndarray:
-    """The bytes of user image files for a serving request (object array), or one clear
-    error naming the first file that is missing or not a readable image."""
+    """The bytes of user image files for a serving request (object array), upright (EXIF
+    rotation applied), or one clear error naming the first file that is missing or not a
+    readable image."""
     blobs = []
     for p in paths:
         path = Path(p)
@@ -54,21 +55,64 @@ def read_image_files(paths) -> np.ndarray:
         blob = path.read_bytes()
         if not is_readable_image(blob):
             raise UserError(f"{p}: not a readable JPEG/PNG/BMP/GIF image")
-        blobs.append(blob)
+        blobs.append(upright_bytes(blob))
     return np.array(blobs, dtype=object)
+
+
+# EXIF orientations 5-8 store the picture rotated by 90 degrees: width and height swap.
+_TRANSPOSED = (5, 6, 7, 8)
+
+
+def exif_orientation(image) -> int:
+    """The EXIF orientation tag (1-8) of an open PIL image; 1 when absent."""
+    try:
+        return int(image.getexif().get(0x0112, 1) or 1)
+    except (ValueError, TypeError, OSError):
+        return 1
+
+
+def upright_size(path) -> tuple[int, int] | None:
+    """(width, height) of an image file as it is displayed, EXIF orientation applied,
+    from its header alone; None when it is not a readable image. Every reader of user
+    images uses this with `read_rgb_upright`, so sizes and pixels always agree."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            return (h, w) if exif_orientation(img) in _TRANSPOSED else (w, h)
+    except OSError:
+        return None
+
+
+def read_rgb_upright(path) -> np.ndarray | None:
+    """RGB uint8 pixels of an image file as displayed (EXIF orientation applied), or None."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    except OSError:
+        return None
+
+
+def upright_bytes(data: bytes) -> bytes:
+    """Encoded image bytes with any EXIF rotation applied to the pixels (re-encoded as PNG);
+    unchanged when there is none. The serving graphs decode pixels as stored, like
+    tf.io.decode_image, so clients send upright images (`ksuite predict` does)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as img:
+        if exif_orientation(img) == 1:
+            return data
+        buf = io.BytesIO()
+        ImageOps.exif_transpose(img).convert("RGB").save(buf, format="PNG")
+        return buf.getvalue()
 
 
 def image_size_range(paths) -> dict | None:
     """{"min": [w, h], "max": [w, h]} over image files (headers only), or None."""
-    from PIL import Image
-
-    sizes = []
-    for path in paths:
-        try:
-            with Image.open(path) as img:
-                sizes.append(img.size)
-        except OSError:
-            continue
+    sizes = [size for size in map(upright_size, paths) if size is not None]
     if not sizes:
         return None
     sizes = np.asarray(sizes)

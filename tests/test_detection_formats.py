@@ -225,3 +225,74 @@ def test_voc_difficult_objects_are_evaluation_only_unless_asked(tmp_path):
         scored_boxes, scored_classes = split.ground_truth(0)
         assert len(scored_boxes) == len(boxes) - 1  # never scored
         assert split.difficult[0][1].tolist() == [classes[0]]
+
+
+def _rotated_tag_jpeg(path):
+    """A picture displayed as 100 x 40 with a bright box at x 60-90, y 10-30, stored as
+    40 x 100 pixels with EXIF orientation 6 (what a phone held upright writes)."""
+    from PIL import Image
+
+    shown = np.full((40, 100, 3), 30, np.uint8)
+    shown[10:30, 60:90] = 230
+    stored = Image.fromarray(shown).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored.save(path, format="JPEG", quality=95, exif=exif.tobytes())
+    return (60, 10, 90, 30)
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "coco", "voc"])
+def test_exif_rotated_jpeg_gets_the_right_boxes(tmp_path, fmt):
+    from PIL import Image
+
+    image = tmp_path / "images" / "train" / "phone.jpg"
+    box = _rotated_tag_jpeg(image)
+    with Image.open(image) as stored:
+        assert stored.size == (40, 100)  # the file itself is portrait
+    if fmt == "yolo":
+        (tmp_path / "labels" / "train").mkdir(parents=True)
+        (tmp_path / "labels" / "train" / "phone.txt").write_text(
+            f"1 {(box[0] + box[2]) / 200} {(box[1] + box[3]) / 80} {(box[2] - box[0]) / 100} {(box[3] - box[1]) / 40}\n")
+        desc = {"train": "images/train", "names": NAMES}
+    elif fmt == "coco":
+        ann = {"images": [{"id": 1, "file_name": "phone.jpg", "width": 100, "height": 40}],
+               "annotations": [{"id": 1, "image_id": 1, "category_id": 2, "iscrowd": 0,
+                                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]}],
+               "categories": [{"id": k + 1, "name": n} for k, n in enumerate(NAMES)]}
+        (tmp_path / "images" / "train" / "instances.json").write_text(json.dumps(ann))
+        desc = {"train": "images/train/instances.json"}
+    else:
+        (tmp_path / "Annotations").mkdir()
+        (tmp_path / "Annotations" / "phone.xml").write_text(
+            f"<annotation><filename>../images/train/phone.jpg</filename><object><name>{NAMES[1]}</name><bndbox>"
+            f"<xmin>{box[0] + 1}</xmin><ymin>{box[1] + 1}</ymin><xmax>{box[2]}</xmax><ymax>{box[3]}</ymax>"
+            "</bndbox></object></annotation>")
+        desc = {"train": "Annotations", "names": NAMES}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(desc))
+    splits, _, report = formats.read_records(tmp_path / "data.yaml")
+    assert report.problems == []  # the box is inside the 100 x 40 picture
+    loaded = formats.load_dataset(tmp_path / "data.yaml", 64, 4)[0]["train"]
+    got = loaded.boxes[0][0]
+    np.testing.assert_allclose(got, [box[0] * 0.64, box[1] * 1.6, box[2] * 0.64, box[3] * 1.6], atol=0.5)
+    # and the pixels agree with the box: bright inside, dark outside
+    x1, y1, x2, y2 = np.round(got).astype(int)
+    image_pixels = loaded.images[0].astype(float)
+    assert image_pixels[y1 + 3:y2 - 3, x1 + 3:x2 - 3].mean() > 200
+    assert image_pixels[:, :x1 - 3].mean() < 60
+
+
+def test_predict_sends_exif_rotated_photos_upright(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from common.images import read_image_files
+
+    _rotated_tag_jpeg(tmp_path / "phone.jpg")
+    (blob,) = read_image_files([tmp_path / "phone.jpg"])
+    with Image.open(io.BytesIO(blob)) as sent:
+        assert sent.size == (100, 40)  # what the serving graph decodes is the upright picture
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 4)).save(plain)
+    assert read_image_files([plain])[0] == plain.read_bytes()  # no tag: bytes untouched

@@ -11,7 +11,7 @@ from apps.classification import config as cfg_lib
 from apps.classification.data import build_datasets
 from apps.classification.model import build_classifier
 from common.app import App, TFLiteTarget
-from common.images import decode_resize, read_image_files
+from common.images import decode_resize, read_image_files, read_rgb_upright
 from common.plots import plot_confusion_matrix
 from common.runlog import write_json_atomic
 from common.training import TrainState, apply_gradients, make_optimizer, replica_mean
@@ -165,7 +165,7 @@ class ClassificationApp(App):
         for ax in axes.flat:
             ax.axis("off")
         for ax, path, probs, name in zip(axes.flat, paths, outputs["probabilities"], outputs["class_names"]):
-            ax.imshow(plt.imread(path) if str(path).lower().endswith(".png") else _read_rgb(path))
+            ax.imshow(read_rgb_upright(path))
             label = name.decode() if isinstance(name, bytes) else str(name)
             ax.set_title(f"{label} {float(np.max(probs)):.0%}", fontsize=9)
         return [str(save_figure(fig, Path(out_dir) / "predictions.png", dpi=90))]
@@ -211,9 +211,3 @@ def _png_bytes(image: np.ndarray) -> bytes:
     Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
 
-
-def _read_rgb(path):
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))

@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 
 from common.errors import UserError
+from common.images import read_rgb_upright, upright_size
 from common.runlog import log, progress
 from apps.detection.data import Split, pad_targets
 
@@ -73,8 +74,8 @@ def check_box(box, width, height, cls, num_classes, where, report) -> bool:
 
 
 def _image_size(path: Path):
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return None if img is None else (img.shape[1], img.shape[0])
+    """(width, height) as displayed: EXIF orientation applied, like the pixels we train on."""
+    return upright_size(path)
 
 
 # ---- YOLO -------------------------------------------------------------------------------
@@ -292,14 +293,13 @@ def load_split(records: list[Record], image_size: int, max_boxes: int, report: R
     bar = progress(len(records), "reading images", unit="img")
     for rec in records:
         bar.update(1)
-        img = cv2.imread(str(rec.image), cv2.IMREAD_COLOR)
+        img = read_rgb_upright(rec.image)
         if img is None:
             report.skip(str(rec.image), "image missing or not readable")
             continue
         h, w = img.shape[:2]
         sizes.append((w, h))
-        img = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (image_size, image_size),
-                         interpolation=cv2.INTER_AREA)
+        img = cv2.resize(img, (image_size, image_size), interpolation=cv2.INTER_AREA)
         scale = np.float32([image_size / w, image_size / h] * 2)
         resize = lambda b: np.clip(np.asarray(b, np.float32).reshape(-1, 4), 0, [w, h, w, h]) * scale  # noqa: E731
         crowd.append((resize(rec.crowd_boxes), np.asarray(rec.crowd_classes, np.int64)))

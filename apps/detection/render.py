@@ -6,6 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.images import read_rgb_upright
+
 
 def _colour(c: int) -> tuple[int, int, int]:
     hue = (int(c) * 47) % 180
@@ -49,8 +51,8 @@ def save_png(image: np.ndarray, path: str | Path) -> str:
 
 
 def read_rgb(path: str | Path) -> np.ndarray | None:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """The picture as displayed (EXIF orientation applied): what `predict` sends."""
+    return read_rgb_upright(path)
 
 
 def contact_sheet(images: list[np.ndarray], cols: int = 4, upscale: int = 2) -> np.ndarray:
