@@ -1,7 +1,5 @@
 """Translation data: the built-in number task, TSV reading with counted skips, splits,
 WordPiece round trips."""
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
@@ -36,9 +34,13 @@ def test_built_in_splits_are_seeded_and_held_out():
     assert a == b
     train_numbers = {p[1] for p in a["train"]}
     assert not train_numbers & {p[1] for p in a["test"]}  # no test number is seen in training
-    numbers, _ = number_pairs(500, seed=1)
-    assert len(set(numbers)) == 500
-    assert sum(n >= 100000 for n in numbers) > 50  # magnitudes drawn evenly, not uniformly
+    assert not train_numbers & {p[1] for p in a["val"]}
+    # the words of 0-99 are the task's vocabulary: all trained on, none held out
+    assert {french(n) for n in range(100)} <= train_numbers
+    assert len(a["train"]) == cfg.data.num_train and len(a["test"]) == cfg.data.num_test
+    numbers, _ = number_pairs(500, seed=1, min_value=100)
+    assert len(set(numbers)) == 500 and min(numbers) >= 100
+    assert sum(n < 1000 for n in numbers) > 50  # magnitudes drawn evenly, not uniformly
 
 
 def _tsv_cfg(path, **data):

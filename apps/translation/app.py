@@ -11,10 +11,10 @@ from apps.translation.data import TARGET_VOCAB, build_datasets, tokenizers
 from apps.translation.decoding import beam_search, greedy_decode
 from apps.translation.metrics import translation_metrics
 from apps.translation.model import build_translator
-from apps.translation.tokenizer import END_ID, PAD_ID, detokenize_python
-from common.app import App, TFLiteTarget
+from apps.translation.tokenizer import END_ID, PAD_ID
+from common.app import App
 from common.errors import UserError
-from common.runlog import log, write_json_atomic
+from common.runlog import log
 from common.training import TrainState, apply_gradients, make_optimizer, replica_weighted_mean
 
 tf = common.quiet_import_tensorflow()

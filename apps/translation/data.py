@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import common
-from apps.translation.numbers import number_pairs
+from apps.translation.numbers import english, french, number_pairs
 from apps.translation.tokenizer import END_ID, PAD_ID, START_ID, SubwordTokenizer, learn_vocabulary
 from common.app import Datasets
 from common.data import epoch_seed, split_indices
@@ -99,9 +99,16 @@ def load_pairs(cfg) -> tuple[dict, dict]:
     """{"train"|"val"|"test": [(source, target), ...]} and a report of skipped lines."""
     d = cfg.data
     if d.source == "numbers":
-        _, pairs = number_pairs(d.num_train + d.num_val + d.num_test, seed=cfg.train.seed)
+        # 0-99 are the task's vocabulary ("sept", "soixante et onze"), which no model can
+        # guess: all of them are trained on; the held-out numbers are >= 100.
+        small = [(english(n, False), french(n)) for n in range(min(100, d.num_train))]
+        _, pairs = number_pairs(max(d.num_train - 4 * len(small), 0) + d.num_val + d.num_test,
+                                seed=cfg.train.seed, min_value=100)
         test, val = pairs[:d.num_test], pairs[d.num_test:d.num_test + d.num_val]
-        return {"train": pairs[d.num_test + d.num_val:], "val": val, "test": test}, {"lines": len(pairs)}
+        # ... and shown 4x: they are 1% of the pairs instead of 0.25%, so one-word inputs
+        # (which a user types first) are not a rarity the decoder never learned to end
+        train = (small * 4 + pairs[d.num_test + d.num_val:])[:max(d.num_train, len(small))]
+        return {"train": train, "val": val, "test": test}, {"lines": len(small) + len(pairs)}
     skipped = SkipCounter()
     explicit: dict = {"train": [], "val": [], "test": []}
     pooled: list = []

@@ -4,8 +4,8 @@ A small language pair with real structure: French counts in twenties from 60 to 
 ("soixante-dix-sept" is 60 + 17, "quatre-vingt-onze" is 4 x 20 + 11), adds "et" only for
 21, 31, ..., 71, pluralises "vingts"/"cents" only when nothing follows (and never
 before "mille"), drops "un" before "cent" and "mille"; the English side varies
-("three hundred and five" or "three hundred five"). Held-out test numbers never occur
-in training.
+("three hundred and five" or "three hundred five"). Held-out (val/test) numbers are
+>= 100 and never occur in training; 0-99, the task's vocabulary, are all trained on.
 """
 from __future__ import annotations
 
@@ -77,17 +77,19 @@ def french(n: int) -> str:
     return head if rest == 0 else f"{head} {below_1000(rest, True)}"
 
 
-def number_pairs(count: int, seed: int, max_value: int = 999_999) -> tuple[list[int], list[tuple[str, str]]]:
-    """`count` distinct numbers (magnitudes drawn evenly: as many 2-digit as 6-digit ones
-    where there are enough) and their (English, French) pairs, in a seeded order."""
+def number_pairs(count: int, seed: int, min_value: int = 0,
+                 max_value: int = 999_999) -> tuple[list[int], list[tuple[str, str]]]:
+    """`count` distinct numbers in [min_value, max_value] (magnitudes drawn evenly: as many
+    3-digit as 6-digit ones where there are enough) and their (English, French) pairs, in
+    a seeded order."""
     rng = np.random.default_rng(seed)
-    digits = len(str(max_value))
+    first, last = len(str(min_value)), len(str(max_value))
     chosen: set[int] = set()
     out: list[int] = []
-    limit = min(count, max_value + 1)
+    limit = min(count, max_value - min_value + 1)
     while len(out) < limit:
-        d = int(rng.integers(1, digits + 1))
-        low, high = (0 if d == 1 else 10 ** (d - 1)), min(10 ** d - 1, max_value)
+        d = int(rng.integers(first, last + 1))
+        low, high = max(0 if d == 1 else 10 ** (d - 1), min_value), min(10 ** d - 1, max_value)
         n = int(rng.integers(low, high + 1))
         if n not in chosen:
             chosen.add(n)
