@@ -138,3 +138,23 @@ def test_mirrored_two_replicas_train_like_one_device(smoke_run, tmp_path):
     # the same global batches; only the augmentation draws differ (seeded per replica)
     np.testing.assert_allclose([r["loss"] for r in mirrored], [r["loss"] for r in single], rtol=0.03)
     assert "miou" in json.loads((tmp_path / "mirrored" / "metrics.json").read_text())
+
+
+def test_trains_on_user_pairs_with_ignore_pixels(tmp_path):
+    """images/ + masks/ with 255 borders and a broken pair: trains, ignores 255 in the
+    metrics, and names the classes from labels.txt."""
+    from common.run import train_run
+    from tests.test_segmentation_data import _pair_dataset, _png
+
+    data = tmp_path / "data"
+    _pair_dataset(data, n=24)
+    _png(data / "images" / "broken.png", np.zeros((40, 48, 3)))
+    _png(data / "masks" / "broken.png", np.full((40, 48), 9))
+    metrics = train_run("segmentation", "smoke", run_dir=tmp_path / "run", strategy_name="default", overrides=[
+        "data.source=pairs", f"data.path={data}", "train.batch_size=8", "data.val_fraction=0.1",
+        "data.test_fraction=0.2"])
+    assert list(metrics["per_class"]) == ["background", "square", "bar"]
+    test_images = json.loads((tmp_path / "run" / "info.json").read_text())["num_test"]
+    assert test_images == 5
+    # 255 pixels (one row per 40-row image, resized to 32) are in no cell of the matrix
+    assert metrics["num_pixels"] < test_images * 32 * 32
