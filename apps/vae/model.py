@@ -47,11 +47,19 @@ def upsampling_trunk(x, cfg_model):
 
 
 def likelihood_heads(x, channels: int, likelihood: str) -> list:
-    """[logits] or [loc, log_scale] per pixel and channel, float32 under any policy."""
+    """[logits] per pixel and channel, or [loc per pixel and channel, log_scale per pixel],
+    float32 under any policy.
+
+    The scale is shared by a pixel's channels. With one scale per channel, training on
+    colour shapes fell into the learned-variance trap one channel at a time: a channel
+    whose scale grew wide early gave its location tiny gradients, the shared features
+    stopped carrying it, and it stayed wide (measured after 20 epochs: location vs
+    target correlation 0.95 for green, 0.12 red, 0.01 blue; 7.37 bits/dim). A shared
+    scale weighs every channel's error alike."""
     if likelihood == "bernoulli":
         return [keras.layers.Conv2D(channels, 3, padding="same", name="logits", dtype="float32")(x)]
     loc = keras.layers.Conv2D(channels, 3, padding="same", name="loc", dtype="float32")(x)
-    log_scale = keras.layers.Conv2D(channels, 3, padding="same", name="log_scale", dtype="float32",
+    log_scale = keras.layers.Conv2D(1, 3, padding="same", name="log_scale", dtype="float32",
                                     bias_initializer=keras.initializers.Constant(-2.0))(x)
     return [loc, log_scale]
 
