@@ -33,8 +33,10 @@ def build_classifier(image_size: int, num_classes: int) -> keras.Model:
     inputs = keras.Input((image_size, image_size, 3), name="images")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
     for i, ch in enumerate((32, 64, 128)):
-        x = layers.Conv2D(ch, 3, padding="same", activation="relu", name=f"conv{i}a")(x)
-        x = layers.Conv2D(ch, 3, padding="same", activation="relu", name=f"conv{i}b")(x)
+        for j in "ab":
+            x = layers.Conv2D(ch, 3, padding="same", use_bias=False, name=f"conv{i}{j}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}{j}")(x)
+            x = layers.ReLU(name=f"relu{i}{j}")(x)
         if i < 2:
             x = layers.MaxPooling2D(2)(x)
     features = layers.GlobalAveragePooling2D(name="features")(x)
@@ -83,6 +85,10 @@ def train_classifier(cfg, real_train, real_test, class_names, artifacts) -> None
     artifacts.write_text(META, json.dumps(meta, indent=2))
     log.info("feature classifier %s: test accuracy %s", meta["name"],
              "n/a" if accuracy is None else f"{accuracy:.3f}")
+    # Back to the run's seed: the epoch shuffles (tf.data, op seed + global seed) and the
+    # initial weights must not depend on whether this process trained the classifier, or a
+    # resumed run would see other batches than the interrupted one.
+    keras.utils.set_random_seed(cfg.train.seed)
 
 
 class FeatureNet:

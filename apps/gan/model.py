@@ -32,12 +32,46 @@ tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
-DCGAN_INIT = keras.initializers.RandomNormal(0.0, 0.02)
+
+
+def dcgan_init():
+    """N(0, 0.02) (Radford et al.). A fresh initializer per layer: a shared module-level one
+    would take its seed at import time, before the run seeds Keras, and make two runs of
+    the same config start from different weights."""
+    return keras.initializers.RandomNormal(0.0, 0.02)
+
 LRELU_GAIN = math.sqrt(2.0)
 
 
 def _channels(base: int, res: int, top: int = 512, floor: int = 32) -> int:
     return int(min(top, max(floor, base)))
+
+
+class _Layers:
+    """Layers kept as named attributes of their model, iterated in order.
+
+    tf.train.Checkpoint (the training checkpoints) only follows layers held in direct
+    attributes of a Keras 3 model: layers in a list attribute are left out (their
+    trainable weights come back only through the optimizer's references, non-trainable
+    ones — batch-norm statistics, noise buffers, and every weight of the EMA generator —
+    not at all). tests/test_gan_train.py checks a restore against the trained state."""
+
+    def __init__(self, owner, prefix):
+        self.owner, self.prefix, self.count = owner, prefix, 0
+
+    def add(self, layer):
+        setattr(self.owner, f"{self.prefix}_{self.count}", layer)
+        self.count += 1
+        return layer
+
+    def __iter__(self):
+        return (getattr(self.owner, f"{self.prefix}_{i}") for i in range(self.count))
+
+    def __getitem__(self, i):
+        return getattr(self.owner, f"{self.prefix}_{range(self.count)[i]}")
+
+    def __len__(self):
+        return self.count
 
 
 def normalize_2nd_moment(x, eps=1e-8):
@@ -49,21 +83,21 @@ class DCGANGenerator(keras.Model):
     def __init__(self, latent_dim, image_size, channels=256, num_classes=0, **kw):
         super().__init__(**kw)
         self.latent_dim, self.image_size, self.num_classes = latent_dim, image_size, num_classes
-        self.embed = layers.Embedding(num_classes, latent_dim, embeddings_initializer=DCGAN_INIT,
+        self.embed = layers.Embedding(num_classes, latent_dim, embeddings_initializer=dcgan_init(),
                                       name="class_embed") if num_classes else None
-        self.project = layers.Dense(4 * 4 * channels, use_bias=False, kernel_initializer=DCGAN_INIT, name="project")
+        self.project = layers.Dense(4 * 4 * channels, use_bias=False, kernel_initializer=dcgan_init(), name="project")
         self.reshape = layers.Reshape((4, 4, channels))
-        self.blocks = []
+        self.ups, self.bns = _Layers(self, "up"), _Layers(self, "bn")
         res, ch = 4, channels
         while res < image_size // 2:
             ch = max(32, ch // 2)
-            self.blocks.append((layers.Conv2DTranspose(ch, 4, 2, padding="same", use_bias=False,
-                                                       kernel_initializer=DCGAN_INIT, name=f"up{res * 2}"),
-                                FusedBatchNormalization(momentum=0.9, synchronized=sync_batch_norm(),
-                                                        name=f"bn{res * 2}")))
+            self.ups.add(layers.Conv2DTranspose(ch, 4, 2, padding="same", use_bias=False,
+                                                   kernel_initializer=dcgan_init(), name=f"up{res * 2}"))
+            self.bns.add(FusedBatchNormalization(momentum=0.9, synchronized=sync_batch_norm(),
+                                                    name=f"bn{res * 2}"))
             res *= 2
         self.bn0 = FusedBatchNormalization(momentum=0.9, synchronized=sync_batch_norm(), name="bn4")
-        self.to_rgb = layers.Conv2DTranspose(3, 4, 2, padding="same", kernel_initializer=DCGAN_INIT, name="to_rgb")
+        self.to_rgb = layers.Conv2DTranspose(3, 4, 2, padding="same", kernel_initializer=dcgan_init(), name="to_rgb")
 
     def call(self, z, class_ids=None, truncation=None, noise_seed=None, training=False):
         if truncation is not None:  # the truncation trick in z space: shrink towards the mean (0)
@@ -71,7 +105,7 @@ class DCGANGenerator(keras.Model):
         if self.embed is not None:
             z = tf.concat([z, self.embed(class_ids)], -1)
         x = tf.nn.relu(self.bn0(self.reshape(self.project(z)), training=training))
-        for up, bn in self.blocks:
+        for up, bn in zip(self.ups, self.bns):
             x = tf.nn.relu(bn(up(x), training=training))
         return tf.tanh(self.to_rgb(x))
 
@@ -90,25 +124,27 @@ class DCGANDiscriminator(keras.Model):
 
     def __init__(self, image_size, channels=64, num_classes=0, norm="batch", **kw):
         super().__init__(**kw)
-        self.convs = []
+        # norms[i] follows convs[i + 1] (none after the input conv)
+        self.convs, self.norms = _Layers(self, "conv"), _Layers(self, "norm")
         res, ch = image_size, channels
-        first = True
         while res > 4:
-            conv = layers.Conv2D(ch, 4, 2, padding="same", use_bias=first or norm == "none",
-                                 kernel_initializer=DCGAN_INIT, name=f"down{res // 2}")
-            self.convs.append((conv, None if first else _d_norm(norm, f"norm{res // 2}")))
-            first = False
+            first = not len(self.convs)
+            self.convs.add(layers.Conv2D(ch, 4, 2, padding="same", use_bias=first or norm == "none",
+                                            kernel_initializer=dcgan_init(), name=f"down{res // 2}"))
+            if not first and norm != "none":
+                self.norms.add(_d_norm(norm, f"norm{res // 2}"))
             res, ch = res // 2, min(512, ch * 2)
         self.flatten = layers.Flatten()
-        self.logit = layers.Dense(1, kernel_initializer=DCGAN_INIT, name="logit")
-        self.embed = layers.Embedding(num_classes, 4 * 4 * (ch // 2), embeddings_initializer=DCGAN_INIT,
+        self.logit = layers.Dense(1, kernel_initializer=dcgan_init(), name="logit")
+        self.embed = layers.Embedding(num_classes, 4 * 4 * (ch // 2), embeddings_initializer=dcgan_init(),
                                       name="class_embed") if num_classes else None
 
     def call(self, images, class_ids=None, training=False):
         x = images
-        for conv, norm in self.convs:
+        for i, conv in enumerate(self.convs):
             x = conv(x)
-            if norm is not None:
+            if i > 0 and len(self.norms):
+                norm = self.norms[i - 1]
                 x = norm(x, training=training) if isinstance(norm, keras.layers.BatchNormalization) else norm(x)
             x = tf.nn.leaky_relu(x, 0.2)
         h = self.flatten(x)
@@ -211,20 +247,21 @@ class StyleGenerator(keras.Model):
         super().__init__(**kw)
         self.latent_dim, self.image_size, self.num_classes, self.w_dim = latent_dim, image_size, num_classes, w_dim
         self.embed = layers.Embedding(num_classes, latent_dim, name="class_embed") if num_classes else None
-        self.mapping_net = [EqDense(w_dim, lr_mul=0.01, activation="lrelu", name=f"map{i}")
-                            for i in range(mapping_layers)]
+        self.mapping_net = _Layers(self, "map")
+        for i in range(mapping_layers):
+            self.mapping_net.add(EqDense(w_dim, lr_mul=0.01, activation="lrelu", name=f"map{i}"))
         self.const = self.add_weight(shape=(1, 4, 4, channels), initializer=keras.initializers.RandomNormal(0, 1),
                                      name="const")
         self.w_avg = self.add_weight(shape=(w_dim,), initializer="zeros", trainable=False, name="w_avg")
-        self.convs, self.to_rgbs = [], []
+        self.convs, self.to_rgbs = _Layers(self, "conv"), _Layers(self, "to_rgb")
         res, ch = 4, channels
-        self.convs.append(self._mod(ch, 3, True, True, res, "conv4"))
-        self.to_rgbs.append(self._mod(3, 1, False, False, res, "to_rgb4", activation=None))
+        self.convs.add(self._mod(ch, 3, True, True, res, "conv4"))
+        self.to_rgbs.add(self._mod(3, 1, False, False, res, "to_rgb4", activation=None))
         while res < image_size:
             res, ch = res * 2, max(32, ch // 2)
-            self.convs.append(self._mod(ch, 3, True, True, res, f"conv{res}_0"))
-            self.convs.append(self._mod(ch, 3, True, True, res, f"conv{res}_1"))
-            self.to_rgbs.append(self._mod(3, 1, False, False, res, f"to_rgb{res}", activation=None))
+            self.convs.add(self._mod(ch, 3, True, True, res, f"conv{res}_0"))
+            self.convs.add(self._mod(ch, 3, True, True, res, f"conv{res}_1"))
+            self.to_rgbs.add(self._mod(3, 1, False, False, res, f"to_rgb{res}", activation=None))
         self.num_ws = len(self.convs) + 1
         self.upsample = layers.UpSampling2D(2, interpolation="bilinear")
 
@@ -277,12 +314,13 @@ class ResidualDiscriminator(keras.Model):
     def __init__(self, image_size, channels=32, num_classes=0, **kw):
         super().__init__(**kw)
         self.from_rgb = EqConv2D(channels, 1, name="from_rgb")
-        self.blocks = []
+        self.conv0s, self.conv1s, self.skips = _Layers(self, "conv0"), _Layers(self, "conv1"), _Layers(self, "skip")
         res, ch = image_size, channels
         while res > 4:
             out = min(512, ch * 2)
-            self.blocks.append((EqConv2D(ch, 3, name=f"b{res}_conv0"), EqConv2D(out, 3, name=f"b{res}_conv1"),
-                                EqConv2D(out, 1, activation=None, use_bias=False, name=f"b{res}_skip")))
+            self.conv0s.add(EqConv2D(ch, 3, name=f"b{res}_conv0"))
+            self.conv1s.add(EqConv2D(out, 3, name=f"b{res}_conv1"))
+            self.skips.add(EqConv2D(out, 1, activation=None, use_bias=False, name=f"b{res}_skip"))
             res, ch = res // 2, out
         self.pool = layers.AveragePooling2D(2)
         self.conv4 = EqConv2D(ch, 3, name="b4_conv")
@@ -293,7 +331,7 @@ class ResidualDiscriminator(keras.Model):
 
     def call(self, images, class_ids=None, training=False):
         x = self.from_rgb(images)
-        for conv0, conv1, skip in self.blocks:
+        for conv0, conv1, skip in zip(self.conv0s, self.conv1s, self.skips):
             y = skip(self.pool(x))
             x = self.pool(conv1(conv0(x)))
             x = (x + y) * (1.0 / math.sqrt(2.0))
@@ -320,7 +358,7 @@ def build_generator(cfg, image_size: int, num_classes: int, name="generator"):
 def build_discriminator(cfg, image_size: int, num_classes: int, name="discriminator"):
     m = cfg.model
     n = num_classes if m.conditional else 0
-    if m.arch == "stylegan":
+    if m.d_arch == "residual" or (m.d_arch == "auto" and m.arch == "stylegan"):
         d = ResidualDiscriminator(image_size, m.d_channels, n, name=name)
     else:
         d = DCGANDiscriminator(image_size, m.d_channels, n, m.d_norm, name=name)

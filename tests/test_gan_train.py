@@ -1,0 +1,222 @@
+"""GAN training, resume, sampling, serving and data: one smoke run shared by the tests."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import common
+from apps.gan import sampling
+from apps.gan.app import GanApp
+from apps.gan.config import PRESETS
+from common.app import StepContext
+from common.config import merge, parse_override
+from tests.conftest import ksuite_cmd, subprocess_env
+
+tf = common.quiet_import_tensorflow()
+import keras  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    from common.run import train_run
+
+    run_dir = tmp_path_factory.mktemp("gan") / "smoke"
+    metrics = train_run("gan", "smoke", run_dir=run_dir, strategy_name="default")
+    return run_dir, metrics
+
+
+def test_smoke_run_writes_named_metrics_grids_and_gif(smoke_run):
+    run_dir, metrics = smoke_run
+    tag = "shapes_classifier"
+    for key in (f"fid_{tag}", f"kid_{tag}", "precision", "recall", "coverage",
+                f"fid_{tag}_real_heldout", f"fid_{tag}_untrained"):
+        assert np.isfinite(metrics[key]), key
+    assert metrics["feature_network"]["report_name"] == "FID (shapes-classifier features)"
+    assert metrics["generator"] == "generator_ema"
+    assert sorted(p.name for p in (run_dir / "samples").glob("epoch_*.png")) == ["epoch_001.png", "epoch_002.png"]
+    for name in ("samples.png", "interpolation.png", "training_progress.gif", "truncation_1.0_0.7_0.4_0.0.png"):
+        assert (run_dir / "plots" / name).stat().st_size > 0, name
+    steps = [json.loads(line) for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines()]
+    logged = set().union(*[r.keys() for r in steps if r.get("kind") == "step"])
+    assert {"d_loss", "g_loss", "d_grad_norm", "g_grad_norm"} <= logged
+
+
+def _state_values(state):
+    values = {}
+    for name, model in state.models.items():
+        values.update({f"{name}/{i}/{v.name}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.weights)})
+    for name, opt in state.optimizers.items():  # by position: optimizer names are numbered per process
+        values.update({f"opt_{name}/{i}/{v.name}": keras.ops.convert_to_numpy(v) for i, v in enumerate(opt.variables)})
+    return values
+
+
+def test_checkpoint_restores_both_networks_both_optimizers_and_the_ema(tmp_path):
+    from common.run import build_datasets
+    from common.training import TrainContext, Trainer
+
+    app = GanApp()
+    cfg = merge(PRESETS["smoke"](), {"train": {"epochs": 1, "steps_per_epoch": 3}})
+    data = build_datasets(app, cfg, tmp_path)
+    trained = app.build_state(cfg, data.info)
+    trained.build_optimizers()
+    ctx = TrainContext(app=app, cfg=cfg, run_dir=tmp_path, strategy=tf.distribute.get_strategy(), data=data,
+                       state=trained)
+    app.train(ctx)
+    after = _state_values(trained)
+    kernel = {m: next(v for k, v in after.items() if k.startswith(m + "/") and k.endswith("/kernel"))
+              for m in ("generator", "generator_ema")}
+    assert not np.allclose(kernel["generator"], kernel["generator_ema"])  # the EMA is its own state
+    keras.utils.set_random_seed(123)  # a fresh state with other initial weights
+    fresh = app.build_state(cfg, data.info)
+    fresh.build_optimizers()
+    before = _state_values(fresh)
+    ctx2 = TrainContext(app=app, cfg=cfg, run_dir=tmp_path, strategy=tf.distribute.get_strategy(), data=data,
+                        state=fresh)
+    assert Trainer(app, ctx2).restore()
+    restored = _state_values(fresh)
+    assert len(restored) == len(after) and any(k.startswith("opt_discriminator") for k in restored)
+    changed = [k for k in after if not np.array_equal(before[k], after[k])]
+    assert len(changed) > len(after) // 2
+    for key, value in after.items():
+        np.testing.assert_array_equal(restored[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("preset,overrides", [
+    ("stylegan-smoke", []),
+    ("smoke", ["model.loss=wgan-gp", "model.d_norm=layer", "stability.critic_steps=2", "model.conditional=true"]),
+    ("smoke", ["model.loss=hinge"]),
+    ("stylegan-smoke", ["model.conditional=true", "stability.r1_every=1"]),
+])
+def test_train_step_variants(preset, overrides):
+    """Each architecture/loss/conditioning trains a few steps with finite, logged values."""
+    app = GanApp()
+    cfg = PRESETS[preset]()
+    for o in overrides:
+        cfg = merge(cfg, parse_override(o))
+    info = {"image_size": cfg.data.image_size, "num_classes": 8, "conditional": cfg.model.conditional,
+            "num_train": 512}
+    state = app.build_state(cfg, info)
+    state.build_optimizers()
+    b, s = cfg.train.batch_size, cfg.data.image_size
+    batch = (tf.random.uniform([b, s, s, 3], 0, 255, seed=1), tf.range(b, dtype=tf.int64) % 8)
+    step_fn = tf.function(lambda step: app.train_step(state, batch, StepContext(cfg, b, step)))
+    g = state.models["generator"]
+    w_avg0 = np.array(g.w_avg) if hasattr(g, "w_avg") else None
+    for i in range(3):
+        out = {k: float(v) for k, v in step_fn(tf.constant(i, tf.int64)).items()}
+        assert all(np.isfinite(v) for v in out.values()), out
+    assert {"d_loss", "g_loss", "d_grad_norm", "g_grad_norm"} <= set(out)
+    if cfg.model.loss == "wgan-gp":
+        assert out["gradient_penalty"] > 0
+        assert int(state.optimizers["discriminator"].iterations) == 6  # 2 critic steps per G step
+        assert int(state.optimizers["generator"].iterations) == 3
+    if cfg.stability.r1_gamma > 0:
+        assert "r1" in out
+    if w_avg0 is not None:
+        assert not np.allclose(np.array(g.w_avg), w_avg0)  # truncation centre tracked
+        assert np.allclose(np.array(state.models["generator_ema"].w_avg), np.array(g.w_avg))
+
+
+def test_serving_signature_matches_sample_and_returns_png(smoke_run, tmp_path):
+    from common.run import load_run
+
+    run = load_run(smoke_run[0])
+    archive = run.app.export_archive(run.state, run.info, run.cfg)
+    archive.write_out(str(tmp_path / "sm"), verbose=False)
+    fn = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+    out = fn(seeds=tf.constant([5, 6, 5], tf.int64), truncation=tf.constant([1.0, 1.0, 1.0]))
+    images = out["images"].numpy()
+    assert images.dtype == np.uint8 and images.shape == (3, 16, 16, 3)
+    np.testing.assert_array_equal(images[0], images[2])  # a seed is one image
+    assert not np.array_equal(images[0], images[1])
+    want = sampling.generate(run.state.models["generator_ema"], [5, 6], 1.0)
+    assert np.abs(images[:2].astype(int) - want.astype(int)).max() <= 1
+    decoded = tf.io.decode_png(out["png"].numpy()[1]).numpy()
+    np.testing.assert_array_equal(decoded, images[1])
+    truncated = fn(seeds=tf.constant([5], tf.int64), truncation=tf.constant([0.0]))["images"].numpy()
+    zero = fn(seeds=tf.constant([9], tf.int64), truncation=tf.constant([0.0]))["images"].numpy()
+    np.testing.assert_array_equal(truncated, zero)  # psi 0: every seed gives the mean image
+
+
+def test_sample_command_writes_a_grid(smoke_run):
+    from common.cli import main
+
+    run_dir = smoke_run[0]
+    out = run_dir / "grid.png"
+    assert main(["sample", str(run_dir), "--n", "8", "--seed", "3", "--truncation", "0.7", "--out", str(out)]) == 0
+    from PIL import Image
+
+    with Image.open(out) as img:
+        assert img.size[0] > 16 * 2 and img.size[1] > 16 * 2
+
+
+def test_folder_data_with_and_without_classes_skips_unreadable(tmp_path):
+    from apps.gan.data import decode_crop, scan_images
+    from apps.gan.sampling import png_bytes
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "classes" / cls).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "classes" / cls / f"{i}.png").write_bytes(png_bytes(rng.integers(0, 255, (20, 30, 3), np.uint8)))
+    (tmp_path / "classes" / "a" / "broken.png").write_bytes(b"not an image")
+    paths, labels, names = scan_images(tmp_path / "classes")
+    assert names == ["a", "b"] and len(paths) == 6 and sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    (tmp_path / "flat").mkdir()
+    for i in range(4):
+        (tmp_path / "flat" / f"{i}.png").write_bytes(png_bytes(rng.integers(0, 255, (40, 20, 3), np.uint8)))
+    (tmp_path / "flat" / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
+    paths, labels, names = scan_images(tmp_path / "flat")
+    assert len(paths) == 4 and names == []
+    # short side resized to the size, centre crop: a 40x20 image keeps its aspect
+    image = np.zeros((40, 20, 3), np.uint8)
+    image[:6] = 255  # a band at the top is cropped away (a squashing resize would keep it)
+    out = decode_crop(tf.constant(png_bytes(image)), 16).numpy()
+    assert out.shape == (16, 16, 3) and out[0].mean() < 10 and out[8].mean() < 10
+
+
+def test_resume_after_sigkill_finishes_like_an_uninterrupted_run(smoke_run, tmp_path):
+    """SIGKILL a smoke run after its first mid-epoch checkpoint; the same command resumes
+    and ends with exactly the weights of the uninterrupted smoke run (both networks, the
+    EMA generator: CPU training here is deterministic, so any state the checkpoint missed
+    would show)."""
+    import shutil
+
+    import h5py
+
+    whole = smoke_run[0]
+    args = ["train", "gan", "--preset", "smoke", "--strategy", "default"]
+    env = subprocess_env()
+    killed = tmp_path / "killed"
+    shutil.copytree(whole / "artifacts", killed / "artifacts")  # the same FID network, not retrained
+    proc = subprocess.Popen(ksuite_cmd(*args, "--run-dir", str(killed)), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((killed / "checkpoints").glob("ckpt-*.index")):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list((killed / "checkpoints").glob("ckpt-*.index")), "no checkpoint before the kill"
+    assert not (killed / "generator_ema.weights.h5").exists(), "the run finished before the kill"
+    resumed = subprocess.run(ksuite_cmd(*args, "--run-dir", str(killed)), env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stderr
+
+    def arrays(path):
+        out = {}
+        with h5py.File(path) as f:
+            f.visititems(lambda k, v: out.__setitem__(k, v[()]) if hasattr(v, "shape") else None)
+        return out
+
+    for name in ("generator", "generator_ema", "discriminator"):
+        wa, wb = arrays(whole / f"{name}.weights.h5"), arrays(killed / f"{name}.weights.h5")
+        assert wa.keys() == wb.keys() and wa
+        for k in wa:
+            np.testing.assert_allclose(wb[k], wa[k], rtol=1e-5, atol=1e-6, err_msg=f"{name}/{k}")
