@@ -78,7 +78,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=20, batch_size=64, learning_rate=1e-3, optimizer="adam", lr_schedule="cosine",
+        # 3e-3: at 1e-3 the same 250 steps ended at 8.08 bits/dim instead of 7.73 (colour shapes)
+        epochs=20, batch_size=64, learning_rate=3e-3, optimizer="adam", lr_schedule="cosine",
         warmup_steps=0, clip_norm=0.0, precision="float32", log_every_steps=50))
 
     def validate(self) -> None:
