@@ -228,6 +228,19 @@ def test_plain_autoencoder_is_deterministic_and_has_no_kl():
     assert set(out) == {"loss", "recon"} and float(out["loss"]) == pytest.approx(float(out["recon"]))
 
 
+def test_denoising_autoencoder_corrupts_inputs_only_in_training():
+    from apps.vae.app import forward_terms
+
+    cfg = _cfg("model.kind=dae", "model.denoise_std=0.5")
+    state, batch, step = _one_step(cfg)
+    clean = forward_terms(state, batch, step, training=False)[0]
+    noisy = forward_terms(state, batch, step, training=True)[0]
+    again = forward_terms(state, batch, step, training=True)[0]
+    np.testing.assert_allclose(noisy.numpy(), again.numpy(), rtol=1e-6)  # stateless: same step, same noise
+    # the encoder saw a corrupted image (an untrained decoder barely reacts, hence the small bound)
+    assert np.abs(noisy.numpy() - clean.numpy()).max() > 1e-5
+
+
 def test_config_errors_are_one_clear_line():
     with pytest.raises(UserError, match="multiple of 2\\*\\*model.num_downsamples"):
         _cfg("data.image_size=18")
