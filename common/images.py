@@ -25,10 +25,67 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLITS = ("train", "val", "test")
 
 
-def decode_resize(encoded, size: int):
-    """Encoded JPEG/PNG/BMP/GIF bytes -> float32 [size, size, 3] in 0..255 (in graph)."""
+def exif_orientation_in_graph(encoded):
+    """The EXIF orientation (1-8) of encoded image bytes, read in graph with core ops only
+    (stock TF Serving has no EXIF op): find the EXIF block in the first 64 KB (a JPEG's
+    "Exif\\0\\0" APP1 segment or a PNG's eXIf chunk), read the TIFF byte order and the
+    first IFD, and take tag 0x0112. 1 when absent."""
+    data = tf.io.decode_raw(tf.strings.substr(encoded, 0, 65536), tf.uint8)
+    data = tf.cast(tf.concat([data, tf.zeros([16], tf.uint8)], 0), tf.int32)  # room to read past the end
+    n = tf.shape(data)[0]
+    windows = tf.signal.frame(data, 6, 1)
+    jpeg = tf.reduce_all(tf.equal(windows, [0x45, 0x78, 0x69, 0x66, 0, 0]), -1)  # APP1 "Exif\0\0"
+    png = tf.reduce_all(tf.equal(windows[:, :4], [0x65, 0x58, 0x49, 0x66]), -1)  # PNG chunk "eXIf"
+    starts = tf.concat([tf.where(jpeg)[:, 0] + 6, tf.where(png)[:, 0] + 4, [-1]], 0)
+    tiff = tf.cast(starts[0], tf.int32)
+
+    def at(offset):
+        return tf.gather(data, tf.clip_by_value(offset, 0, n - 1))
+
+    little = tf.equal(at(tiff), 0x49)  # "II": Intel byte order; "MM": Motorola
+
+    def u16(offset):
+        return tf.where(little, at(offset) + 256 * at(offset + 1), 256 * at(offset) + at(offset + 1))
+
+    def u32(offset):
+        return tf.where(little, u16(offset) + 65536 * u16(offset + 2), 65536 * u16(offset) + u16(offset + 2))
+
+    ifd = tiff + u32(tiff + 4)
+    entries = ifd + 2 + 12 * tf.range(tf.minimum(u16(ifd), 64))
+    tags, values = u16(entries), u16(entries + 8)
+    found = tf.boolean_mask(values, tf.equal(tags, 0x0112))
+    orientation = tf.concat([found, [1]], 0)[0]
+    valid = (tiff > 0) & (orientation >= 1) & (orientation <= 8)
+    return tf.where(valid, orientation, 1)
+
+
+def apply_orientation(image, orientation):
+    """Pixels as displayed: undo EXIF orientation 1-8 (the same turns as PIL's exif_transpose)."""
+    transpose = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
+    turns = [lambda: image,
+             lambda: tf.reverse(image, [1]),
+             lambda: tf.image.rot90(image, 2),
+             lambda: tf.reverse(image, [0]),
+             lambda: transpose(image),
+             lambda: tf.image.rot90(image, 3),
+             lambda: tf.image.rot90(transpose(image), 2),
+             lambda: tf.image.rot90(image, 1)]
+    return tf.switch_case(tf.clip_by_value(orientation, 1, 8) - 1, turns)
+
+
+def decode_upright(encoded):
+    """Encoded JPEG/PNG/BMP/GIF bytes -> uint8 [H, W, 3] as displayed (EXIF applied), in
+    graph: what serving signatures and training pipelines decode, so a phone photo is the
+    same picture everywhere."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image = tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
+    upright = apply_orientation(image, exif_orientation_in_graph(encoded))
+    return tf.ensure_shape(upright, [None, None, 3])
+
+
+def decode_resize(encoded, size: int):
+    """Encoded JPEG/PNG/BMP/GIF bytes -> float32 [size, size, 3] in 0..255 (in graph),
+    EXIF orientation applied."""
+    image = tf.image.resize(tf.cast(decode_upright(encoded), tf.float32), (size, size), antialias=True)
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
@@ -98,8 +155,8 @@ def read_rgb_upright(path) -> np.ndarray | None:
 
 def upright_bytes(data: bytes) -> bytes:
     """Encoded image bytes with any EXIF rotation applied to the pixels (re-encoded as PNG);
-    unchanged when there is none. The serving graphs decode pixels as stored, like
-    tf.io.decode_image, so clients send upright images (`ksuite predict` does)."""
+    unchanged when there is none. Our serving graphs apply the tag themselves
+    (`decode_upright`); sending upright bytes also serves older exports."""
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(data)) as img:

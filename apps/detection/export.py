@@ -10,6 +10,7 @@ import numpy as np
 
 import common
 from apps.detection.postprocess import decode_clipped, nms_single, postprocess
+from common.images import decode_upright
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
@@ -17,7 +18,7 @@ import keras  # noqa: E402
 
 def _decode_image(encoded, size: int):
     """Encoded image -> (float32 [size, size, 3] stretched to the model size, [h, w])."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image = decode_upright(encoded)  # EXIF orientation applied, as in training
     hw = tf.cast(tf.shape(image)[:2], tf.float32)
     resized = tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
     return tf.clip_by_value(resized, 0.0, 255.0), hw
