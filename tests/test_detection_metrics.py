@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from apps.detection.metrics import evaluate_detections, iou_matrix
+from apps.detection.metrics import coco_summary, evaluate_detections, iou_matrix
 
 pycocotools = pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO  # noqa: E402
@@ -204,3 +204,55 @@ def test_voc_difficult_objects_are_ignored_hand_computed():
     as_objects = [(np.concatenate([g[0], h[0]]), np.array([0, 0])) for g, h in zip(gts, hard)]
     ordinary = evaluate_detections(preds, as_objects, 1)["map_50"]
     assert ordinary == pytest.approx(63.5 / 101)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("with_crowd", [False, True])
+def test_full_coco_summary_equals_pycocotools(seed, with_crowd):
+    """All twelve numbers of COCOeval.summarize() (AP by IoU and area, AR@1/10/100, AR by
+    area), on boxes from 4 to 200 px so every area range has objects."""
+    num_classes = 5
+    gts, preds = _random_case(seed, num_classes=num_classes)
+    rng = np.random.default_rng(seed)
+    scale = rng.choice([0.5, 1.0, 3.0], len(gts))  # small, medium and large objects
+    gts = [(gb * s, gc) for (gb, gc), s in zip(gts, scale)]
+    preds = [(pb * s, ps, pc) for (pb, ps, pc), s in zip(preds, scale)]
+    crowd = None
+    if with_crowd:
+        gts, preds, crowd = _with_crowd_regions(gts, preds, seed)
+    ours = coco_summary(preds, gts, num_classes, crowd=crowd)
+    stats, _ = _pycocotools_stats(gts, preds, num_classes, crowd)
+    assert len(ours) == 12 and ours["APs"] > -1 and ours["APl"] > -1
+    for (name, value), reference in zip(ours.items(), stats):
+        assert abs(value - reference) < 1e-3, (name, value, reference)
+
+
+def test_coco_protocol_candidates_are_multi_label_and_per_class():
+    """One anchor scoring high for two classes gives a detection of each (the serving
+    signature keeps only the best class per anchor)."""
+    from types import SimpleNamespace
+
+    import common
+    from apps.detection.data import Split
+    from apps.detection.evaluate import predict_split_coco
+    from apps.detection.model import anchor_points
+
+    tf = common.quiet_import_tensorflow()
+    size, reg_max, num_classes = 64, 4, 3
+    anchors = len(anchor_points(size)[0])
+    raw = np.full((1, anchors, 4 * reg_max + num_classes), -10.0, np.float32)
+    raw[0, :, :4 * reg_max] = 0.0  # uniform distance bins: a box around every anchor
+    raw[0, 5, 4 * reg_max + 0] = 4.0  # anchor 5: classes 0 and 2 both likely
+    raw[0, 5, 4 * reg_max + 2] = 3.0
+
+    class FakeModel:
+        def __call__(self, images, training=False):
+            return tf.constant(raw)
+
+    cfg = SimpleNamespace(model=SimpleNamespace(reg_max=reg_max),
+                          post=SimpleNamespace(iou_threshold=0.6, eval_score_threshold=0.01))
+    split = Split(np.zeros((1, size, size, 3), np.uint8), np.zeros((1, 1, 4)), -np.ones((1, 1), np.int64))
+    ((boxes, scores, classes),) = predict_split_coco(FakeModel(), split, cfg,
+                                                     {"num_classes": num_classes, "image_size": size})
+    assert sorted(classes.tolist()) == [0, 2]
+    np.testing.assert_allclose(boxes[0], boxes[1])

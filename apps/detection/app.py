@@ -159,8 +159,11 @@ class DetectionApp(App):
         from apps.detection.evaluate import evaluate_model
 
         metrics = evaluate_model(state.model, self._split(data, "test"), cfg, data.info, run_dir)
-        log.info("test mAP@[.5:.95] %.4f, mAP@.5 %.4f, mAP@.75 %.4f on %d images",
-                 metrics["map_50_95"], metrics["map_50"], metrics["map_75"], metrics["num_images"])
+        coco = metrics["coco"]
+        log.info("test mAP@[.5:.95] %.4f, mAP@.5 %.4f, mAP@.75 %.4f on %d images (serving signature); "
+                 "COCO protocol: AP %.4f, AP50 %.4f, AP75 %.4f, APs/m/l %.3f/%.3f/%.3f, AR100 %.4f",
+                 metrics["map_50_95"], metrics["map_50"], metrics["map_75"], metrics["num_images"],
+                 coco["AP"], coco["AP50"], coco["AP75"], coco["APs"], coco["APm"], coco["APl"], coco["AR100"])
         return metrics
 
     # ---- deployment ------------------------------------------------------------------

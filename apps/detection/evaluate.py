@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 import common
-from apps.detection.metrics import evaluate_detections
-from apps.detection.postprocess import postprocess
+from apps.detection.metrics import coco_summary, evaluate_detections
+from apps.detection.postprocess import decode, postprocess
 from apps.detection.render import contact_sheet, draw_detections, save_png
 from common.runlog import progress
 
@@ -38,6 +38,41 @@ def predict_split(model, split, cfg, info, score_threshold, batch_size=32):
         bar.update(len(images))
     bar.close()
     return out
+
+
+def predict_split_coco(model, split, cfg, info, batch_size=32, per_class: int = 100):
+    """COCO-protocol candidates: every (anchor, class) score above eval_score_threshold is a
+    candidate (multi-label), NMS per class, up to `per_class` detections per image per class.
+    Unlike the exported signature (best class per anchor, post.pre_nms_topk candidates,
+    post.max_detections per image), nothing is capped below what COCO counts."""
+    num_classes, size = info["num_classes"], info["image_size"]
+
+    @tf.function(reduce_retracing=True)
+    def predict(images):
+        boxes, scores = decode(model(images, training=False), size, cfg.model.reg_max)
+        return tf.image.combined_non_max_suppression(
+            boxes[:, :, None, :], scores, max_output_size_per_class=per_class,
+            max_total_size=per_class * num_classes, iou_threshold=cfg.post.iou_threshold,
+            score_threshold=cfg.post.eval_score_threshold, pad_per_class=False, clip_boxes=False)
+
+    out = []
+    for start in range(0, len(split), batch_size):
+        r = predict(tf.constant(split.images[start:start + batch_size].astype(np.float32)))
+        for i in range(len(r.valid_detections)):
+            n = int(r.valid_detections[i])
+            out.append((r.nmsed_boxes[i, :n].numpy(), r.nmsed_scores[i, :n].numpy(),
+                        r.nmsed_classes[i, :n].numpy().astype(np.int64)))
+    return out
+
+
+PROTOCOLS = {
+    "map_50_95, map_50, map_75": "the exported serving signature's own detections (best class per anchor, "
+                                 "post.pre_nms_topk candidates, post.max_detections per image): what a "
+                                 "deployed model scores; the TFLite parity report uses the same",
+    "coco": "the COCO protocol, comparable with published numbers: multi-label candidates, up to 100 "
+            "detections per image per class, pycocotools' summarize() table (areas are box areas at "
+            "the model's input size)",
+}
 
 
 def plot_pr_curves(curves: dict, ap50: dict, path) -> str:
@@ -107,6 +142,9 @@ def evaluate_model(model, split, cfg, info, run_dir=None, prefix="") -> dict:
                                          ground_truth=gts[i][0]))
         save_png(contact_sheet(tiles, cols=4, upscale=max(1, 384 // info["image_size"])),
                  plots / f"{prefix}sample_predictions.png")
+    m["coco"] = coco_summary(predict_split_coco(model, split, cfg, info), gts, info["num_classes"],
+                             **split.ignored())
+    m["protocols"] = PROTOCOLS
     m["num_images"] = len(split)
     m["num_objects"] = int(sum(len(g[1]) for g in gts))
     return m

@@ -40,16 +40,19 @@ def iou_matrix(a: np.ndarray, b: np.ndarray, crowd: np.ndarray | None = None) ->
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def _match(det_boxes, gt_boxes, thresholds, ignore=None, crowd=None) -> tuple[np.ndarray, np.ndarray]:
+def _match(det_boxes, gt_boxes, thresholds, ignore=None, crowd=None, shared=None) -> tuple[np.ndarray, np.ndarray]:
     """det_boxes sorted by score. Returns [T, D] bools: detection d is a true positive at
     t, and detection d matched an ignored box at t. `ignore` marks boxes that are neither
-    found nor missed (crowd regions, VOC difficult objects; any number of detections may
-    fall on one); `crowd` the ignored ones whose overlap is intersection over detection area."""
+    found nor missed (crowd regions, VOC difficult objects, objects outside an area
+    range); `crowd` the ignored ones whose overlap is intersection over detection area;
+    `shared` the ignored ones any number of detections may fall on (default: crowd)."""
     n = len(gt_boxes)
     crowd = np.zeros(n, bool) if crowd is None else np.asarray(crowd, bool)
     ignore = crowd.copy() if ignore is None else np.asarray(ignore, bool) | crowd
+    shared = crowd.copy() if shared is None else np.asarray(shared, bool) & ignore
     order = np.argsort(ignore, kind="stable")  # ordinary boxes first, ignored ones last
-    gt_boxes, crowd, ignore = np.asarray(gt_boxes).reshape(-1, 4)[order], crowd[order], ignore[order]
+    gt_boxes, crowd, ignore, shared = (np.asarray(gt_boxes).reshape(-1, 4)[order], crowd[order], ignore[order],
+                                       shared[order])
     ious = iou_matrix(det_boxes, gt_boxes, crowd)
     tp = np.zeros((len(thresholds), len(det_boxes)), bool)
     ignored = np.zeros_like(tp)
@@ -58,7 +61,7 @@ def _match(det_boxes, gt_boxes, thresholds, ignore=None, crowd=None) -> tuple[np
         for d in range(len(det_boxes)):
             best, best_iou = -1, min(t, 1 - 1e-10)
             for g in range(len(gt_boxes)):
-                if taken[g] and not ignore[g]:
+                if taken[g] and not shared[g]:
                     continue
                 if best >= 0 and not ignore[best] and ignore[g]:
                     break  # a real match beats any ignored box
@@ -130,7 +133,7 @@ def evaluate_detections(predictions, ground_truth, num_classes: int, max_detecti
             if len(boxes):
                 kinds = np.r_[np.zeros(len(g)), np.ones(len(hard)), np.full(len(regions), 2)]
                 tp, ignored = _match(boxes, np.concatenate([g, hard, regions]), IOU_THRESHOLDS,
-                                     ignore=kinds > 0, crowd=kinds == 2)
+                                     ignore=kinds > 0, crowd=kinds == 2, shared=kinds > 0)
                 tp_all.append(tp)
                 ig_all.append(ignored)
                 scores_all.append(scores)
@@ -158,3 +161,84 @@ def evaluate_detections(predictions, ground_truth, num_classes: int, max_detecti
     if keep_curves:
         result["_curves"] = curves
     return result
+
+
+# ---- the COCO protocol's full summary -------------------------------------------------
+
+AREA_RANGES = {"all": (0.0, 1e10), "small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2),
+               "large": (96.0 ** 2, 1e10)}
+MAX_DETS = (1, 10, 100)
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def coco_summary(predictions, ground_truth, num_classes: int, crowd=None, difficult=None) -> dict:
+    """The twelve numbers of pycocotools' `COCOeval.summarize()` for boxes: AP (IoU
+    .50:.95), AP50, AP75, AP small/medium/large, AR with 1/10/100 detections per image,
+    AR small/medium/large. Per image and class the best 100 detections count (COCO allows
+    100 per class); objects and detections outside an area range are ignored for it
+    (areas are box areas in the evaluated image's pixels)."""
+    none = (np.zeros((0, 4)), np.zeros(0, np.int64))
+    crowd = crowd if crowd is not None else [none] * len(ground_truth)
+    difficult = difficult if difficult is not None else [none] * len(ground_truth)
+    T, R = len(IOU_THRESHOLDS), len(RECALL_POINTS)
+    precision = -np.ones((T, R, num_classes, len(AREA_RANGES), len(MAX_DETS)))
+    recall = -np.ones((T, num_classes, len(AREA_RANGES), len(MAX_DETS)))
+    for c in range(num_classes):
+        per_image = []  # (gt boxes, kinds, det boxes, det scores) of this class
+        for (pb, ps, pc), (gb, gc), (cb, cc), (hb, hc) in zip(predictions, ground_truth, crowd, difficult):
+            parts = [np.asarray(b).reshape(-1, 4)[np.asarray(k) == c] for b, k in ((gb, gc), (hb, hc), (cb, cc))]
+            kinds = np.concatenate([np.full(len(p), kind) for kind, p in enumerate(parts)])
+            sel = np.asarray(pc) == c
+            scores = np.asarray(ps, np.float64)[sel]
+            order = np.argsort(-scores, kind="mergesort")[:MAX_DETS[-1]]
+            per_image.append((np.concatenate(parts), kinds, np.asarray(pb).reshape(-1, 4)[sel][order], scores[order]))
+        for a, (low, high) in enumerate(AREA_RANGES.values()):
+            images = []
+            for gt, kinds, det, scores in per_image:
+                outside = (_area(gt) < low) | (_area(gt) > high)
+                ignore = (kinds > 0) | outside
+                tp, matched_ignored = _match(det, gt, IOU_THRESHOLDS, ignore=ignore, crowd=kinds == 2,
+                                             shared=kinds > 0)
+                det_outside = (_area(det) < low) | (_area(det) > high)
+                ignored = matched_ignored | (~tp & ~matched_ignored & det_outside[None, :])
+                images.append((scores, tp, ignored, int((~ignore).sum())))
+            num_gt = sum(n for *_, n in images)
+            if num_gt == 0:
+                continue
+            for m, max_det in enumerate(MAX_DETS):
+                scores = np.concatenate([s[:max_det] for s, *_ in images])
+                order = np.argsort(-scores, kind="mergesort")
+                tp = np.concatenate([t[:, :max_det] for _, t, _, _ in images], axis=1)[:, order]
+                ignored = np.concatenate([g[:, :max_det] for _, _, g, _ in images], axis=1)[:, order]
+                precision[:, :, c, a, m] = _precision_at_recall_points(tp, ignored, num_gt)
+                recall[:, c, a, m] = (tp & ~ignored).sum(1) / num_gt
+    names = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+    def mean(values):
+        values = values[values > -1]
+        return float(values.mean()) if values.size else -1.0
+
+    stats = [mean(precision[:, :, :, 0, 2]), mean(precision[0, :, :, 0, 2]), mean(precision[5, :, :, 0, 2]),
+             mean(precision[:, :, :, 1, 2]), mean(precision[:, :, :, 2, 2]), mean(precision[:, :, :, 3, 2]),
+             mean(recall[:, :, 0, 0]), mean(recall[:, :, 0, 1]), mean(recall[:, :, 0, 2]),
+             mean(recall[:, :, 1, 2]), mean(recall[:, :, 2, 2]), mean(recall[:, :, 3, 2])]
+    return dict(zip(names, stats))
+
+
+def _precision_at_recall_points(tp: np.ndarray, ignored: np.ndarray, num_gt: int) -> np.ndarray:
+    """[T, D] matches in score order -> interpolated precision at the 101 recall points [T, R]."""
+    out = np.zeros((tp.shape[0], len(RECALL_POINTS)))
+    for ti in range(tp.shape[0]):
+        tps = np.cumsum(tp[ti] & ~ignored[ti])
+        fps = np.cumsum(~tp[ti] & ~ignored[ti])
+        rec = tps / num_gt
+        prec = tps / np.maximum(tps + fps, np.finfo(np.float64).eps)
+        if len(prec):
+            prec = np.maximum.accumulate(prec[::-1])[::-1]
+        idx = np.searchsorted(rec, RECALL_POINTS, side="left")
+        out[ti] = [prec[i] if i < len(prec) else 0.0 for i in idx]
+    return out
