@@ -43,9 +43,13 @@ def _ema_update(ema_model, model, decay):
     variable may be assigned: every replica holds the same values after the synchronised
     optimizer step, so each device updates its copy from its own."""
     def update(strategy, ema_vars, src_vars, decay):
+        # values travel as `args` (unwrapped per device), never in the closure: under
+        # several replicas `decay` is a PerReplica value
         for e, s, copy in zip(ema_vars, src_vars, copies):
-            rate = 0.0 if copy else decay
-            strategy.extended.update(e, lambda v, x: v.assign(rate * v + (1.0 - rate) * x), args=(s,))
+            if copy:
+                strategy.extended.update(e, lambda v, x: v.assign(x), args=(s,))
+            else:
+                strategy.extended.update(e, lambda v, x, d: v.assign(d * v + (1.0 - d) * x), args=(s, decay))
 
     ctx = tf.distribute.get_replica_context()
     copies = [v.path.endswith("w_avg") for v in model.weights]  # already an average: copied
