@@ -101,3 +101,24 @@ def test_assigner_picks_anchors_inside_the_box_with_its_class():
     ts = t_scores.numpy()[0]
     assert (ts[~fg] == 0).all() and (ts[fg][:, [0, 1, 3]] == 0).all()
     np.testing.assert_allclose(ts[fg][:, 2].max(), 1.0, atol=1e-5)  # best anchor gets its IoU (1)
+
+
+def test_ciou_assigner_prefers_centred_predictions():
+    """A prediction shifted by 2 px overlaps the box a little more (IoU 0.681) than a
+    centred, slightly larger one (0.675); plain IoU picks the shifted one, CIoU (YOLOv8's
+    assigner metric, which charges the centre distance) the centred one."""
+    from apps.detection.boxes import box_ciou, box_iou
+    from apps.detection.loss import assign
+
+    gt = tf.constant([[[10.0, 10.0, 30.0, 30.0]]])
+    side = 20.0 / 0.675 ** 0.5
+    pred = tf.constant([[[12.0, 12.0, 32.0, 32.0], [20 - side / 2, 20 - side / 2, 20 + side / 2, 20 + side / 2]]])
+    iou, ciou = box_iou(gt[0], pred[0]).numpy(), box_ciou(gt[0], pred[0]).numpy()
+    assert iou[0] > iou[1] and ciou[0] < ciou[1]
+    points = tf.constant([[19.0, 19.0], [21.0, 21.0]])  # both anchor centres inside the box
+    picked = {}
+    for overlap in ("iou", "ciou"):
+        _, _, fg = assign(tf.fill([1, 2, 1], 0.5), pred, points, gt, tf.constant([[0]], tf.int64), 1, topk=1,
+                          overlap=overlap)
+        picked[overlap] = fg.numpy()[0].tolist()
+    assert picked == {"iou": [1.0, 0.0], "ciou": [0.0, 1.0]}

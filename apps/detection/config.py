@@ -74,6 +74,11 @@ class LossConfig:
     topk: int = 10  # task-aligned assigner: candidates per ground-truth box
     alpha: float = 0.5  # alignment = score**alpha * iou**beta
     beta: float = 6.0
+    assigner_overlap: str = "iou"  # iou | ciou (Ultralytics YOLOv8 ranks by CIoU clamped at 0)
+
+    def validate(self) -> None:
+        if self.assigner_overlap not in ("iou", "ciou"):
+            raise UserError(f"loss.assigner_overlap={self.assigner_overlap!r}: use iou or ciou")
 
 
 @dataclass

@@ -13,7 +13,7 @@ tf = common.quiet_import_tensorflow()
 
 
 def assign(scores, pred_boxes, anchors, gt_boxes, gt_classes, num_classes, topk=10,
-           alpha=0.5, beta=6.0, eps=1e-9):
+           alpha=0.5, beta=6.0, eps=1e-9, overlap="iou"):
     """Task-aligned assigner (Feng et al., TOOD 2021, as used by YOLOv8).
 
     For every ground-truth box, the anchors whose centre lies inside it are ranked by
@@ -21,7 +21,8 @@ def assign(scores, pred_boxes, anchors, gt_boxes, gt_classes, num_classes, topk=
     claimed by several boxes keeps the one it overlaps most. The soft class target is the
     alignment normalised so that each box's best anchor gets that anchor's IoU.
 
-    Returns target_boxes [B, A, 4], target_scores [B, A, C], fg_mask [B, A] (float).
+    `overlap` ranks by plain IoU ("iou") or by CIoU clamped at 0 ("ciou", as Ultralytics'
+    YOLOv8 does). Returns target_boxes [B, A, 4], target_scores [B, A, C], fg_mask [B, A].
     """
     valid = tf.cast(gt_classes >= 0, tf.float32)  # [B, M]
     cls = tf.maximum(gt_classes, 0)
@@ -31,7 +32,8 @@ def assign(scores, pred_boxes, anchors, gt_boxes, gt_classes, num_classes, topk=
     inside = tf.minimum(tf.minimum(ax - g[..., 0], ay - g[..., 1]),
                         tf.minimum(g[..., 2] - ax, g[..., 3] - ay)) > eps
     candidates = tf.cast(inside, tf.float32) * valid[:, :, None]
-    overlaps = tf.maximum(box_iou(g, pred_boxes[:, None, :, :]), 0.0) * candidates
+    measure = box_ciou if overlap == "ciou" else box_iou
+    overlaps = tf.maximum(measure(g, pred_boxes[:, None, :, :]), 0.0) * candidates
     cls_scores = tf.gather(tf.transpose(scores, [0, 2, 1]), cls, axis=1, batch_dims=1)  # [B, M, A]
     align = tf.pow(cls_scores, alpha) * tf.pow(overlaps, beta) * candidates
     num_anchors = tf.shape(anchors)[0]
@@ -75,7 +77,7 @@ def detection_loss(raw, gt_boxes, gt_classes, anchors, strides, num_classes, reg
     scores = tf.sigmoid(cls_logits)
     t_boxes, t_scores, fg = assign(
         tf.stop_gradient(scores), tf.stop_gradient(pred_boxes), anchors, gt_boxes, gt_classes,
-        num_classes, cfg.topk, cfg.alpha, cfg.beta)
+        num_classes, cfg.topk, cfg.alpha, cfg.beta, overlap=cfg.assigner_overlap)
     norm = tf.maximum(tf.reduce_sum(t_scores), 1.0)
     cls_loss = tf.reduce_sum(
         tf.nn.sigmoid_cross_entropy_with_logits(labels=t_scores, logits=cls_logits)) / norm
