@@ -270,3 +270,12 @@ def test_ksuite_apps_and_help_list_app_commands(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "play" in capsys.readouterr().out
+
+
+def test_accelerator_check_says_so_without_a_gpu():
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU: the check would run every app")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accelerator_check.py")], capture_output=True,
+                         text=True, timeout=300, cwd=ROOT, env=subprocess_env())
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "no GPU visible" in out.stdout
