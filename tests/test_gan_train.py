@@ -330,3 +330,25 @@ def test_two_replicas_penalties_and_train_steps(tmp_path):
         assert r["finite"] and r["ema_moved"], r
         assert r["replica_spread"] == 0.0, r
     assert report["stylegan-smoke"]["w_avg_norm"] > 0
+
+
+def test_conditional_export_takes_class_ids_and_predict_parses_seeds(tmp_path):
+    from common.errors import UserError
+
+    app = GanApp()
+    cfg = merge(PRESETS["stylegan-smoke"](), {"model": {"conditional": True}})
+    info = {"image_size": 16, "num_classes": 8, "conditional": True, "num_train": 512, "latent_dim": 32,
+            "class_names": ["circle", "square", "triangle", "diamond", "star", "cross", "hexagon", "ring"]}
+    state = app.build_state(cfg, info)
+    app.export_archive(state, info, cfg).write_out(str(tmp_path / "sm"), verbose=False)
+    fn = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+    signature, request = app.predict_request(["3", "3", "truncation=0.5", "class=star"], info, cfg)
+    assert signature == "serving_default" and request["class_ids"].tolist() == [4, 4]
+    out = fn(**{k: tf.constant(v) for k, v in request.items()})
+    assert out["images"].shape == (2, 16, 16, 3) and out["png"].shape == (2,)
+    other = fn(seeds=tf.constant([3], tf.int64), truncation=tf.constant([0.5]), class_ids=tf.constant([0], tf.int64))
+    assert not np.array_equal(other["images"].numpy()[0], out["images"].numpy()[0])  # the class matters
+    with pytest.raises(UserError, match="integer seed"):
+        app.predict_request(["zebra"], info, cfg)
+    with pytest.raises(UserError, match="not one of"):
+        app.predict_request(["1", "class=zebra"], info, cfg)

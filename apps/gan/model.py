@@ -78,8 +78,18 @@ def normalize_2nd_moment(x, eps=1e-8):
     return x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=-1, keepdims=True) + eps)
 
 
+class _NoDefaultSignature:
+    """Keras 3 gives every subclassed model a default SavedModel signature that calls it with
+    its first input only; a conditional generator needs class_ids too, so that trace fails
+    when the export (which defines its own signatures) is written."""
+
+    @property
+    def _default_save_signature(self):
+        return None
+
+
 # ---- DCGAN ------------------------------------------------------------------------------
-class DCGANGenerator(keras.Model):
+class DCGANGenerator(_NoDefaultSignature, keras.Model):
     def __init__(self, latent_dim, image_size, channels=256, num_classes=0, **kw):
         super().__init__(**kw)
         self.latent_dim, self.image_size, self.num_classes = latent_dim, image_size, num_classes
@@ -241,7 +251,7 @@ class ModulatedConv(layers.Layer):
         return tf.nn.leaky_relu(y, 0.2) * LRELU_GAIN if self.activation == "lrelu" else y
 
 
-class StyleGenerator(keras.Model):
+class StyleGenerator(_NoDefaultSignature, keras.Model):
     def __init__(self, latent_dim, image_size, channels=128, num_classes=0, w_dim=128, mapping_layers=4,
                  **kw):
         super().__init__(**kw)
