@@ -64,6 +64,25 @@ def test_stateful_rnn_carries_state_and_scores_bytes(rnn_run):
     assert run.state.model.cell_type == "gru"
 
 
+def test_rnn_byte_export_generates_like_python(rnn_run, tmp_path):
+    """The RNN's in-graph loop (cell states instead of a KV cache) and the byte tokenizer."""
+    from apps.textgen.sampling import KerasDecoder, generate
+    from apps.textgen.tokenizers import Tokenizer
+    from common.run import load_run
+
+    run = load_run(rnn_run)
+    run.app.export_archive(run.state, run.info, run.cfg, run.artifacts).write_out(str(tmp_path / "m"), verbose=False)
+    gen = tf.saved_model.load(str(tmp_path / "m")).signatures["generate"]
+    prompts = ["héllo ", "def"]
+    out = gen(prompts=tf.constant(prompts), max_new_tokens=tf.constant([7, 12]), temperature=tf.zeros([2]),
+              top_k=tf.zeros([2], tf.int32), top_p=tf.ones([2]), seed=tf.constant([0, 0], tf.int64))
+    tok, decoder = Tokenizer.load(run.artifacts), KerasDecoder(run.state.model)
+    for i, (p, n) in enumerate(zip(prompts, [7, 12])):
+        want = generate(decoder, tok, p, n, temperature=0.0)
+        assert out["text"][i].numpy().decode("utf-8", "replace") == want["text"]  # raw bytes in graph
+        assert int(out["num_tokens"][i]) == want["tokens"]
+
+
 def test_stateless_rnn_step_learns():
     """The stateless switch: the same train_step with zero states on random windows."""
     from apps.textgen import APP
