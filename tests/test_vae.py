@@ -306,16 +306,18 @@ def test_vector_quantizer_picks_the_nearest_code_and_passes_gradients_straight_t
     z_e = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
     codes, z_q = layer(tf.constant(z_e))
     book = layer.codebook.numpy()
-    want = np.argmin(((z_e[..., None, :] - book) ** 2).sum(-1), -1)
-    np.testing.assert_array_equal(codes.numpy(), want)
-    np.testing.assert_allclose(z_q.numpy(), book[want], rtol=1e-6)
+    dist = ((z_e[..., None, :] - book) ** 2).sum(-1)
+    chosen = np.take_along_axis(dist, codes.numpy()[..., None], -1)[..., 0]
+    np.testing.assert_allclose(chosen, dist.min(-1), atol=1e-5)  # a nearest code (ties up to rounding)
+    assert (codes.numpy() == dist.argmin(-1)).mean() > 0.9
+    np.testing.assert_allclose(z_q.numpy(), book[codes.numpy()], atol=1e-7)
     x = tf.constant(z_e)
     with tf.GradientTape() as tape:
         tape.watch(x)
         st = x + tf.stop_gradient(layer(x)[1] - x)
         y = tf.reduce_sum(st * tf.constant(rng.normal(size=z_e.shape).astype(np.float32)))
     g = tape.gradient(y, x)
-    np.testing.assert_allclose(st.numpy(), z_q.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(st.numpy(), z_q.numpy(), atol=1e-6)  # x + (z_q - x) rounds
     assert np.all(np.abs(g.numpy()) > 0)  # the encoder gets the decoder's gradient unchanged
 
 
