@@ -50,9 +50,10 @@ def test_smoke_run_writes_named_metrics_grids_and_gif(smoke_run):
 def _state_values(state):
     values = {}
     for name, model in state.models.items():
-        values.update({f"{name}/{i}/{v.name}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.weights)})
+        values.update({f"{name}/{i}/{v.path.split('/', 1)[-1]}": keras.ops.convert_to_numpy(v)
+                       for i, v in enumerate(model.weights)})
     for name, opt in state.optimizers.items():  # by position: optimizer names are numbered per process
-        values.update({f"opt_{name}/{i}/{v.name}": keras.ops.convert_to_numpy(v) for i, v in enumerate(opt.variables)})
+        values.update({f"opt_{name}/{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(opt.variables)})
     return values
 
 

@@ -47,6 +47,7 @@ class ModelConfig:
     g_channels: int = 256  # channels at 4x4; halved at every doubling (min 32)
     d_channels: int = 64  # channels at full resolution; doubled at every halving (max 512)
     d_norm: str = "batch"  # discriminator normalisation: batch (Radford) | layer | none
+    g_upsample: str = "resize"  # DCGAN generator: resize (nearest + 3x3 conv) | transposed (4x4, stride 2)
     d_arch: str = "auto"  # auto (dcgan: strided DCGAN, stylegan: residual) | dcgan | residual
     # StyleGAN-lite only
     w_dim: int = 128
@@ -61,6 +62,8 @@ class ModelConfig:
             raise UserError(f"model.loss={self.loss!r}: use {', '.join(LOSSES)}")
         if self.d_arch not in ("auto", "dcgan", "residual"):
             raise UserError(f"model.d_arch={self.d_arch!r}: use auto, dcgan or residual")
+        if self.g_upsample not in ("resize", "transposed"):
+            raise UserError(f"model.g_upsample={self.g_upsample!r}: use resize or transposed")
         if self.d_norm not in NORMS:
             raise UserError(f"model.d_norm={self.d_norm!r}: use {', '.join(NORMS)}")
         if self.loss == "wgan-gp" and self.d_norm == "batch":
@@ -117,7 +120,7 @@ class Config:
     stability: StabilityConfig = field(default_factory=StabilityConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=25, batch_size=64, precision="float32", log_every_steps=50, checkpoint_every_steps=500))
+        epochs=20, batch_size=64, precision="float32", log_every_steps=50, checkpoint_every_steps=500))
 
     def validate(self) -> None:
         if self.train.batch_size % self.stability.critic_steps:
