@@ -89,7 +89,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=8, batch_size=64, learning_rate=1e-3, optimizer="adamw", weight_decay=1e-4,
+        epochs=5, batch_size=64, learning_rate=1e-3, optimizer="adamw", weight_decay=1e-4,
         warmup_steps=300, clip_norm=1.0, precision="float32", log_every_steps=50))
 
 
