@@ -255,6 +255,22 @@ def scan_folder(root: str | Path, class_names: list[str] | None = None):
     return [paths[i] for i in keep], np.asarray(labels, np.int64)[keep], names
 
 
+def readable_images(root: str | Path) -> list[str]:
+    """Every readable image under root (any depth, no classes), sorted; unreadable ones are
+    counted and named in a warning; none at all is a UserError. For apps that learn from
+    pictures without labels (VAE, GAN)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"data.path {str(root)!r} is not a folder; point it at a folder of images")
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}; set data.path "
+                        "to a folder of images (sub-folders are fine)")
+    ok = _check_files(files)
+    _report_bad([p for p, good in zip(files, ok) if not good], len(files), str(root))
+    return [p for p, good in zip(files, ok) if good]
+
+
 def folder_splits(root: str | Path):
     """{split: (paths, labels)} and class names.
 

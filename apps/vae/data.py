@@ -13,9 +13,9 @@ import numpy as np
 import common
 from common import shapes
 from common.app import Datasets
-from common.data import eval_pipeline, split_indices, train_pipeline
+from common.data import carve_missing_splits, eval_pipeline, train_pipeline
 from common.errors import UserError
-from common.images import IMAGE_EXTENSIONS, _check_files, _report_bad, decode_resize
+from common.images import decode_resize, readable_images
 from common.runlog import log
 
 tf = common.quiet_import_tensorflow()
@@ -45,28 +45,17 @@ def _shapes_splits(cfg):
     return out
 
 
-def image_files(root: Path) -> list[str]:
-    """Every readable image under root (any depth), sorted; unreadable ones logged and skipped."""
-    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}; set data.path "
-                        "to a folder of images (sub-folders are fine)")
-    ok = _check_files(files)
-    _report_bad([p for p, good in zip(files, ok) if not good], len(files), str(root))
-    return [p for p, good in zip(files, ok) if good]
-
-
 def _folder_splits(cfg):
     root = Path(cfg.data.path)
     if not root.is_dir():
         raise UserError(f"data.path {str(root)!r} is not a folder; point it at a folder of images")
     present = [s for s in ("train", "val", "test") if (root / s).is_dir()]
-    if "train" in present:
-        lists = {s: image_files(root / s) for s in present}
-    else:
-        files = image_files(root)
-        tr, va, te = split_indices(len(files), cfg.data.val_fraction, cfg.data.test_fraction, cfg.train.seed)
-        lists = {"train": [files[i] for i in tr], "val": [files[i] for i in va], "test": [files[i] for i in te]}
+    # a train/ folder with any of val/, test/; or one tree: missing splits are carved out of train
+    lists = {s: readable_images(root / s) for s in present} if "train" in present else {"train": readable_images(root)}
+    keep, carved = carve_missing_splits(len(lists["train"]), [s for s in ("val", "test") if s not in lists],
+                                        cfg.data.val_fraction, cfg.data.test_fraction, cfg.train.seed)
+    train = lists["train"]
+    lists.update({split: [train[i] for i in idx] for split, idx in carved.items()}, train=[train[i] for i in keep])
     size = cfg.data.image_size
     out = {}
     for split, paths in lists.items():
