@@ -283,7 +283,8 @@ def test_folder_greyscale_binarised_with_split_folders(tmp_path):
         _write_images(tmp_path / split, n)
     cfg = _cfg("data.source=folder", f"data.path={tmp_path}", "train.batch_size=4")
     data = APP.datasets(cfg, None)
-    assert (data.info["num_train"], data.info["num_test"], data.val) == (12, 5, None)
+    # train/ and test/ folders: val is carved out of train (data.val_fraction of it), test kept whole
+    assert (data.info["num_train"], data.info["num_val"], data.info["num_test"]) == (11, 1, 5)
     test = np.concatenate([b.numpy() for b in data.test])
     assert test.shape == (5, 16, 16, 1) and set(np.unique(test)) <= {0.0, 255.0}
 
