@@ -43,10 +43,6 @@ def dcgan_init():
 LRELU_GAIN = math.sqrt(2.0)
 
 
-def _channels(base: int, res: int, top: int = 512, floor: int = 32) -> int:
-    return int(min(top, max(floor, base)))
-
-
 class _Layers:
     """Layers kept as named attributes of their model, iterated in order.
 
