@@ -13,6 +13,7 @@ subclasses `App`. The shared code calls these hooks, in this order, and nothing 
         APP.train(ctx)      # default: the shared loop, which runs per replica
                             #   APP.train_step(state, batch, step)   step: StepContext
                             #   APP.test_step(state, batch, step)    (validation line)
+                            # and on the chief APP.on_epoch_end(state, data, cfg, run_dir, epoch)
         metrics   = APP.evaluate(state, data, cfg, run_dir)  -> RUN_DIR/metrics.json
     ksuite evaluate RUN_DIR   load_run (datasets + build_state + saved weights), evaluate
     ksuite export RUN_DIR
@@ -225,6 +226,12 @@ class App:
     @property
     def has_test_step(self) -> bool:
         return type(self).test_step is not App.test_step
+
+    def on_epoch_end(self, state, data: "Datasets", cfg, run_dir, epoch: int) -> dict:
+        """Called by the shared loop on the chief after each epoch (1-based `epoch`) is
+        checkpointed and validated: progress pictures (a GAN's sample grid), extra numbers
+        to log (returned scalars join the epoch record). Default: nothing."""
+        return {}
 
     def train(self, ctx) -> list[dict]:
         """Train and return the per-epoch records. Default: the shared epoch loop over

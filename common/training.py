@@ -375,6 +375,8 @@ class Trainer:
                       "epoch_seconds": elapsed,
                       **(self.state.learning_rates() if self.state.optimizers else {"learning_rate": None})}
             record.update(self.validate())
+            if self.ctx.is_chief:
+                record.update(self.app.on_epoch_end(self.state, data, self.ctx.cfg, self.ctx.run_dir, epoch + 1))
             self.epoch.assign(epoch + 1)
             self.step_in_epoch.assign(0)
             self.log_state.assign(json.dumps({"epoch_record": record}))

@@ -15,7 +15,7 @@ from apps.gan.model import build_discriminator, build_generator
 from common.app import App, Datasets, TFLiteTarget
 from common.errors import UserError
 from common.runlog import log
-from common.training import TrainState, Trainer, apply_gradients, make_optimizer, replica_mean
+from common.training import TrainState, apply_gradients, make_optimizer, replica_mean
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
@@ -56,22 +56,6 @@ def _ema_update(ema_model, model, decay):
     ema_vars = [v.value for v in ema_model.weights]
     src_vars = [v.value for v in model.weights]
     ctx.merge_call(update, args=(ema_vars, src_vars, decay))
-
-
-class _Trainer(Trainer):
-    """The shared loop, plus a sample grid of the EMA generator from fixed seeds at every
-    epoch end (RUN_DIR/samples/epoch_NNN.png; `evaluate` turns them into a GIF)."""
-
-    def validate(self) -> dict:
-        if self.ctx.is_chief:
-            cfg = self.ctx.cfg
-            g = self.state.models["generator_ema"]
-            seeds = np.arange(cfg.metrics.grid_seeds)
-            classes = _grid_classes(self.ctx.data.info, len(seeds)) if cfg.model.conditional else None
-            images = sampling.generate(g, seeds, 1.0, classes)
-            epoch = int(self.epoch.numpy()) + 1
-            sampling.save_png(sampling.grid(images), Path(self.ctx.run_dir) / "samples" / f"epoch_{epoch:03d}.png", 2)
-        return {}
 
 
 def _grid_classes(info, n):
@@ -125,8 +109,14 @@ class GanApp(App):
             optimizer_models={"generator": ["generator"], "discriminator": ["discriminator"]},
             exported=("generator_ema",))
 
-    def train(self, ctx):
-        return _Trainer(self, ctx).fit()
+    def on_epoch_end(self, state, data, cfg, run_dir, epoch):
+        """A sample grid of the EMA generator from fixed seeds (RUN_DIR/samples/epoch_NNN.png;
+        `evaluate` turns them into a GIF)."""
+        seeds = np.arange(cfg.metrics.grid_seeds)
+        classes = _grid_classes(data.info, len(seeds)) if cfg.model.conditional else None
+        images = sampling.generate(state.models["generator_ema"], seeds, 1.0, classes)
+        sampling.save_png(sampling.grid(images), Path(run_dir) / "samples" / f"epoch_{epoch:03d}.png", 2)
+        return {}
 
     # ---- the training step (per replica) ----------------------------------------------
     def _fake(self, g, cfg, z, classes, step, salt, noise_salt):
