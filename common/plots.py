@@ -72,3 +72,35 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str 
     ax.set_ylabel("true")
     ax.set_title(title)
     return save_figure(fig, path)
+
+
+def image_grid(images, cols: int | None = None, gap: int = 2) -> np.ndarray:
+    """[n, h, w, c] pixels in 0..255 (c = 1 or 3) -> one uint8 [H, W, 3] mosaic with `cols`
+    columns (default: square) separated by white gaps."""
+    images = np.clip(np.asarray(images, np.float32), 0, 255).astype(np.uint8)
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    n, h, w, _ = images.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = max(1, -(-n // cols))
+    out = np.full((rows * (h + gap) + gap, cols * (w + gap) + gap, 3), 255, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        out[gap + r * (h + gap):gap + r * (h + gap) + h, gap + c * (w + gap):gap + c * (w + gap) + w] = img
+    return out
+
+
+def save_png(array: np.ndarray, path, scale: int = 1) -> Path:
+    """Write an RGB uint8 array as PNG (enlarged `scale` times, nearest neighbour) through a
+    temporary file and a rename."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(array)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    tmp = path.with_name(path.name + ".tmp.png")
+    img.save(tmp)
+    tmp.replace(path)
+    return path

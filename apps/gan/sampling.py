@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 import common
+from common.plots import image_grid, save_png  # noqa: F401  (save_png: the app writes its grids with it)
 
 tf = common.quiet_import_tensorflow()
 
@@ -80,29 +81,7 @@ def interpolate(generator, seed_a: int, seed_b: int, steps: int = 8, class_id=No
 
 
 def grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
-    n = len(images)
-    cols = cols or int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    h, w = images.shape[1:3]
-    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, cols)
-        canvas[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = img
-    return canvas
-
-
-def save_png(image: np.ndarray, path, scale: int = 1) -> Path:
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.fromarray(image)
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    tmp = path.with_name(path.name + ".tmp.png")
-    img.save(tmp)
-    tmp.replace(path)
-    return path
+    return image_grid(images, cols, pad)
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -6,33 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common.plots import image_grid, save_png  # noqa: F401  (save_png: used by the app too)
+
 
 def tile(images: np.ndarray, cols: int, gap: int = 2) -> np.ndarray:
-    """[n, h, w, c] 0..255 -> one uint8 [H, W, 3] mosaic with `cols` columns, white gaps."""
-    images = np.clip(np.asarray(images, np.float32), 0, 255).astype(np.uint8)
-    if images.shape[-1] == 1:
-        images = np.repeat(images, 3, axis=-1)
-    n, h, w, _ = images.shape
-    rows = max(1, -(-n // cols))
-    out = np.full((rows * (h + gap) + gap, cols * (w + gap) + gap, 3), 255, np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, cols)
-        out[gap + r * (h + gap):gap + r * (h + gap) + h, gap + c * (w + gap):gap + c * (w + gap) + w] = img
-    return out
-
-
-def save_png(array: np.ndarray, path, scale: int = 1) -> Path:
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.fromarray(array)
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    tmp = path.with_name(path.name + ".tmp.png")
-    img.save(tmp)
-    tmp.replace(path)
-    return path
+    return image_grid(images, cols, gap)
 
 
 def _upscale(image_size: int) -> int:
