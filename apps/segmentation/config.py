@@ -109,7 +109,7 @@ def smoke() -> Config:
 
 
 def default() -> Config:
-    """About 20 minutes of training on 2 CPU cores (docs/segmentation.md has the runs).
+    """12 minutes on 2 shared CPU cores: test mIoU 0.860 (docs/segmentation.md has the run).
 
     16,000 generated scenes seen 5 times, batch 16. Augmentation is off: the generator
     already draws every position, size, rotation and colour, so fresh scenes teach more
