@@ -20,6 +20,13 @@ from serving.tensors import check_shape, dtype_name, numpy_dtype
 
 tf = common.quiet_import_tensorflow()
 
+# Stock tensorflow_model_server links TF Text's ops (DESIGN.md §7); registering them here
+# lets the embedded server load the same SavedModels (in-graph WordPiece/SentencePiece).
+try:
+    import tensorflow_text  # noqa: F401
+except ImportError:  # a model without TF Text ops still loads
+    pass
+
 
 class Servable:
     def __init__(self, name: str, version: int, path: Path, loaded, sig_defs: dict):
