@@ -15,8 +15,7 @@ import common
 from common import shapes
 from common.data import split_indices, train_pipeline
 from common.errors import UserError
-from common.images import IMAGE_EXTENSIONS, is_readable_image, scan_folder
-from common.runlog import log, progress
+from common.images import IMAGE_EXTENSIONS, decode_upright, readable_images, scan_folder
 
 tf = common.quiet_import_tensorflow()
 
@@ -28,7 +27,7 @@ SHAPES_SEEDS = {"train": 1, "test": 3, "classifier": 5}
 def decode_crop(encoded, size: int):
     """Encoded image -> float32 [size, size, 3] in 0..255: short side resized to `size`
     (antialiased), then the centre square cropped."""
-    image = tf.cast(tf.io.decode_image(encoded, channels=3, expand_animations=False), tf.float32)
+    image = tf.cast(decode_upright(encoded), tf.float32)  # phone photos the right way up
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     scale = size / tf.reduce_min(shape)
     new = tf.cast(tf.math.ceil(shape * scale), tf.int32)
@@ -49,24 +48,7 @@ def scan_images(root: str | Path):
     subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
     if subdirs and not loose:
         return scan_folder(root)  # class-per-folder tree (common/images.py counts bad files)
-    paths = sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not paths:
-        raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {str(root)!r}")
-    ok = []
-    with progress(len(paths), "checking images", unit="img") as bar:
-        for p in paths:
-            try:
-                ok.append(is_readable_image(Path(p).read_bytes()))
-            except OSError:
-                ok.append(False)
-            bar.update(1)
-    bad = [p for p, good in zip(paths, ok) if not good]
-    if len(bad) == len(paths):
-        raise UserError(f"none of the {len(paths)} images in {str(root)!r} could be decoded (first: {bad[0]})")
-    if bad:
-        log.warning("skipped %d of %d images in %s that could not be decoded: %s", len(bad), len(paths), root,
-                    ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
-    keep = [p for p, good in zip(paths, ok) if good]
+    keep = readable_images(root)  # every readable image below root, bad ones counted and named
     return keep, np.zeros(len(keep), np.int64), []
 
 

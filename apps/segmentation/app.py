@@ -166,18 +166,9 @@ class SegmentationApp(App):
         return {"serving_default": [{"images": encoded}], "probabilities": [{"images": encoded[:1]}]}
 
     def predict_request(self, paths, info, cfg):
-        from common.images import is_readable_image
+        from common.images import read_image_files
 
-        blobs = []
-        for p in paths:
-            path = Path(p)
-            if not path.is_file():
-                raise UserError(f"{p}: no such image file; pass paths of JPEG/PNG/BMP/GIF images")
-            blob = path.read_bytes()
-            if not is_readable_image(blob):
-                raise UserError(f"{p}: not a readable JPEG/PNG/BMP/GIF image")
-            blobs.append(blob)
-        return "serving_default", {"images": np.array(blobs, dtype=object)}
+        return "serving_default", {"images": read_image_files(paths)}
 
     def render_predictions(self, paths, outputs, info, out_dir) -> list:
         """Per input: <stem>_overlay.png (image | colour mask | overlay) and <stem>_mask.png

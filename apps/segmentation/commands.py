@@ -50,9 +50,10 @@ def _check(args) -> int:
 
 def _arguments(p) -> None:
     p.add_argument("path", help="dataset root: images/ + masks/ (or train/images, ...) or a VOC2012 folder")
-    p.add_argument("--source", choices=("pairs", "voc"), default="pairs")
+    p.add_argument("--source", choices=("pairs", "voc"), default="pairs",
+                   help="pairs: images/ + masks/ PNG pairs; voc: a Pascal VOC folder")
     p.add_argument("--image-size", type=int, default=64, help="the size training would resize to")
-    p.add_argument("--ignore-index", type=int, default=255)
+    p.add_argument("--ignore-index", type=int, default=255, help="mask value excluded from loss and metrics")
     p.add_argument("--num-classes", type=int, default=0, help="without labels.txt: classes 0..N-1")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any pair is skipped")
 

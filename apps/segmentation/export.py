@@ -11,6 +11,7 @@ import io
 import numpy as np
 
 import common
+from common.images import decode_upright
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
@@ -20,7 +21,7 @@ PAD_CLASS = -1  # class_ids beyond an image's own height/width in a batch of mix
 
 def _decode(encoded, size: int):
     """Encoded image -> (float32 [size, size, 3] stretched to the model size, [h, w])."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image = decode_upright(encoded)  # EXIF orientation applied, as cv2 does when training reads it
     hw = tf.shape(image)[:2]
     resized = tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
     return tf.clip_by_value(resized, 0.0, 255.0), hw
