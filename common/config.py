@@ -141,12 +141,12 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             if typ is float or isinstance(value, float):
                 number = float(value)
                 if not math.isfinite(number):  # .inf / .nan from YAML
-                    raise ValueError("not finite")
+                    raise UserError(f"config key {key!r} expects a finite number, got {value!r}")
                 if typ is int and number != int(number):
                     raise UserError(f"config key {key!r} expects an integer, got {value!r}")
             number = typ(number)
         except (TypeError, ValueError, OverflowError):
-            raise UserError(f"config key {key!r} expects a finite {typ.__name__}, got {value!r}") from None
+            raise UserError(f"config key {key!r} expects {typ.__name__}, got {value!r}") from None
         return number
     if typ is str:
         return "" if value is None else str(value)
