@@ -130,18 +130,24 @@ def test_bad_data_yaml_is_a_user_error(tmp_path):
         formats.read_records(tmp_path / "data.yaml")
 
 
+def _write_yolo_train(root, n):
+    """images/train + labels/train of `n` generated images with their YOLO label files."""
+    truth = _write_images(root / "images" / "train", n=n)
+    (root / "labels" / "train").mkdir(parents=True)
+    for path, boxes, classes, (w, h) in truth:
+        (root / "labels" / "train" / f"{path.stem}.txt").write_text("".join(
+            f"{c} {(b[0] + b[2]) / 2 / w} {(b[1] + b[3]) / 2 / h} {(b[2] - b[0]) / w} {(b[3] - b[1]) / h}\n"
+            for b, c in zip(boxes, classes)))
+    return truth
+
+
 def test_app_datasets_from_a_user_yaml(tmp_path):
     import dataclasses
 
     from apps.detection import APP
     from apps.detection.config import smoke
 
-    truth = _write_images(tmp_path / "images" / "train", n=4)
-    (tmp_path / "labels" / "train").mkdir(parents=True)
-    for path, boxes, classes, (w, h) in truth:
-        (tmp_path / "labels" / "train" / f"{path.stem}.txt").write_text("".join(
-            f"{c} {(b[0] + b[2]) / 2 / w} {(b[1] + b[3]) / 2 / h} {(b[2] - b[0]) / w} {(b[3] - b[1]) / h}\n"
-            for b, c in zip(boxes, classes)))
+    _write_yolo_train(tmp_path, n=4)
     (tmp_path / "data.yaml").write_text(yaml.safe_dump(
         {"train": "images/train", "test": "images/train", "names": {i: n for i, n in enumerate(NAMES)}}))
     cfg = smoke()
@@ -160,12 +166,7 @@ def test_missing_val_and_test_are_carved_from_train(tmp_path, caplog):
     from apps.detection import APP
     from apps.detection.config import smoke
 
-    truth = _write_images(tmp_path / "images" / "train", n=10)
-    (tmp_path / "labels" / "train").mkdir(parents=True)
-    for path, boxes, classes, (w, h) in truth:
-        (tmp_path / "labels" / "train" / f"{path.stem}.txt").write_text("".join(
-            f"{c} {(b[0] + b[2]) / 2 / w} {(b[1] + b[3]) / 2 / h} {(b[2] - b[0]) / w} {(b[3] - b[1]) / h}\n"
-            for b, c in zip(boxes, classes)))
+    _write_yolo_train(tmp_path, n=10)
     (tmp_path / "data.yaml").write_text(yaml.safe_dump(
         {"train": "images/train", "names": {i: n for i, n in enumerate(NAMES)}}))
     cfg = smoke()
