@@ -108,7 +108,7 @@ def test_tflite_halves_score_the_elbo_like_keras(loaded, tmp_path):
         as_keras = lambda feeds, f=reference: {k: v.numpy() for k, v in f(**{n: tf.constant(a) for n, a in feeds.items()}).items()}  # noqa: E731
         keras_scores[target.name] = APP.tflite_evaluate(as_keras, data, run.cfg, run.info, target)
         lite = LiteRTSignature(convert(target.saved_model_dir, target.signature, "float32").model, target.signature)
-        got = APP.tflite_evaluate(lite, data, run.cfg, run.info, target.name)  # by name: extras from data
+        got = APP.tflite_evaluate(lite, data, run.cfg, run.info, target)
         assert got["neg_elbo"] == pytest.approx(keras_scores[target.name]["neg_elbo"], abs=1e-2)
         assert got["max_pixel_diff"] < 0.05 and got["num_examples"] == run.cfg.eval.tflite_examples
     # both halves Keras: the pairing gives the same ELBO whichever half is "converted"

@@ -202,13 +202,13 @@ class TranslationApp(App):
         from apps.translation.export import write_tflite_targets
 
         targets = write_tflite_targets(state.model, data, cfg, workdir)
-        data.extras["tflite_targets"] = {t.name: t for t in targets}  # tflite_evaluate gets a name
+        data.extras["tflite_targets"] = {t.name: t for t in targets}  # the step target runs with the encoder
         return targets
 
     def tflite_evaluate(self, run_signature, data, cfg, info, target):
         from apps.translation.export import tflite_translate
 
-        name = getattr(target, "name", target)
+        name = target.name
         targets = data.extras.get("tflite_targets", {})
         if name not in targets:
             raise UserError(f"unknown TFLite target {name!r}; convert the run again")

@@ -101,17 +101,10 @@ def write_tflite_targets(model, data, cfg, workdir) -> list[TFLiteTarget]:
     splits = {"calibration_split": f"val ({len(calibration)} sentences; the step: their greedy decoding steps)",
               "evaluation_split": f"test (the first {min(cfg.decode.tflite_sentences, len(data.extras['test']))} "
                                   "sentences, greedy)"}
-    return [_target(name="encoder", saved_model_dir=encoder_dir, representative_data=encoder_samples,
+    return [TFLiteTarget(name="encoder", saved_model_dir=encoder_dir, representative_data=encoder_samples,
                     extras=extras, **splits),
-            _target(name="decoder_step", saved_model_dir=step_dir, representative_data=step_samples,
+            TFLiteTarget(name="decoder_step", saved_model_dir=step_dir, representative_data=step_samples,
                     extras=extras, **splits)]
-
-
-def _target(**fields) -> TFLiteTarget:
-    """A TFLiteTarget with the fields this version of common/app.py has (the split
-    descriptions are new there)."""
-    known = set(TFLiteTarget.__dataclass_fields__)
-    return TFLiteTarget(**{k: v for k, v in fields.items() if k in known})
 
 
 def _saved_signature(path):

@@ -199,7 +199,6 @@ class VAEApp(App):
                                         representative_data=_calibration(half, model, data, cfg),
                                         extras={"half": half, "model": model}))
         # tflite_evaluate may be handed the target's name only; the same extras by name:
-        data.extras["tflite"] = {t.name: t.extras for t in targets}
         return targets
 
     def tflite_evaluate(self, run_signature, data, cfg, info, target):
@@ -210,7 +209,7 @@ class VAEApp(App):
         reference run and each TFLite run score exactly the same samples, and a change
         in the ELBO is the converted half's. max_pixel_diff compares the reconstruction
         (from the posterior mean) with the all-Keras one, in 0..255 pixels."""
-        extras = target.extras if isinstance(target, TFLiteTarget) else data.extras["tflite"][target]
+        extras = target.extras
         half, model = extras["half"], extras["model"]
         likelihood = cfg.model.likelihood
         images = split_images(data, cfg.eval.tflite_examples)
