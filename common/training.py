@@ -66,6 +66,21 @@ def apply_gradients(tape, loss, variables, optimizer, clip_norm: float = 0.0):
     return grads
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Wall seconds of every `model.fit` epoch in `.seconds`: how the benchmarks time the
+    keras-io recipes they compare against."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._t0)
+
+
 def sync_batch_norm() -> bool:
     """True when models are being built for several replicas.
 

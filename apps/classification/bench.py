@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +57,7 @@ def ours(data_dir: Path, work: Path, precision: str, epochs: int, steps: int, si
 def kerasio_fit(data_dir: Path, epochs: int, steps: int, size: int, batch: int) -> float:
     from apps.classification.config import default
     from apps.classification.model import build_classifier
+    from common.training import EpochTimer
 
     keras.mixed_precision.set_global_policy("float32")
     ds = keras.utils.image_dataset_from_directory(str(data_dir), image_size=(size, size), batch_size=batch,
@@ -65,17 +65,10 @@ def kerasio_fit(data_dir: Path, epochs: int, steps: int, size: int, batch: int) 
     model = build_classifier(default().model, size, len(ds.class_names))
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    times = []
+    timer = EpochTimer()
 
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.t0)
-
-    model.fit(ds.repeat(), epochs=epochs, steps_per_epoch=steps, callbacks=[Timer()], verbose=0)
-    later = times[1:] or times
+    model.fit(ds.repeat(), epochs=epochs, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+    later = timer.seconds[1:] or timer.seconds
     return float(steps * batch / np.mean(later))
 
 

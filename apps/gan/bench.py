@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +86,7 @@ def main(argv=None) -> int:
     from common import shapes
     from common.app import Datasets
     from common.precision import cpu_has_fast_bfloat16
-    from common.training import TrainContext, make_optimizer
+    from common.training import EpochTimer, TrainContext, make_optimizer
 
     p = argparse.ArgumentParser(prog="ksuite bench gan", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,22 +122,15 @@ def main(argv=None) -> int:
                 keras.losses.BinaryCrossentropy(from_logits=True))
     kio_ds = tf.data.Dataset.from_tensor_slices((images.astype(np.float32),)).shuffle(len(images), seed=0) \
         .batch(batch, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE)
-    kio_times = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            kio_times.append(time.perf_counter() - self.t0)
+    timer = EpochTimer()
 
     ours_rates, kio_rates = [], []
     for r in range(args.rounds):
         trainer.cfg = dataclasses.replace(trainer.cfg, epochs=r + 1)
         record = trainer.fit()[-1]
         ours_rates.append(record["examples_per_sec"])
-        gan.fit(kio_ds, epochs=1, steps_per_epoch=args.steps, callbacks=[Timer()], verbose=0)
-        kio_rates.append(args.steps * batch / kio_times[-1])
+        gan.fit(kio_ds, epochs=1, steps_per_epoch=args.steps, callbacks=[timer], verbose=0)
+        kio_rates.append(args.steps * batch / timer.seconds[-1])
         print(f"round {r + 1}: ours {ours_rates[-1]:.1f} images/s, keras-io {kio_rates[-1]:.1f} images/s"
               + (" (warm-up)" if r == 0 else ""), flush=True)
     tmp.cleanup()

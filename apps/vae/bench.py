@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +83,7 @@ def kerasio_fit(overrides: list[str], epochs: int, steps: int) -> float:
     from apps.vae import APP
     from apps.vae.model import build_decoder, build_encoder
     from common import config as config_lib
+    from common.training import EpochTimer
 
     keras.mixed_precision.set_global_policy("float32")
     cfg = config_lib.resolve(APP.presets, "default", None, overrides)
@@ -92,17 +92,10 @@ def kerasio_fit(overrides: list[str], epochs: int, steps: int) -> float:
     vae = KerasIOVAE(build_encoder(cfg.model, size, channels),
                      build_decoder(cfg.model, size, channels, cfg.model.likelihood), cfg.model.likelihood)
     vae.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate))
-    times = []
+    timer = EpochTimer()
 
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.t0)
-
-    vae.fit(data.train_epoch(0).repeat(), epochs=epochs, steps_per_epoch=steps, callbacks=[Timer()], verbose=0)
-    later = times[1:] or times
+    vae.fit(data.train_epoch(0).repeat(), epochs=epochs, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+    later = timer.seconds[1:] or timer.seconds
     return float(steps * cfg.train.batch_size / np.mean(later))
 
 
