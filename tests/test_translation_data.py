@@ -118,3 +118,19 @@ def test_wordpiece_round_trip_in_graph_and_in_python(tmp_path):
     assert [s.decode() for s in tok.detokenize(with_end).numpy()] == back
     unknown = tok.tokenize(tf.constant(["Zebra ünïcode"])).to_list()[0]
     assert 1 in unknown  # pieces the vocabulary lacks become [UNK]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_vocabularies_per_side_or_shared(tmp_path, shared):
+    from apps.translation.data import SOURCE_VOCAB, TARGET_VOCAB, vocabularies
+    from common.app import Artifacts
+
+    cfg = cfg_lib.smoke()
+    cfg.data.shared_vocabulary = shared
+    pairs = [("the red house", "la maison rouge"), ("Paris in May", "Paris en mai")] * 30
+    src, tgt = vocabularies(cfg, Artifacts(tmp_path), pairs)
+    assert (src == tgt) is shared
+    assert ("maison" in src) is shared and ("house" in tgt) is shared  # the other side's words
+    assert "house" in src and "maison" in tgt
+    assert (tmp_path / SOURCE_VOCAB).read_text().splitlines() == src
+    assert (tmp_path / TARGET_VOCAB).read_text().splitlines() == tgt

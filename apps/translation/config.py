@@ -24,6 +24,9 @@ class DataConfig:
     max_target_tokens: int = 32
     source_vocab_size: int = 4000
     target_vocab_size: int = 4000
+    # One vocabulary learned from both sides (its size: source_vocab_size), written as both
+    # vocab files: pairs that share a script (names, numbers, cognates) then share pieces.
+    shared_vocabulary: bool = False
     lowercase: bool = False
     bucket_boundaries: tuple[int, ...] = (8, 16, 24)  # source lengths (pieces) that start a new bucket
     shuffle_buffer: int = 50000

@@ -142,9 +142,14 @@ def vocabularies(cfg, artifacts, train_pairs) -> tuple[list, list]:
     """Learned from the training split the first time, then read back from the run."""
     d = cfg.data
     if not (artifacts.exists(SOURCE_VOCAB) and artifacts.exists(TARGET_VOCAB)):
-        log.info("learning WordPiece vocabularies from %d training pairs", len(train_pairs))
-        src = learn_vocabulary([p[0] for p in train_pairs], d.source_vocab_size, d.lowercase)
-        tgt = learn_vocabulary([p[1] for p in train_pairs], d.target_vocab_size, d.lowercase)
+        sources, targets = [p[0] for p in train_pairs], [p[1] for p in train_pairs]
+        if d.shared_vocabulary:
+            log.info("learning one shared WordPiece vocabulary from %d training pairs", len(train_pairs))
+            src = tgt = learn_vocabulary(sources + targets, d.source_vocab_size, d.lowercase)
+        else:
+            log.info("learning WordPiece vocabularies from %d training pairs", len(train_pairs))
+            src = learn_vocabulary(sources, d.source_vocab_size, d.lowercase)
+            tgt = learn_vocabulary(targets, d.target_vocab_size, d.lowercase)
         artifacts.write_text(SOURCE_VOCAB, "\n".join(src) + "\n")
         artifacts.write_text(TARGET_VOCAB, "\n".join(tgt) + "\n")
     return (artifacts.read_text(SOURCE_VOCAB).splitlines(), artifacts.read_text(TARGET_VOCAB).splitlines())
