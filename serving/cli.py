@@ -45,6 +45,12 @@ def _cmd_loadtest(args) -> int:
     protocol = "grpc" if args.grpc else "rest"
     signature, inputs = load_inputs(args.input_json, args.warmup_from, args.signature)
     signature = args.signature or signature
+    if args.rows < 0:
+        raise UserError(f"--rows {args.rows}: give a positive number of rows per request")
+    if args.rows:
+        import numpy as np
+
+        inputs = {k: np.resize(v, (args.rows,) + v.shape[1:]) for k, v in inputs.items()}
     factory = make_caller_factory(protocol, args.server, args.model, signature, inputs, args.timeout,
                                   args.version, args.label)
     report = run_load(factory, args.concurrency, args.requests, args.duration, progress_desc="loadtest")
@@ -164,6 +170,8 @@ def register(subparsers) -> None:
     p.add_argument("--requests", type=int, help="total request budget")
     p.add_argument("--duration", type=float, help="time limit in seconds")
     p.add_argument("--warmup-from", metavar="VERSION_DIR", help="send the first warm-up request of this export")
+    p.add_argument("--rows", type=int, default=0,
+                   help="rows per request (the request's rows repeated); default: as given")
     p.add_argument("--out", default="loadtest.json", help="JSON report path")
     _add_target_flags(p)
     p.set_defaults(func=_cmd_loadtest)

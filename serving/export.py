@@ -13,6 +13,7 @@ sees complete versions, because TF Serving ignores folder names that are not int
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -23,6 +24,8 @@ import common
 from common.errors import UserError
 from serving.savedmodel import DEFAULT_SIGNATURE, describe_signatures, signature_defs, version_dirs
 from serving.warmup import MAX_WARMUP_RECORDS, read_warmup_file, write_warmup_file  # noqa: F401 (re-exported)
+
+log = logging.getLogger("ksuite.serving")
 
 
 def next_version(model_dir: str | Path) -> int:
@@ -61,6 +64,7 @@ def publish_version(base: str | Path, name: str, write_saved_model: Callable[[Pa
     if final.exists():
         raise UserError(f"{final} already exists; refusing to overwrite a published version. "
                         f"Omit --version to use the next free one ({next_version(model_dir)})")
+    previous = [p.stat().st_mtime for p in version_dirs(model_dir).values()]
     tmp = model_dir / f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         write_saved_model(tmp)
@@ -82,7 +86,25 @@ def publish_version(base: str | Path, name: str, write_saved_model: Callable[[Pa
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    if previous:
+        remove_stale_tmp(model_dir, max(previous))
     return final
+
+
+def remove_stale_tmp(model_dir: Path, older_than: float) -> list[Path]:
+    """Remove `.tmp-*` folders last changed before `older_than` (the newest earlier export):
+    exports killed mid-write. A newer one may be another export still running: kept."""
+    removed = []
+    for path in model_dir.glob(".tmp-*"):
+        try:
+            if path.is_dir() and path.stat().st_mtime < older_than:
+                shutil.rmtree(path)
+                removed.append(path)
+        except OSError as exc:  # raced with its own exporter's cleanup, or not ours to remove
+            log.warning("could not remove the stale export folder %s: %s", path, exc)
+    for path in removed:
+        log.info("removed %s, left by an export that did not finish", path)
+    return removed
 
 
 def export_run(run_dir: str | Path, base: str | Path, name: str | None = None,

@@ -80,11 +80,13 @@ def run_load(make_caller, concurrency: int, requests: int | None = None, duratio
     for thread in threads:
         thread.start()
     t_start = time.perf_counter()
+    cpu_start = time.process_time()  # this process's CPU, every thread: the client's own cost
     deadline_box["deadline"] = t_start + duration_s if duration_s else float("inf")
     start_barrier.wait()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - t_start
+    client_cpu = time.process_time() - cpu_start
     if bar is not None:
         bar.close()
     n_err = sum(errors.values())
@@ -96,6 +98,7 @@ def run_load(make_caller, concurrency: int, requests: int | None = None, duratio
         "error_messages": errors,
         "elapsed_s": round(elapsed, 3),
         "throughput_rps": round(len(latencies) / elapsed, 2) if elapsed > 0 else None,
+        "client_cpu_cores": round(client_cpu / elapsed, 2) if elapsed > 0 else None,
         **percentiles_ms(latencies),
     }
 

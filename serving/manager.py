@@ -169,7 +169,7 @@ class ModelManager:
     def _poll_model(self, model: ModelState) -> None:
         present = version_dirs(model.base_path)
         if not present and not model.warned_empty:
-            nested = sorted(c.name for c in model.base_path.iterdir() if version_dirs(c)) \
+            nested = sorted(c.name for c in model.base_path.iterdir() if version_dirs(c, warn=False)) \
                 if model.base_path.is_dir() else []
             hint = (f"; it holds model folders {nested}: point the base path at one of them"
                     if nested else "; waiting for a numbered version folder")

@@ -1,97 +1,82 @@
-"""Prometheus metrics in the text exposition format, named as tensorflow_model_server names
-them (`:tensorflow:serving:request_count`, `:tensorflow:serving:request_latency`, ...), so
+"""Prometheus metrics on `prometheus_client`, named as tensorflow_model_server names them
+(`:tensorflow:serving:request_count`, `:tensorflow:serving:request_latency`, ...), so
 dashboards and alerts written for TF Serving work against the embedded server too.
+
+Each server owns a CollectorRegistry (not the process-wide one): tests and the benchmark
+start several servers in one process, and each must count only its own requests.
 """
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+import math
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
 # Request latency buckets in microseconds (TF Serving reports latency in µs).
 LATENCY_BUCKETS_US = [50 * 2 ** i for i in range(18)]  # 50 µs .. ~6.5 s
 BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-
-def _labels(names, values) -> str:
-    def esc(v):
-        return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-    return ",".join(f'{n}="{esc(v)}"' for n, v in zip(names, values))
-
-
-class _Histogram:
-    def __init__(self, buckets):
-        self.buckets = buckets
-        self.counts = [0] * len(buckets)
-        self.total = 0
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-        self.total += 1
-        self.sum += value
+# TF Serving has no `<name>_created` series; without this every series would gain one.
+disable_created_metrics()
 
 
 class Metrics:
     def __init__(self):
-        self._lock = threading.Lock()
-        self.request_count = defaultdict(int)          # (model, api, entrypoint, status)
-        self.request_latency = {}                      # (model, api, entrypoint) -> hist
-        self.batch_size = {}                           # (model,) -> hist of real rows
-        self.padding_rows = defaultdict(int)           # (model,)
-        self.load_count = defaultdict(int)             # (model, status)
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self._requests = Counter(":tensorflow:serving:request_count", "The total number of requests.",
+                                 ("model_name", "API", "entrypoint", "status"), registry=reg)
+        self._latency = Histogram(":tensorflow:serving:request_latency",
+                                  "Distribution of wall time (in microseconds) for each request.",
+                                  ("model_name", "API", "entrypoint"), buckets=LATENCY_BUCKETS_US, registry=reg)
+        self._batch_size = Histogram(":tensorflow:serving:batching_session:processed_batch_size",
+                                     "Rows in each batch the batching layer ran (before padding).",
+                                     ("model_name",), buckets=BATCH_SIZE_BUCKETS, registry=reg)
+        self._padding = Counter(":tensorflow:serving:batching_session:padding_rows",
+                                "Rows added to reach an allowed batch size.", ("model_name",), registry=reg)
+        self._loads = Counter(":tensorflow:cc:saved_model:load_attempt_count",
+                              "The number of times a SavedModel version was loaded.",
+                              ("model_path", "status"), registry=reg)
 
     def observe_request(self, model: str, api: str, entrypoint: str, status: str, micros: float):
-        with self._lock:
-            self.request_count[(model, api, entrypoint, status)] += 1
-            hist = self.request_latency.setdefault((model, api, entrypoint), _Histogram(LATENCY_BUCKETS_US))
-            hist.observe(micros)
+        self._requests.labels(model, api, entrypoint, status).inc()
+        self._latency.labels(model, api, entrypoint).observe(micros)
 
     def observe_batch(self, model: str, rows: int, padded: int) -> None:
-        with self._lock:
-            self.batch_size.setdefault((model,), _Histogram(BATCH_SIZE_BUCKETS)).observe(rows)
-            self.padding_rows[(model,)] += padded - rows
+        self._batch_size.labels(model).observe(rows)
+        self._padding.labels(model).inc(padded - rows)
 
     def observe_load(self, model: str, status: str) -> None:
-        with self._lock:
-            self.load_count[(model, status)] += 1
+        self._loads.labels(model, status).inc()
 
     def render(self) -> str:
-        out = []
-        with self._lock:
-            self._counter(out, ":tensorflow:serving:request_count",
-                          "The total number of requests.",
-                          ("model_name", "API", "entrypoint", "status"), self.request_count)
-            self._histogram(out, ":tensorflow:serving:request_latency",
-                            "Distribution of wall time (in microseconds) for each request.",
-                            ("model_name", "API", "entrypoint"), self.request_latency)
-            self._histogram(out, ":tensorflow:serving:batching_session:processed_batch_size",
-                            "Rows in each batch the batching layer ran (before padding).",
-                            ("model_name",), self.batch_size)
-            self._counter(out, ":tensorflow:serving:batching_session:padding_rows",
-                          "Rows added to reach an allowed batch size.", ("model_name",), self.padding_rows)
-            self._counter(out, ":tensorflow:cc:saved_model:load_attempt_count",
-                          "The number of times a SavedModel version was loaded.",
-                          ("model_path", "status"), self.load_count)
-        return "\n".join(out) + "\n"
+        return exposition(self.registry)
 
-    @staticmethod
-    def _counter(out, name, help_, label_names, data):
-        out.append(f"# HELP {name} {help_}")
-        out.append(f"# TYPE {name} counter")
-        for key, value in sorted(data.items()):
-            out.append(f"{name}{{{_labels(label_names, key)}}} {value}")
 
-    @staticmethod
-    def _histogram(out, name, help_, label_names, data):
-        out.append(f"# HELP {name} {help_}")
-        out.append(f"# TYPE {name} histogram")
-        for key, hist in sorted(data.items()):
-            base = _labels(label_names, key)
-            for bound, count in zip(hist.buckets, hist.counts):
-                out.append(f'{name}_bucket{{{base},le="{bound}"}} {count}')
-            out.append(f'{name}_bucket{{{base},le="+Inf"}} {hist.total}')
-            out.append(f"{name}_sum{{{base}}} {hist.sum:g}")
-            out.append(f"{name}_count{{{base}}} {hist.total}")
+def exposition(registry: CollectorRegistry) -> str:
+    """The text format as tensorflow_model_server writes it.
+
+    prometheus_client's own writer (generate_latest) renames counters to `<name>_total` and
+    sorts labels alphabetically; TF Serving keeps the bare name and the declared label order,
+    and dashboards and alerts match on those, so the samples the library collects are
+    written here in TF Serving's form.
+    """
+    out = []
+    for family in registry.collect():
+        out.append(f"# HELP {family.name} {family.documentation}")
+        out.append(f"# TYPE {family.name} {family.type}")
+        for sample in family.samples:
+            name = family.name if family.type == "counter" else sample.name
+            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
+            out.append(f"{name}{{{labels}}} {_number(sample.value)}" if labels else f"{name} {_number(sample.value)}")
+    return "\n".join(out) + "\n"
+
+
+def _escape(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

@@ -6,10 +6,15 @@ protos from `saved_model.pb` instead of relying on Python-side function specs.
 """
 from __future__ import annotations
 
+import logging
+import re
+import threading
 from pathlib import Path
 
 import common  # noqa: F401  (environment set-up before TensorFlow)
 from common.errors import UserError
+
+log = logging.getLogger("ksuite.serving")
 
 SERVE_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"
@@ -95,15 +100,36 @@ def describe_signatures(sigs: dict) -> list[str]:
     return lines
 
 
-def version_dirs(base_path: str | Path) -> dict[int, Path]:
-    """{version: path} for every all-digit subdirectory (what TF Serving considers)."""
+_VERSION_NAME = re.compile(r"[0-9]+")   # ASCII digits only: str.isdigit() also accepts "²", "١"
+_MAX_VERSION = 2 ** 63 - 1              # versions are int64 in TF Serving's protos
+_warned_names: set = set()
+_warned_lock = threading.Lock()
+
+
+def version_dirs(base_path: str | Path, warn: bool = True) -> dict[int, Path]:
+    """{version: path} for every subdirectory named by ASCII digits (what TF Serving considers).
+
+    Other folders are ignored, with one warning per folder for the lifetime of the process
+    (the server polls every second); hidden ones (`.tmp-*`, exports in progress) silently.
+    """
     base_path = Path(base_path)
     if not base_path.is_dir():
         return {}
     found = {}
     for child in base_path.iterdir():
-        if child.name.isdigit() and child.is_dir():
+        if child.name.startswith(".") or not child.is_dir():
+            continue
+        if _VERSION_NAME.fullmatch(child.name) and int(child.name) <= _MAX_VERSION:
             found[int(child.name)] = child
+            continue
+        if not warn:
+            continue
+        with _warned_lock:
+            if child in _warned_names:
+                continue
+            _warned_names.add(child)
+        log.warning("ignoring folder %r in %s: a version folder is named by ASCII digits (1, 2, ...) "
+                    "below 2**63", child.name, base_path)
     return found
 
 

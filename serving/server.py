@@ -8,8 +8,9 @@ other on the command line, in docker-compose and in Kubernetes:
     ksuite serve --model_config_file=models.config --enable_batching \
         --batching_parameters_file=batching_parameters.txt --monitoring_config_file=monitoring.config
 
-Differences, all on the safe side: it binds 127.0.0.1 unless --host says otherwise, and
-bounds request size (--max_request_bytes) for both REST and gRPC.
+Differences, all on the safe side: it binds 127.0.0.1 unless --host says otherwise, bounds
+request size (--max_request_bytes) for both REST and gRPC, and bounds what REST clients can
+hold: connections, bytes in flight, time to send a request, JSON nesting (--rest_* flags).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import common  # noqa: F401
 from common.errors import UserError
+from serving.jsondepth import DEFAULT_MAX_JSON_DEPTH
 
 log = logging.getLogger("ksuite.serving")
 
@@ -57,6 +59,13 @@ class ServerOptions:
     allow_version_labels_for_unavailable_models: bool = False
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     grpc_max_threads: int = 32
+    rest_api_num_threads: int = 0
+    rest_max_connections: int = 1024
+    rest_max_inflight_bytes: int = 4 * DEFAULT_MAX_REQUEST_BYTES
+    rest_header_timeout_s: float = 10.0
+    rest_idle_timeout_s: float = 30.0
+    rest_body_timeout_s: float = 60.0
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
 
@@ -96,7 +105,21 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
         help="threads inside one TensorFlow op (0: TensorFlow's default)")
     add("--tensorflow_inter_op_parallelism", type=int, default=0,
         help="TensorFlow ops run in parallel (0: TensorFlow's default)")
-    add("--rest_api_num_threads", type=int, default=0, help="accepted for compatibility (thread per connection)")
+    add("--rest_api_num_threads", type=int, default=d.rest_api_num_threads,
+        help="threads handling REST requests (JSON, predict); 0: as many as --grpc_max_threads, "
+             "so both front ends admit the same concurrency into the model (and its batcher)")
+    add("--rest_max_connections", type=int, default=d.rest_max_connections,
+        help="open REST connections at most; a request on one over the cap gets 503 (default 1024)")
+    add("--rest_max_inflight_bytes", type=int, default=d.rest_max_inflight_bytes,
+        help="REST request bodies held at once, summed; over it: 503 (default 256 MiB)")
+    add("--rest_header_timeout_s", type=float, default=d.rest_header_timeout_s,
+        help="a request head must arrive within this long of its first byte (default 10)")
+    add("--rest_idle_timeout_s", type=float, default=d.rest_idle_timeout_s,
+        help="close a REST connection idle this long, new or kept alive (default 30)")
+    add("--rest_body_timeout_s", type=float, default=d.rest_body_timeout_s,
+        help="a request body must arrive within this long of its head (default 60)")
+    add("--max_json_depth", type=int, default=d.max_json_depth,
+        help="deepest JSON nesting a REST body may have; deeper: 400 (default 64; 0: no limit)")
     add("--rest_api_timeout_in_ms", type=int, default=30000, help="accepted for compatibility")
 
 
@@ -116,7 +139,6 @@ class ModelServer:
         self.rest_port = None
         self._config_mtime = None
         self._stop_config_poll = threading.Event()
-        self._rest_thread = None
 
     # ---- configuration ----------------------------------------------------------------
     def _model_config(self):
@@ -135,6 +157,20 @@ class ModelServer:
             raise UserError(f"--model_base_path {o.model_base_path} is not a folder; point it at "
                             "BASE/NAME written by `ksuite export`")
         return single_model_config(o.model_name, str(Path(o.model_base_path).absolute()))
+
+    def _check_limits(self) -> None:
+        o = self.options
+        for flag in ("max_request_bytes", "rest_max_connections", "rest_max_inflight_bytes",
+                     "rest_header_timeout_s", "rest_idle_timeout_s", "rest_body_timeout_s"):
+            if getattr(o, flag) <= 0:
+                raise UserError(f"--{flag}={getattr(o, flag)}: must be positive")
+        for flag in ("max_json_depth", "rest_api_num_threads"):
+            if getattr(o, flag) < 0:
+                raise UserError(f"--{flag}={getattr(o, flag)}: must be 0 (the default) or positive")
+        if o.rest_max_inflight_bytes < o.max_request_bytes:
+            raise UserError(f"--rest_max_inflight_bytes={o.rest_max_inflight_bytes} is below "
+                            f"--max_request_bytes={o.max_request_bytes}: a request of the largest allowed "
+                            "size could never be served; raise --rest_max_inflight_bytes")
 
     def _batching(self):
         from serving.configs import BatchingConfig, read_batching_parameters
@@ -160,9 +196,10 @@ class ModelServer:
         from serving.core import ServerCore
         from serving.errors import ServingError
         from serving.grpc_service import make_grpc_server
-        from serving.rest import RestServer
+        from serving.http_server import RestLimits, RestServer
 
         o = self.options
+        self._check_limits()
         if o.tensorflow_intra_op_parallelism:
             tf.config.threading.set_intra_op_parallelism_threads(o.tensorflow_intra_op_parallelism)
         if o.tensorflow_inter_op_parallelism:
@@ -190,15 +227,19 @@ class ModelServer:
         log.info("gRPC API at %s:%d", o.host, self.grpc_port)
         if o.rest_api_port:
             try:
-                self.rest = RestServer(o.host, o.rest_api_port, self.core, o.max_request_bytes, metrics_path)
+                limits = RestLimits(
+                    max_request_bytes=o.max_request_bytes, max_inflight_bytes=o.rest_max_inflight_bytes,
+                    max_connections=o.rest_max_connections, header_timeout_s=o.rest_header_timeout_s,
+                    idle_timeout_s=o.rest_idle_timeout_s, body_timeout_s=o.rest_body_timeout_s,
+                    max_json_depth=o.max_json_depth,
+                    num_threads=o.rest_api_num_threads or o.grpc_max_threads)
+                self.rest = RestServer(o.host, o.rest_api_port, self.core, limits, metrics_path)
             except OSError as exc:
                 self.stop(grace=0)
                 raise UserError(f"cannot listen for REST on {o.host}:{o.rest_api_port} ({exc}); "
                                 "pick another --rest_api_port") from None
             self.rest_port = self.rest.port
-            self._rest_thread = threading.Thread(target=self.rest.serve_forever, kwargs={"poll_interval": 0.2},
-                                                 name="rest", daemon=True)
-            self._rest_thread.start()
+            self.rest.start()
             log.info("REST API at http://%s:%d/v1/models/...", o.host, self.rest_port)
         if o.model_config_file and o.model_config_file_poll_wait_seconds > 0:
             threading.Thread(target=self._poll_config, daemon=True, name="config-poller").start()
@@ -225,9 +266,7 @@ class ModelServer:
         if self.grpc is not None:
             done = self.grpc.stop(grace)
         if self.rest is not None:
-            self.rest.shutdown()  # stops the accept loop
-            self.rest.tracker.wait_idle(grace)
-            self.rest.server_close()
+            self.rest.stop(grace)  # stops accepting, waits for requests in flight
         if done is not None:
             done.wait(grace + 1)
         if self.core is not None:

@@ -159,9 +159,48 @@ def array_to_tensor_proto(array: np.ndarray):
     return tf.make_tensor_proto(array)
 
 
+# A TensorProto whose shape asks for more than this many decoded bytes is refused before
+# numpy allocates it: a 20-byte message can otherwise declare a shape of 2**40 elements.
+MAX_DECODED_BYTES = 2 ** 31
+
+
+def check_tensor_proto(proto, name: str) -> None:
+    """Reject shapes TF Serving rejects: unknown rank, negative dimensions (numpy would read
+    -1 as "infer"), element counts past int64, and values that do not fit the shape."""
+    import tensorflow as tf
+
+    shape = proto.tensor_shape
+    if shape.unknown_rank:
+        raise invalid(f"input '{name}' has an unknown rank; send a TensorProto with a full tensor_shape")
+    dims = [d.size for d in shape.dim]
+    if any(d < 0 for d in dims):
+        raise invalid(f"input '{name}' has a negative dimension in its shape {dims}")
+    count = 1
+    for d in dims:
+        count *= d
+    if count > 2 ** 63 - 1:
+        raise invalid(f"input '{name}' has shape {dims} whose element count overflows int64")
+    dtype = tf.dtypes.as_dtype(proto.dtype)
+    itemsize = 0 if dtype == tf.string else dtype.size
+    if count * itemsize > MAX_DECODED_BYTES:
+        raise invalid(f"input '{name}' has shape {dims}: {count * itemsize} bytes decoded, over the "
+                      f"server's limit of {MAX_DECODED_BYTES}")
+    if proto.tensor_content:
+        if len(proto.tensor_content) != count * itemsize:
+            raise invalid(f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes but shape "
+                          f"{dims} of {dtype.name} needs {count * itemsize}")
+        return
+    values = max((len(value) for field, value in proto.ListFields() if field.name.endswith("_val")), default=0)
+    if dtype.is_complex:
+        values //= 2
+    if values > count:  # fewer is allowed: TensorFlow repeats the last value
+        raise invalid(f"input '{name}' has {values} values but its shape {dims} holds {count}")
+
+
 def tensor_proto_to_array(proto, name: str) -> np.ndarray:
     import tensorflow as tf
 
+    check_tensor_proto(proto, name)
     try:
         return tf.make_ndarray(proto)
     except Exception as exc:  # noqa: BLE001 - a malformed proto from the client
