@@ -50,7 +50,7 @@ def _mvn_logpdf(x, mean, cov):
 def _discretised_reference(pixels, loc, log_scale, dist):
     """log P(bin) in float64 straight from the CDF: the definition the fast code must match."""
     x = pixels / 127.5 - 1.0
-    scale = np.exp(np.maximum(log_scale, losses.MIN_LOG_SCALE))
+    scale = np.exp(losses.MIN_LOG_SCALE + np.logaddexp(0.0, log_scale - losses.MIN_LOG_SCALE))  # smooth floor
     upper = np.where(pixels > 254.5, np.inf, x + 1 / 255)
     lower = np.where(pixels < 0.5, -np.inf, x - 1 / 255)
     # the upper-tail form avoids 1 - 1 cancellation in float64 too
@@ -115,6 +115,79 @@ def test_gaussian_kl_closed_form_matches_monte_carlo():
     mc = (_norm_logpdf(z, mean, np.exp(0.5 * logvar)) - _norm_logpdf(z)).sum(1).mean()
     got = float(losses.gaussian_kl(tf.constant(mean[None], tf.float32), tf.constant(logvar[None], tf.float32))[0])
     assert got == pytest.approx(mc, abs=0.01)
+
+
+@pytest.mark.parametrize("family", ["logistic", "gaussian"])
+def test_likelihood_and_its_gradients_are_finite_at_extreme_parameters(family):
+    """Every bin, locations far outside [-1, 1], log-scales far past both ends of the range
+    a decoder should produce: log P and both gradients stay finite (no inf - inf, 0 * inf)."""
+    levels = np.arange(256, dtype=np.float32)
+    locs = [-1e6, -30.0, -1.0, 0.0, 0.999, 1.0, 30.0, 1e6]
+    log_scales = [-1e4, -30.0, -7.0, -2.0, 0.0, 20.0, 88.8, 200.0, 1e4]
+    grid = np.array([(m, s) for m in locs for s in log_scales], np.float32)
+    pixels = tf.constant(np.tile(levels, len(grid)))
+    loc = tf.constant(np.repeat(grid[:, 0], 256))
+    log_scale = tf.constant(np.repeat(grid[:, 1], 256))
+    with tf.GradientTape() as tape:
+        tape.watch([loc, log_scale])
+        lp = losses.discretised_log_prob(pixels, loc, log_scale, family)
+        total = tf.reduce_sum(lp)
+    g_loc, g_scale = tape.gradient(total, [loc, log_scale])
+    where = np.stack([loc.numpy(), log_scale.numpy(), pixels.numpy()], 1)
+    for name, t in (("log P", lp), ("d/d loc", g_loc), ("d/d log_scale", g_scale)):
+        bad = ~np.isfinite(t.numpy())
+        assert not bad.any(), f"{name} not finite at (loc, log_scale, pixel) {where[bad][:3]}"
+    assert np.all(lp.numpy() <= 1e-6)
+
+
+def test_log_scale_floor_is_smooth_and_still_passes_gradient_below_it():
+    raw = tf.constant([-12.0, -9.0, -7.0, -4.0, -2.0, 1.0])
+    floored = losses.floored_log_scale(raw).numpy()
+    assert np.all(floored > losses.MIN_LOG_SCALE) and np.all(np.diff(floored) > 0)
+    np.testing.assert_allclose(floored[-2:], [-2.0, 1.0], atol=0.01)  # the identity where decoders live
+    # a pixel 20 levels from a location whose raw log-scale is under the floor: the
+    # likelihood must still ask for a wider scale (a hard floor gives exactly 0 here)
+    log_scale = tf.constant([-12.0])
+    with tf.GradientTape() as tape:
+        tape.watch(log_scale)
+        lp = losses.discretised_log_prob(tf.constant([148.0]), tf.constant([0.0]), log_scale)[0]
+    assert float(tape.gradient(lp, log_scale)[0]) > 1e-3
+
+
+def test_encoder_log_variance_is_bounded_so_an_exploded_head_cannot_overflow():
+    """The default preset's NaN: the encoder's log-variance reached +84, exp() of it in the
+    KL overflowed, and Adam turned the inf gradient into NaN weights. With the head's bias
+    pushed to +-500 the log-variance stays in range and a training step stays finite."""
+    from apps.vae.model import LOGVAR_RANGE
+
+    cfg = _cfg("model.kl_warmup_steps=0", "train.clip_norm=0")
+    for bias in (500.0, -500.0):
+        state, batch, step = _one_step(cfg)
+        head = state.models["encoder"].get_layer("log_variance")
+        head.bias.assign(tf.fill(head.bias.shape, bias))
+        _, logvar = state.models["encoder"](batch)
+        assert LOGVAR_RANGE[0] <= float(tf.reduce_min(logvar)) and float(tf.reduce_max(logvar)) <= LOGVAR_RANGE[1]
+        out = APP.train_step(state, batch, step)
+        assert all(np.isfinite(float(v)) for v in out.values()), (bias, out)
+        assert all(np.isfinite(v.numpy()).all() for v in state.trainable_variables("model")), bias
+
+
+def test_initialisation_carries_the_latents_through_both_networks():
+    """At initialisation the default-size encoder's means must vary with the image and the
+    decoder's outputs with z. With Keras's default init and SiLU they shrank ~2x per layer
+    (mean std 7e-4, decoder output std 2e-4 across z): the latents carried nothing and
+    training crawled or blew up."""
+    from apps.vae.model import build_decoder, build_encoder
+    from common import shapes
+
+    cfg = config.resolve(APP.presets, "default")
+    images = shapes.classification_images(64, 32, seed=9)[0].astype(np.float32)
+    mean, _ = build_encoder(cfg.model, 32, 3)(images)
+    assert 0.1 < float(np.std(mean)) < 10.0
+    loc, log_scale = build_decoder(cfg.model, 32, 3, "logistic")(np.random.default_rng(0).standard_normal((64, 32)))
+    spread = np.std(loc.numpy(), axis=0).mean()  # over z, per output pixel
+    assert 0.05 < spread < 1.0
+    assert -2.5 < float(np.mean(log_scale)) < -1.5
 
 
 def test_kl_warmup_ramps_to_beta():

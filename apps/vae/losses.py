@@ -16,7 +16,7 @@ import common
 tf = common.quiet_import_tensorflow()
 
 LOG_2PI = math.log(2.0 * math.pi)
-MIN_LOG_SCALE = -7.0  # decoder scale floor (PixelCNN++): keeps densities finite
+MIN_LOG_SCALE = -7.0  # decoder scale floor (as PixelCNN++): keeps densities finite
 HALF_BIN = 1.0 / 255.0  # half a bin on the [-1, 1] scale
 
 
@@ -41,14 +41,27 @@ def log_ndtr(a):
     return tf.where(a > 0.0, upper, tf.where(a > -10.0, middle, tail))
 
 
+def floored_log_scale(raw):
+    """The decoder's raw log-scale output, floored smoothly at MIN_LOG_SCALE.
+
+    A hard floor (tf.maximum, as in PixelCNN++) passes no gradient below it: a pixel whose
+    raw log-scale fell under -7 while its location was wrong cost hundreds of nats and
+    could not widen its scale (seen in the default preset's early steps: raw -11, the
+    batch's reconstruction loss doubled). softplus keeps a gradient everywhere and is
+    within 0.02 of the raw value above -3."""
+    raw = tf.cast(raw, tf.float32)
+    return MIN_LOG_SCALE + tf.nn.softplus(raw - MIN_LOG_SCALE)
+
+
 def discretised_log_prob(pixels, loc, log_scale, family: str = "logistic"):
     """log P(pixel) per sub-pixel for 8-bit pixels under a discretised logistic/Gaussian.
 
-    pixels: 0..255 whole numbers; loc on the [-1, 1] scale; log_scale floored at -7.
+    pixels: 0..255 whole numbers; loc on the [-1, 1] scale; log_scale: the decoder's raw
+    output, floored smoothly at -7 (floored_log_scale).
     """
     x = to_unit(pixels)
     loc = tf.cast(loc, tf.float32)
-    log_scale = tf.maximum(tf.cast(log_scale, tf.float32), MIN_LOG_SCALE)
+    log_scale = floored_log_scale(log_scale)
     inv = tf.exp(-log_scale)
     centred = x - loc
     plus, minus = inv * (centred + HALF_BIN), inv * (centred - HALF_BIN)
@@ -97,7 +110,11 @@ def mean_image(params, likelihood: str):
     """The decoder's image for display and serving: 0..255 float32."""
     if likelihood == "bernoulli":
         return tf.sigmoid(tf.cast(params[0], tf.float32)) * 255.0
-    return tf.clip_by_value((tf.cast(params[0], tf.float32) + 1.0) * 127.5, 0.0, 255.0)
+    # clip before scaling: the same numbers in float, but in an int8 TFLite graph no tensor
+    # holds the location's outliers x 127.5 (one int8 step was 11 pixel levels in a probe
+    # decoder). Clipping loc + 1 to [0, 2], not loc to [-1, 1]: the latter becomes
+    # RELU_N1_TO_1, which has no int16x8 kernel.
+    return tf.clip_by_value(tf.cast(params[0], tf.float32) + 1.0, 0.0, 2.0) * 127.5
 
 
 def gaussian_kl_per_dim(mean, logvar):
