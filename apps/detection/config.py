@@ -74,7 +74,7 @@ class LossConfig:
     topk: int = 10  # task-aligned assigner: candidates per ground-truth box
     alpha: float = 0.5  # alignment = score**alpha * iou**beta
     beta: float = 6.0
-    assigner_overlap: str = "iou"  # iou | ciou (Ultralytics YOLOv8 ranks by CIoU clamped at 0)
+    assigner_overlap: str = "iou"  # iou | ciou (YOLOv8's); measured equal on default, docs/detection.md
 
     def validate(self) -> None:
         if self.assigner_overlap not in ("iou", "ciou"):
