@@ -195,6 +195,24 @@ def test_export_translates_without_the_run_folder(tmp_path):
     got, got_beam = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == want and got_beam == want_beam
 
+    # `ksuite serve` answers the same strings over REST and gRPC (TF Text ops registered).
+    from tests.serving_helpers import start_embedded
+
+    (tmp_path / "models" / "translation").mkdir(parents=True)
+    (tmp_path / "export").rename(tmp_path / "models" / "translation" / "1")
+    target = start_embedded(model_name="translation", model_base_path=str(tmp_path / "models" / "translation"),
+                            file_system_poll_wait_seconds=0)
+    try:
+        rest = target.rest().predict_raw("translation", {"instances": sentences})["predictions"]
+        assert rest == want
+        beam = target.rest().predict_raw("translation", {"signature_name": "translate_beam", "inputs": {
+            "sentences": sentences, "beam_width": [3, 3, 3]}})["outputs"]["translations"]
+        assert beam == want_beam
+        grpc = target.grpc().predict("translation", {"sentences": np.array(sentences, dtype=object)})
+        assert [t.decode() for t in grpc["translations"]] == want
+    finally:
+        target.stop()
+
 
 def test_unrolled_rnn_encoder_for_tflite_is_the_same_function():
     """TFLite targets of the RNN use an unrolled twin of the encoder (int8 calibration of
