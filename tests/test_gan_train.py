@@ -15,7 +15,7 @@ from apps.gan import sampling
 from apps.gan.app import GanApp
 from apps.gan.config import PRESETS
 from common.app import StepContext
-from common.config import merge, parse_override
+from common.config import merge, parse_override, validate
 from tests.conftest import ksuite_cmd, subprocess_env
 
 tf = common.quiet_import_tensorflow()
@@ -91,8 +91,8 @@ def test_checkpoint_restores_both_networks_both_optimizers_and_the_ema(tmp_path)
 @pytest.mark.parametrize("preset,overrides", [
     ("stylegan-smoke", []),
     ("smoke", ["model.loss=wgan-gp", "model.d_norm=layer", "stability.critic_steps=2", "model.conditional=true"]),
-    ("smoke", ["model.loss=hinge"]),
-    ("stylegan-smoke", ["model.conditional=true", "stability.r1_every=1"]),
+    ("smoke", ["model.loss=hinge", "stability.augment=color,translation,cutout"]),
+    ("stylegan-smoke", ["model.conditional=true", "stability.r1_every=1", "stability.augment=translation,cutout"]),
 ])
 def test_train_step_variants(preset, overrides):
     """Each architecture/loss/conditioning trains a few steps with finite, logged values."""
@@ -124,6 +124,28 @@ def test_train_step_variants(preset, overrides):
         assert np.allclose(np.array(state.models["generator_ema"].w_avg), np.array(g.w_avg))
 
 
+def test_diff_augment_is_per_example_seeded_and_keeps_the_range_of_shifted_pixels():
+    """DiffAugment must not mix examples (R1/WGAN-GP stay per-example exact), must repeat
+    with the seed (resume) and must really move/mask pixels."""
+    from apps.gan.augment import diff_augment
+
+    x = tf.random.stateless_uniform([6, 16, 16, 3], [1, 2], -1.0, 1.0)
+    seed = tf.constant([300, 5], tf.int64)
+    policy = "color,translation,cutout"
+    y = diff_augment(x, policy, seed).numpy()
+    np.testing.assert_array_equal(diff_augment(x, policy, seed).numpy(), y)
+    assert not np.allclose(diff_augment(x, policy, seed + 1).numpy(), y)
+    changed = diff_augment(tf.concat([x[:1] * 0.5, x[1:]], 0), policy, seed).numpy()
+    np.testing.assert_array_equal(changed[1:], y[1:])  # example 0 alone changed
+    assert not np.allclose(changed[0], y[0])
+    moved = diff_augment(x, "translation,cutout", seed).numpy()
+    assert (moved == 0).mean() > 0.15  # cutout (1/4 of the area) plus shifted-in borders
+    kept = moved[moved != 0]
+    assert np.isin(kept, x.numpy()).all()  # translation/cutout only move or blank pixels
+    with pytest.raises(Exception, match="unknown"):
+        validate(merge(PRESETS["smoke"](), parse_override("stability.augment=colour")))
+
+
 def test_serving_signature_matches_sample_and_returns_png(smoke_run, tmp_path):
     from common.run import load_run
 
@@ -143,6 +165,32 @@ def test_serving_signature_matches_sample_and_returns_png(smoke_run, tmp_path):
     truncated = fn(seeds=tf.constant([5], tf.int64), truncation=tf.constant([0.0]))["images"].numpy()
     zero = fn(seeds=tf.constant([9], tf.int64), truncation=tf.constant([0.0]))["images"].numpy()
     np.testing.assert_array_equal(truncated, zero)  # psi 0: every seed gives the mean image
+
+
+def test_int8_tflite_generator_keeps_the_pixels_of_float(smoke_run, tmp_path):
+    """Full-int8 conversion of the generator target against float32 on the same latents.
+    The old post-processing clip((x+1)*127.5, 0, 255) left x+1 with the clip's 0..255
+    scale: three pixel levels, mean error ~30/255 on trained runs. Quantisation noise of a
+    tanh output (1/128 steps) plus int8 convs is a few pixel values."""
+    from common.run import load_run
+    from tflite.convert import convert
+    from tflite.runtime import LiteRTSignature
+
+    run = load_run(smoke_run[0])
+    data = run.datasets()
+    target = run.app.tflite_targets(run.state, data, run.cfg, str(tmp_path))[0]
+    runners = {mode: LiteRTSignature(convert(target.saved_model_dir, target.signature, mode, "float32",
+                                             target.representative_data).model, target.signature, 1)
+               for mode in ("float32", "int8")}
+    zs = sampling.latents_from_seeds(tf.constant(np.arange(32)), run.info["latent_dim"]).numpy()
+    out = {mode: np.stack([r({"z": z[None], "truncation": np.ones([1], np.float32)})["images"][0] for z in zs])
+           for mode, r in runners.items()}
+    keras_pixels = sampling.generate(run.state.models["generator_ema"], np.arange(32)).astype(np.float32)
+    assert np.abs(out["float32"] - keras_pixels).max() <= 1.0
+    diff = np.abs(out["int8"] - out["float32"])
+    assert diff.mean() < 4.0, diff.mean()
+    # the int8 output must resolve fine steps, not a handful of levels
+    assert len(np.unique(np.round(out["int8"]))) > 50
 
 
 def test_sample_command_writes_a_grid(smoke_run):

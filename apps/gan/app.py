@@ -8,6 +8,7 @@ import numpy as np
 import common
 from apps.gan import config as cfg_lib
 from apps.gan import losses, sampling
+from apps.gan.augment import diff_augment
 from apps.gan.data import real_splits, train_epoch_fn
 from apps.gan.features import META, load_feature_net, train_classifier
 from apps.gan.metrics import fid, kid, precision_recall_density_coverage
@@ -24,6 +25,8 @@ import keras  # noqa: E402
 CALIBRATION_SEED_BASE = 1_000_000
 # salts of the stateless draws inside a step (StepContext.seed); noise layers add 1000*(i+1)
 SALT_Z_D, SALT_Z_G, SALT_MIX, SALT_GP, SALT_NOISE_D, SALT_NOISE_G = 10, 30, 40, 50, 100, 200
+# DiffAugment draws (augment.py adds 1..7): reals 300 + 20 i, fakes 310 + 20 i, generator step 600
+SALT_AUG_D, SALT_AUG_G = 300, 600
 
 
 def _global_grad_norm(grads):
@@ -156,6 +159,9 @@ class GanApp(App):
             z = tf.random.stateless_normal([tf.shape(real)[0], m.latent_dim], seed=step.seed(SALT_Z_D + i))
             fake, _ = self._fake(g, cfg, z, cls, step, SALT_MIX + 5 * i, SALT_NOISE_D + 10 * i)
             fake = tf.stop_gradient(fake)
+            if st.augment:  # the same transform family on reals and fakes (DiffAugment)
+                real = diff_augment(real, st.augment, step.seed(SALT_AUG_D + 20 * i))
+                fake = diff_augment(fake, st.augment, step.seed(SALT_AUG_D + 10 + 20 * i))
             with tf.GradientTape() as tape:
                 real_logits = d(real, cls, training=True)
                 fake_logits = d(fake, cls, training=True)
@@ -184,6 +190,8 @@ class GanApp(App):
         z = tf.random.stateless_normal([n, m.latent_dim], seed=step.seed(SALT_Z_G))
         with tf.GradientTape() as tape:
             fake, w = self._fake(g, cfg, z, cls, step, SALT_MIX + 50, SALT_NOISE_G)
+            if st.augment:  # G is scored through the same augmentation, gradients through it
+                fake = diff_augment(fake, st.augment, step.seed(SALT_AUG_G))
             fake_logits = d(fake, cls, training=True)
             g_loss = replica_mean(losses.g_loss(m.loss, fake_logits), step.global_batch_size)
         grads = apply_gradients(tape, g_loss, g.trainable_variables, opt_g, cfg.generator.clip_norm)

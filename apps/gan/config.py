@@ -16,6 +16,11 @@ from common.errors import UserError
 ARCHS = ("dcgan", "stylegan")
 LOSSES = ("nonsaturating", "hinge", "wgan-gp")
 NORMS = ("batch", "layer", "none")
+AUGMENT_POLICIES = ("color", "translation", "cutout")
+
+
+def augment_policies(policy: str) -> list:
+    return [p.strip() for p in policy.split(",") if p.strip()]
 
 
 @dataclass
@@ -79,8 +84,15 @@ class StabilityConfig:
     r1_gamma: float = 0.0  # R1 penalty weight (gamma/2 * |grad D(x_real)|^2); 0 = off
     r1_every: int = 16  # lazy R1: every N steps, weighted by N
     gp_weight: float = 10.0  # WGAN-GP gradient penalty weight
+    # DiffAugment (Zhao et al. 2020) on every discriminator input, real and fake:
+    # comma-separated color, translation, cutout; "" = off (apps/gan/augment.py)
+    augment: str = ""
 
     def validate(self) -> None:
+        unknown = [p for p in augment_policies(self.augment) if p not in AUGMENT_POLICIES]
+        if unknown:
+            raise UserError(f"stability.augment: {', '.join(unknown)} unknown; use a comma-separated "
+                            f"subset of {', '.join(AUGMENT_POLICIES)} (or '' for none)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError("stability.ema_decay must be in [0, 1)")
         if self.critic_steps < 1 or self.r1_every < 1:

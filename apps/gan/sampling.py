@@ -28,8 +28,15 @@ def to_uint8(images):
 
 
 def to_pixels(images):
-    """Generator output in [-1, 1] -> float32 0..255 (the TFLite target's output)."""
-    return tf.clip_by_value((images + 1.0) * 127.5, 0.0, 255.0)
+    """Generator output in [-1, 1] -> float32 0..255 (the TFLite target's output).
+
+    Clip first, in the generator's own range, then shift and scale: the same values as
+    clip((x + 1) * 127.5, 0, 255), but that order breaks full-int8 conversion. The
+    quantizer gives the input of the x127.5 MUL the scale of the clip that follows
+    (0..255, one level per pixel), so x + 1 in [0, 2] keeps three levels: pixels 0, 127
+    and 255 (measured: mean error 34/255, FID 25 -> 85). Here clip(-1, 1) fuses into the
+    op before it and every tensor keeps its own range (docs/gan.md, TFLite)."""
+    return (tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5
 
 
 def generate(generator, seeds, truncation=1.0, class_ids=None, batch_size=256) -> np.ndarray:
