@@ -223,7 +223,8 @@ def _measure(args, protocol, generator, clients, remote, name, version_dir, work
         url = f"{remote}/v1/models/{name}:predict"
         warm = ["wrk", "-t1", f"-c{clients}", "-d1s", "-s", str(script), url]
         subprocess.run(warm, check=True, capture_output=True)  # warm the server's threads and caches
-        cmd = ["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{args.duration}s", "--timeout", "30s",
+        seconds = max(1, round(args.duration))  # wrk takes whole seconds ("-d10.0s" is a usage error)
+        cmd = ["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{seconds}s", "--timeout", "30s",
                "-s", str(script), url]
     else:
         out = workdir / "loadtest.json"
@@ -242,7 +243,10 @@ def _measure(args, protocol, generator, clients, remote, name, version_dir, work
     if done.returncode not in (0, 1):
         raise UserError(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")
     if generator == "wrk":
-        line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
+        line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+        if line is None:
+            raise UserError(f"wrk printed no summary (exit {done.returncode}): "
+                            f"{(done.stdout + done.stderr)[-1500:]}")
         w = json.loads(line.removeprefix("WRK_JSON "))
         elapsed = w["duration_us"] / 1e6
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
