@@ -10,6 +10,7 @@ Mirrors TF Serving's ServerCore with the availability-preserving policy:
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -45,6 +46,21 @@ class ModelState:
     labels: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)   # int -> VersionState
     warned_empty: bool = False
+
+
+def settle_heap() -> None:
+    """Collect, then move every surviving object out of the garbage collector's reach.
+
+    A loaded TensorFlow model leaves millions of long-lived Python objects; each full
+    (generation-2) collection walked them all and paused every thread for ~250 ms, every few
+    seconds under load: those were the REST tail latencies (p99 ~220 ms with a single wrk
+    client). Frozen objects are still freed by reference counting; unfreezing first lets this
+    collection reclaim the cycles of a version just unloaded. Called after loads and unloads
+    only, so the one full pause falls on a reload, not on every few hundred requests.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _fingerprint(path: Path) -> tuple:
@@ -217,6 +233,7 @@ class ModelManager:
             return
         with self._lock:
             vs.servable, vs.state = servable, AVAILABLE
+        settle_heap()
         log.info("model %s version %d is available (%.1f s, %d warm-up requests)", model.name,
                  version, time.monotonic() - started, getattr(servable, "warmup_count", 0))
         if self._on_load:
@@ -232,6 +249,8 @@ class ModelManager:
             batcher = getattr(servable, "batcher", None)
             if batcher is not None:
                 batcher.stop()
+            del servable
+            settle_heap()
 
     # ---- lookups ----------------------------------------------------------------------------
     def model_names(self) -> list[str]:

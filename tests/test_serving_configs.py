@@ -203,3 +203,15 @@ def test_serving_config_command(tmp_path, capsys):
                  "--allowed-batch-sizes", "8", "16"]) == 2
     assert "must equal max_batch_size" in capsys.readouterr().err
     assert not (tmp_path / "b.txt").exists()
+
+
+def test_rest_workers_let_batches_fill(monkeypatch):
+    """A REST worker waits for its batch, so with batching there are at least max_batch_size
+    workers (4 workers capped batches at 4 rows: 498 req/s vs 646 with 16)."""
+    from serving.server import default_rest_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert default_rest_threads() == 4
+    assert default_rest_threads(BatchingConfig(max_batch_size=16)) == 16
+    assert default_rest_threads(BatchingConfig(max_batch_size=2)) == 4
+    assert default_rest_threads(BatchingConfig(max_batch_size=1024)) == 64

@@ -183,3 +183,48 @@ def test_model_config_file_is_re_read_while_serving(tmp_path):
                                       local_probabilities(2))
     finally:
         target.stop()
+
+
+class _CyclicServable:
+    """Stands in for a loaded model: like a TF object graph it holds a reference cycle, so
+    only the cyclic garbage collector can free it."""
+
+    def __init__(self, version):
+        self.version = version
+        self.me = self
+
+
+def test_loads_freeze_the_heap_and_an_unloaded_version_is_still_freed(tmp_path):
+    """Full collections walking every object of a loaded model paused all threads for
+    ~250 ms (REST p99 220 ms); loads now freeze the heap. The old version must still be
+    reclaimed once unloaded, cycles included."""
+    import gc
+    import weakref
+
+    from serving.configs import single_model_config
+    from serving.manager import ModelManager
+
+    base = tmp_path / "toy"
+    (base / "1").mkdir(parents=True)
+    loaded = {}
+
+    def load(name, version, path, warmup):
+        servable = _CyclicServable(version)
+        loaded[version] = weakref.ref(servable)
+        return servable
+
+    manager = ModelManager(load)
+    gc.unfreeze()
+    try:
+        manager.apply_config(single_model_config("toy", str(base)))
+        assert gc.get_freeze_count() > 1000, "a load leaves the heap frozen"
+        assert loaded[1]() is not None
+        (base / "2").mkdir()
+        manager.poll()  # latest policy: version 2 loads, version 1 unloads
+        assert manager.available() == {"toy": [2]}
+        assert loaded[1]() is None, "the unloaded version's cycle was collected"
+        assert loaded[2]() is not None
+        assert gc.get_freeze_count() > 1000
+    finally:
+        manager.stop()
+        gc.unfreeze()
