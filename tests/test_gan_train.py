@@ -92,6 +92,7 @@ def test_checkpoint_restores_both_networks_both_optimizers_and_the_ema(tmp_path)
     ("stylegan-smoke", []),
     ("smoke", ["model.loss=wgan-gp", "model.d_norm=layer", "stability.critic_steps=2", "model.conditional=true"]),
     ("smoke", ["model.loss=hinge", "stability.augment=color,translation,cutout"]),
+    ("smoke", ["model.minibatch_stddev=4", "stability.instance_noise=0.1"]),
     ("stylegan-smoke", ["model.conditional=true", "stability.r1_every=1", "stability.augment=translation,cutout"]),
 ])
 def test_train_step_variants(preset, overrides):
@@ -122,6 +123,23 @@ def test_train_step_variants(preset, overrides):
     if w_avg0 is not None:
         assert not np.allclose(np.array(g.w_avg), w_avg0)  # truncation centre tracked
         assert np.allclose(np.array(state.models["generator_ema"].w_avg), np.array(g.w_avg))
+
+
+def test_minibatch_stddev_sees_a_collapsed_group_and_keeps_replica_slices_whole():
+    from apps.gan.model import MinibatchStddev
+
+    x = np.random.RandomState(0).randn(8, 4, 4, 3).astype("float32")
+    x[:4] = x[0]  # the first group of 4 is one image repeated: a collapsed generator
+    y = MinibatchStddev(4)(x).numpy()
+    assert y.shape == (8, 4, 4, 4)
+    np.testing.assert_array_equal(y[..., :3], x)
+    np.testing.assert_allclose(y[:4, ..., 3], 1e-4, rtol=1e-3)  # sqrt(0 + 1e-8)
+    np.testing.assert_allclose(y[4:, ..., 3], np.sqrt(x[4:].var(0) + 1e-8).mean(), rtol=1e-5)
+    # contiguous groups: a replica's half of the batch gets the features the whole batch gives it
+    np.testing.assert_allclose(MinibatchStddev(4)(x[4:]).numpy(), y[4:], rtol=1e-6)
+    # a batch the group size does not divide is one group
+    np.testing.assert_allclose(MinibatchStddev(4)(x[:6]).numpy()[..., 3],
+                               np.sqrt(x[:6].var(0) + 1e-8).mean(), rtol=1e-5)
 
 
 def test_diff_augment_is_per_example_seeded_and_keeps_the_range_of_shifted_pixels():
@@ -329,7 +347,8 @@ report["grad_max_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(mirrore
 report["grad_max"] = max(float(np.abs(b).max()) for b in single_grads)
 
 # 2. whole train steps under 2 replicas: finite, replicas stay identical, EMA and w_avg move
-for preset, overrides in (("stylegan-smoke", ["model.conditional=true", "stability.r1_every=1"]),
+for preset, overrides in (("stylegan-smoke", ["model.conditional=true", "stability.r1_every=1",
+                                               "model.minibatch_stddev=4"]),
                           ("smoke", ["model.loss=wgan-gp", "model.d_norm=layer", "stability.critic_steps=2"])):
     cfg = PRESETS[preset]()
     for o in overrides:

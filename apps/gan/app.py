@@ -27,6 +27,7 @@ CALIBRATION_SEED_BASE = 1_000_000
 SALT_Z_D, SALT_Z_G, SALT_MIX, SALT_GP, SALT_NOISE_D, SALT_NOISE_G = 10, 30, 40, 50, 100, 200
 # DiffAugment draws (augment.py adds 1..7): reals 300 + 20 i, fakes 310 + 20 i, generator step 600
 SALT_AUG_D, SALT_AUG_G = 300, 600
+SALT_INST_D, SALT_INST_G = 700, 800
 
 
 def _global_grad_norm(grads):
@@ -138,6 +139,17 @@ class GanApp(App):
         ws = tf.where(first, w[:, None, :], w2[:, None, :])
         return g.synthesis(ws, noise_seed), w
 
+    @staticmethod
+    def _instance_noise(x, step, salt):
+        """Gaussian noise on a discriminator input (Sonderby et al. 2016; Arjovsky & Bottou
+        2017): real and generated images are blurred into each other, so the discriminator
+        cannot win on texture the generator cannot yet draw (the built-in images carry
+        per-pixel noise, which a DCGAN generator has no noise input to make). Its std falls
+        linearly over the epochs, to 1/epochs of the start in the last one."""
+        st, epochs = step.cfg.stability, step.cfg.train.epochs
+        std = st.instance_noise * (1.0 - tf.cast(step.epoch, tf.float32) / epochs)
+        return x + std * tf.random.stateless_normal(tf.shape(x), seed=step.seed(salt), dtype=x.dtype)
+
     def train_step(self, state, batch, step):
         cfg = step.cfg
         m, st = cfg.model, cfg.stability
@@ -162,6 +174,9 @@ class GanApp(App):
             if st.augment:  # the same transform family on reals and fakes (DiffAugment)
                 real = diff_augment(real, st.augment, step.seed(SALT_AUG_D + 20 * i))
                 fake = diff_augment(fake, st.augment, step.seed(SALT_AUG_D + 10 + 20 * i))
+            if st.instance_noise > 0:
+                real = self._instance_noise(real, step, SALT_INST_D + 20 * i)
+                fake = self._instance_noise(fake, step, SALT_INST_D + 10 + 20 * i)
             with tf.GradientTape() as tape:
                 real_logits = d(real, cls, training=True)
                 fake_logits = d(fake, cls, training=True)
@@ -192,6 +207,8 @@ class GanApp(App):
             fake, w = self._fake(g, cfg, z, cls, step, SALT_MIX + 50, SALT_NOISE_G)
             if st.augment:  # G is scored through the same augmentation, gradients through it
                 fake = diff_augment(fake, st.augment, step.seed(SALT_AUG_G))
+            if st.instance_noise > 0:
+                fake = self._instance_noise(fake, step, SALT_INST_G)
             fake_logits = d(fake, cls, training=True)
             g_loss = replica_mean(losses.g_loss(m.loss, fake_logits), step.global_batch_size)
         grads = apply_gradients(tape, g_loss, g.trainable_variables, opt_g, cfg.generator.clip_norm)

@@ -54,6 +54,8 @@ class ModelConfig:
     d_norm: str = "batch"  # discriminator normalisation: batch (Radford) | layer | none
     g_upsample: str = "resize"  # DCGAN generator: resize (nearest + 3x3 conv) | transposed (4x4, stride 2)
     d_arch: str = "auto"  # auto (dcgan: strided DCGAN, stylegan: residual) | dcgan | residual
+    # Minibatch standard deviation in the discriminator (ProGAN/StyleGAN), group size; 0 = off
+    minibatch_stddev: int = 0
     # StyleGAN-lite only
     w_dim: int = 128
     mapping_layers: int = 4
@@ -67,6 +69,8 @@ class ModelConfig:
             raise UserError(f"model.loss={self.loss!r}: use {', '.join(LOSSES)}")
         if self.d_arch not in ("auto", "dcgan", "residual"):
             raise UserError(f"model.d_arch={self.d_arch!r}: use auto, dcgan or residual")
+        if self.minibatch_stddev < 0 or self.minibatch_stddev == 1:
+            raise UserError("model.minibatch_stddev is a group size: 0 (off) or >= 2 (4 is usual)")
         if self.g_upsample not in ("resize", "transposed"):
             raise UserError(f"model.g_upsample={self.g_upsample!r}: use resize or transposed")
         if self.d_norm not in NORMS:
@@ -87,12 +91,17 @@ class StabilityConfig:
     # DiffAugment (Zhao et al. 2020) on every discriminator input, real and fake:
     # comma-separated color, translation, cutout; "" = off (apps/gan/augment.py)
     augment: str = ""
+    # Instance noise: std (pixels in [-1, 1]) of Gaussian noise added to every discriminator
+    # input, real and fake, falling linearly over the epochs; 0 = off
+    instance_noise: float = 0.0
 
     def validate(self) -> None:
         unknown = [p for p in augment_policies(self.augment) if p not in AUGMENT_POLICIES]
         if unknown:
             raise UserError(f"stability.augment: {', '.join(unknown)} unknown; use a comma-separated "
                             f"subset of {', '.join(AUGMENT_POLICIES)} (or '' for none)")
+        if self.instance_noise < 0:
+            raise UserError("stability.instance_noise is a standard deviation: >= 0 (0.1 is a start)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError("stability.ema_decay must be in [0, 1)")
         if self.critic_steps < 1 or self.r1_every < 1:

@@ -129,6 +129,32 @@ class DCGANGenerator(_NoDefaultSignature, keras.Model):
         return tf.tanh(self.to_rgb(x))
 
 
+class MinibatchStddev(layers.Layer):
+    """Karras et al. 2018 (ProGAN; kept in StyleGAN/StyleGAN2): the standard deviation of
+    each feature over a group of images, averaged to one number per group and appended as
+    a constant channel. A generator that gives every z the same image has a group spread
+    of ~0, which the discriminator can then see: the remedy for mode collapse in the
+    discriminator itself. Groups are contiguous (images 0-3, 4-7, ...) so a replica's
+    slice of the global batch holds whole groups and a mirrored step equals the
+    single-device one; a batch that `group_size` does not divide is one group."""
+
+    def __init__(self, group_size=4, **kw):
+        super().__init__(**kw)
+        self.group_size = group_size
+
+    def call(self, x):
+        n = tf.shape(x)[0]
+        g = tf.where(n % self.group_size == 0, self.group_size, n)
+        groups = tf.reshape(x, tf.concat([[-1, g], tf.shape(x)[1:]], 0))       # [n/g, g, h, w, c]
+        var = tf.reduce_mean(tf.square(groups - tf.reduce_mean(groups, 1, keepdims=True)), 1)
+        spread = tf.reduce_mean(tf.sqrt(var + 1e-8), [1, 2, 3])                 # [n/g]
+        feature = tf.repeat(spread, g)[:, None, None, None] * tf.ones_like(x[..., :1])
+        return tf.concat([x, feature], -1)
+
+    def get_config(self):
+        return {**super().get_config(), "group_size": self.group_size}
+
+
 def _d_norm(kind, name):
     if kind == "batch":
         return FusedBatchNormalization(momentum=0.9, synchronized=sync_batch_norm(), name=name)
@@ -141,8 +167,10 @@ class DCGANDiscriminator(keras.Model):
     """Strided convs down to 4x4, then a linear logit; with classes, a projection
     discriminator (Miyato & Koyama 2018): logit += <embed(y), features>."""
 
-    def __init__(self, image_size, channels=64, num_classes=0, norm="batch", **kw):
+    def __init__(self, image_size, channels=64, num_classes=0, norm="batch", mbstd_group=0, **kw):
         super().__init__(**kw)
+        # minibatch stddev (0 = off) goes in before the last strided conv, which mixes it in
+        self.mbstd = MinibatchStddev(mbstd_group, name="mbstd") if mbstd_group else None
         # norms[i] follows convs[i + 1] (none after the input conv)
         self.convs, self.norms = _Layers(self, "conv"), _Layers(self, "norm")
         res, ch = image_size, channels
@@ -161,6 +189,8 @@ class DCGANDiscriminator(keras.Model):
     def call(self, images, class_ids=None, training=False):
         x = images
         for i, conv in enumerate(self.convs):
+            if self.mbstd is not None and i == len(self.convs) - 1:
+                x = self.mbstd(x)
             x = conv(x)
             if i > 0 and len(self.norms):
                 norm = self.norms[i - 1]
@@ -330,8 +360,9 @@ class ResidualDiscriminator(keras.Model):
     per resolution two 3x3 convs and a 2x average-pool with a 1x1 skip, scaled 1/sqrt(2);
     at 4x4 a conv, a dense layer and the logit (projection for classes)."""
 
-    def __init__(self, image_size, channels=32, num_classes=0, **kw):
+    def __init__(self, image_size, channels=32, num_classes=0, mbstd_group=0, **kw):
         super().__init__(**kw)
+        self.mbstd = MinibatchStddev(mbstd_group, name="mbstd") if mbstd_group else None  # before the 4x4 conv
         self.from_rgb = EqConv2D(channels, 1, name="from_rgb")
         self.conv0s, self.conv1s, self.skips = _Layers(self, "conv0"), _Layers(self, "conv1"), _Layers(self, "skip")
         res, ch = image_size, channels
@@ -354,6 +385,8 @@ class ResidualDiscriminator(keras.Model):
             y = skip(self.pool(x))
             x = self.pool(conv1(conv0(x)))
             x = (x + y) * (1.0 / math.sqrt(2.0))
+        if self.mbstd is not None:
+            x = self.mbstd(x)
         h = self.fc(self.flatten(self.conv4(x)))
         out = self.logit(h)[:, 0]
         if self.embed is not None:
@@ -378,8 +411,8 @@ def build_discriminator(cfg, image_size: int, num_classes: int, name="discrimina
     m = cfg.model
     n = num_classes if m.conditional else 0
     if m.d_arch == "residual" or (m.d_arch == "auto" and m.arch == "stylegan"):
-        d = ResidualDiscriminator(image_size, m.d_channels, n, name=name)
+        d = ResidualDiscriminator(image_size, m.d_channels, n, m.minibatch_stddev, name=name)
     else:
-        d = DCGANDiscriminator(image_size, m.d_channels, n, m.d_norm, name=name)
+        d = DCGANDiscriminator(image_size, m.d_channels, n, m.d_norm, m.minibatch_stddev, name=name)
     d(tf.zeros([2, image_size, image_size, 3]), tf.zeros([2], tf.int64) if n else None)
     return d
