@@ -357,12 +357,8 @@ class StyleGenerator(_NoDefaultSignature, keras.Model):
 
 class ResidualDiscriminator(keras.Model):
     """StyleGAN2's residual discriminator (no normalisation, equalized lr): fromRGB, then
-    per resolution a 3x3 conv, a 2x average-pool and a 3x3 conv at the lower resolution
-    (StyleGAN2 downsamples inside its second conv: filter, then stride 2), with a pooled 1x1
-    skip, summed and scaled 1/sqrt(2); at 4x4 a conv, a dense layer and the logit
-    (projection for classes). Pooling before the second conv instead of after it does that
-    conv at a quarter of the pixels: the D step costs about half as much, which pays for
-    twice the channels."""
+    per resolution two 3x3 convs and a 2x average-pool with a 1x1 skip, scaled 1/sqrt(2);
+    at 4x4 a conv, a dense layer and the logit (projection for classes)."""
 
     def __init__(self, image_size, channels=32, num_classes=0, mbstd_group=0, **kw):
         super().__init__(**kw)
@@ -387,7 +383,7 @@ class ResidualDiscriminator(keras.Model):
         x = self.from_rgb(images)
         for conv0, conv1, skip in zip(self.conv0s, self.conv1s, self.skips):
             y = skip(self.pool(x))
-            x = conv1(self.pool(conv0(x)))
+            x = self.pool(conv1(conv0(x)))
             x = (x + y) * (1.0 / math.sqrt(2.0))
         if self.mbstd is not None:
             x = self.mbstd(x)
