@@ -51,12 +51,13 @@ class ModelState:
 def settle_heap() -> None:
     """Collect, then move every surviving object out of the garbage collector's reach.
 
-    A loaded TensorFlow model leaves millions of long-lived Python objects; each full
+    A loaded TensorFlow model leaves a great many long-lived Python objects; each full
     (generation-2) collection walked them all and paused every thread for ~250 ms, every few
     seconds under load: those were the REST tail latencies (p99 ~220 ms with a single wrk
     client). Frozen objects are still freed by reference counting; unfreezing first lets this
-    collection reclaim the cycles of a version just unloaded. Called after loads and unloads
-    only, so the one full pause falls on a reload, not on every few hundred requests.
+    collection reclaim the cycles of a version just unloaded. Called once after a poll or a
+    config change that loaded or unloaded something, so the one full pause falls on a
+    reload, not on every few hundred requests.
     """
     gc.unfreeze()
     gc.collect()
@@ -99,6 +100,7 @@ class ModelManager:
         self._poll_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
+        self._heap_changed = False   # a load or unload since the last settle_heap()
 
     # ---- configuration ------------------------------------------------------------------
     def apply_config(self, model_server_config) -> None:
@@ -121,11 +123,14 @@ class ModelManager:
             for name, model in new.items():  # labels take effect only once validated
                 model.labels = dict(old[name].labels) if name in old and old[name].versions is model.versions else {}
             self._models = new
-        for model in removed:
-            for vs in model.versions.values():
-                self._unload(model.name, vs)
-        self.poll()
-        self._apply_labels(wanted_labels)
+        try:
+            for model in removed:
+                for vs in model.versions.values():
+                    self._unload(model.name, vs)
+            self.poll(settle=False)
+            self._apply_labels(wanted_labels)
+        finally:
+            self._settle()  # after the labels: a new label is usable as soon as its version is
 
     def _apply_labels(self, wanted: dict) -> None:
         with self._lock:
@@ -166,6 +171,7 @@ class ModelManager:
         for model in models:
             for vs in model.versions.values():
                 self._unload(model.name, vs)
+        self._settle()
 
     def _wanted(self, model: ModelState, present: dict) -> list[int]:
         if model.policy == "all":
@@ -174,13 +180,20 @@ class ModelManager:
             return sorted(v for v in model.specific if v in present)
         return sorted(present)[-model.num_versions:]
 
-    def poll(self) -> None:
+    def poll(self, settle: bool = True) -> None:
         """One pass over every model's base path: load wanted versions, unload the rest."""
         with self._poll_lock:
             with self._lock:
                 models = list(self._models.values())
             for model in models:
                 self._poll_model(model)
+        if settle:
+            self._settle()
+
+    def _settle(self) -> None:
+        if self._heap_changed:
+            self._heap_changed = False
+            settle_heap()
 
     def _poll_model(self, model: ModelState) -> None:
         present = version_dirs(model.base_path)
@@ -233,7 +246,7 @@ class ModelManager:
             return
         with self._lock:
             vs.servable, vs.state = servable, AVAILABLE
-        settle_heap()
+        self._heap_changed = True
         log.info("model %s version %d is available (%.1f s, %d warm-up requests)", model.name,
                  version, time.monotonic() - started, getattr(servable, "warmup_count", 0))
         if self._on_load:
@@ -249,8 +262,7 @@ class ModelManager:
             batcher = getattr(servable, "batcher", None)
             if batcher is not None:
                 batcher.stop()
-            del servable
-            settle_heap()
+            self._heap_changed = True
 
     # ---- lookups ----------------------------------------------------------------------------
     def model_names(self) -> list[str]:

@@ -160,6 +160,14 @@ def test_failing_warmup_record_fails_the_load(live):
     assert {2, 3} <= set(versions(client, "AVAILABLE"))
 
 
+def _label_serves(client, label) -> bool:
+    try:
+        client.predict("toy", {"features": X}, label=label)
+        return True
+    except ServingClientError:
+        return False
+
+
 def test_model_config_file_is_re_read_while_serving(tmp_path):
     """--model_config_file_poll_wait_seconds: an edited models.config takes effect live."""
     import os
@@ -179,6 +187,9 @@ def test_model_config_file_is_re_read_while_serving(tmp_path):
                                                 labels={"stable": 2})])
         os.utime(config, ns=(time.time_ns(), time.time_ns() + 10**9))  # a visibly newer mtime
         wait_until(lambda: set(versions(client, "AVAILABLE")) == {2}, timeout=60, what="the new config")
+        # As in TF Serving, labels are applied once their versions have loaded: a client can
+        # see version 2 available a moment before the label names it.
+        wait_until(lambda: _label_serves(client, "stable"), timeout=30, what="the label of the new config")
         np.testing.assert_array_equal(client.predict("toy", {"features": X}, label="stable")["probabilities"],
                                       local_probabilities(2))
     finally:
