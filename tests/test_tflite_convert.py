@@ -161,6 +161,20 @@ def test_op_with_no_kernel_anywhere_is_named(tmp_path):
         convert(path, mode="float32", allow_flex=True)
 
 
+def test_op_the_quantizer_refuses_is_one_line_naming_it(tmp_path):
+    """TF 2.21's 16x8 quantizer has no SQUARE (StyleGAN's demodulation squares its weights):
+    one line naming the op and the way out, not the calibrator's traceback."""
+    _, path = _flex_model(tmp_path, tf.math.square, "square")
+
+    def calibration():
+        for i in range(8):
+            yield {"x": np.full((1, 8), i / 8.0, np.float32)}
+
+    with pytest.raises(UserError, match=r"int16x8 quantization .* 'SQUARE'.*another --quantize mode"):
+        convert(path, mode="int16x8", representative_data=calibration, num_calibration=8)
+    assert convert(path, mode="int8", representative_data=calibration, num_calibration=8).model
+
+
 def test_bad_arguments_are_user_errors(dense_model):
     _, path = dense_model
     with pytest.raises(UserError, match="not a mode"):

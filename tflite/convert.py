@@ -199,6 +199,10 @@ def convert(saved_model_dir: str, signature: str = "serving_default", mode: str 
         raise _explain_failure(error, saved_model_dir, signature, mode, allow_flex) from None
     except (OSError, ValueError) as error:
         raise UserError(f"cannot convert {saved_model_dir} [{signature}]: {error}") from None
+    except RuntimeError as error:  # the quantizer refuses an op in this mode (e.g. SQUARE in int16x8)
+        raise UserError(f"TFLite {mode} quantization of {saved_model_dir} [{signature}] failed: "
+                        f"{_first_error_line(str(error))} Use another --quantize mode for this model "
+                        "(int8, dynamic or float16)") from None
     if mode in CALIBRATING_MODES and counter[0] == 0:
         raise UserError(f"{mode} calibration got no samples from the target's representative_data")
     ops = model_ops(model)
