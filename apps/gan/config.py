@@ -165,7 +165,8 @@ def smoke() -> Config:
 
 def default() -> Config:
     """DCGAN on 32x32 built-in shapes, 10-15 minutes on 2 CPU cores (docs/gan.md). Minibatch
-    stddev and instance noise 0.2: FID 26.1 -> 14.1, recall 0.15 -> 0.21 (each alone: worse)."""
+    stddev and instance noise 0.2: FID 26.1 -> 14.1, recall 0.15 -> 0.21 (noise alone: 19.2;
+    minibatch stddev alone did not stop the discriminator from winning by epoch 5)."""
     return Config(model=ModelConfig(minibatch_stddev=4),
                   stability=StabilityConfig(ema_decay=0.999, instance_noise=0.2))
 
