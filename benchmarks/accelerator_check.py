@@ -34,9 +34,9 @@ import json, sys, time
 from pathlib import Path
 app_name, work, strategy = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 row = {"app": app_name}
-from common.runlog import read_jsonl, setup_logging
+from keras_suite.common.runlog import read_jsonl, setup_logging
 setup_logging("WARNING")
-from common.run import train_run
+from keras_suite.common.run import train_run
 run_dir = work / "run"
 t = time.perf_counter()
 metrics = train_run(app_name, "smoke", overrides=["train.precision=auto"], strategy_name=strategy,
@@ -51,13 +51,13 @@ row["examples_per_sec"] = round(rates[-1], 1) if rates else None
 scalars = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
 row["metric"] = f"{scalars[0][0]}={scalars[0][1]:.4g}" if scalars else None
 try:
-    from serving.export import export_run
+    from keras_suite.export.writer import export_run
     export_run(run_dir, work / "models", name=app_name)
     row["export_ok"] = True
 except Exception as exc:
     row["export_ok"], row["export_error"] = False, f"{type(exc).__name__}: {exc}"[:300]
 try:
-    from tflite.pipeline import convert_run
+    from keras_suite.tflite.pipeline import convert_run
     report = convert_run(run_dir, "float32,int8", calibration_samples=16, latency_runs=2)["report"]
     errors = [m.get("error") for t in report["targets"] for m in t["modes"] if m.get("error")]
     row["tflite_ok"] = bool(report["targets"]) and not errors
@@ -107,7 +107,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
-    from common.registry import app_names
+    from keras_suite.common.registry import app_names
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--apps", default="", help="comma-separated apps (default: every app)")

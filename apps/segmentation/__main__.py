@@ -1,7 +1,0 @@
-"""`python -m apps.segmentation ARGS` is `ksuite train segmentation ARGS`."""
-import sys
-
-from common.cli import main
-
-if __name__ == "__main__":
-    sys.exit(main(["train", "segmentation", *sys.argv[1:]]))

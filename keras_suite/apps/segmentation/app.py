@@ -1,0 +1,240 @@
+"""Semantic segmentation: the app contract implemented for U-Net and DeepLabV3+."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from keras_suite import common
+from keras_suite.apps.segmentation import config as config_lib
+from keras_suite.apps.segmentation.data import load_splits
+from keras_suite.common.app import App, Datasets, TFLiteTarget
+from keras_suite.common.errors import UserError
+from keras_suite.common.runlog import log, write_json_atomic
+
+tf = common.quiet_import_tensorflow()
+import keras  # noqa: E402
+
+EVAL_BATCH = 32
+
+
+def _train_steps(cfg, num_train: int) -> int:
+    steps = num_train // cfg.train.batch_size
+    return min(steps, cfg.train.steps_per_epoch) if cfg.train.steps_per_epoch else steps
+
+
+def predict_ids(model, images: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
+    """Class-id masks uint8 [n, S, S] of a model over uint8 images, batch by batch."""
+    run = tf.function(lambda x: tf.argmax(model(x, training=False), -1, output_type=tf.int32),
+                      reduce_retracing=True)
+    out = [run(tf.constant(images[i:i + batch], tf.float32)).numpy().astype(np.uint8)
+           for i in range(0, len(images), batch)]
+    return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.uint8)
+
+
+class SegmentationApp(App):
+    name = "segmentation"
+    description = "Semantic segmentation (U-Net / DeepLabV3+) on shape scenes, mask PNG pairs or Pascal VOC"
+    presets = config_lib.PRESETS
+    predict_inputs = "image files (JPEG/PNG/BMP/GIF)"
+
+    # ---- data and model --------------------------------------------------------------
+    def datasets(self, cfg, artifacts=None) -> Datasets:
+        from keras_suite.common.data import eval_pipeline, train_pipeline
+
+        splits, names = load_splits(cfg.data, cfg.train.seed)
+        train = splits["train"]
+        batch = cfg.train.batch_size
+        if len(train) < batch:
+            raise UserError(f"only {len(train)} training images for a global batch of {batch}; "
+                            "add images or lower train.batch_size")
+        log.info("%s data: %s images at %d px, %d classes", cfg.data.source,
+                 ", ".join(f"{s} {len(v)}" for s, v in splits.items()), cfg.data.image_size, len(names))
+        train_ds = tf.data.Dataset.from_tensor_slices((train.images, train.masks))
+        to_float = lambda x, y: (tf.cast(x, tf.float32), y)  # noqa: E731
+
+        def train_epoch(epoch: int):
+            return train_pipeline(train_ds, batch, cfg.train.seed, epoch, len(train), element_map=to_float)
+
+        def evaluation(split):
+            if not len(split):
+                return None
+            return eval_pipeline(tf.data.Dataset.from_tensor_slices((split.images, split.masks)), batch, to_float)
+
+        info = {"class_names": names, "num_classes": len(names), "image_size": cfg.data.image_size,
+                "ignore_index": cfg.data.ignore_index, "source": cfg.data.source,
+                "num_train": len(train), "num_val": len(splits["val"]), "num_test": len(splits["test"])}
+        return Datasets(train_epoch=train_epoch, steps_per_epoch=_train_steps(cfg, len(train)),
+                        val=evaluation(splits["val"]), test=evaluation(splits["test"]), info=info,
+                        extras={"splits": splits})
+
+    def build_state(self, cfg, info: dict):
+        from keras_suite.apps.segmentation.model import build_segmenter
+        from keras_suite.common.training import TrainState, make_optimizer
+
+        weights = cfg.loss.class_weights
+        if weights and len(weights) != info["num_classes"]:
+            raise UserError(f"loss.class_weights has {len(weights)} values but the data has "
+                            f"{info['num_classes']} classes ({', '.join(info['class_names'])})")
+        model = build_segmenter(cfg.model, info["image_size"], info["num_classes"])
+        steps = _train_steps(cfg, info["num_train"]) * cfg.train.epochs
+        return TrainState(models={"model": model}, optimizers={"model": make_optimizer(cfg.train, steps)})
+
+    # ---- training (per replica) --------------------------------------------------------
+    def train_step(self, state, batch, step) -> dict:
+        from keras_suite.apps.segmentation.augment import augment
+        from keras_suite.apps.segmentation.losses import segmentation_loss
+        from keras_suite.common.training import apply_gradients, replica_weighted_mean
+
+        cfg = step.cfg
+        images, masks = batch
+        if cfg.data.augment:
+            images, masks = augment(images, masks, step.seed(1), cfg.data)
+        model = state.model
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            losses = segmentation_loss(logits, masks, cfg.loss, model.output_shape[-1],
+                                       cfg.data.ignore_index, step.global_batch_size)
+        apply_gradients(tape, losses["loss"], model.trainable_variables, state.optimizers["model"],
+                        cfg.train.clip_norm)
+        labels = tf.cast(masks, tf.int32)
+        valid = tf.cast(tf.not_equal(labels, cfg.data.ignore_index), tf.float32)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        return {**losses, "pixel_accuracy": replica_weighted_mean(correct, valid)}
+
+    def test_step(self, state, batch, step) -> dict:
+        from keras_suite.apps.segmentation.losses import valid_pixels
+
+        images, masks = batch
+        logits = tf.cast(state.model(images, training=False), tf.float32)
+        labels, valid = valid_pixels(masks, step.cfg.data.ignore_index)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        return {"ce": tf.reduce_sum(ce * valid), "pixel_accuracy": tf.reduce_sum(correct * valid),
+                "count": tf.reduce_sum(valid)}
+
+    # ---- evaluation --------------------------------------------------------------------
+    def _splits(self, data):
+        splits = data.extras.get("splits")
+        if splits is None:
+            raise UserError("these datasets were not built by the segmentation app")
+        return splits
+
+    def evaluate(self, state, data, cfg, run_dir) -> dict:
+        from keras_suite.apps.segmentation.metrics import ConfusionMatrix
+        from keras_suite.apps.segmentation.render import plot_examples, plot_per_class_iou
+
+        names, k = data.info["class_names"], data.info["num_classes"]
+        ignore = cfg.data.ignore_index
+        splits = self._splits(data)
+        test = splits["test"]
+        pred = predict_ids(state.model, test.images)
+        cm = ConfusionMatrix(k, ignore)
+        cm.update(test.masks, pred)
+        metrics = cm.result(names)
+        metrics["num_images"] = len(test)
+        if len(splits["val"]):
+            val = ConfusionMatrix(k, ignore)
+            val.update(splits["val"].masks, predict_ids(state.model, splits["val"].images))
+            metrics["val_miou"] = val.result()["miou"]
+        metrics["confusion_matrix"] = cm.matrix.tolist()
+        # scalars first, then the tables (metrics.json reads top-down)
+        metrics = {**{k_: v for k_, v in metrics.items() if not isinstance(v, (dict, list))},
+                   **{k_: v for k_, v in metrics.items() if isinstance(v, (dict, list))}}
+        run_dir = Path(run_dir)
+        shown = min(6, len(test))
+        plot_examples(test.images[:shown], test.masks[:shown], pred[:shown], names,
+                      run_dir / "plots" / "examples.png", f"test images — mIoU {metrics['miou']:.3f}")
+        plot_per_class_iou(metrics["per_class"], run_dir / "plots" / "per_class_iou.png",
+                           f"per-class IoU on {len(test)} test images (mIoU {metrics['miou']:.3f})")
+        write_json_atomic(run_dir / "per_class.json", metrics["per_class"])
+        log.info("test mIoU %.4f, pixel accuracy %.4f, mean Dice %.4f on %d images",
+                 metrics["miou"], metrics["pixel_accuracy"], metrics["mean_dice"], len(test))
+        return metrics
+
+    # ---- serving -------------------------------------------------------------------------
+    def export_archive(self, state, info: dict, cfg, artifacts=None):
+        from keras_suite.apps.segmentation.export import serving_archive
+
+        return serving_archive(state.model, info)
+
+    def sample_requests(self, data, info: dict, cfg) -> dict:
+        from keras_suite.apps.segmentation.export import png_bytes
+
+        test = self._splits(data)["test"]
+        encoded = np.array([png_bytes(test.images[i]) for i in range(min(2, len(test)))], dtype=object)
+        return {"serving_default": [{"images": encoded}], "probabilities": [{"images": encoded[:1]}]}
+
+    def predict_request(self, paths, info, cfg):
+        from keras_suite.common.images import read_image_files
+
+        return "serving_default", {"images": read_image_files(paths)}
+
+    def render_predictions(self, paths, outputs, info, out_dir) -> list:
+        """Per input: <stem>_overlay.png (image | colour mask | overlay) and <stem>_mask.png
+        (the served class-id PNG, at the input's resolution)."""
+        from keras_suite.apps.segmentation.data import read_rgb
+        from keras_suite.apps.segmentation.render import save_png, side_by_side
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for i, p in enumerate(paths):
+            image = read_rgb(Path(p))
+            h, w = int(np.asarray(outputs["height"])[i]), int(np.asarray(outputs["width"])[i])
+            ids = np.asarray(outputs["class_ids"])[i, :h, :w]
+            upscale = max(1, 256 // max(h, w))
+            written.append(save_png(side_by_side(image, ids, info["num_classes"], upscale),
+                                    out_dir / f"{Path(p).stem}_overlay.png"))
+            png = np.asarray(outputs["mask_png"], dtype=object)[i]
+            mask_path = out_dir / f"{Path(p).stem}_mask.png"
+            mask_path.write_bytes(png if isinstance(png, bytes) else bytes(png))
+            written.append(str(mask_path))
+        return written
+
+    def predict_examples(self, data, info, cfg, out_dir) -> list:
+        """Three test images; the last one resized to another shape, so predict shows the
+        mask comes back at the input's own resolution."""
+        import cv2
+
+        from keras_suite.apps.segmentation.export import png_bytes
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        test = self._splits(data)["test"]
+        paths = []
+        for i in range(min(3, len(test))):
+            image = test.images[i]
+            if i == 2:
+                size = image.shape[0]
+                image = cv2.resize(image, (size * 3 // 2, size), interpolation=cv2.INTER_LINEAR)
+            paths.append(out_dir / f"example_{i}.png")
+            paths[-1].write_bytes(png_bytes(image))
+        return [str(p) for p in paths]
+
+    # ---- TFLite --------------------------------------------------------------------------
+    def tflite_targets(self, state, data, cfg, workdir) -> list:
+        from keras_suite.apps.segmentation.export import tflite_archive
+
+        path = str(Path(workdir) / "segmentation_fixed")
+        tflite_archive(state.model, data.info).write_out(path, verbose=False)
+        calibration = self._splits(data)["train"]
+
+        def representative_data():
+            # training images (the evaluation split is never used for calibration)
+            for image in calibration.images:
+                yield {"images": image[None].astype(np.float32)}
+
+        return [TFLiteTarget(name="segmenter", saved_model_dir=path, signature="serving_default",
+                             representative_data=representative_data)]
+
+    def tflite_evaluate(self, run_signature, data, cfg, info, target=None) -> dict:
+        from keras_suite.apps.segmentation.metrics import ConfusionMatrix
+
+        test = self._splits(data)["test"]
+        cm = ConfusionMatrix(info["num_classes"], cfg.data.ignore_index)
+        for i in range(len(test)):
+            out = run_signature({"images": test.images[i][None].astype(np.float32)})
+            cm.update(test.masks[i], np.asarray(out["class_ids"]).reshape(test.masks[i].shape))
+        m = cm.result()
+        return {"miou": m["miou"], "pixel_accuracy": m["pixel_accuracy"], "mean_dice": m["mean_dice"]}

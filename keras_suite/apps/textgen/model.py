@@ -1,0 +1,210 @@
+"""The two language models, each with a one-token `step` for generation.
+
+CharRNN: embedding -> stacked GRU/LSTM -> softmax. `forward(tokens, states)` takes and
+returns the hidden states explicitly, so the same model trains stateless (zero states per
+window) or stateful (states carried by the train step across batches, see app.py), and
+`step` runs the layers' cells on one token (the TFLite decoding step: no while loop).
+
+GPT: token + learned position embeddings, pre-norm blocks of causal self-attention and an
+MLP, a final LayerNorm and logits tied to the token embedding (nanoGPT's layout). `step`
+decodes one token against a fixed-size KV cache [B, heads, context, head_dim] per layer,
+written at `position` with a one-hot mask (elementwise ops only: TFLite builtins, no
+scatter), attending to positions <= `position`.
+
+Both step functions take and return a dict of named state tensors, which is what the
+serving loop, the TFLite decoding step and the Python samplers carry between tokens.
+"""
+from __future__ import annotations
+
+import math
+
+from keras_suite import common
+
+tf = common.quiet_import_tensorflow()
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+
+class CharRNN(keras.Model):
+    def __init__(self, vocab_size: int, cell: str = "gru", units: int = 256, num_layers: int = 2,
+                 embed_dim: int = 64, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.cell_type, self.units, self.num_layers = vocab_size, cell, units, num_layers
+        self.embedding = layers.Embedding(vocab_size, embed_dim, name="embedding")
+        rnn = layers.GRU if cell == "gru" else layers.LSTM
+        self.rnns = [rnn(units, return_sequences=True, return_state=True, name=f"rnn{i}") for i in range(num_layers)]
+        self.drop = layers.Dropout(dropout)
+        self.head = layers.Dense(vocab_size, name="logits")
+
+    def state_names(self) -> list:
+        parts = ("h",) if self.cell_type == "gru" else ("h", "c")
+        return [f"state{i}_{p}" for i in range(self.num_layers) for p in parts]
+
+    def state_shapes(self, batch: int) -> dict:
+        return {n: (batch, self.units) for n in self.state_names()}
+
+    def initial_state(self, batch) -> dict:
+        return {n: tf.zeros(tf.stack([batch, self.units])) for n in self.state_names()}
+
+    def _split(self, states: dict) -> list:
+        per = 1 if self.cell_type == "gru" else 2
+        names = self.state_names()
+        return [[states[n] for n in names[i * per:(i + 1) * per]] for i in range(self.num_layers)]
+
+    def forward(self, tokens, states: dict | None = None, training=False):
+        """logits [B, T, V] and the states after the last token."""
+        if states is None:
+            states = self.initial_state(tf.shape(tokens)[0])
+        x = self.embedding(tokens)
+        out = {}
+        names = iter(self.state_names())
+        for rnn, initial in zip(self.rnns, self._split(states)):
+            x, *final = rnn(x, initial_state=initial, training=training)
+            x = self.drop(x, training=training)
+            for s in final:
+                out[next(names)] = s
+        return self.head(x), out
+
+    def call(self, tokens, training=False):
+        return self.forward(tokens, None, training)[0]
+
+    def step(self, tokens, position, states: dict):
+        """One token per row: tokens [B] int32 -> logits [B, V], new states."""
+        del position  # an RNN needs no position
+        x = self.embedding(tokens)
+        out = {}
+        names = iter(self.state_names())
+        for rnn, state in zip(self.rnns, self._split(states)):
+            x, new = rnn.cell(x, state)
+            for s in (new if isinstance(new, (list, tuple)) else [new]):
+                out[next(names)] = s
+        return self.head(x), out
+
+
+class CausalSelfAttention(layers.Layer):
+    def __init__(self, d_model: int, num_heads: int, num_layers: int, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model, self.heads, self.head_dim = d_model, num_heads, d_model // num_heads
+        init = keras.initializers.RandomNormal(stddev=0.02)
+        self.qkv = layers.Dense(3 * d_model, kernel_initializer=init, name="qkv")
+        # GPT-2: residual projections scaled by 1/sqrt(2 * layers)
+        self.proj = layers.Dense(d_model, name="proj",
+                                 kernel_initializer=keras.initializers.RandomNormal(stddev=0.02 / math.sqrt(2 * num_layers)))
+
+    def _heads(self, x):  # [B, T, d] -> [B, H, T, hd]
+        b, t = tf.shape(x)[0], tf.shape(x)[1]
+        return tf.transpose(tf.reshape(x, [b, t, self.heads, self.head_dim]), [0, 2, 1, 3])
+
+    def call(self, x):
+        q, k, v = tf.split(self.qkv(x), 3, axis=-1)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        t = tf.shape(x)[1]
+        scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(self.head_dim)
+        causal = tf.linalg.band_part(tf.ones([t, t]), -1, 0)
+        scores = scores + (1.0 - causal) * -1e9
+        y = tf.matmul(tf.nn.softmax(scores, axis=-1), v)
+        y = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [tf.shape(x)[0], t, self.d_model])
+        return self.proj(y)
+
+    def step(self, x, k_cache, v_cache, position):
+        """x [B, d]; caches [B, H, L, hd]; position: int32 scalar (the same for every row)."""
+        b, length = tf.shape(x)[0], k_cache.shape[2]
+        q, k, v = tf.split(self.qkv(x), 3, axis=-1)
+        q, k, v = (tf.reshape(z, [b, self.heads, 1, self.head_dim]) for z in (q, k, v))
+        slots = tf.range(length, dtype=tf.int32)
+        here = tf.reshape(tf.cast(tf.equal(slots, position), x.dtype), [1, 1, length, 1])
+        k_cache = k_cache * (1.0 - here) + k * here
+        v_cache = v_cache * (1.0 - here) + v * here
+        scores = tf.matmul(q, k_cache, transpose_b=True) / math.sqrt(self.head_dim)  # [B, H, 1, L]
+        valid = tf.reshape(slots <= position, [1, 1, 1, length])
+        # Masked by selection and renormalisation rather than adding -1e9: a huge constant
+        # in the tensor would take all of an int8 scale (DESIGN.md §11).
+        scores = tf.where(valid, scores, tf.reduce_min(scores, axis=-1, keepdims=True))
+        p = tf.nn.softmax(scores, axis=-1) * tf.cast(valid, x.dtype)
+        p = p / tf.reduce_sum(p, axis=-1, keepdims=True)
+        y = tf.reshape(tf.matmul(p, v_cache), [b, self.d_model])
+        return self.proj(y), k_cache, v_cache
+
+
+class Block(layers.Layer):
+    def __init__(self, d_model, num_heads, num_layers, mlp_ratio, dropout, **kwargs):
+        super().__init__(**kwargs)
+        self.ln1 = layers.LayerNormalization(epsilon=1e-5, name="ln1")
+        self.attn = CausalSelfAttention(d_model, num_heads, num_layers, name="attn")
+        self.ln2 = layers.LayerNormalization(epsilon=1e-5, name="ln2")
+        init = keras.initializers.RandomNormal(stddev=0.02)
+        self.fc = layers.Dense(mlp_ratio * d_model, activation="gelu", kernel_initializer=init, name="fc")
+        self.out = layers.Dense(d_model, name="out",
+                                kernel_initializer=keras.initializers.RandomNormal(stddev=0.02 / math.sqrt(2 * num_layers)))
+        self.drop = layers.Dropout(dropout)
+
+    def call(self, x, training=False):
+        x = x + self.drop(self.attn(self.ln1(x)), training=training)
+        return x + self.drop(self.out(self.fc(self.ln2(x))), training=training)
+
+    def step(self, x, k_cache, v_cache, position):
+        a, k_cache, v_cache = self.attn.step(self.ln1(x), k_cache, v_cache, position)
+        x = x + a
+        return x + self.out(self.fc(self.ln2(x))), k_cache, v_cache
+
+
+class GPT(keras.Model):
+    def __init__(self, vocab_size: int, context: int, d_model: int = 128, num_layers: int = 4,
+                 num_heads: int = 4, mlp_ratio: int = 4, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.context, self.d_model = vocab_size, context, d_model
+        self.num_layers, self.num_heads, self.head_dim = num_layers, num_heads, d_model // num_heads
+        self.tok_emb = layers.Embedding(vocab_size, d_model, name="tok_emb",
+                                        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02))
+        self.pos_emb = layers.Embedding(context, d_model, name="pos_emb",
+                                        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.01))
+        self.drop = layers.Dropout(dropout)
+        self.blocks = [Block(d_model, num_heads, num_layers, mlp_ratio, dropout, name=f"block{i}")
+                       for i in range(num_layers)]
+        self.ln_f = layers.LayerNormalization(epsilon=1e-5, name="ln_f")
+
+    def _logits(self, h):  # weight tying: the output layer is the token embedding
+        return tf.matmul(h, self.tok_emb.embeddings, transpose_b=True)
+
+    def call(self, tokens, training=False):
+        t = tf.shape(tokens)[1]
+        x = self.tok_emb(tokens) + self.pos_emb(tf.range(t))[None]
+        x = self.drop(x, training=training)
+        for block in self.blocks:
+            x = block(x, training=training)
+        return self._logits(self.ln_f(x))
+
+    def forward(self, tokens, states=None, training=False):
+        return self(tokens, training=training), {}
+
+    def state_names(self) -> list:
+        return [f"cache_{kv}{i}" for i in range(self.num_layers) for kv in ("k", "v")]
+
+    def state_shapes(self, batch: int) -> dict:
+        return {n: (batch, self.num_heads, self.context, self.head_dim) for n in self.state_names()}
+
+    def initial_state(self, batch) -> dict:
+        return {n: tf.zeros(tf.stack([batch, self.num_heads, self.context, self.head_dim]))
+                for n in self.state_names()}
+
+    def step(self, tokens, position, states: dict):
+        """tokens [B] int32 at `position` (int32 scalar < context) -> logits [B, V], new caches."""
+        position = tf.cast(tf.reshape(position, []), tf.int32)
+        x = self.tok_emb(tokens) + self.pos_emb(position)[None]
+        out = {}
+        for i, block in enumerate(self.blocks):
+            x, k, v = block.step(x, states[f"cache_k{i}"], states[f"cache_v{i}"], position)
+            out[f"cache_k{i}"], out[f"cache_v{i}"] = k, v
+        return self._logits(self.ln_f(x)), out
+
+
+def build_model(mcfg, vocab_size: int, context: int):
+    """A built model (weights exist, so a checkpoint or .weights.h5 loads into it)."""
+    if mcfg.arch == "rnn":
+        model = CharRNN(vocab_size, mcfg.cell, mcfg.rnn_units, mcfg.rnn_layers, mcfg.embed_dim,
+                        mcfg.dropout, name="char_rnn")
+    else:
+        model = GPT(vocab_size, context, mcfg.d_model, mcfg.num_layers, mcfg.num_heads, mcfg.mlp_ratio,
+                    mcfg.dropout, name="gpt")
+    model(tf.zeros([1, min(4, context)], tf.int32))
+    return model

@@ -1,0 +1,240 @@
+"""Config dataclasses, presets, YAML files and `--set key=value` overrides.
+
+Each app's config is a tree of dataclasses (`data`, `model`, `train`, ...). A run starts
+from a preset, applies a YAML file, then `--set` overrides, and saves the result as
+`RUN_DIR/config.yaml`. Unknown keys are an error naming the valid ones, so a typo never
+silently trains with a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from keras_suite.common.errors import UserError
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclass
+class TrainConfig:
+    """What the shared training loop needs; every app's config has one as `train`."""
+
+    epochs: int = 10
+    batch_size: int = 64  # global: split across replicas
+    steps_per_epoch: int = 0  # 0 = one pass over the training set
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"  # adam | adamw | sgd
+    beta_1: float = 0.9  # Adam/AdamW first-moment decay (SGD: momentum)
+    beta_2: float = 0.999
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"  # constant | cosine (with linear warm-up)
+    warmup_steps: int = 0
+    clip_norm: float = 0.0  # 0 = no gradient clipping
+    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16 (see keras_suite.common.precision)
+    seed: int = 42
+    checkpoint_every_steps: int = 0  # 0 = at the end of every epoch only
+    keep_checkpoints: int = 3
+    log_every_steps: int = 20
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UserError(
+                f"train.precision={self.precision!r} is not one of {', '.join(PRECISIONS)}; "
+                "set it with --set train.precision=mixed_bfloat16 for example"
+            )
+        if self.batch_size < 1 or self.epochs < 0:
+            raise UserError("train.batch_size must be >= 1 and train.epochs >= 0")
+        validate_optimizer(self, "train")
+
+
+@dataclass
+class OptimizerConfig:
+    """Settings of one optimizer, for apps that train several networks with different
+    ones (a GAN's generator and discriminator). `keras_suite.common.training.make_optimizer` takes
+    this or a TrainConfig."""
+
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"  # adam | adamw | sgd
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"  # constant | cosine (with linear warm-up)
+    warmup_steps: int = 0
+    clip_norm: float = 0.0
+
+    def validate(self) -> None:
+        validate_optimizer(self, "optimizer")
+
+
+def validate_optimizer(cfg, where: str) -> None:
+    if cfg.optimizer not in ("adam", "adamw", "sgd"):
+        raise UserError(f"{where}.optimizer={cfg.optimizer!r}: use adam, adamw or sgd")
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise UserError(f"{where}.lr_schedule={cfg.lr_schedule!r}: use constant or cosine")
+    if not (cfg.learning_rate > 0 and 0 <= cfg.beta_1 < 1 and 0 <= cfg.beta_2 < 1):
+        raise UserError(f"{where}: learning_rate must be > 0 and beta_1, beta_2 in [0, 1) "
+                        f"(got {cfg.learning_rate}, {cfg.beta_1}, {cfg.beta_2})")
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict (tuples as lists), exactly what a YAML round trip gives back."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unknown_key(key: str, valid: list[str], where: str) -> UserError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return UserError(
+        f"unknown config key {where}{key!r}.{hint} Valid keys here: {', '.join(valid)}"
+    )
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the field's declared type, or explain why not."""
+    origin = typing.get_origin(typ)
+    if origin is typing.Union:  # Optional[X]
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v != ""]
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config key {key!r} expects a list, got {value!r}")
+        (inner, *_) = typing.get_args(typ) or (Any,)
+        items = [_coerce(v, inner, key) for v in value]
+        return tuple(items) if origin is tuple else items
+    if typ is Any:
+        return value
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise UserError(f"config key {key!r} expects true/false, got {value!r}")
+    if typ in (int, float):
+        if isinstance(value, bool):
+            raise UserError(f"config key {key!r} expects a number, got {value!r}")
+        try:
+            number = value
+            if typ is float or isinstance(value, float):
+                number = float(value)
+                if not math.isfinite(number):  # .inf / .nan from YAML
+                    raise UserError(f"config key {key!r} expects a finite number, got {value!r}")
+                if typ is int and number != int(number):
+                    raise UserError(f"config key {key!r} expects an integer, got {value!r}")
+            number = typ(number)
+        except (TypeError, ValueError, OverflowError):
+            raise UserError(f"config key {key!r} expects {typ.__name__}, got {value!r}") from None
+        return number
+    if typ is str:
+        return "" if value is None else str(value)
+    return value
+
+
+def merge(cfg: Any, updates: dict, prefix: str = "") -> Any:
+    """Return a copy of `cfg` with the nested `updates` applied (strict about keys)."""
+    if not isinstance(updates, dict):
+        raise UserError(f"config section {prefix or '(top level)'} must be a mapping")
+    types = _field_types(type(cfg))
+    changes = {}
+    for key, value in updates.items():
+        if key not in types:
+            raise _unknown_key(key, list(types), f"{prefix}" if prefix else "")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = merge(current, value, f"{prefix}{key}.")
+        else:
+            changes[key] = _coerce(value, types[key], f"{prefix}{key}")
+    return dataclasses.replace(cfg, **changes)
+
+
+def parse_override(text: str) -> dict:
+    """`train.epochs=3` -> {"train": {"epochs": 3}} with YAML typing of the value."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: write key=value, for example --set train.epochs=3")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    nested: dict = {}
+    node = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return nested
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {str(path)!r} does not exist; pass an existing YAML file to --config")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {str(path)!r} must hold a mapping of sections (data:, model:, train:)")
+    return data
+
+
+def resolve(presets: dict[str, Any], preset: str, config_file: str | None = None,
+            overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """Preset, then YAML file, then `--set` overrides, in that order."""
+    if preset not in presets:
+        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
+    cfg = presets[preset]()
+    if config_file:
+        data = load_yaml(config_file)
+        data.pop("preset", None)
+        cfg = merge(cfg, data)
+    for text in overrides:
+        cfg = merge(cfg, parse_override(text))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Any) -> None:
+    """Call `validate()` on every section that has one."""
+    for f in dataclasses.fields(cfg):
+        section = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(section):
+            validate(section)  # nested sections first (e.g. a GAN's per-network optimizers)
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+
+
+def save(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def load_saved(cls_default: Any, path: str | Path) -> Any:
+    """Rebuild a config saved by `save` on top of a default instance."""
+    return merge(cls_default, load_yaml(path))
+
+
+__all__ = ["TrainConfig", "OptimizerConfig", "merge", "parse_override", "load_yaml", "resolve", "save",
+           "load_saved", "to_dict", "field", "dataclass", "PRECISIONS"]

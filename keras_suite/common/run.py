@@ -1,0 +1,196 @@
+"""A run from start to finish, and loading a finished run back.
+
+RUN_DIR layout (docs/run-directory.md):
+    config.yaml            resolved config (preset + YAML + --set)
+    run.json               app, preset, strategy, replicas, versions, command line
+    info.json              dataset metadata the model needs (class names, input size)
+    artifacts/             files the app keeps with the run (vocabularies, statistics)
+    checkpoints/           tf.train.CheckpointManager files (resume point)
+    logs/metrics.jsonl     one JSON record per logged step and per epoch
+    logs/tensorboard/      TensorBoard scalars (train, train_steps)
+    <name>.weights.h5      final weights of each saved model (model.weights.h5, ...)
+    metrics.json           final evaluation metrics
+    plots/                 PNGs (training curves, confusion matrix, ...)
+    exports/               SavedModels written by `ksuite export` / convert
+    tflite/                .tflite files and parity reports
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from keras_suite import common
+from keras_suite.common import config as config_lib
+from keras_suite.common.app import Artifacts
+from keras_suite.common.errors import UserError
+from keras_suite.common.precision import resolve_precision
+from keras_suite.common.registry import get_app, read_run_meta
+from keras_suite.common.runlog import RunLogger, log, read_jsonl, write_json_atomic
+
+tf = common.quiet_import_tensorflow()
+import keras  # noqa: E402
+
+
+def default_run_dir(app_name: str, preset: str) -> Path:
+    return Path("runs") / f"{app_name}-{preset}"
+
+
+def _check_run_dir(run_dir: Path, cfg, overwrite: bool) -> None:
+    """Refuse to mix two different runs in one folder (resume needs the same config)."""
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return
+    if overwrite:
+        shutil.rmtree(run_dir)
+        return
+    if config_lib.load_yaml(saved) != config_lib.to_dict(cfg):
+        raise UserError(
+            f"{run_dir} already holds a run with a different config; resume it with the same "
+            "options, pass --run-dir NEW_DIR for a new run, or --overwrite to replace it")
+
+
+def set_precision(precision: str) -> None:
+    keras.mixed_precision.set_global_policy(precision)
+
+
+def run_artifacts(run_dir: str | Path) -> Artifacts:
+    return Artifacts(Path(run_dir) / "artifacts")
+
+
+def build_datasets(app, cfg, run_dir: str | Path):
+    """app.datasets with the run's Artifacts folder, attached to the result."""
+    artifacts = run_artifacts(run_dir)
+    data = app.datasets(cfg, artifacts)
+    data.artifacts = artifacts
+    return data
+
+
+@dataclass
+class RunContext:
+    """A finished run's app, config and dataset metadata, without its models."""
+
+    app: object
+    cfg: object
+    info: dict
+    meta: dict
+    run_dir: Path
+
+    @property
+    def artifacts(self) -> Artifacts:
+        return run_artifacts(self.run_dir)
+
+    def datasets(self):
+        return build_datasets(self.app, self.cfg, self.run_dir)
+
+
+@dataclass
+class LoadedRun(RunContext):
+    state: object = None  # keras_suite.common.training.TrainState with the final weights
+
+
+def read_run(run_dir: str | Path) -> RunContext:
+    """App, config and info of a run directory (cheap: builds no model)."""
+    run_dir = Path(run_dir)
+    meta = read_run_meta(run_dir)
+    app = get_app(meta["app"])
+    preset = meta.get("preset", "default")
+    if preset not in app.presets:
+        raise UserError(f"{run_dir} was trained with preset {preset!r}, which the {app.name} app "
+                        f"no longer has ({', '.join(app.presets)})")
+    cfg = config_lib.load_saved(app.presets[preset](), run_dir / "config.yaml")
+    info = json.loads((run_dir / "info.json").read_text())
+    return RunContext(app=app, cfg=cfg, info=info, meta=meta, run_dir=run_dir)
+
+
+def train_run(app_name: str, preset: str = "default", config_file: str | None = None,
+              overrides=(), strategy_name: str = "auto", run_dir: str | Path | None = None,
+              cpu_devices: int = 0, overwrite: bool = False, evaluate: bool = True,
+              command: str = "") -> dict:
+    """Train (or resume) a run, evaluate it and write metrics.json; returns the metrics."""
+    from keras_suite.common.strategy import describe, make_strategy, worker_info
+    from keras_suite.common.training import TrainContext
+
+    app = get_app(app_name)
+    cfg = config_lib.resolve(app.presets, preset, config_file, overrides)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(app_name, preset)
+
+    strategy = make_strategy(strategy_name, cpu_devices)
+    task_type, task_id, is_chief = worker_info(strategy)
+    if is_chief:
+        _check_run_dir(run_dir, cfg, overwrite)
+    worker_dir = None if is_chief else run_dir / f".{task_type}-{task_id}"
+    out_dir = run_dir if is_chief else worker_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    keras.utils.set_random_seed(cfg.train.seed)
+    precision = resolve_precision(cfg.train.precision, strategy)
+    set_precision(precision)
+    log.info("app %s, preset %s, strategy %s, precision %s, run dir %s",
+             app_name, preset, describe(strategy), precision, run_dir)
+    data = build_datasets(app, cfg, out_dir)
+    if is_chief:
+        config_lib.save(cfg, run_dir / "config.yaml")
+        write_json_atomic(run_dir / "info.json", data.info)
+        write_json_atomic(run_dir / "run.json", {
+            "app": app_name, "preset": preset, "strategy": describe(strategy),
+            "replicas": strategy.num_replicas_in_sync, "command": command or " ".join(sys.argv),
+            "python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "precision": precision})
+    with strategy.scope():
+        state = app.build_state(cfg, data.info)
+        state.build_optimizers()
+    logger = RunLogger(run_dir if is_chief else None)
+    ctx = TrainContext(app=app, cfg=cfg, run_dir=run_dir, strategy=strategy, data=data,
+                       state=state, is_chief=is_chief, worker_dir=worker_dir, logger=logger)
+    try:
+        history = app.train(ctx)
+    finally:
+        logger.close()
+    state.save_weights(out_dir)
+    if not is_chief:
+        return {}
+    from keras_suite.common.plots import plot_training_curves
+
+    plot_training_curves(read_jsonl(run_dir / "logs" / "metrics.jsonl"), run_dir / "plots" / "training_curves.png")
+    if not evaluate:
+        return {"history": history}
+    metrics = app.evaluate(state, data, cfg, run_dir)
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def load_run(run_dir: str | Path, precision: str = "float32") -> LoadedRun:
+    """Rebuild a finished run's models from config.yaml + info.json + final weights.
+
+    precision="float32" (the default) builds the models for deployment: SavedModels and
+    TFLite files are float32 graphs whatever the run trained with, because TFLite has no
+    bfloat16 kernels and a bfloat16 graph runs slowly on CPUs without native support.
+    The variables are float32 under every mixed policy, so the same weights load.
+    precision="trained" rebuilds them with the run's own policy (what `ksuite evaluate` uses,
+    so it reproduces the metrics written at the end of training)."""
+    ctx = read_run(run_dir)
+    if precision == "trained":
+        precision = ctx.meta.get("precision") or resolve_precision(ctx.cfg.train.precision)
+    set_precision(precision)
+    state = ctx.app.build_state(ctx.cfg, ctx.info)
+    missing = [f"{n}.weights.h5" for n in state.saved_models
+               if not (ctx.run_dir / f"{n}.weights.h5").exists()]
+    if missing:
+        raise UserError(f"{ctx.run_dir} has no final weights ({', '.join(missing)}): the run has not "
+                        "finished; rerun the same `ksuite train` command to resume it")
+    state.load_weights(ctx.run_dir)
+    return LoadedRun(app=ctx.app, cfg=ctx.cfg, info=ctx.info, meta=ctx.meta, run_dir=ctx.run_dir,
+                     state=state)
+
+
+def evaluate_run(run_dir: str | Path) -> dict:
+    run = load_run(run_dir, precision="trained")
+    data = run.datasets()
+    metrics = run.app.evaluate(run.state, data, run.cfg, run.run_dir)
+    write_json_atomic(Path(run_dir) / "metrics.json", metrics)
+    return metrics
+

@@ -1,0 +1,127 @@
+"""`ksuite predict`: run an app's serving signature on what the user gives it, locally or
+on a server.
+
+    ksuite predict RUN_DIR img1.png img2.png                        # in-process
+    ksuite predict RUN_DIR "a sentence to translate"                # what the app takes
+    ksuite predict --run RUN_DIR img1.png                           # the same, spelled out
+    ksuite predict --export BASE/NAME/3 img1.png                    # a SavedModel
+    ksuite predict --server http://127.0.0.1:8501 --model NAME --run RUN_DIR img1.png
+    ksuite predict --server 127.0.0.1:8500 --grpc --model NAME --input-json request.json
+
+The app's `predict_request(inputs, info, cfg)` turns the inputs (files, strings, seeds:
+the app's `predict_inputs` says which) into a request, and `render_predictions` draws the
+results; a JSON request (`--input-json`, columnar `inputs`) works for any model.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from keras_suite import common
+from keras_suite.common.errors import UserError
+
+
+def _app_context(run_dir: str | None, export_dir: str | None):
+    """(app, info, cfg) from a run directory or the provenance an export carries."""
+    from keras_suite.common.run import read_run
+
+    if run_dir:
+        run = read_run(run_dir)
+        return run.app, run.info, run.cfg
+    if export_dir:
+        prov = Path(export_dir) / "assets.extra" / "ksuite_export.json"
+        if prov.exists():
+            meta = json.loads(prov.read_text())
+            if meta.get("run_dir") and (Path(meta["run_dir"]) / "run.json").exists():
+                return _app_context(meta["run_dir"], None)
+    return None, None, None
+
+
+def take_run_dir(args) -> None:
+    """`ksuite predict RUN_DIR INPUT...`: a first input that is a run directory is --run."""
+    if args.inputs and not (args.run or args.export) and (Path(args.inputs[0]) / "run.json").is_file():
+        args.run, args.inputs = args.inputs[0], args.inputs[1:]
+
+
+def build_request(args) -> tuple[str, dict, object, object]:
+    """(signature, inputs, app, info) from --input-json or the app's predict_request hook."""
+    if args.input_json:
+        from keras_suite.client.loadtest import load_inputs
+
+        signature, inputs = load_inputs(args.input_json, None)
+        return args.signature or signature, inputs, None, None
+    app, info, cfg = _app_context(args.run, args.export)
+    if app is None:
+        raise UserError("to turn inputs into a request, give a run directory (ksuite predict RUN_DIR "
+                        "INPUT...), or an --export written by `ksuite export`; or send --input-json")
+    if not args.inputs:
+        raise UserError(f"give the {app.name} app's inputs after the run directory: {app.predict_inputs}")
+    signature, inputs = app.predict_request(list(args.inputs), info, cfg)
+    return args.signature or signature, inputs, app, info
+
+
+def _local_outputs(args, signature, inputs):
+    from keras_suite.serving.servable import Servable
+    from keras_suite.export.signatures import require_saved_model
+
+    if args.export:
+        export_dir = require_saved_model(args.export)
+        servable = Servable.load("local", 0, export_dir, warmup=False)
+        return servable.predict(signature, inputs)[1]
+    from keras_suite.common.run import load_run
+
+    run = load_run(args.run)
+    archive = run.app.export_archive(run.state, run.info, run.cfg, run.artifacts)
+    with tempfile.TemporaryDirectory(prefix="ksuite-predict-") as tmp:
+        archive.write_out(tmp, verbose=False)
+        servable = Servable.load("local", 0, Path(tmp), warmup=False)
+        return servable.predict(signature, inputs)[1]
+
+
+def _server_outputs(args, signature, inputs):
+    from keras_suite.client.clients import GrpcClient, RestClient, ServingClientError
+
+    if not args.model:
+        raise UserError("--server needs --model NAME (the served model's name)")
+    try:
+        if args.grpc:
+            client = GrpcClient(args.server, timeout=args.timeout)
+        else:
+            client = RestClient(args.server, timeout=args.timeout)
+        return client.predict(args.model, inputs, signature_name=signature, version=args.version,
+                              label=args.label)
+    except ServingClientError as exc:
+        raise UserError(f"the server refused the request: {exc}") from None
+
+
+def run_predict(args) -> int:
+    common.quiet_import_tensorflow()
+    take_run_dir(args)
+    if not (args.server or args.run or args.export):
+        raise UserError("say where to run: ksuite predict RUN_DIR INPUT..., --export BASE/NAME/VERSION "
+                        "or --server URL")
+    signature, inputs, app, info = build_request(args)
+    outputs = _server_outputs(args, signature, inputs) if args.server else _local_outputs(args, signature, inputs)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    printable = {}
+    for key, value in sorted(outputs.items()):
+        value = np.asarray(value)
+        if value.dtype == object:
+            printable[key] = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value.reshape(-1)]
+            printable[key] = np.array(printable[key], dtype=object).reshape(value.shape).tolist()
+        else:
+            printable[key] = value.tolist()
+        print(f"{key}: {value.dtype} {list(value.shape)}")
+    from keras_suite.common.runlog import write_json_atomic
+
+    write_json_atomic(out_dir / "predictions.json", {"signature_name": signature or "serving_default",
+                                                     "outputs": printable})
+    print(f"outputs: {out_dir / 'predictions.json'}")
+    if app is not None and args.inputs:
+        for path in app.render_predictions(list(args.inputs), outputs, info, out_dir):
+            print(f"rendered: {path}")
+    return 0

@@ -1,2 +1,0 @@
-"""SavedModel export, TF Serving configs, the embedded server and clients."""
-import common  # noqa: F401  (KERAS_BACKEND and quiet logs before any TensorFlow import)

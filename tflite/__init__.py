@@ -1,2 +1,0 @@
-"""TFLite (LiteRT) conversion, quantization, parity reports and benchmarks."""
-import common  # noqa: F401  (KERAS_BACKEND and quiet logs before any TensorFlow import)
