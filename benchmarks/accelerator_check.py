@@ -14,6 +14,7 @@ and writes the rows as JSON. On a machine without a GPU it says so and exits 0
 at 10 minutes (`--total-seconds`); an app that runs past `--app-seconds` is reported and the
 next one starts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,13 +69,31 @@ except Exception as exc:
 print("ROW " + json.dumps(row))
 """
 
-COLUMNS = ("app", "replicas", "precision", "examples_per_sec", "metric", "export_ok", "tflite_ok", "seconds")
+COLUMNS = (
+    "app",
+    "replicas",
+    "precision",
+    "examples_per_sec",
+    "metric",
+    "export_ok",
+    "tflite_ok",
+    "seconds",
+)
 
 
 def visible_gpus() -> int:
-    out = subprocess.run([sys.executable, "-c", "import common; tf = common.quiet_import_tensorflow(); "
-                          "print(len(tf.config.list_physical_devices('GPU')))"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import common; tf = common.quiet_import_tensorflow(); "
+            "print(len(tf.config.list_physical_devices('GPU')))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else 0
 
 
@@ -83,12 +102,22 @@ def run_app(name: str, strategy: str, budget: float) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"acc-{name}-") as work:
         env = dict(os.environ, KSUITE_PROGRESS="0", PYTHONPATH=str(ROOT))
         try:
-            out = subprocess.run([sys.executable, "-c", ONE_APP, name, work, strategy], capture_output=True,
-                                 text=True, cwd=ROOT, env=env, timeout=budget)
+            out = subprocess.run(
+                [sys.executable, "-c", ONE_APP, name, work, strategy],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                env=env,
+                timeout=budget,
+            )
         except subprocess.TimeoutExpired:
             return {"app": name, "error": f"ran past {budget:.0f} s", "seconds": round(budget)}
     rows = [line[4:] for line in out.stdout.splitlines() if line.startswith("ROW ")]
-    row = json.loads(rows[-1]) if rows else {"app": name, "error": (out.stderr.strip().splitlines() or ["?"])[-1][:300]}
+    row = (
+        json.loads(rows[-1])
+        if rows
+        else {"app": name, "error": (out.stderr.strip().splitlines() or ["?"])[-1][:300]}
+    )
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
 
@@ -111,16 +140,24 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--apps", default="", help="comma-separated apps (default: every app)")
-    parser.add_argument("--allow-cpu", action="store_true", help="run on the CPU when there is no GPU")
+    parser.add_argument(
+        "--allow-cpu", action="store_true", help="run on the CPU when there is no GPU"
+    )
     parser.add_argument("--app-seconds", type=float, default=100.0, help="time limit per app")
-    parser.add_argument("--total-seconds", type=float, default=570.0,
-                        help="time limit of the whole check (apps not started by then are listed as skipped)")
+    parser.add_argument(
+        "--total-seconds",
+        type=float,
+        default=570.0,
+        help="time limit of the whole check (apps not started by then are listed as skipped)",
+    )
     parser.add_argument("--out", default="bench-results/accelerator_check.json")
     args = parser.parse_args(argv)
     gpus = visible_gpus()
     if not gpus and not args.allow_cpu:
-        print("no GPU visible to TensorFlow on this machine: nothing to check (use --allow-cpu to try the "
-              "script on the CPU)")
+        print(
+            "no GPU visible to TensorFlow on this machine: nothing to check (use --allow-cpu to try the "
+            "script on the CPU)"
+        )
         return 0
     names = [n for n in args.apps.split(",") if n] or app_names()
     strategy = "mirrored" if gpus else "default"

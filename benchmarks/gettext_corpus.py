@@ -16,6 +16,7 @@ of plural messages, whitespace collapsed, keyboard-mnemonic underscores removed 
 code-list catalogs (iso_*: names of languages and countries, not sentences), messages longer
 than --max-words, and duplicates. A seeded sample of --max-pairs is written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,21 +26,27 @@ import random
 import re
 from pathlib import Path
 
-MNEMONIC = re.compile(r"(?<![\w_])_(?=\w)")  # GTK-style "_File": the underscore marks a shortcut key
+MNEMONIC = re.compile(
+    r"(?<![\w_])_(?=\w)"
+)  # GTK-style "_File": the underscore marks a shortcut key
 
 
 def clean(text: str) -> str:
     return " ".join(MNEMONIC.sub("", text).split())
 
 
-def read_catalogs(locale_dir: Path, lang: str) -> tuple[list[tuple[str, str, str]], collections.Counter]:
+def read_catalogs(
+    locale_dir: Path, lang: str
+) -> tuple[list[tuple[str, str, str]], collections.Counter]:
     """(english, translation, catalog name) for every usable message, and the counts of drops."""
     dropped = collections.Counter()
     pairs, seen = [], set()
     files = sorted((locale_dir / lang / "LC_MESSAGES").glob("*.mo"))
     if not files:
-        raise SystemExit(f"no .mo catalogs in {locale_dir / lang / 'LC_MESSAGES'}; pick another --lang "
-                         f"(see ls {locale_dir})")
+        raise SystemExit(
+            f"no .mo catalogs in {locale_dir / lang / 'LC_MESSAGES'}; pick another --lang "
+            f"(see ls {locale_dir})"
+        )
     for path in files:
         if path.stem.startswith("iso_"):
             dropped["ISO code list"] += 1
@@ -70,9 +77,13 @@ def read_catalogs(locale_dir: Path, lang: str) -> tuple[list[tuple[str, str, str
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lang", default="fr", help="target language folder under --locale-dir (default fr)")
+    parser.add_argument(
+        "--lang", default="fr", help="target language folder under --locale-dir (default fr)"
+    )
     parser.add_argument("--locale-dir", default="/usr/share/locale", type=Path)
-    parser.add_argument("--max-words", type=int, default=16, help="longest message kept, in words, either side")
+    parser.add_argument(
+        "--max-words", type=int, default=16, help="longest message kept, in words, either side"
+    )
     parser.add_argument("--max-pairs", type=int, default=25000, help="seeded sample size (0 = all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, type=Path)
@@ -83,13 +94,15 @@ def main(argv=None) -> int:
     dropped[f"longer than {args.max_words} words"] = len(pairs) - len(short)
     random.Random(args.seed).shuffle(short)
     if args.max_pairs:
-        short = short[:args.max_pairs]
+        short = short[: args.max_pairs]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         for source, target, origin in short:
             f.write(f"{source}\t{target}\t{origin}\n")
-    print(f"wrote {len(short)} English -> {args.lang} pairs to {args.out} "
-          f"(dropped: {dict(dropped)}; catalogs: {len({p[2] for p in short})})")
+    print(
+        f"wrote {len(short)} English -> {args.lang} pairs to {args.out} "
+        f"(dropped: {dict(dropped)}; catalogs: {len({p[2] for p in short})})"
+    )
     return 0
 
 

@@ -26,11 +26,13 @@ if _backend != "tensorflow":
     raise ImportError(
         f"KERAS_BACKEND={_backend!r}, but Keras Suite's apps are written for the TensorFlow "
         "backend (tf.distribute, SavedModel, TFLite). Unset KERAS_BACKEND or set it to "
-        "'tensorflow' before importing keras_suite.")
+        "'tensorflow' before importing keras_suite."
+    )
 if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
     raise ImportError(
         "TF_USE_LEGACY_KERAS=1 switches tf.keras to Keras 2 for the whole process and "
-        "Keras Suite needs Keras 3. Unset TF_USE_LEGACY_KERAS and run again.")
+        "Keras Suite needs Keras 3. Unset TF_USE_LEGACY_KERAS and run again."
+    )
 
 _API = ("config", "train", "load", "presets", "app_names", "Run")
 

@@ -5,6 +5,7 @@ Every command is a thin layer over the Python API (keras_suite/api.py, docs/pyth
 
 Errors the user can fix (UserError) print as one line and exit with status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,19 +18,34 @@ from pathlib import Path
 from keras_suite.common.errors import UserError
 from keras_suite.common.registry import app_names
 
-PLUGIN_MODULES = ("keras_suite.export.cli", "keras_suite.tflite.cli", "keras_suite.serving.cli", "keras_suite.client.cli")
+PLUGIN_MODULES = (
+    "keras_suite.export.cli",
+    "keras_suite.tflite.cli",
+    "keras_suite.serving.cli",
+    "keras_suite.client.cli",
+)
 
 
 def _cmd_train(args) -> int:
     from keras_suite.common.run import default_run_dir, train_run
 
     if args.cpu_devices and args.strategy == "default":
-        raise UserError("--cpu-devices splits the CPU for --strategy mirrored or multiworker; "
-                        "it has no effect with --strategy default")
+        raise UserError(
+            "--cpu-devices splits the CPU for --strategy mirrored or multiworker; "
+            "it has no effect with --strategy default"
+        )
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.app, args.preset)
-    metrics = train_run(args.app, args.preset, args.config, args.set, args.strategy, run_dir,
-                        cpu_devices=args.cpu_devices, overwrite=args.overwrite,
-                        command=" ".join(["ksuite"] + sys.argv[1:]))
+    metrics = train_run(
+        args.app,
+        args.preset,
+        args.config,
+        args.set,
+        args.strategy,
+        run_dir,
+        cpu_devices=args.cpu_devices,
+        overwrite=args.overwrite,
+        command=" ".join(["ksuite"] + sys.argv[1:]),
+    )
     if metrics:
         _print_metrics(metrics, run_dir)
     return 0
@@ -44,7 +60,11 @@ def _cmd_evaluate(args) -> int:
 
 
 def _scalar_items(metrics: dict):
-    return [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return [
+        (k, v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
 
 
 def _print_metrics(metrics: dict, run_dir: Path) -> None:
@@ -54,7 +74,9 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
         print(f"\n{'metric'.ljust(width)}  value")
         print(f"{'-' * width}  ------")
         for k, v in rows:
-            print(f"{k.ljust(width)}  {v:.4f}" if isinstance(v, float) else f"{k.ljust(width)}  {v}")
+            print(
+                f"{k.ljust(width)}  {v:.4f}" if isinstance(v, float) else f"{k.ljust(width)}  {v}"
+            )
     print(f"\nmetrics: {run_dir / 'metrics.json'}")
 
 
@@ -65,9 +87,17 @@ def _cmd_demo(args) -> int:
     run_dir = Path(args.run_dir)
     start = time.time()
     overrides = list(args.set)
-    metrics = train_run("classification", args.preset, None, overrides, args.strategy, run_dir,
-                        cpu_devices=args.cpu_devices, overwrite=args.overwrite,
-                        command="ksuite demo")
+    metrics = train_run(
+        "classification",
+        args.preset,
+        None,
+        overrides,
+        args.strategy,
+        run_dir,
+        cpu_devices=args.cpu_devices,
+        overwrite=args.overwrite,
+        command="ksuite demo",
+    )
     from keras_suite.export.writer import export_run
 
     export_dir = export_run(run_dir, run_dir / "exports", name="classification")
@@ -78,8 +108,10 @@ def _cmd_demo(args) -> int:
     print(f"SavedModel:    {export_dir}  (signatures serving_default, serve_bytes)")
     print(f"plots:         {run_dir / 'plots'}")
     print(f"time:          {elapsed:.0f}s")
-    print("\nnext: ksuite serve --model_name classification "
-          f"--model_base_path {Path(export_dir).parent.resolve()} --rest_api_port 8501")
+    print(
+        "\nnext: ksuite serve --model_name classification "
+        f"--model_base_path {Path(export_dir).parent.resolve()} --rest_api_port 8501"
+    )
     return 0
 
 
@@ -99,46 +131,89 @@ def _cmd_apps(args) -> int:
         print(f"{'':15s} predict takes: {app.predict_inputs}")
         own = verbs.get(name, [])
         if own:
-            print(f"{'':15s} commands: " + ", ".join(
-                f"ksuite {c.name} {name + ' RUN_DIR' if c.per_app else ''}".rstrip() for c in own))
+            print(
+                f"{'':15s} commands: "
+                + ", ".join(
+                    f"ksuite {c.name} {name + ' RUN_DIR' if c.per_app else ''}".rstrip()
+                    for c in own
+                )
+            )
     return 0
 
 
 def _cmd_bench(args) -> int:
-    module = f"keras_suite.apps.{args.name}.bench" if args.name in app_names() else f"keras_suite.{args.name}.bench"
+    module = (
+        f"keras_suite.apps.{args.name}.bench"
+        if args.name in app_names()
+        else f"keras_suite.{args.name}.bench"
+    )
     try:
         bench = importlib.import_module(module)
     except ModuleNotFoundError:
-        raise UserError(f"no benchmark named {args.name!r}; try classification, serving, tflite, "
-                        "detection or dqn") from None
+        raise UserError(
+            f"no benchmark named {args.name!r}; try classification, serving, tflite, "
+            "detection or dqn"
+        ) from None
     return int(bench.main(args.args) or 0)
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="default", help="smoke (seconds), default (minutes on CPU) or full")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set train.epochs=3 (repeatable)")
-    p.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multiworker", "tpu"],
-                   help="tf.distribute strategy; auto picks multiworker when TF_CONFIG is set, "
-                        "mirrored with several GPUs or --cpu-devices, else default")
-    p.add_argument("--cpu-devices", type=int, default=0, metavar="N",
-                   help="split the CPU into N logical devices (to try mirrored training on a CPU)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete an existing run in the run directory instead of resuming it")
+    p.add_argument(
+        "--preset", default="default", help="smoke (seconds), default (minutes on CPU) or full"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set train.epochs=3 (repeatable)",
+    )
+    p.add_argument(
+        "--strategy",
+        default="auto",
+        choices=["auto", "default", "mirrored", "multiworker", "tpu"],
+        help="tf.distribute strategy; auto picks multiworker when TF_CONFIG is set, "
+        "mirrored with several GPUs or --cpu-devices, else default",
+    )
+    p.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=0,
+        metavar="N",
+        help="split the CPU into N logical devices (to try mirrored training on a CPU)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an existing run in the run directory instead of resuming it",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ksuite", description="Keras Suite: train, evaluate, export, convert and serve deep-learning apps.")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="verbosity of the ksuite log on stderr")
+        prog="ksuite",
+        description="Keras Suite: train, evaluate, export, convert and serve deep-learning apps.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="verbosity of the ksuite log on stderr",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("train", help="train an app (resumes if the run directory has checkpoints)",
-                       description="Train APP. Rerunning the same command resumes from the last checkpoint.")
+    p = sub.add_parser(
+        "train",
+        help="train an app (resumes if the run directory has checkpoints)",
+        description="Train APP. Rerunning the same command resumes from the last checkpoint.",
+    )
     p.add_argument("app", help="app name (see `ksuite apps`)")
-    p.add_argument("--config", metavar="FILE.yaml", help="YAML file of config overrides (sections data/model/train)")
+    p.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="YAML file of config overrides (sections data/model/train)",
+    )
     p.add_argument("--run-dir", metavar="DIR", help="run directory (default runs/APP-PRESET)")
     _add_run_flags(p)
     p.set_defaults(func=_cmd_train)
@@ -147,10 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by `ksuite train`")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("demo", help="train + evaluate + export the image classifier on built-in data",
-                       description="The quickstart: trains the classifier on generated shapes (default preset), "
-                                   "evaluates it, exports a SavedModel and prints a report.")
-    p.add_argument("--run-dir", default="runs/demo", metavar="DIR", help="run directory (default runs/demo)")
+    p = sub.add_parser(
+        "demo",
+        help="train + evaluate + export the image classifier on built-in data",
+        description="The quickstart: trains the classifier on generated shapes (default preset), "
+        "evaluates it, exports a SavedModel and prints a report.",
+    )
+    p.add_argument(
+        "--run-dir", default="runs/demo", metavar="DIR", help="run directory (default runs/demo)"
+    )
     _add_run_flags(p)
     p.set_defaults(func=_cmd_demo)
 
@@ -159,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run a benchmark (prints numbers, writes JSON)")
     p.add_argument("name", help="classification, detection, dqn, serving or tflite")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for that benchmark (--help lists them)")
+    p.add_argument(
+        "args", nargs=argparse.REMAINDER, help="arguments for that benchmark (--help lists them)"
+    )
     p.set_defaults(func=_cmd_bench)
 
     from keras_suite.common.datacheck import register as register_data_check

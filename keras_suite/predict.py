@@ -12,6 +12,7 @@ The app's `predict_request(inputs, info, cfg)` turns the inputs (files, strings,
 the app's `predict_inputs` says which) into a request, and `render_predictions` draws the
 results; a JSON request (`--input-json`, columnar `inputs`) works for any model.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,11 @@ def _app_context(run_dir: str | None, export_dir: str | None):
 
 def take_run_dir(args) -> None:
     """`ksuite predict RUN_DIR INPUT...`: a first input that is a run directory is --run."""
-    if args.inputs and not (args.run or args.export) and (Path(args.inputs[0]) / "run.json").is_file():
+    if (
+        args.inputs
+        and not (args.run or args.export)
+        and (Path(args.inputs[0]) / "run.json").is_file()
+    ):
         args.run, args.inputs = args.inputs[0], args.inputs[1:]
 
 
@@ -55,17 +60,21 @@ def build_request(args) -> tuple[str, dict, object, object]:
         return args.signature or signature, inputs, None, None
     app, info, cfg = _app_context(args.run, args.export)
     if app is None:
-        raise UserError("to turn inputs into a request, give a run directory (ksuite predict RUN_DIR "
-                        "INPUT...), or an --export written by `ksuite export`; or send --input-json")
+        raise UserError(
+            "to turn inputs into a request, give a run directory (ksuite predict RUN_DIR "
+            "INPUT...), or an --export written by `ksuite export`; or send --input-json"
+        )
     if not args.inputs:
-        raise UserError(f"give the {app.name} app's inputs after the run directory: {app.predict_inputs}")
+        raise UserError(
+            f"give the {app.name} app's inputs after the run directory: {app.predict_inputs}"
+        )
     signature, inputs = app.predict_request(list(args.inputs), info, cfg)
     return args.signature or signature, inputs, app, info
 
 
 def _local_outputs(args, signature, inputs):
-    from keras_suite.serving.servable import Servable
     from keras_suite.export.signatures import require_saved_model
+    from keras_suite.serving.servable import Servable
 
     if args.export:
         export_dir = require_saved_model(args.export)
@@ -91,8 +100,9 @@ def _server_outputs(args, signature, inputs):
             client = GrpcClient(args.server, timeout=args.timeout)
         else:
             client = RestClient(args.server, timeout=args.timeout)
-        return client.predict(args.model, inputs, signature_name=signature, version=args.version,
-                              label=args.label)
+        return client.predict(
+            args.model, inputs, signature_name=signature, version=args.version, label=args.label
+        )
     except ServingClientError as exc:
         raise UserError(f"the server refused the request: {exc}") from None
 
@@ -101,25 +111,36 @@ def run_predict(args) -> int:
     common.quiet_import_tensorflow()
     take_run_dir(args)
     if not (args.server or args.run or args.export):
-        raise UserError("say where to run: ksuite predict RUN_DIR INPUT..., --export BASE/NAME/VERSION "
-                        "or --server URL")
+        raise UserError(
+            "say where to run: ksuite predict RUN_DIR INPUT..., --export BASE/NAME/VERSION "
+            "or --server URL"
+        )
     signature, inputs, app, info = build_request(args)
-    outputs = _server_outputs(args, signature, inputs) if args.server else _local_outputs(args, signature, inputs)
+    outputs = (
+        _server_outputs(args, signature, inputs)
+        if args.server
+        else _local_outputs(args, signature, inputs)
+    )
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     printable = {}
     for key, value in sorted(outputs.items()):
         value = np.asarray(value)
         if value.dtype == object:
-            printable[key] = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value.reshape(-1)]
+            printable[key] = [
+                v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                for v in value.reshape(-1)
+            ]
             printable[key] = np.array(printable[key], dtype=object).reshape(value.shape).tolist()
         else:
             printable[key] = value.tolist()
         print(f"{key}: {value.dtype} {list(value.shape)}")
     from keras_suite.common.runlog import write_json_atomic
 
-    write_json_atomic(out_dir / "predictions.json", {"signature_name": signature or "serving_default",
-                                                     "outputs": printable})
+    write_json_atomic(
+        out_dir / "predictions.json",
+        {"signature_name": signature or "serving_default", "outputs": printable},
+    )
     print(f"outputs: {out_dir / 'predictions.json'}")
     if app is not None and args.inputs:
         for path in app.render_predictions(list(args.inputs), outputs, info, out_dir):

@@ -1,5 +1,6 @@
 """Shared fixtures. TensorFlow is imported once per test process (it costs seconds), and
 the tiny classification run that several tests inspect is trained once per session."""
+
 from __future__ import annotations
 
 import pytest

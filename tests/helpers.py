@@ -1,4 +1,5 @@
 """Helpers the tests share: the CLI as a subprocess, free ports, the repository root."""
+
 from __future__ import annotations
 
 import os
@@ -31,5 +32,11 @@ def subprocess_env(**extra: str) -> dict:
 
 
 def run_ksuite(*args: str, timeout: float = 600, cwd=None, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run(ksuite_cmd(*args), capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd or ROOT, env=env or subprocess_env())
+    return subprocess.run(
+        ksuite_cmd(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or ROOT,
+        env=env or subprocess_env(),
+    )

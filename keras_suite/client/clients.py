@@ -9,6 +9,7 @@ Both take a model name plus an optional version or label, encode bytes the way e
 wants (`{"b64": ...}` in JSON, DT_STRING TensorProtos in gRPC), time out, and raise
 ServingClientError with the server's message and status.
 """
+
 from __future__ import annotations
 
 import base64
@@ -33,6 +34,7 @@ class ServingClientError(Exception):
 def _jsonable(array: np.ndarray):
     array = np.asarray(array)
     if array.dtype == object or array.dtype.kind in "SU":
+
         def leaf(v):
             if isinstance(v, str):
                 v = v.encode("utf-8")
@@ -49,12 +51,13 @@ def _nest(flat, shape):
     if len(shape) == 1:
         return flat
     step = int(np.prod(shape[1:]))
-    return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+    return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
 def _from_json(value, dtype_name: str | None):
     """A JSON output as an array; strings and {"b64"} leaves become bytes."""
     if dtype_name == "DT_STRING" or _first_leaf_is_text(value):
+
         def leaf(v):
             if isinstance(v, dict) and "b64" in v:
                 return base64.b64decode(v["b64"])
@@ -86,9 +89,18 @@ def _flatten(value):
     return flat, (len(value),) + inner
 
 
-_NP_DTYPES = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT32": np.int32, "DT_INT64": np.int64,
-              "DT_INT8": np.int8, "DT_UINT8": np.uint8, "DT_INT16": np.int16, "DT_BOOL": np.bool_,
-              "DT_HALF": np.float16, "DT_UINT16": np.uint16}
+_NP_DTYPES = {
+    "DT_FLOAT": np.float32,
+    "DT_DOUBLE": np.float64,
+    "DT_INT32": np.int32,
+    "DT_INT64": np.int64,
+    "DT_INT8": np.int8,
+    "DT_UINT8": np.uint8,
+    "DT_INT16": np.int16,
+    "DT_BOOL": np.bool_,
+    "DT_HALF": np.float16,
+    "DT_UINT16": np.uint16,
+}
 
 
 class RestClient:
@@ -120,20 +132,31 @@ class RestClient:
                 response = self._session.get(url, timeout=self.timeout)
             else:
                 data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-                response = self._session.post(url, data=data, timeout=self.timeout,
-                                              headers={"Content-Type": "application/json"})
+                response = self._session.post(
+                    url,
+                    data=data,
+                    timeout=self.timeout,
+                    headers={"Content-Type": "application/json"},
+                )
         except requests.Timeout:
-            raise ServingClientError(f"{method} {url} timed out after {self.timeout:g} s", "TIMEOUT") from None
+            raise ServingClientError(
+                f"{method} {url} timed out after {self.timeout:g} s", "TIMEOUT"
+            ) from None
         except requests.ConnectionError as exc:
-            raise ServingClientError(f"cannot reach {self.url} ({exc.__class__.__name__}); is the server "
-                                     "running and the REST port right?", "UNREACHABLE") from None
+            raise ServingClientError(
+                f"cannot reach {self.url} ({exc.__class__.__name__}); is the server "
+                "running and the REST port right?",
+                "UNREACHABLE",
+            ) from None
         try:
             doc = response.json()
         except ValueError:
             doc = {"error": response.text[:200]}
         if response.status_code != 200:
             message = doc.get("error", response.text[:200]) if isinstance(doc, dict) else str(doc)
-            raise ServingClientError(f"HTTP {response.status_code}: {message}", response.status_code)
+            raise ServingClientError(
+                f"HTTP {response.status_code}: {message}", response.status_code
+            )
         return doc
 
     # ---- the API ---------------------------------------------------------------------------
@@ -146,26 +169,39 @@ class RestClient:
     def signature(self, model: str, signature_name: str = "", version=None, label=None) -> dict:
         key = (model, version, label)
         if key not in self._metadata_cache:
-            self._metadata_cache[key] = self.metadata(model, version, label)["metadata"]["signature_def"]["signature_def"]
+            self._metadata_cache[key] = self.metadata(model, version, label)["metadata"][
+                "signature_def"
+            ]["signature_def"]
         sigs = self._metadata_cache[key]
         name = signature_name or "serving_default"
         if name not in sigs:
-            raise ServingClientError(f"model {model} has no signature {name!r} (it has {sorted(sigs)})")
+            raise ServingClientError(
+                f"model {model} has no signature {name!r} (it has {sorted(sigs)})"
+            )
         return sigs[name]
 
     def predict_raw(self, model: str, body: dict, version=None, label=None) -> dict:
         """POST a ready-made JSON body (row or columnar); returns the JSON response."""
         return self._request("POST", self._path(model, version, label) + ":predict", body)
 
-    def predict(self, model: str, inputs: dict, signature_name: str = "", version=None, label=None,
-                row_format: bool = False) -> dict:
+    def predict(
+        self,
+        model: str,
+        inputs: dict,
+        signature_name: str = "",
+        version=None,
+        label=None,
+        row_format: bool = False,
+    ) -> dict:
         """{input: array with batch dim} -> {output: array}; bytes are sent as b64."""
         body: dict = {}
         if signature_name:
             body["signature_name"] = signature_name
         if row_format:
             n = len(next(iter(inputs.values())))
-            body["instances"] = [{k: _jsonable(np.asarray(v)[i]) for k, v in inputs.items()} for i in range(n)]
+            body["instances"] = [
+                {k: _jsonable(np.asarray(v)[i]) for k, v in inputs.items()} for i in range(n)
+            ]
         else:
             body["inputs"] = {k: _jsonable(v) for k, v in inputs.items()}
         doc = self.predict_raw(model, body, version, label)
@@ -183,39 +219,69 @@ class RestClient:
             return {name: _from_json(outputs, dtypes[name])}
         return {k: _from_json(v, dtypes.get(k)) for k, v in outputs.items()}
 
-    def classify(self, model: str, examples: list[dict], signature_name: str = "", context=None,
-                 version=None, label=None) -> list:
-        return self._examples_call("classify", model, examples, signature_name, context, version, label)
+    def classify(
+        self,
+        model: str,
+        examples: list[dict],
+        signature_name: str = "",
+        context=None,
+        version=None,
+        label=None,
+    ) -> list:
+        return self._examples_call(
+            "classify", model, examples, signature_name, context, version, label
+        )
 
-    def regress(self, model: str, examples: list[dict], signature_name: str = "", context=None,
-                version=None, label=None) -> list:
-        return self._examples_call("regress", model, examples, signature_name, context, version, label)
+    def regress(
+        self,
+        model: str,
+        examples: list[dict],
+        signature_name: str = "",
+        context=None,
+        version=None,
+        label=None,
+    ) -> list:
+        return self._examples_call(
+            "regress", model, examples, signature_name, context, version, label
+        )
 
-    def _examples_call(self, method, model, examples, signature_name, context, version, label) -> list:
+    def _examples_call(
+        self, method, model, examples, signature_name, context, version, label
+    ) -> list:
         """:classify and :regress take the same body and answer with "results"."""
         body = {"examples": examples}
         if signature_name:
             body["signature_name"] = signature_name
         if context:
             body["context"] = context
-        return self._request("POST", self._path(model, version, label) + f":{method}", body)["results"]
+        return self._request("POST", self._path(model, version, label) + f":{method}", body)[
+            "results"
+        ]
 
     def close(self):
         self._session.close()
 
 
 class GrpcClient:
-    def __init__(self, target: str, timeout: float = DEFAULT_TIMEOUT_S,
-                 max_message_bytes: int = GRPC_MAX_MESSAGE_BYTES):
+    def __init__(
+        self,
+        target: str,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_message_bytes: int = GRPC_MAX_MESSAGE_BYTES,
+    ):
         import grpc
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         target = target.split("://", 1)[-1]
         self.target = target
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes)])
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
@@ -264,7 +330,9 @@ class GrpcClient:
         response.metadata["signature_def"].Unpack(sig_map)
         return dict(sig_map.signature_def)
 
-    def predict_request(self, model: str, inputs: dict, signature_name: str = "", version=None, label=None):
+    def predict_request(
+        self, model: str, inputs: dict, signature_name: str = "", version=None, label=None
+    ):
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
@@ -274,8 +342,15 @@ class GrpcClient:
             request.inputs[key].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
         return request
 
-    def predict(self, model: str, inputs: dict, signature_name: str = "", version=None, label=None,
-                output_filter=()) -> dict:
+    def predict(
+        self,
+        model: str,
+        inputs: dict,
+        signature_name: str = "",
+        version=None,
+        label=None,
+        output_filter=(),
+    ) -> dict:
         import tensorflow as tf
 
         request = self.predict_request(model, inputs, signature_name, version, label)
@@ -286,7 +361,9 @@ class GrpcClient:
     def predict_proto(self, request):
         return self._call(self.prediction.Predict, request)
 
-    def classify(self, model: str, examples: list, signature_name: str = "", version=None, label=None):
+    def classify(
+        self, model: str, examples: list, signature_name: str = "", version=None, label=None
+    ):
         """examples: tf.train.Example protos -> [[(label, score), ...], ...]."""
         from tensorflow_serving.apis import classification_pb2
 
@@ -296,7 +373,9 @@ class GrpcClient:
         response = self._call(self.prediction.Classify, request)
         return [[(c.label, c.score) for c in cl.classes] for cl in response.result.classifications]
 
-    def regress(self, model: str, examples: list, signature_name: str = "", version=None, label=None):
+    def regress(
+        self, model: str, examples: list, signature_name: str = "", version=None, label=None
+    ):
         from tensorflow_serving.apis import regression_pb2
 
         request = regression_pb2.RegressionRequest()

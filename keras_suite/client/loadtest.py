@@ -4,6 +4,7 @@ Each client thread owns its own connection and sends the same request in a loop 
 shared request budget or the time limit runs out. The report has throughput, latency
 percentiles (p50/p95/p99, computed from every request, not sampled) and errors.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,12 +22,22 @@ def percentiles_ms(latencies_s: list[float]) -> dict:
         return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "mean_ms": None, "max_ms": None}
     ms = np.asarray(latencies_s) * 1000.0
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    return {"p50_ms": round(float(p50), 3), "p95_ms": round(float(p95), 3), "p99_ms": round(float(p99), 3),
-            "mean_ms": round(float(ms.mean()), 3), "max_ms": round(float(ms.max()), 3)}
+    return {
+        "p50_ms": round(float(p50), 3),
+        "p95_ms": round(float(p95), 3),
+        "p99_ms": round(float(p99), 3),
+        "mean_ms": round(float(ms.mean()), 3),
+        "max_ms": round(float(ms.max()), 3),
+    }
 
 
-def run_load(make_caller, concurrency: int, requests: int | None = None, duration_s: float | None = None,
-             progress_desc: str | None = None) -> dict:
+def run_load(
+    make_caller,
+    concurrency: int,
+    requests: int | None = None,
+    duration_s: float | None = None,
+    progress_desc: str | None = None,
+) -> dict:
     """Run `concurrency` threads; each calls make_caller()() repeatedly.
 
     Stops after `requests` calls in total or `duration_s` seconds, whichever comes first
@@ -103,7 +114,9 @@ def run_load(make_caller, concurrency: int, requests: int | None = None, duratio
     }
 
 
-def load_inputs(input_json: str | None, warmup_from: str | None, signature: str = "") -> tuple[str, dict]:
+def load_inputs(
+    input_json: str | None, warmup_from: str | None, signature: str = ""
+) -> tuple[str, dict]:
     """(signature_name, {input: array}) from a request JSON or an export's warm-up file
     (its first record for `signature`, or its first record when no signature is named)."""
     if input_json:
@@ -115,19 +128,25 @@ def load_inputs(input_json: str | None, warmup_from: str | None, signature: str 
         except ValueError as exc:
             raise UserError(f"--input-json {path} is not JSON: {exc}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), dict):
-            raise UserError(f"--input-json {path} must be a columnar request: "
-                            '{"signature_name": "...", "inputs": {"name": [...]}}')
+            raise UserError(
+                f"--input-json {path} must be a columnar request: "
+                '{"signature_name": "...", "inputs": {"name": [...]}}'
+            )
         from keras_suite.client.clients import _from_json
 
-        return doc.get("signature_name", ""), {k: _from_json(v, None) for k, v in doc["inputs"].items()}
+        return doc.get("signature_name", ""), {
+            k: _from_json(v, None) for k, v in doc["inputs"].items()
+        }
     if warmup_from:
-        from keras_suite.export.warmup import read_warmup_file
         from keras_suite.export.signatures import WARMUP_RELPATH
+        from keras_suite.export.warmup import read_warmup_file
 
         path = Path(warmup_from) / WARMUP_RELPATH
         if not path.exists():
-            raise UserError(f"{warmup_from} has no {WARMUP_RELPATH}; pass a version folder written by "
-                            "`ksuite export`, or --input-json")
+            raise UserError(
+                f"{warmup_from} has no {WARMUP_RELPATH}; pass a version folder written by "
+                "`ksuite export`, or --input-json"
+            )
         import tensorflow as tf
 
         for log in read_warmup_file(path):
@@ -135,13 +154,28 @@ def load_inputs(input_json: str | None, warmup_from: str | None, signature: str 
                 req = log.predict_log.request
                 if signature and (req.model_spec.signature_name or "serving_default") != signature:
                     continue
-                return req.model_spec.signature_name, {k: tf.make_ndarray(v) for k, v in req.inputs.items()}
-        raise UserError(f"{path} has no predict requests" + (f" for signature {signature!r}" if signature else ""))
-    raise UserError("say what to send: --input-json REQUEST.json or --warmup-from BASE/NAME/VERSION")
+                return req.model_spec.signature_name, {
+                    k: tf.make_ndarray(v) for k, v in req.inputs.items()
+                }
+        raise UserError(
+            f"{path} has no predict requests"
+            + (f" for signature {signature!r}" if signature else "")
+        )
+    raise UserError(
+        "say what to send: --input-json REQUEST.json or --warmup-from BASE/NAME/VERSION"
+    )
 
 
-def make_caller_factory(protocol: str, target: str, model: str, signature: str, inputs: dict,
-                        timeout: float, version=None, label=None):
+def make_caller_factory(
+    protocol: str,
+    target: str,
+    model: str,
+    signature: str,
+    inputs: dict,
+    timeout: float,
+    version=None,
+    label=None,
+):
     """A factory of per-thread callables sending one prepared request."""
     if protocol == "rest":
         from keras_suite.client.clients import RestClient, _jsonable

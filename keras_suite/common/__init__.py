@@ -3,6 +3,7 @@
 Importing it imports `keras_suite` first, which makes sure Keras uses the TensorFlow
 backend (keras_suite/__init__.py lists everything the package does to the environment).
 """
+
 import os
 
 import keras_suite  # noqa: F401  (KERAS_BACKEND before any Keras import)

@@ -44,6 +44,7 @@ Rules that keep apps simple and distribution-correct:
 - Apps whose training is not "iterate over a dataset" (DQN) override `train(ctx)` and use
   the checkpoint manager, logger and strategy of the `TrainContext`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -140,8 +141,10 @@ class Artifacts:
 
     def read_bytes(self, name: str) -> bytes:
         if not self.exists(name):
-            raise UserError(f"the run has no artifact {name!r} in {self.folder}; it was not trained "
-                            "to completion, or the folder was moved without its artifacts/")
+            raise UserError(
+                f"the run has no artifact {name!r} in {self.folder}; it was not trained "
+                "to completion, or the folder was moved without its artifacts/"
+            )
         return self.path(name).read_bytes()
 
     def read_text(self, name: str) -> str:
@@ -207,7 +210,8 @@ class App:
         if "class_names" in info:
             report["classes"] = list(info["class_names"])
         report["split_sizes"] = info.get("split_sizes") or {
-            s: info[f"num_{s}"] for s in ("train", "val", "test") if info.get(f"num_{s}")}
+            s: info[f"num_{s}"] for s in ("train", "val", "test") if info.get(f"num_{s}")
+        }
         for key in ("split_origin", "image_sizes"):
             if key in info:
                 report[key] = info[key]
@@ -258,8 +262,10 @@ class App:
     def predict_request(self, inputs: list[str], info: dict, cfg) -> tuple[str, dict]:
         """Turn what the user typed after `ksuite predict RUN_DIR` (file paths, sentences,
         a prompt, seeds: see `predict_inputs`) into (signature, {input: array})."""
-        raise UserError(f"the {self.name} app takes no inputs on the command line; send "
-                        "--input-json REQUEST.json (columnar TF Serving `inputs`)")
+        raise UserError(
+            f"the {self.name} app takes no inputs on the command line; send "
+            "--input-json REQUEST.json (columnar TF Serving `inputs`)"
+        )
 
     def render_predictions(self, inputs: list[str], outputs: dict, info: dict, out_dir) -> list:
         """Write what a person looks at (overlays, grids, text) for a predict call;
@@ -276,8 +282,14 @@ class App:
         """SavedModels (written under workdir) with fixed shapes to convert."""
         raise NotImplementedError
 
-    def tflite_evaluate(self, run_signature: Callable[[dict], dict], data: Datasets,
-                        cfg, info: dict, target: TFLiteTarget) -> dict:
+    def tflite_evaluate(
+        self,
+        run_signature: Callable[[dict], dict],
+        data: Datasets,
+        cfg,
+        info: dict,
+        target: TFLiteTarget,
+    ) -> dict:
         """The app's metric computed by calling `run_signature({input: batch-1 array})`,
         which runs the converted model (or its SavedModel reference), over the
         evaluation split. The first key is the headline metric of the parity report."""

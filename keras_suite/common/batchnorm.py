@@ -12,6 +12,7 @@ the variables are the same, so checkpoints load either way. Cases the fused kern
 does not cover (synchronized statistics across replicas, renorm, masks, inputs that
 are not 4-D channels-last) also fall back to the parent.
 """
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -23,17 +24,29 @@ import keras  # noqa: E402
 @keras.saving.register_keras_serializable(package="ksuite")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
     def _can_fuse(self, inputs, mask) -> bool:
-        return (mask is None and not self.synchronized and not self.renorm
-                and self.scale and self.center and len(inputs.shape) == 4
-                and self.axis % 4 == 3 and self.epsilon >= 1.001e-5)  # the kernel's minimum
+        return (
+            mask is None
+            and not self.synchronized
+            and not self.renorm
+            and self.scale
+            and self.center
+            and len(inputs.shape) == 4
+            and self.axis % 4 == 3
+            and self.epsilon >= 1.001e-5
+        )  # the kernel's minimum
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or not self._can_fuse(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
         x = tf.cast(inputs, tf.float32)  # as the parent: statistics in float32
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            x, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
-            epsilon=self.epsilon, data_format="NHWC", is_training=True)
+            x,
+            tf.cast(self.gamma, tf.float32),
+            tf.cast(self.beta, tf.float32),
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=True,
+        )
         # The kernel returns the unbiased (n - 1) variance; the parent's moving variance
         # averages the biased one, and so does the normalization above.
         n = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)

@@ -8,6 +8,7 @@ model is a copy whose fused layers are Keras's. The input pipeline is left out (
 the same on both sides). The two are timed in alternating blocks, so a noisy shared host
 slows both alike; the ratio of medians is the number to read.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,11 @@ def with_keras_batch_norm(model):
     from keras_suite.common.batchnorm import FusedBatchNormalization
 
     def clone(layer):
-        cls = keras.layers.BatchNormalization if isinstance(layer, FusedBatchNormalization) else type(layer)
+        cls = (
+            keras.layers.BatchNormalization
+            if isinstance(layer, FusedBatchNormalization)
+            else type(layer)
+        )
         return cls.from_config(layer.get_config())
 
     copy = keras.models.clone_model(model, clone_function=clone)
@@ -45,8 +50,13 @@ def main(app_name: str, argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog=f"ksuite bench {app_name} train-step")
     parser.add_argument("--preset", default="default")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, as for `ksuite train` (e.g. train.batch_size=64)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, as for `ksuite train` (e.g. train.batch_size=64)",
+    )
     parser.add_argument("--blocks", type=int, default=6, help="alternating timing blocks per side")
     parser.add_argument("--steps", type=int, default=10, help="steps per block")
     parser.add_argument("--out", default=f"bench-results/{app_name}_train_step.json")
@@ -83,18 +93,32 @@ def main(app_name: str, argv=None) -> int:
             tf.nest.map_structure(lambda x: x.numpy(), out)  # wait for the last step
             seconds[name].append((time.perf_counter() - t) / args.steps)
 
-    rows = {name: {"ms_per_step_median": 1000 * float(np.median(s)),
-                   "images_per_sec": batch_size / float(np.median(s)),
-                   "ms_per_step_blocks": [round(1000 * x, 1) for x in s]}
-            for name, s in seconds.items()}
-    speedup = rows["fused_batch_norm"]["images_per_sec"] / rows["keras_batch_norm"]["images_per_sec"]
+    rows = {
+        name: {
+            "ms_per_step_median": 1000 * float(np.median(s)),
+            "images_per_sec": batch_size / float(np.median(s)),
+            "ms_per_step_blocks": [round(1000 * x, 1) for x in s],
+        }
+        for name, s in seconds.items()
+    }
+    speedup = (
+        rows["fused_batch_norm"]["images_per_sec"] / rows["keras_batch_norm"]["images_per_sec"]
+    )
     print(f"{app_name} train step, preset {args.preset}, batch {batch_size}, {precision}")
     for name, r in rows.items():
         print(f"{name:17s} {r['ms_per_step_median']:7.1f} ms/step {r['images_per_sec']:7.1f} img/s")
     print(f"fused / keras speed: {speedup:.2f}x")
-    result = {"app": app_name, "preset": args.preset, "overrides": args.set, "precision": precision,
-              "batch_size": batch_size, "blocks": args.blocks, "steps_per_block": args.steps,
-              "results": rows, "speedup_fused_vs_keras": speedup}
+    result = {
+        "app": app_name,
+        "preset": args.preset,
+        "overrides": args.set,
+        "precision": precision,
+        "batch_size": batch_size,
+        "blocks": args.blocks,
+        "steps_per_block": args.steps,
+        "results": rows,
+        "speedup_fused_vs_keras": speedup,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, result)
     print(f"wrote {args.out}")

@@ -12,6 +12,7 @@ Two apps can declare the same verb; the CLI dispatches on the app. The app's own
 command takes `run_dir` as its first positional. A command with `per_app=False` is a plain
 top-level command instead (`ksuite detection-check DATA_YAML`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,9 @@ def app_commands() -> dict[str, list[AppCommand]]:
     found = {}
     for name in app_names():
         if (APPS_DIR / name / "commands.py").exists():
-            found[name] = list(importlib.import_module(f"keras_suite.apps.{name}.commands").COMMANDS)
+            found[name] = list(
+                importlib.import_module(f"keras_suite.apps.{name}.commands").COMMANDS
+            )
     return found
 
 
@@ -48,8 +51,10 @@ def _resolve(target: str, rest: list[str]) -> tuple[str, list[str]]:
         return target, rest
     if (Path(target) / "run.json").is_file():
         return read_run_meta(target)["app"], [target] + rest
-    raise UserError(f"{target!r} is neither an app ({', '.join(app_names())}) nor a run directory "
-                    "(a folder with run.json)")
+    raise UserError(
+        f"{target!r} is neither an app ({', '.join(app_names())}) nor a run directory "
+        "(a folder with run.json)"
+    )
 
 
 def register(subparsers, commands: dict[str, list[AppCommand]] | None = None) -> None:
@@ -68,11 +73,17 @@ def register(subparsers, commands: dict[str, list[AppCommand]] | None = None) ->
         apps = ", ".join(sorted(by_app))
         helps = "; ".join(f"{a}: {c.help}" for a, c in sorted(by_app.items()))
         p = subparsers.add_parser(
-            verb, help=helps,
+            verb,
+            help=helps,
             description=f"{helps}. `ksuite {verb} APP --help` lists the app's own flags.",
-            usage=f"ksuite {verb} {{{apps}}}|RUN_DIR [ARGS...]")
-        p.add_argument("target", metavar="APP|RUN_DIR", help=f"one of {apps}, or a run directory of one")
-        p.add_argument("args", nargs=argparse.REMAINDER, help="the app's arguments for this command")
+            usage=f"ksuite {verb} {{{apps}}}|RUN_DIR [ARGS...]",
+        )
+        p.add_argument(
+            "target", metavar="APP|RUN_DIR", help=f"one of {apps}, or a run directory of one"
+        )
+        p.add_argument(
+            "args", nargs=argparse.REMAINDER, help="the app's arguments for this command"
+        )
         p.set_defaults(func=lambda args, verb=verb, by_app=by_app: _dispatch(verb, by_app, args))
 
 
@@ -80,10 +91,15 @@ def _dispatch(verb: str, by_app: dict, args) -> int:
     app, argv = _resolve(args.target, list(args.args))
     cmd = by_app.get(app)
     if cmd is None:
-        raise UserError(f"the {app} app has no `{verb}` command; `ksuite {verb}` is for "
-                        f"{', '.join(sorted(by_app))} (see `ksuite apps`)")
-    parser = argparse.ArgumentParser(prog=f"ksuite {verb} {app}", description=cmd.help,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        raise UserError(
+            f"the {app} app has no `{verb}` command; `ksuite {verb}` is for "
+            f"{', '.join(sorted(by_app))} (see `ksuite apps`)"
+        )
+    parser = argparse.ArgumentParser(
+        prog=f"ksuite {verb} {app}",
+        description=cmd.help,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     cmd.add_arguments(parser)
     sub = parser.parse_args(argv)
     sub.app = app

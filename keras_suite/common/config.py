@@ -5,6 +5,7 @@ from a preset, applies a YAML file, then `--set` overrides, and saves the result
 `RUN_DIR/config.yaml`. Unknown keys are an error naming the valid ones, so a typo never
 silently trains with a default.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,7 +38,9 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # constant | cosine (with linear warm-up)
     warmup_steps: int = 0
     clip_norm: float = 0.0  # 0 = no gradient clipping
-    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16 (see keras_suite.common.precision)
+    precision: str = (
+        "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16 (see keras_suite.common.precision)
+    )
     seed: int = 42
     checkpoint_every_steps: int = 0  # 0 = at the end of every epoch only
     keep_checkpoints: int = 3
@@ -79,12 +82,15 @@ def validate_optimizer(cfg, where: str) -> None:
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"{where}.lr_schedule={cfg.lr_schedule!r}: use constant or cosine")
     if not (cfg.learning_rate > 0 and 0 <= cfg.beta_1 < 1 and 0 <= cfg.beta_2 < 1):
-        raise UserError(f"{where}: learning_rate must be > 0 and beta_1, beta_2 in [0, 1) "
-                        f"(got {cfg.learning_rate}, {cfg.beta_1}, {cfg.beta_2})")
+        raise UserError(
+            f"{where}: learning_rate must be > 0 and beta_1, beta_2 in [0, 1) "
+            f"(got {cfg.learning_rate}, {cfg.beta_1}, {cfg.beta_2})"
+        )
 
 
 def to_dict(cfg: Any) -> dict:
     """Plain nested dict (tuples as lists), exactly what a YAML round trip gives back."""
+
     def plain(value):
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
@@ -191,18 +197,28 @@ def parse_override(text: str) -> dict:
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"config file {str(path)!r} does not exist; pass an existing YAML file to --config")
+        raise UserError(
+            f"config file {str(path)!r} does not exist; pass an existing YAML file to --config"
+        )
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"config file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from None
+        raise UserError(
+            f"config file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]
+        ) from None
     if not isinstance(data, dict):
-        raise UserError(f"config file {str(path)!r} must hold a mapping of sections (data:, model:, train:)")
+        raise UserError(
+            f"config file {str(path)!r} must hold a mapping of sections (data:, model:, train:)"
+        )
     return data
 
 
-def resolve(presets: dict[str, Any], preset: str, config_file: str | None = None,
-            overrides: list[str] | tuple[str, ...] = ()) -> Any:
+def resolve(
+    presets: dict[str, Any],
+    preset: str,
+    config_file: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Any:
     """Preset, then YAML file, then `--set` overrides, in that order."""
     if preset not in presets:
         raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
@@ -236,5 +252,17 @@ def load_saved(cls_default: Any, path: str | Path) -> Any:
     return merge(cls_default, load_yaml(path))
 
 
-__all__ = ["TrainConfig", "OptimizerConfig", "merge", "parse_override", "load_yaml", "resolve", "save",
-           "load_saved", "to_dict", "field", "dataclass", "PRECISIONS"]
+__all__ = [
+    "TrainConfig",
+    "OptimizerConfig",
+    "merge",
+    "parse_override",
+    "load_yaml",
+    "resolve",
+    "save",
+    "load_saved",
+    "to_dict",
+    "field",
+    "dataclass",
+    "PRECISIONS",
+]

@@ -1,6 +1,7 @@
 """`ksuite data check APP [--preset P] [--config F] [--set data.x=...]`: what a run would
 see of its data, before training — classes, split sizes and where each split came from,
 source image sizes, and every file the loaders skipped, with the reason."""
+
 from __future__ import annotations
 
 import logging
@@ -43,17 +44,28 @@ def print_report(app_name: str, report: dict) -> None:
     print(f"{app_name} data ({report.get('source') or 'built-in'})")
     classes = report.get("classes")
     if classes is not None:
-        shown = ", ".join(classes[:30]) + (f", ... ({len(classes) - 30} more)" if len(classes) > 30 else "")
+        shown = ", ".join(classes[:30]) + (
+            f", ... ({len(classes) - 30} more)" if len(classes) > 30 else ""
+        )
         print(f"  classes ({len(classes)}): {shown}")
     origin = report.get("split_origin", {})
     for split, size in report.get("split_sizes", {}).items():
         print(f"  {split}: {size}" + (f"  ({origin[split]})" if split in origin else ""))
     sizes = report.get("image_sizes")
     if sizes:
-        print(f"  source image sizes: {sizes['min'][0]}x{sizes['min'][1]} to {sizes['max'][0]}x{sizes['max'][1]} "
-              f"(width x height, resized for the model)")
+        print(
+            f"  source image sizes: {sizes['min'][0]}x{sizes['min'][1]} to {sizes['max'][0]}x{sizes['max'][1]} "
+            f"(width x height, resized for the model)"
+        )
     for key, value in report.items():
-        if key not in ("source", "classes", "split_sizes", "split_origin", "image_sizes", "warnings"):
+        if key not in (
+            "source",
+            "classes",
+            "split_sizes",
+            "split_origin",
+            "image_sizes",
+            "warnings",
+        ):
             print(f"  {key}: {value}")
     warnings = report.get("warnings", [])
     print(f"  warnings ({len(warnings)})" + (":" if warnings else ": none"))
@@ -69,12 +81,23 @@ def _cmd_data(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("data", help="check an app's data before training (classes, splits, skipped files)",
-                              description="ksuite data check APP --set data.source=... shows what `ksuite train "
-                                          "APP` with the same options would see, without training.")
-    p.add_argument("action", choices=["check"], help="check: report classes, split sizes and skipped files")
+    p = subparsers.add_parser(
+        "data",
+        help="check an app's data before training (classes, splits, skipped files)",
+        description="ksuite data check APP --set data.source=... shows what `ksuite train "
+        "APP` with the same options would see, without training.",
+    )
+    p.add_argument(
+        "action", choices=["check"], help="check: report classes, split sizes and skipped files"
+    )
     p.add_argument("app", help="app name (see `ksuite apps`)")
     p.add_argument("--preset", default="default", help="preset whose data section to start from")
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of config overrides")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override (repeatable)",
+    )
     p.set_defaults(func=_cmd_data)

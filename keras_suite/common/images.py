@@ -5,6 +5,7 @@ readable the run stops with a message saying so. The same in-graph decode + resi
 used by the training pipeline and by the serving signature that takes encoded bytes, so
 a served model sees exactly what it was trained on.
 """
+
 from __future__ import annotations
 
 import glob
@@ -31,7 +32,9 @@ def exif_orientation_in_graph(encoded):
     "Exif\\0\\0" APP1 segment or a PNG's eXIf chunk), read the TIFF byte order and the
     first IFD, and take tag 0x0112. 1 when absent."""
     data = tf.io.decode_raw(tf.strings.substr(encoded, 0, 65536), tf.uint8)
-    data = tf.cast(tf.concat([data, tf.zeros([16], tf.uint8)], 0), tf.int32)  # room to read past the end
+    data = tf.cast(
+        tf.concat([data, tf.zeros([16], tf.uint8)], 0), tf.int32
+    )  # room to read past the end
     n = tf.shape(data)[0]
     windows = tf.signal.frame(data, 6, 1)
     jpeg = tf.reduce_all(tf.equal(windows, [0x45, 0x78, 0x69, 0x66, 0, 0]), -1)  # APP1 "Exif\0\0"
@@ -45,10 +48,14 @@ def exif_orientation_in_graph(encoded):
     little = tf.equal(at(tiff), 0x49)  # "II": Intel byte order; "MM": Motorola
 
     def u16(offset):
-        return tf.where(little, at(offset) + 256 * at(offset + 1), 256 * at(offset) + at(offset + 1))
+        return tf.where(
+            little, at(offset) + 256 * at(offset + 1), 256 * at(offset) + at(offset + 1)
+        )
 
     def u32(offset):
-        return tf.where(little, u16(offset) + 65536 * u16(offset + 2), 65536 * u16(offset) + u16(offset + 2))
+        return tf.where(
+            little, u16(offset) + 65536 * u16(offset + 2), 65536 * u16(offset) + u16(offset + 2)
+        )
 
     ifd = tiff + u32(tiff + 4)
     entries = ifd + 2 + 12 * tf.range(tf.minimum(u16(ifd), 64))
@@ -62,14 +69,16 @@ def exif_orientation_in_graph(encoded):
 def apply_orientation(image, orientation):
     """Pixels as displayed: undo EXIF orientation 1-8 (the same turns as PIL's exif_transpose)."""
     transpose = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
-    turns = [lambda: image,
-             lambda: tf.reverse(image, [1]),
-             lambda: tf.image.rot90(image, 2),
-             lambda: tf.reverse(image, [0]),
-             lambda: transpose(image),
-             lambda: tf.image.rot90(image, 3),
-             lambda: tf.image.rot90(transpose(image), 2),
-             lambda: tf.image.rot90(image, 1)]
+    turns = [
+        lambda: image,
+        lambda: tf.reverse(image, [1]),
+        lambda: tf.image.rot90(image, 2),
+        lambda: tf.reverse(image, [0]),
+        lambda: transpose(image),
+        lambda: tf.image.rot90(image, 3),
+        lambda: tf.image.rot90(transpose(image), 2),
+        lambda: tf.image.rot90(image, 1),
+    ]
     return tf.switch_case(tf.clip_by_value(orientation, 1, 8) - 1, turns)
 
 
@@ -85,7 +94,9 @@ def decode_upright(encoded):
 def decode_resize(encoded, size: int):
     """Encoded JPEG/PNG/BMP/GIF bytes -> float32 [size, size, 3] in 0..255 (in graph),
     EXIF orientation applied."""
-    image = tf.image.resize(tf.cast(decode_upright(encoded), tf.float32), (size, size), antialias=True)
+    image = tf.image.resize(
+        tf.cast(decode_upright(encoded), tf.float32), (size, size), antialias=True
+    )
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
@@ -184,7 +195,10 @@ def _check_files(paths: list[str]) -> np.ndarray:
             return False
 
     ok = np.zeros(len(paths), bool)
-    with ThreadPoolExecutor(max_workers=4) as pool, progress(len(paths), "checking images", unit="img") as bar:
+    with (
+        ThreadPoolExecutor(max_workers=4) as pool,
+        progress(len(paths), "checking images", unit="img") as bar,
+    ):
         for i, good in enumerate(pool.map(check, paths)):
             ok[i] = good
             bar.update(1)
@@ -195,10 +209,14 @@ def _report_bad(bad: list[str], total: int, where: str) -> None:
     if not bad:
         return
     if len(bad) == total:
-        raise UserError(f"none of the {total} images in {where} could be decoded "
-                        f"(first: {bad[0]}); check that they are JPEG/PNG/BMP/GIF files")
+        raise UserError(
+            f"none of the {total} images in {where} could be decoded "
+            f"(first: {bad[0]}); check that they are JPEG/PNG/BMP/GIF files"
+        )
     shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
-    log.warning("skipped %d of %d images in %s that could not be decoded: %s", len(bad), total, where, shown)
+    log.warning(
+        "skipped %d of %d images in %s that could not be decoded: %s", len(bad), total, where, shown
+    )
 
 
 def _class_dirs(root: Path) -> list[str]:
@@ -206,7 +224,11 @@ def _class_dirs(root: Path) -> list[str]:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
+    return (
+        sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if folder.is_dir()
+        else []
+    )
 
 
 def scan_folder(root: str | Path, class_names: list[str] | None = None):
@@ -218,35 +240,51 @@ def scan_folder(root: str | Path, class_names: list[str] | None = None):
     skipped with a count."""
     root = Path(root)
     if not root.exists():
-        raise UserError(f"data directory {str(root)!r} does not exist; set data.path to a folder "
-                        "with one sub-folder of images per class")
+        raise UserError(
+            f"data directory {str(root)!r} does not exist; set data.path to a folder "
+            "with one sub-folder of images per class"
+        )
     if not root.is_dir():
-        raise UserError(f"data.path {str(root)!r} is a file; it must be a folder with one sub-folder per class")
+        raise UserError(
+            f"data.path {str(root)!r} is a file; it must be a folder with one sub-folder per class"
+        )
     folders = _class_dirs(root)
     if not folders:
-        raise UserError(f"data directory {str(root)!r} has no class sub-folders; put the images of "
-                        "each class in their own folder (root/cat/*.jpg, root/dog/*.jpg)")
+        raise UserError(
+            f"data directory {str(root)!r} has no class sub-folders; put the images of "
+            "each class in their own folder (root/cat/*.jpg, root/dog/*.jpg)"
+        )
     files = {name: _images_in(root / name) for name in (class_names or folders)}
     if class_names is None:
         empty = [name for name, found in files.items() if not found]
         if empty and len(empty) < len(files):
-            log.warning("skipped %d empty class folder(s) in %s (not counted as classes): %s",
-                        len(empty), root, ", ".join(empty))
+            log.warning(
+                "skipped %d empty class folder(s) in %s (not counted as classes): %s",
+                len(empty),
+                root,
+                ", ".join(empty),
+            )
         names = [name for name, found in files.items() if found]
     else:
         names = list(class_names)
         strays = {d: len(_images_in(root / d)) for d in folders if d not in files}
         strays = {d: n for d, n in strays.items() if n}
         if strays:
-            log.warning("skipped %d images in %s whose folders are not training classes: %s",
-                        sum(strays.values()), root, ", ".join(f"{d} ({n})" for d, n in strays.items()))
+            log.warning(
+                "skipped %d images in %s whose folders are not training classes: %s",
+                sum(strays.values()),
+                root,
+                ", ".join(f"{d} ({n})" for d, n in strays.items()),
+            )
     paths, labels = [], []
     for index, name in enumerate(names):
         paths += [str(p) for p in files[name]]
         labels += [index] * len(files[name])
     if not paths and class_names is None:
-        raise UserError(f"data directory {str(root)!r} has class folders ({', '.join(folders[:5])}) but no "
-                        f"images with extensions {', '.join(IMAGE_EXTENSIONS)}")
+        raise UserError(
+            f"data directory {str(root)!r} has class folders ({', '.join(folders[:5])}) but no "
+            f"images with extensions {', '.join(IMAGE_EXTENSIONS)}"
+        )
     if not paths:
         return [], np.zeros(0, np.int64), names
     ok = _check_files(paths)
@@ -262,10 +300,14 @@ def readable_images(root: str | Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data.path {str(root)!r} is not a folder; point it at a folder of images")
-    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(
+        str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
     if not files:
-        raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}; set data.path "
-                        "to a folder of images (sub-folders are fine)")
+        raise UserError(
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}; set data.path "
+            "to a folder of images (sub-folders are fine)"
+        )
     ok = _check_files(files)
     _report_bad([p for p, good in zip(files, ok) if not good], len(files), str(root))
     return [p for p, good in zip(files, ok) if good]
@@ -285,8 +327,10 @@ def folder_splits(root: str | Path):
         out.update({s: scan_folder(root / s, names)[:2] for s in present if s != "train"})
         return out, names
     if present:
-        raise UserError(f"{root} has {'/'.join(present)}/ but no train/ folder; add train/ (val/ and test/ "
-                        "are optional and carved out of train/ when missing) or use one class-per-folder tree")
+        raise UserError(
+            f"{root} has {'/'.join(present)}/ but no train/ folder; add train/ (val/ and test/ "
+            "are optional and carved out of train/ when missing) or use one class-per-folder tree"
+        )
     paths, labels, names = scan_folder(root)
     return {"all": (paths, labels)}, names
 
@@ -305,17 +349,26 @@ def write_tfrecord(path: str | Path, encoded_images: list[bytes], labels, class_
         for i, (data, label) in enumerate(zip(encoded_images, labels)):
             feature = {
                 "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
-                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+                "image/class/label": tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=[int(label)])
+                ),
             }
             if class_texts is not None:
                 feature["image/class/text"] = tf.train.Feature(
-                    bytes_list=tf.train.BytesList(value=[class_texts[i].encode()]))
-            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+                    bytes_list=tf.train.BytesList(value=[class_texts[i].encode()])
+                )
+            writer.write(
+                tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            )
 
 
 def tfrecord_files(root: str | Path, split: str) -> list[str]:
     root = Path(root)
-    pattern = [str(root / f"{split}*.tfrecord*"), str(root / f"{split}-*"), str(root / split / "*.tfrecord*")]
+    pattern = [
+        str(root / f"{split}*.tfrecord*"),
+        str(root / f"{split}-*"),
+        str(root / split / "*.tfrecord*"),
+    ]
     files = sorted({f for p in pattern for f in glob.glob(p)})
     return files
 
@@ -338,8 +391,10 @@ def scan_tfrecords(files: list[str]):
             if not good:
                 bad.append(f"record {i}")
     except tf.errors.DataLossError as exc:
-        raise UserError(f"TFRecord file(s) {', '.join(files)} are corrupt ({str(exc).splitlines()[0]}); "
-                        "rewrite them") from None
+        raise UserError(
+            f"TFRecord file(s) {', '.join(files)} are corrupt ({str(exc).splitlines()[0]}); "
+            "rewrite them"
+        ) from None
     finally:
         bar.close()
     if not keep:
@@ -353,9 +408,11 @@ def tfrecord_dataset(files: list[str], keep: np.ndarray):
     keep_t = tf.constant(keep)
     ds = tf.data.TFRecordDataset(files).enumerate()
     ds = ds.filter(lambda i, rec: tf.gather(keep_t, i))
+
     def parse(i, rec):
         ex = tf.io.parse_single_example(rec, FEATURES)
         return ex["image/encoded"], ex["image/class/label"]
+
     return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
 

@@ -1,4 +1,5 @@
 """PNG plots a practitioner looks at: training curves and confusion matrices."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,14 @@ def plot_training_curves(records: list[dict], path: str | Path) -> Path | None:
     if not epochs:
         return None
     skip = {"kind", "epoch", "step", "time", "epoch_seconds", "examples_per_sec", "learning_rate"}
-    names = sorted({k.removeprefix("val_") for r in epochs for k, v in r.items()
-                    if k not in skip and isinstance(v, (int, float))})
+    names = sorted(
+        {
+            k.removeprefix("val_")
+            for r in epochs
+            for k, v in r.items()
+            if k not in skip and isinstance(v, (int, float))
+        }
+    )
     if not names:
         return None
     plt = _pyplot()
@@ -50,8 +57,9 @@ def plot_training_curves(records: list[dict], path: str | Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str | Path,
-                          title: str = "Confusion matrix") -> Path:
+def plot_confusion_matrix(
+    matrix: np.ndarray, class_names: list[str], path: str | Path, title: str = "Confusion matrix"
+) -> Path:
     """Rows are true classes, columns predictions; cells show counts, colour is row-normalised."""
     plt = _pyplot()
     n = len(class_names)
@@ -64,8 +72,15 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str 
         for i in range(n):
             for j in range(n):
                 if matrix[i, j]:
-                    ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(int(matrix[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
         ax.set_xticks(range(n), class_names, rotation=45, ha="right")
         ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted")
@@ -86,7 +101,10 @@ def image_grid(images, cols: int | None = None, gap: int = 2) -> np.ndarray:
     out = np.full((rows * (h + gap) + gap, cols * (w + gap) + gap, 3), 255, np.uint8)
     for i, img in enumerate(images):
         r, c = divmod(i, cols)
-        out[gap + r * (h + gap):gap + r * (h + gap) + h, gap + c * (w + gap):gap + c * (w + gap) + w] = img
+        out[
+            gap + r * (h + gap) : gap + r * (h + gap) + h,
+            gap + c * (w + gap) : gap + c * (w + gap) + w,
+        ] = img
     return out
 
 

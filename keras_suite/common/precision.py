@@ -6,6 +6,7 @@ bfloat16 instructions (AVX512_BF16 or AMX). Measured on a 2-core AVX2-only AMD E
 because oneDNN falls back to emulation — 16x slower. On a CPU with AVX512_BF16 the same
 policy was 1.8x faster (DESIGN.md §6). GPUs get mixed_float16 with loss scaling.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

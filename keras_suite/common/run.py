@@ -14,6 +14,7 @@ RUN_DIR layout (docs/run-directory.md):
     exports/               SavedModels written by `ksuite export` / convert
     tflite/                .tflite files and parity reports
 """
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,8 @@ def _check_run_dir(run_dir: Path, cfg, overwrite: bool) -> None:
     if config_lib.load_yaml(saved) != config_lib.to_dict(cfg):
         raise UserError(
             f"{run_dir} already holds a run with a different config; resume it with the same "
-            "options, pass --run-dir NEW_DIR for a new run, or --overwrite to replace it")
+            "options, pass --run-dir NEW_DIR for a new run, or --overwrite to replace it"
+        )
 
 
 def set_precision(precision: str) -> None:
@@ -99,17 +101,27 @@ def read_run(run_dir: str | Path) -> RunContext:
     app = get_app(meta["app"])
     preset = meta.get("preset", "default")
     if preset not in app.presets:
-        raise UserError(f"{run_dir} was trained with preset {preset!r}, which the {app.name} app "
-                        f"no longer has ({', '.join(app.presets)})")
+        raise UserError(
+            f"{run_dir} was trained with preset {preset!r}, which the {app.name} app "
+            f"no longer has ({', '.join(app.presets)})"
+        )
     cfg = config_lib.load_saved(app.presets[preset](), run_dir / "config.yaml")
     info = json.loads((run_dir / "info.json").read_text())
     return RunContext(app=app, cfg=cfg, info=info, meta=meta, run_dir=run_dir)
 
 
-def train_run(app_name: str, preset: str = "default", config_file: str | None = None,
-              overrides=(), strategy_name: str = "auto", run_dir: str | Path | None = None,
-              cpu_devices: int = 0, overwrite: bool = False, evaluate: bool = True,
-              command: str = "") -> dict:
+def train_run(
+    app_name: str,
+    preset: str = "default",
+    config_file: str | None = None,
+    overrides=(),
+    strategy_name: str = "auto",
+    run_dir: str | Path | None = None,
+    cpu_devices: int = 0,
+    overwrite: bool = False,
+    evaluate: bool = True,
+    command: str = "",
+) -> dict:
     """Train (or resume) a run, evaluate it and write metrics.json; returns the metrics."""
     from keras_suite.common.strategy import describe, make_strategy, worker_info
     from keras_suite.common.training import TrainContext
@@ -129,23 +141,47 @@ def train_run(app_name: str, preset: str = "default", config_file: str | None = 
     keras.utils.set_random_seed(cfg.train.seed)
     precision = resolve_precision(cfg.train.precision, strategy)
     set_precision(precision)
-    log.info("app %s, preset %s, strategy %s, precision %s, run dir %s",
-             app_name, preset, describe(strategy), precision, run_dir)
+    log.info(
+        "app %s, preset %s, strategy %s, precision %s, run dir %s",
+        app_name,
+        preset,
+        describe(strategy),
+        precision,
+        run_dir,
+    )
     data = build_datasets(app, cfg, out_dir)
     if is_chief:
         config_lib.save(cfg, run_dir / "config.yaml")
         write_json_atomic(run_dir / "info.json", data.info)
-        write_json_atomic(run_dir / "run.json", {
-            "app": app_name, "preset": preset, "strategy": describe(strategy),
-            "replicas": strategy.num_replicas_in_sync, "command": command or " ".join(sys.argv),
-            "python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "precision": precision})
+        write_json_atomic(
+            run_dir / "run.json",
+            {
+                "app": app_name,
+                "preset": preset,
+                "strategy": describe(strategy),
+                "replicas": strategy.num_replicas_in_sync,
+                "command": command or " ".join(sys.argv),
+                "python": platform.python_version(),
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+                "precision": precision,
+            },
+        )
     with strategy.scope():
         state = app.build_state(cfg, data.info)
         state.build_optimizers()
     logger = RunLogger(run_dir if is_chief else None)
-    ctx = TrainContext(app=app, cfg=cfg, run_dir=run_dir, strategy=strategy, data=data,
-                       state=state, is_chief=is_chief, worker_dir=worker_dir, logger=logger)
+    ctx = TrainContext(
+        app=app,
+        cfg=cfg,
+        run_dir=run_dir,
+        strategy=strategy,
+        data=data,
+        state=state,
+        is_chief=is_chief,
+        worker_dir=worker_dir,
+        logger=logger,
+    )
     try:
         history = app.train(ctx)
     finally:
@@ -155,7 +191,9 @@ def train_run(app_name: str, preset: str = "default", config_file: str | None = 
         return {}
     from keras_suite.common.plots import plot_training_curves
 
-    plot_training_curves(read_jsonl(run_dir / "logs" / "metrics.jsonl"), run_dir / "plots" / "training_curves.png")
+    plot_training_curves(
+        read_jsonl(run_dir / "logs" / "metrics.jsonl"), run_dir / "plots" / "training_curves.png"
+    )
     if not evaluate:
         return {"history": history}
     metrics = app.evaluate(state, data, cfg, run_dir)
@@ -177,14 +215,20 @@ def load_run(run_dir: str | Path, precision: str = "float32") -> LoadedRun:
         precision = ctx.meta.get("precision") or resolve_precision(ctx.cfg.train.precision)
     set_precision(precision)
     state = ctx.app.build_state(ctx.cfg, ctx.info)
-    missing = [f"{n}.weights.h5" for n in state.saved_models
-               if not (ctx.run_dir / f"{n}.weights.h5").exists()]
+    missing = [
+        f"{n}.weights.h5"
+        for n in state.saved_models
+        if not (ctx.run_dir / f"{n}.weights.h5").exists()
+    ]
     if missing:
-        raise UserError(f"{ctx.run_dir} has no final weights ({', '.join(missing)}): the run has not "
-                        "finished; rerun the same `ksuite train` command to resume it")
+        raise UserError(
+            f"{ctx.run_dir} has no final weights ({', '.join(missing)}): the run has not "
+            "finished; rerun the same `ksuite train` command to resume it"
+        )
     state.load_weights(ctx.run_dir)
-    return LoadedRun(app=ctx.app, cfg=ctx.cfg, info=ctx.info, meta=ctx.meta, run_dir=ctx.run_dir,
-                     state=state)
+    return LoadedRun(
+        app=ctx.app, cfg=ctx.cfg, info=ctx.info, meta=ctx.meta, run_dir=ctx.run_dir, state=state
+    )
 
 
 def evaluate_run(run_dir: str | Path) -> dict:
@@ -193,4 +237,3 @@ def evaluate_run(run_dir: str | Path) -> dict:
     metrics = run.app.evaluate(run.state, data, run.cfg, run.run_dir)
     write_json_atomic(Path(run_dir) / "metrics.json", metrics)
     return metrics
-

@@ -2,6 +2,7 @@
 
 Only the chief worker writes; other workers get a logger whose methods do nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,10 +70,15 @@ class RunLogger:
             writer = self._writers.get(tb_prefix)
             if writer is None:
                 writer = self._writers[tb_prefix] = tf.summary.create_file_writer(
-                    str(self._tb_dir / tb_prefix))
+                    str(self._tb_dir / tb_prefix)
+                )
             with writer.as_default(step=step):
                 for k, v in record.items():
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch", "time"):
+                    if (
+                        isinstance(v, (int, float))
+                        and not isinstance(v, bool)
+                        and k not in ("step", "epoch", "time")
+                    ):
                         tf.summary.scalar(k, v)
             writer.flush()
 
@@ -97,7 +103,9 @@ class RunLogger:
         if not self.enabled:
             return
         logged = read_jsonl(self._jsonl.name)
-        if not any(r.get("kind") == "epoch" and r.get("epoch") == record.get("epoch") for r in logged):
+        if not any(
+            r.get("kind") == "epoch" and r.get("epoch") == record.get("epoch") for r in logged
+        ):
             self.write(record, tb_prefix, step)
 
     def close(self) -> None:
@@ -120,14 +128,24 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
-def progress(total: int | None, desc: str, enabled: bool = True, unit: str = "step", initial: int = 0):
+def progress(
+    total: int | None, desc: str, enabled: bool = True, unit: str = "step", initial: int = 0
+):
     """A tqdm bar on an interactive terminal (KSUITE_PROGRESS=1 forces it on)."""
     from tqdm.auto import tqdm
 
     force = os.environ.get("KSUITE_PROGRESS")
     disable = (not enabled) or (force == "0") or (force != "1" and not sys.stderr.isatty())
-    return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable,
-                dynamic_ncols=True, leave=False, file=sys.stderr)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        initial=initial,
+        disable=disable,
+        dynamic_ncols=True,
+        leave=False,
+        file=sys.stderr,
+    )
 
 
 def write_json_atomic(path: str | Path, data) -> None:

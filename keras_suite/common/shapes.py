@@ -5,6 +5,7 @@ kind), detection (several shapes per image with boxes, overlaps and small object
 segmentation (a per-pixel class mask). Everything is a pure function of the seed, so a
 run's data can be rebuilt exactly for evaluation, export and conversion.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,6 +19,7 @@ SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross", "hexagon",
 
 def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
     """Vertices of a shape of radius r around (cx, cy), rotated by `angle` radians."""
+
     def regular(n, radius, offset=0.0):
         t = offset + angle + np.arange(n) * 2 * math.pi / n
         return np.stack([cx + radius * np.cos(t), cy + radius * np.sin(t)], 1)
@@ -37,8 +39,23 @@ def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> np.ndar
         return np.stack([outer, inner], 1).reshape(-1, 2)
     if kind == "cross":
         w = 0.33 * r
-        pts = np.array([(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r),
-                        (-w, w), (-r, w), (-r, -w), (-w, -w)], dtype=np.float64)
+        pts = np.array(
+            [
+                (-w, -r),
+                (w, -r),
+                (w, -w),
+                (r, -w),
+                (r, w),
+                (w, w),
+                (w, r),
+                (-w, r),
+                (-w, w),
+                (-r, w),
+                (-r, -w),
+                (-w, -w),
+            ],
+            dtype=np.float64,
+        )
         c, s = math.cos(angle), math.sin(angle)
         return pts @ np.array([[c, s], [-s, c]]) + (cx, cy)
     raise ValueError(kind)
@@ -59,14 +76,18 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         img = base + cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
     elif kind == 3:  # low-contrast stripes
         period = rng.integers(4, 12)
-        stripes = ((np.arange(size) // period) % 2).astype(np.float32)[None, :, None] * rng.uniform(15, 45)
+        stripes = ((np.arange(size) // period) % 2).astype(np.float32)[None, :, None] * rng.uniform(
+            15, 45
+        )
         img = np.broadcast_to(base + stripes, (size, size, 3)).copy()
         if rng.random() < 0.5:
             img = img.transpose(1, 0, 2).copy()
     else:  # checkerboard
         period = rng.integers(4, 16)
         yy, xx = np.mgrid[0:size, 0:size]
-        board = (((yy // period) + (xx // period)) % 2).astype(np.float32)[..., None] * rng.uniform(15, 45)
+        board = (((yy // period) + (xx // period)) % 2).astype(np.float32)[..., None] * rng.uniform(
+            15, 45
+        )
         img = base + board
     return np.clip(img, 0, 255).astype(np.float32)
 
@@ -79,8 +100,17 @@ def _contrasting_colour(rng: np.random.Generator, background_mean: np.ndarray) -
     return 255.0 - background_mean
 
 
-def draw_shape(img: np.ndarray, mask: np.ndarray | None, kind: str, cx: float, cy: float,
-               r: float, angle: float, colour, mask_value: int = 1) -> tuple[float, float, float, float]:
+def draw_shape(
+    img: np.ndarray,
+    mask: np.ndarray | None,
+    kind: str,
+    cx: float,
+    cy: float,
+    r: float,
+    angle: float,
+    colour,
+    mask_value: int = 1,
+) -> tuple[float, float, float, float]:
     """Draw one filled shape; returns its tight box (x1, y1, x2, y2) in pixels."""
     shift = 4  # sub-pixel precision for cv2's fixed-point coordinates
     scale = 1 << shift
@@ -115,8 +145,9 @@ def _finish(img: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarr
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def classification_images(n: int, size: int = 64, seed: int = 0, classes=SHAPES,
-                          noise: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+def classification_images(
+    n: int, size: int = 64, seed: int = 0, classes=SHAPES, noise: float = 8.0
+) -> tuple[np.ndarray, np.ndarray]:
     """n images (uint8 [n, size, size, 3]) with one shape each, and its class index."""
     rng = np.random.default_rng(seed)
     images = np.empty((n, size, size, 3), np.uint8)
@@ -147,9 +178,16 @@ def _iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def scene(rng: np.random.Generator, size: int = 128, max_objects: int = 6, classes=SHAPES,
-          min_radius: float = 0.04, max_radius: float = 0.2, max_overlap: float = 0.3,
-          noise: float = 6.0) -> Scene:
+def scene(
+    rng: np.random.Generator,
+    size: int = 128,
+    max_objects: int = 6,
+    classes=SHAPES,
+    min_radius: float = 0.04,
+    max_radius: float = 0.2,
+    max_overlap: float = 0.3,
+    noise: float = 6.0,
+) -> Scene:
     """Several shapes: sizes from small to large, overlaps up to IoU `max_overlap`."""
     img = _background(rng, size)
     mask = np.zeros((size, size), np.uint8)
@@ -165,11 +203,17 @@ def scene(rng: np.random.Generator, size: int = 128, max_objects: int = 6, class
             continue
         cls = int(rng.integers(0, len(classes)))
         colour = _contrasting_colour(rng, img[int(cy), int(cx)])
-        box = draw_shape(img, mask, classes[cls], cx, cy, r, rng.uniform(0, 2 * math.pi), colour, cls + 1)
+        box = draw_shape(
+            img, mask, classes[cls], cx, cy, r, rng.uniform(0, 2 * math.pi), colour, cls + 1
+        )
         boxes.append(box)
         labels.append(cls)
-    return Scene(_finish(img, rng, noise), np.asarray(boxes, np.float32).reshape(-1, 4),
-                 np.asarray(labels, np.int64), mask)
+    return Scene(
+        _finish(img, rng, noise),
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        np.asarray(labels, np.int64),
+        mask,
+    )
 
 
 def scenes(n: int, size: int = 128, seed: int = 0, **kwargs) -> list[Scene]:

@@ -7,6 +7,7 @@ mirrored    MirroredStrategy over the GPUs, or over N logical CPU devices when
 multiworker MultiWorkerMirroredStrategy; reads TF_CONFIG
 tpu         TPUStrategy through TPUClusterResolver (TPU_NAME or --tpu)
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,15 @@ def split_cpu(n: int) -> None:
     cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+        )
     except RuntimeError:
         existing = len(tf.config.list_logical_devices("CPU"))
         if existing != n:
             raise UserError(
                 f"cannot split the CPU into {n} devices: TensorFlow already started with "
-                f"{existing}; pass --cpu-devices in a fresh process") from None
+                f"{existing}; pass --cpu-devices in a fresh process"
+            ) from None
 
 
 def make_strategy(name: str = "auto", cpu_devices: int = 0, tpu: str = ""):
@@ -55,13 +58,16 @@ def make_strategy(name: str = "auto", cpu_devices: int = 0, tpu: str = ""):
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
             # Plain reduction: NCCL needs GPUs.
             return tf.distribute.MirroredStrategy(
-                devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+                devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+            )
         return tf.distribute.MirroredStrategy(["/cpu:0"])
     if name == "multiworker":
         raw = os.environ.get("TF_CONFIG")
         if not raw:
-            raise UserError("--strategy multiworker needs TF_CONFIG (cluster and task); "
-                            "see docs/distributed.md for an example")
+            raise UserError(
+                "--strategy multiworker needs TF_CONFIG (cluster and task); "
+                "see docs/distributed.md for an example"
+            )
         try:
             json.loads(raw)
         except json.JSONDecodeError:
@@ -69,7 +75,8 @@ def make_strategy(name: str = "auto", cpu_devices: int = 0, tpu: str = ""):
         if cpu_devices > 1:
             split_cpu(cpu_devices)
         options = tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING
+        )
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     # tpu
     try:
@@ -77,16 +84,20 @@ def make_strategy(name: str = "auto", cpu_devices: int = 0, tpu: str = ""):
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as exc:
-        raise UserError(f"--strategy tpu: no TPU reachable ({str(exc).splitlines()[0]}); "
-                        "set TPU_NAME or run on a TPU VM") from None
+        raise UserError(
+            f"--strategy tpu: no TPU reachable ({str(exc).splitlines()[0]}); "
+            "set TPU_NAME or run on a TPU VM"
+        ) from None
     return tf.distribute.TPUStrategy(resolver)
 
 
 def describe(strategy) -> str:
     kind = type(strategy).__name__
     # TF's class names are not the public ones.
-    kind = {"_DefaultDistributionStrategy": "default",
-            "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}.get(kind, kind)
+    kind = {
+        "_DefaultDistributionStrategy": "default",
+        "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",
+    }.get(kind, kind)
     return f"{kind} with {strategy.num_replicas_in_sync} replica(s)"
 
 
@@ -96,6 +107,7 @@ def worker_info(strategy) -> tuple[str, int, bool]:
     if resolver is None or not getattr(resolver, "task_type", None):
         return "chief", 0, True
     task_type, task_id = resolver.task_type, resolver.task_id or 0
-    is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0
-                                        and "chief" not in resolver.cluster_spec().as_dict())
+    is_chief = task_type == "chief" or (
+        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )
     return task_type, task_id, is_chief

@@ -6,6 +6,7 @@ loss scaling by the global batch size, mixed precision, cross-replica reduction,
 checkpoints that survive SIGKILL (and the exact position inside an epoch), logging and
 progress bars.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,14 @@ from keras_suite.common.runlog import RunLogger, log, progress
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
 
-
 # ---- pieces apps use inside their steps ---------------------------------------------
+
 
 def replica_mean(per_example, global_batch_size: int):
     """Sum of per-example values / GLOBAL batch size: summing over replicas gives the mean."""
-    return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32),
-                                      global_batch_size=global_batch_size)
+    return tf.nn.compute_average_loss(
+        tf.cast(per_example, tf.float32), global_batch_size=global_batch_size
+    )
 
 
 def global_sum(value):
@@ -102,14 +104,19 @@ def make_optimizer(opt_cfg, total_steps: int):
     if opt_cfg.lr_schedule == "cosine" and total_steps > 0:
         decay_steps = max(1, total_steps - warmup)
         schedule = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else lr, decay_steps, alpha=0.01,
-            warmup_target=lr if warmup else None, warmup_steps=warmup)
+            0.0 if warmup else lr,
+            decay_steps,
+            alpha=0.01,
+            warmup_target=lr if warmup else None,
+            warmup_steps=warmup,
+        )
     else:
         schedule = lr
     beta_1, beta_2 = opt_cfg.beta_1, opt_cfg.beta_2
     if opt_cfg.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(schedule, weight_decay=opt_cfg.weight_decay or 1e-4,
-                                     beta_1=beta_1, beta_2=beta_2)
+        opt = keras.optimizers.AdamW(
+            schedule, weight_decay=opt_cfg.weight_decay or 1e-4, beta_1=beta_1, beta_2=beta_2
+        )
     elif opt_cfg.optimizer == "sgd":
         opt = keras.optimizers.SGD(schedule, momentum=beta_1, nesterov=True)
     else:
@@ -243,16 +250,22 @@ class Trainer:
         self.state = ctx.state
         with self.strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-            self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+            self.step_in_epoch = tf.Variable(
+                0, dtype=tf.int64, trainable=False, name="step_in_epoch"
+            )
             self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         # The epoch's running sums (and the epoch record about to be logged) as JSON, so a
         # resumed run logs exactly what an uninterrupted one would.
         self.log_state = tf.Variable("{}", dtype=tf.string, trainable=False, name="log_state")
         self.checkpoint = self.state.checkpoint(
-            epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
-            log_state=self.log_state)
+            epoch=self.epoch,
+            step_in_epoch=self.step_in_epoch,
+            global_step=self.global_step,
+            log_state=self.log_state,
+        )
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(ctx.checkpoint_dir), max_to_keep=self.cfg.keep_checkpoints)
+            self.checkpoint, str(ctx.checkpoint_dir), max_to_keep=self.cfg.keep_checkpoints
+        )
         self.logger = ctx.logger or RunLogger(None)
         self.global_batch = self.cfg.batch_size
         self._train_fn = None
@@ -270,9 +283,13 @@ class Trainer:
         pending = self._log_state().get("epoch_record")
         if pending:  # killed after the epoch's checkpoint, before its record was written
             self.logger.write_once(pending, "train", pending["epoch"])
-        log.info("resumed from %s (epoch %d, step %d of that epoch, global step %d)",
-                 Path(latest).name, int(self.epoch.numpy()) + 1, int(self.step_in_epoch.numpy()),
-                 int(self.global_step.numpy()))
+        log.info(
+            "resumed from %s (epoch %d, step %d of that epoch, global step %d)",
+            Path(latest).name,
+            int(self.epoch.numpy()) + 1,
+            int(self.step_in_epoch.numpy()),
+            int(self.global_step.numpy()),
+        )
         return True
 
     def _log_state(self) -> dict:
@@ -286,7 +303,9 @@ class Trainer:
 
     # -- compiled steps ----------------------------------------------------------------
     def _step_context(self, step, epoch):
-        return StepContext(cfg=self.ctx.cfg, global_batch_size=self.global_batch, step=step, epoch=epoch)
+        return StepContext(
+            cfg=self.ctx.cfg, global_batch_size=self.global_batch, step=step, epoch=epoch
+        )
 
     def _compiled_train(self):
         app, state = self.app, self.state
@@ -294,7 +313,9 @@ class Trainer:
         @tf.function
         def train_fn(iterator, step, epoch):
             batch = next(iterator)
-            out = self.strategy.run(app.train_step, args=(state, batch, self._step_context(step, epoch)))
+            out = self.strategy.run(
+                app.train_step, args=(state, batch, self._step_context(step, epoch))
+            )
             return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
 
         return train_fn
@@ -304,7 +325,9 @@ class Trainer:
 
         @tf.function
         def test_fn(batch, step, epoch):
-            out = self.strategy.run(app.test_step, args=(state, batch, self._step_context(step, epoch)))
+            out = self.strategy.run(
+                app.test_step, args=(state, batch, self._step_context(step, epoch))
+            )
             return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
 
         return test_fn
@@ -333,7 +356,8 @@ class Trainer:
 
             raise UserError(
                 f"the training set has fewer examples than one global batch ({self.global_batch}); "
-                "add data or lower train.batch_size")
+                "add data or lower train.batch_size"
+            )
         self.restore()
         self._train_fn = self._compiled_train()
         history = []
@@ -350,7 +374,9 @@ class Trainer:
             n = int(restored.get("n", 0))
             n_here = 0  # steps run by this process in this epoch: the rate's numerator
             t0 = time.perf_counter()
-            bar = progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", self.ctx.is_chief, initial=start)
+            bar = progress(
+                steps, f"epoch {epoch + 1}/{cfg.epochs}", self.ctx.is_chief, initial=start
+            )
             gstep = int(self.global_step.numpy())
             epoch_t = tf.constant(epoch, tf.int64)
             for step in range(start, steps):
@@ -364,17 +390,33 @@ class Trainer:
                 elapsed = time.perf_counter() - t0
                 rate = n_here * self.global_batch / max(elapsed, 1e-9)
                 bar.update(1)
-                bar.set_postfix({**{k: f"{v:.4f}" for k, v in values.items()}, "ex/s": f"{rate:.0f}"})
+                bar.set_postfix(
+                    {**{k: f"{v:.4f}" for k, v in values.items()}, "ex/s": f"{rate:.0f}"}
+                )
                 if cfg.log_every_steps and gstep % cfg.log_every_steps == 0:
-                    self.logger.write({"kind": "step", "epoch": epoch + 1, "step": gstep,
-                                       **values, "examples_per_sec": rate}, "train_steps", gstep)
+                    self.logger.write(
+                        {
+                            "kind": "step",
+                            "epoch": epoch + 1,
+                            "step": gstep,
+                            **values,
+                            "examples_per_sec": rate,
+                        },
+                        "train_steps",
+                        gstep,
+                    )
                 if not all(math.isfinite(v) for v in values.values()):
                     from keras_suite.common.errors import UserError
 
                     raise UserError(
                         f"training diverged at step {gstep} ({values}); lower "
-                        "train.learning_rate or use train.precision=float32")
-                if cfg.checkpoint_every_steps and gstep % cfg.checkpoint_every_steps == 0 and step + 1 < steps:
+                        "train.learning_rate or use train.precision=float32"
+                    )
+                if (
+                    cfg.checkpoint_every_steps
+                    and gstep % cfg.checkpoint_every_steps == 0
+                    and step + 1 < steps
+                ):
                     # the counters live in Python during the epoch; the checkpoint needs them
                     self.step_in_epoch.assign(step + 1)
                     self.global_step.assign(gstep)
@@ -384,21 +426,36 @@ class Trainer:
             bar.close()
             del dist  # this epoch's input pipeline: its threads stop now, not at the next epoch
             elapsed = time.perf_counter() - t0
-            record = {"kind": "epoch", "epoch": epoch + 1, "step": int(self.global_step.numpy()),
-                      **{k: v / max(n, 1) for k, v in sums.items()},
-                      "examples_per_sec": n_here * self.global_batch / max(elapsed, 1e-9),
-                      "epoch_seconds": elapsed,
-                      **(self.state.learning_rates() if self.state.optimizers else {"learning_rate": None})}
+            record = {
+                "kind": "epoch",
+                "epoch": epoch + 1,
+                "step": int(self.global_step.numpy()),
+                **{k: v / max(n, 1) for k, v in sums.items()},
+                "examples_per_sec": n_here * self.global_batch / max(elapsed, 1e-9),
+                "epoch_seconds": elapsed,
+                **(
+                    self.state.learning_rates()
+                    if self.state.optimizers
+                    else {"learning_rate": None}
+                ),
+            }
             record.update(self.validate())
             if self.ctx.is_chief:
-                record.update(self.app.on_epoch_end(self.state, data, self.ctx.cfg, self.ctx.run_dir, epoch + 1))
+                record.update(
+                    self.app.on_epoch_end(
+                        self.state, data, self.ctx.cfg, self.ctx.run_dir, epoch + 1
+                    )
+                )
             self.epoch.assign(epoch + 1)
             self.step_in_epoch.assign(0)
             self.log_state.assign(json.dumps({"epoch_record": record}))
             self.save()
             self.logger.write(record, "train", epoch + 1)
             history.append(record)
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items()
-                              if isinstance(v, float) and k not in ("epoch_seconds",))
+            shown = ", ".join(
+                f"{k} {v:.4f}"
+                for k, v in record.items()
+                if isinstance(v, float) and k not in ("epoch_seconds",)
+            )
             log.info("epoch %d/%d: %s (%.1fs)", epoch + 1, cfg.epochs, shown, elapsed)
         return history

@@ -7,6 +7,7 @@ list. Ops that are registered in the pip package but cannot run inside the serve
 removed: the py_function family calls back into a Python interpreter the server does not
 have.
 """
+
 from __future__ import annotations
 
 import functools
@@ -83,5 +84,6 @@ def check_export_ops(export_dir: str | Path) -> list[str]:
         raise UserError(
             "the export uses ops that stock tensorflow_model_server does not have: "
             + "; ".join(details)
-            + ". Rewrite that part of the serving function with core TensorFlow or TF Text ops")
+            + ". Rewrite that part of the serving function with core TensorFlow or TF Text ops"
+        )
     return sorted(used)

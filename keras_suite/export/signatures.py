@@ -4,6 +4,7 @@ TF Serving answers metadata requests from the MetaGraphDef's SignatureDef map an
 requests against the TensorInfo of each input, so the embedded server reads the same
 protos from `saved_model.pb` instead of relying on Python-side function specs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,7 +40,8 @@ def read_saved_model_proto(export_dir: str | Path):
         text_format.Parse(pbtxt.read_text(), proto)
     else:
         raise FileNotFoundError(
-            f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {export_dir}")
+            f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {export_dir}"
+        )
     return proto
 
 
@@ -49,7 +51,9 @@ def serving_meta_graph(proto, export_dir=""):
         if set(meta_graph.meta_info_def.tags) == {SERVE_TAG}:
             return meta_graph
     tags = [sorted(m.meta_info_def.tags) for m in proto.meta_graphs]
-    raise ValueError(f"SavedModel {export_dir} has no MetaGraph tagged 'serve' (found tag sets {tags})")
+    raise ValueError(
+        f"SavedModel {export_dir} has no MetaGraph tagged 'serve' (found tag sets {tags})"
+    )
 
 
 def signature_defs(export_dir: str | Path) -> dict:
@@ -85,8 +89,14 @@ def describe_signatures(sigs: dict) -> list[str]:
             if info.tensor_shape.unknown_rank:
                 shape = "?"
             else:
-                shape = "[" + ",".join("N" if d.size == -1 and i == 0 else ("?" if d.size == -1 else str(d.size))
-                                       for i, d in enumerate(info.tensor_shape.dim)) + "]"
+                shape = (
+                    "["
+                    + ",".join(
+                        "N" if d.size == -1 and i == 0 else ("?" if d.size == -1 else str(d.size))
+                        for i, d in enumerate(info.tensor_shape.dim)
+                    )
+                    + "]"
+                )
             parts.append(f"{key}: {dtype}{shape}")
         return ", ".join(parts)
 
@@ -100,8 +110,8 @@ def describe_signatures(sigs: dict) -> list[str]:
     return lines
 
 
-_VERSION_NAME = re.compile(r"[0-9]+")   # ASCII digits only: str.isdigit() also accepts "²", "١"
-_MAX_VERSION = 2 ** 63 - 1              # versions are int64 in TF Serving's protos
+_VERSION_NAME = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²", "١"
+_MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
 _warned_names: set = set()
 _warned_lock = threading.Lock()
 
@@ -128,14 +138,20 @@ def version_dirs(base_path: str | Path, warn: bool = True) -> dict[int, Path]:
             if child in _warned_names:
                 continue
             _warned_names.add(child)
-        log.warning("ignoring folder %r in %s: a version folder is named by ASCII digits (1, 2, ...) "
-                    "below 2**63", child.name, base_path)
+        log.warning(
+            "ignoring folder %r in %s: a version folder is named by ASCII digits (1, 2, ...) "
+            "below 2**63",
+            child.name,
+            base_path,
+        )
     return found
 
 
 def require_saved_model(path: str | Path) -> Path:
     path = Path(path)
     if not ((path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists()):
-        raise UserError(f"{path} is not a SavedModel directory (no saved_model.pb); pass a "
-                        "version directory such as BASE/NAME/1 written by `ksuite export`")
+        raise UserError(
+            f"{path} is not a SavedModel directory (no saved_model.pb); pass a "
+            "version directory such as BASE/NAME/1 written by `ksuite export`"
+        )
     return path

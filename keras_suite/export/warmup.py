@@ -1,5 +1,6 @@
 """TF Serving warm-up records: assets.extra/tf_serving_warmup_requests, a TFRecord of
 PredictionLog protos that the server replays when it loads a version."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,18 +26,24 @@ def _predict_request(model_name: str, signature: str, inputs: dict, sig_def):
     missing = set(sig_def.inputs) - set(inputs)
     extra = set(inputs) - set(sig_def.inputs)
     if missing or extra:
-        raise UserError(f"sample request for signature {signature!r} has inputs {sorted(inputs)} but "
-                        f"the signature takes {sorted(sig_def.inputs)}; fix the app's sample_requests")
+        raise UserError(
+            f"sample request for signature {signature!r} has inputs {sorted(inputs)} but "
+            f"the signature takes {sorted(sig_def.inputs)}; fix the app's sample_requests"
+        )
     for key, value in inputs.items():
         info = sig_def.inputs[key]
         array = np.asarray(value)
         want = numpy_dtype(info.dtype)
         if want == object:
             if array.dtype.kind not in "OSU":
-                raise UserError(f"sample input {signature}/{key} is {array.dtype}, the signature wants strings")
+                raise UserError(
+                    f"sample input {signature}/{key} is {array.dtype}, the signature wants strings"
+                )
         elif array.dtype != want:
-            raise UserError(f"sample input {signature}/{key} is {array.dtype}, the signature wants "
-                            f"{want}; cast it in the app's sample_requests")
+            raise UserError(
+                f"sample input {signature}/{key} is {array.dtype}, the signature wants "
+                f"{want}; cast it in the app's sample_requests"
+            )
         check_shape(array, info, key)
         request.inputs[key].CopyFrom(array_to_tensor_proto(array))
     return request
@@ -51,12 +58,17 @@ def write_warmup_file(export_dir: str | Path, model_name: str, samples: dict) ->
     logs = []
     for signature, requests in samples.items():
         if signature not in sigs:
-            raise UserError(f"sample requests name signature {signature!r}, which the export does not "
-                            f"have (it has {sorted(s for s in sigs if s != INIT_OP_SIGNATURE)})")
+            raise UserError(
+                f"sample requests name signature {signature!r}, which the export does not "
+                f"have (it has {sorted(s for s in sigs if s != INIT_OP_SIGNATURE)})"
+            )
         for inputs in requests:
             request = _predict_request(model_name, signature, inputs, sigs[signature])
-            logs.append(prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)))
+            logs.append(
+                prediction_log_pb2.PredictionLog(
+                    predict_log=prediction_log_pb2.PredictLog(request=request)
+                )
+            )
     logs = logs[:MAX_WARMUP_RECORDS]
     path = Path(export_dir) / WARMUP_RELPATH
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,5 +88,3 @@ def read_warmup_file(path: str | Path) -> list:
         log.ParseFromString(record.numpy())
         logs.append(log)
     return logs
-
-

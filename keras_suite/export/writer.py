@@ -10,6 +10,7 @@ Each version is written to a hidden temporary folder next to its final place, ch
 requests that run), and then renamed into place: a server polling BASE/NAME only ever
 sees complete versions, because TF Serving ignores folder names that are not integers.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,13 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from keras_suite import common
 from keras_suite.common.errors import UserError
-from keras_suite.export.signatures import DEFAULT_SIGNATURE, describe_signatures, signature_defs, version_dirs
+from keras_suite.export.signatures import (
+    DEFAULT_SIGNATURE,
+    describe_signatures,
+    signature_defs,
+    version_dirs,
+)
 from keras_suite.export.warmup import MAX_WARMUP_RECORDS, read_warmup_file, write_warmup_file  # noqa: F401 (re-exported)
 
 log = logging.getLogger("ksuite.serving")
@@ -42,9 +47,15 @@ def run_warmup_in_process(export_dir: str | Path) -> int:
     return servable.warmup_count
 
 
-def publish_version(base: str | Path, name: str, write_saved_model: Callable[[Path], None],
-                    samples: dict | None = None, version: int | None = None,
-                    provenance: dict | None = None, check_ops: bool = True) -> Path:
+def publish_version(
+    base: str | Path,
+    name: str,
+    write_saved_model: Callable[[Path], None],
+    samples: dict | None = None,
+    version: int | None = None,
+    provenance: dict | None = None,
+    check_ops: bool = True,
+) -> Path:
     """Write one model version through a temporary folder and an atomic rename.
 
     write_saved_model(tmp_dir) writes the SavedModel; samples are the warm-up requests
@@ -62,22 +73,32 @@ def publish_version(base: str | Path, name: str, write_saved_model: Callable[[Pa
         raise UserError(f"--version {version}: TF Serving versions are positive integers")
     final = model_dir / str(version)
     if final.exists():
-        raise UserError(f"{final} already exists; refusing to overwrite a published version. "
-                        f"Omit --version to use the next free one ({next_version(model_dir)})")
+        raise UserError(
+            f"{final} already exists; refusing to overwrite a published version. "
+            f"Omit --version to use the next free one ({next_version(model_dir)})"
+        )
     previous = [p.stat().st_mtime for p in version_dirs(model_dir).values()]
     tmp = model_dir / f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         write_saved_model(tmp)
         sigs = signature_defs(tmp)
         if DEFAULT_SIGNATURE not in sigs:
-            raise UserError(f"the export has no {DEFAULT_SIGNATURE!r} signature (it has "
-                            f"{sorted(sigs)}); TF Serving clients call it when they name none")
+            raise UserError(
+                f"the export has no {DEFAULT_SIGNATURE!r} signature (it has "
+                f"{sorted(sigs)}); TF Serving clients call it when they name none"
+            )
         ops = check_export_ops(tmp) if check_ops else []
         warmup = write_warmup_file(tmp, name, samples) if samples else 0
         if warmup:
             run_warmup_in_process(tmp)
-        info = dict(provenance or {}, model_name=name, version=version, warmup_records=warmup,
-                    signatures=describe_signatures(sigs), ops=ops)
+        info = dict(
+            provenance or {},
+            model_name=name,
+            version=version,
+            warmup_records=warmup,
+            signatures=describe_signatures(sigs),
+            ops=ops,
+        )
         (tmp / "assets.extra").mkdir(exist_ok=True)
         (tmp / "assets.extra" / "ksuite_export.json").write_text(json.dumps(info, indent=2) + "\n")
         if final.exists():  # another exporter won the race
@@ -107,23 +128,32 @@ def remove_stale_tmp(model_dir: Path, older_than: float) -> list[Path]:
     return removed
 
 
-def export_run(run_dir: str | Path, base: str | Path, name: str | None = None,
-               version: int | None = None) -> Path:
+def export_run(
+    run_dir: str | Path, base: str | Path, name: str | None = None, version: int | None = None
+) -> Path:
     """Export the run in `run_dir` to BASE/NAME/<version>; returns the version directory."""
+    from keras_suite.common.registry import read_run_meta
     from keras_suite.common.run import load_run
 
-    from keras_suite.common.registry import read_run_meta
-
-    if (Path(run_dir) / "run.json").exists():  # refuse an existing version before the slow model rebuild
+    if (
+        Path(run_dir) / "run.json"
+    ).exists():  # refuse an existing version before the slow model rebuild
         name = name or read_run_meta(run_dir)["app"]
         if name and version is not None and (Path(base) / name / str(version)).exists():
-            raise UserError(f"{Path(base) / name / str(version)} already exists; refusing to overwrite a "
-                            f"published version. Omit --version to use the next free one "
-                            f"({next_version(Path(base) / name)})")
+            raise UserError(
+                f"{Path(base) / name / str(version)} already exists; refusing to overwrite a "
+                f"published version. Omit --version to use the next free one "
+                f"({next_version(Path(base) / name)})"
+            )
     run = load_run(run_dir)
     name = name or run.app.name
     archive = run.app.export_archive(run.state, run.info, run.cfg, run.artifacts)
     samples = run.app.sample_requests(run.datasets(), run.info, run.cfg)
     return publish_version(
-        base, name, lambda tmp: archive.write_out(str(tmp), verbose=False), samples=samples,
-        version=version, provenance={"app": run.app.name, "run_dir": str(Path(run_dir).resolve())})
+        base,
+        name,
+        lambda tmp: archive.write_out(str(tmp), verbose=False),
+        samples=samples,
+        version=version,
+        provenance={"app": run.app.name, "run_dir": str(Path(run_dir).resolve())},
+    )

@@ -7,6 +7,7 @@ to the next `allowed_batch_sizes` entry by repeating the last row, runs the mode
 hands each request its own rows back. A full queue is refused with UNAVAILABLE, as TF
 Serving does, instead of growing without bound.
 """
+
 from __future__ import annotations
 
 import threading
@@ -40,8 +41,10 @@ class Batcher:
         self._queued_rows = 0
         self._cond = threading.Condition()
         self._stopping = False
-        self._threads = [threading.Thread(target=self._worker, name=f"{name}-{i}", daemon=True)
-                         for i in range(cfg.num_batch_threads)]
+        self._threads = [
+            threading.Thread(target=self._worker, name=f"{name}-{i}", daemon=True)
+            for i in range(cfg.num_batch_threads)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -53,8 +56,10 @@ class Batcher:
         size = sizes.pop()
         if size > self.cfg.max_batch_size:
             if not self.cfg.enable_large_batch_splitting:
-                raise invalid(f"Task size {size} is larger than maximum input batch size "
-                              f"{self.cfg.max_batch_size}")
+                raise invalid(
+                    f"Task size {size} is larger than maximum input batch size "
+                    f"{self.cfg.max_batch_size}"
+                )
             return self._split_and_run(signature, inputs, size)
         if size == 0:
             return self._run_batch(signature, inputs)
@@ -65,8 +70,10 @@ class Batcher:
                 raise ServingError("UNAVAILABLE", "the server is shutting down")
             limit = self.cfg.max_enqueued_batches * self.cfg.max_batch_size
             if self._queued_rows + size > limit:
-                raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task "
-                                   "was submitted is full")
+                raise ServingError(
+                    "UNAVAILABLE",
+                    "The batch scheduling queue to which this task was submitted is full",
+                )
             self._queues.setdefault(key, deque()).append(task)
             self._queued_rows += size
             self._cond.notify()
@@ -74,8 +81,10 @@ class Batcher:
 
     def _split_and_run(self, signature, inputs, size):
         step = self.cfg.max_batch_size
-        parts = [self.run(signature, {k: v[i:i + step] for k, v in inputs.items()})
-                 for i in range(0, size, step)]
+        parts = [
+            self.run(signature, {k: v[i : i + step] for k, v in inputs.items()})
+            for i in range(0, size, step)
+        ]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def stop(self) -> None:
@@ -149,7 +158,9 @@ class Batcher:
                 self._on_batch(rows, target)
             start = 0
             for task in tasks:
-                task.future.set_result({k: v[start:start + task.size] for k, v in outputs.items()})
+                task.future.set_result(
+                    {k: v[start : start + task.size] for k, v in outputs.items()}
+                )
                 start += task.size
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
             for task in tasks:

@@ -2,10 +2,10 @@
 
 Imports stay inside the handlers so that `ksuite --help` does not load TensorFlow.
 """
+
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from keras_suite.common.errors import UserError
@@ -29,12 +29,14 @@ def _cmd_config(args) -> int:
             raise UserError("add at least one --model NAME=BASE_PATH[,policy=...][,label:L=V]")
         path = configs.write_models_config(out, entries)
     elif args.kind == "batching":
-        cfg = configs.BatchingConfig(max_batch_size=args.max_batch_size,
-                                     batch_timeout_micros=args.batch_timeout_micros,
-                                     max_enqueued_batches=args.max_enqueued_batches,
-                                     num_batch_threads=args.num_batch_threads,
-                                     allowed_batch_sizes=args.allowed_batch_sizes or [],
-                                     pad_variable_length_inputs=args.pad_variable_length_inputs)
+        cfg = configs.BatchingConfig(
+            max_batch_size=args.max_batch_size,
+            batch_timeout_micros=args.batch_timeout_micros,
+            max_enqueued_batches=args.max_enqueued_batches,
+            num_batch_threads=args.num_batch_threads,
+            allowed_batch_sizes=args.allowed_batch_sizes or [],
+            pad_variable_length_inputs=args.pad_variable_length_inputs,
+        )
         path = configs.write_batching_parameters(out, cfg)
     else:
         path = configs.write_monitoring_config(out, args.metrics_path)
@@ -67,35 +69,69 @@ def _parse_model_spec(spec: str):
             else:
                 raise ValueError(key)
     except ValueError:
-        raise UserError(f"--model {spec!r}: options are policy=latest[:N]|all|specific:V1:V2 and "
-                        "label:NAME=VERSION") from None
+        raise UserError(
+            f"--model {spec!r}: options are policy=latest[:N]|all|specific:V1:V2 and "
+            "label:NAME=VERSION"
+        ) from None
     return entry
 
 
 def register(subparsers) -> None:
     from keras_suite.serving.server import add_server_flags
 
-    p = subparsers.add_parser("serve", help="TF-Serving-compatible server (REST + gRPC)",
-                              description="Takes tensorflow_model_server's flags. Binds 127.0.0.1 unless --host.",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = subparsers.add_parser(
+        "serve",
+        help="TF-Serving-compatible server (REST + gRPC)",
+        description="Takes tensorflow_model_server's flags. Binds 127.0.0.1 unless --host.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_server_flags(p)
     p.set_defaults(func=_cmd_serve)
 
-    p = subparsers.add_parser("serving-config", help="write models.config, batching_parameters.txt or monitoring.config")
+    p = subparsers.add_parser(
+        "serving-config", help="write models.config, batching_parameters.txt or monitoring.config"
+    )
     p.add_argument("kind", choices=["models", "batching", "monitoring"])
     p.add_argument("--out", required=True, help="file to write (atomically)")
-    p.add_argument("--model", action="append", default=[], metavar="SPEC",
-                   help="models: NAME=BASE_PATH[,policy=latest:N|all|specific:V1:V2][,label:L=V] (repeatable)")
-    p.add_argument("--max-batch-size", type=int, default=32, help="batching: largest batch the model runs")
-    p.add_argument("--batch-timeout-micros", type=int, default=2000,
-                   help="batching: longest wait for a batch to fill, in microseconds")
-    p.add_argument("--max-enqueued-batches", type=int, default=100,
-                   help="batching: queue bound in batches (beyond it requests get UNAVAILABLE)")
-    p.add_argument("--num-batch-threads", type=int, default=2, help="batching: threads running batches")
-    p.add_argument("--allowed-batch-sizes", type=int, nargs="*",
-                   help="batching: sizes to pad to, increasing, the last equal to --max-batch-size")
-    p.add_argument("--pad-variable-length-inputs", action="store_true",
-                   help="batching: pad inputs of different lengths (TF Serving option)")
-    p.add_argument("--metrics-path", default="/monitoring/prometheus/metrics",
-                   help="monitoring: URL path of the Prometheus metrics on the REST port")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="models: NAME=BASE_PATH[,policy=latest:N|all|specific:V1:V2][,label:L=V] (repeatable)",
+    )
+    p.add_argument(
+        "--max-batch-size", type=int, default=32, help="batching: largest batch the model runs"
+    )
+    p.add_argument(
+        "--batch-timeout-micros",
+        type=int,
+        default=2000,
+        help="batching: longest wait for a batch to fill, in microseconds",
+    )
+    p.add_argument(
+        "--max-enqueued-batches",
+        type=int,
+        default=100,
+        help="batching: queue bound in batches (beyond it requests get UNAVAILABLE)",
+    )
+    p.add_argument(
+        "--num-batch-threads", type=int, default=2, help="batching: threads running batches"
+    )
+    p.add_argument(
+        "--allowed-batch-sizes",
+        type=int,
+        nargs="*",
+        help="batching: sizes to pad to, increasing, the last equal to --max-batch-size",
+    )
+    p.add_argument(
+        "--pad-variable-length-inputs",
+        action="store_true",
+        help="batching: pad inputs of different lengths (TF Serving option)",
+    )
+    p.add_argument(
+        "--metrics-path",
+        default="/monitoring/prometheus/metrics",
+        help="monitoring: URL path of the Prometheus metrics on the REST port",
+    )
     p.set_defaults(func=_cmd_config)

@@ -5,6 +5,7 @@ tensorflow-serving-api protos; the other two use the mirrored messages in keras_
 Readers validate what tensorflow_model_server would reject, and say how to fix it, so a
 file that passes here also starts the real server.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,7 +54,8 @@ def model_server_config(models: list[ModelEntry]):
     config = model_server_config_pb2.ModelServerConfig()
     for entry in models:
         model = config.model_config_list.config.add(
-            name=entry.name, base_path=entry.base_path, model_platform="tensorflow")
+            name=entry.name, base_path=entry.base_path, model_platform="tensorflow"
+        )
         if entry.policy == "latest":
             model.model_version_policy.latest.num_versions = entry.num_versions
         elif entry.policy == "all":
@@ -61,8 +63,10 @@ def model_server_config(models: list[ModelEntry]):
         elif entry.policy == "specific":
             model.model_version_policy.specific.versions.extend(entry.versions)
         else:
-            raise UserError(f"model {entry.name}: version policy {entry.policy!r} is not one of "
-                            "latest, all, specific")
+            raise UserError(
+                f"model {entry.name}: version policy {entry.policy!r} is not one of "
+                "latest, all, specific"
+            )
         for label, version in entry.labels.items():
             model.version_labels[label] = int(version)
     validate_model_server_config(config)
@@ -71,35 +75,47 @@ def model_server_config(models: list[ModelEntry]):
 
 def validate_model_server_config(config, where: str = "models.config") -> None:
     if config.WhichOneof("config") != "model_config_list":
-        raise UserError(f"{where}: only model_config_list is supported (custom_model_config is "
-                        "for other platforms); list models as model_config_list { config { ... } }")
+        raise UserError(
+            f"{where}: only model_config_list is supported (custom_model_config is "
+            "for other platforms); list models as model_config_list { config { ... } }"
+        )
     names = set()
     for model in config.model_config_list.config:
         if not model.name:
-            raise UserError(f"{where}: a config entry has no name; add name: \"MODEL\"")
+            raise UserError(f'{where}: a config entry has no name; add name: "MODEL"')
         if model.name in names:
             raise UserError(f"{where}: model {model.name!r} is listed twice; names must be unique")
         names.add(model.name)
         if not model.base_path:
-            raise UserError(f"{where}: model {model.name!r} has no base_path; add "
-                            "base_path: \"/models/NAME\" (the folder holding the numbered versions)")
+            raise UserError(
+                f"{where}: model {model.name!r} has no base_path; add "
+                'base_path: "/models/NAME" (the folder holding the numbered versions)'
+            )
         if model.model_platform not in ("", "tensorflow"):
-            raise UserError(f"{where}: model {model.name!r} has model_platform "
-                            f"{model.model_platform!r}; only \"tensorflow\" is served")
+            raise UserError(
+                f"{where}: model {model.name!r} has model_platform "
+                f'{model.model_platform!r}; only "tensorflow" is served'
+            )
         policy = model.model_version_policy
         kind = policy.WhichOneof("policy_choice")
         if kind == "latest" and policy.latest.num_versions < 0:
             raise UserError(f"{where}: model {model.name!r}: latest.num_versions must be >= 1")
         if kind == "specific" and not policy.specific.versions:
-            raise UserError(f"{where}: model {model.name!r}: specific policy lists no versions; "
-                            "add versions: N lines")
+            raise UserError(
+                f"{where}: model {model.name!r}: specific policy lists no versions; "
+                "add versions: N lines"
+            )
         for label, version in model.version_labels.items():
             if version <= 0:
-                raise UserError(f"{where}: model {model.name!r}: label {label!r} points at "
-                                f"version {version}; versions are positive integers")
+                raise UserError(
+                    f"{where}: model {model.name!r}: label {label!r} points at "
+                    f"version {version}; versions are positive integers"
+                )
             if kind == "specific" and version not in policy.specific.versions:
-                raise UserError(f"{where}: model {model.name!r}: label {label!r} points at version "
-                                f"{version}, which the specific version policy does not load")
+                raise UserError(
+                    f"{where}: model {model.name!r}: label {label!r} points at version "
+                    f"{version}, which the specific version policy does not load"
+                )
 
 
 def models_config_text(config) -> str:
@@ -115,8 +131,10 @@ def read_models_config(path: str | Path):
 
     path = Path(path)
     if not path.exists():
-        raise UserError(f"model config file {path} does not exist; write one with `ksuite "
-                        "serving-config models` or pass --model_base_path instead")
+        raise UserError(
+            f"model config file {path} does not exist; write one with `ksuite "
+            "serving-config models` or pass --model_base_path instead"
+        )
     config = model_server_config_pb2.ModelServerConfig()
     try:
         text_format.Parse(path.read_text(), config)
@@ -162,19 +180,27 @@ def validate_batching(cfg: BatchingConfig, where: str = "batching parameters") -
     if cfg.max_batch_size < 1:
         raise UserError(f"{where}: max_batch_size must be >= 1 (got {cfg.max_batch_size})")
     if cfg.batch_timeout_micros < 0:
-        raise UserError(f"{where}: batch_timeout_micros must be >= 0 (got {cfg.batch_timeout_micros})")
+        raise UserError(
+            f"{where}: batch_timeout_micros must be >= 0 (got {cfg.batch_timeout_micros})"
+        )
     if cfg.num_batch_threads < 1:
         raise UserError(f"{where}: num_batch_threads must be >= 1 (got {cfg.num_batch_threads})")
     if cfg.max_enqueued_batches < 1:
-        raise UserError(f"{where}: max_enqueued_batches must be >= 1 (got {cfg.max_enqueued_batches})")
+        raise UserError(
+            f"{where}: max_enqueued_batches must be >= 1 (got {cfg.max_enqueued_batches})"
+        )
     sizes = list(cfg.allowed_batch_sizes)
     if sizes:
         if any(s < 1 for s in sizes) or any(b <= a for a, b in zip(sizes, sizes[1:])):
-            raise UserError(f"{where}: allowed_batch_sizes {sizes} must be positive and strictly "
-                            "increasing, e.g. 8, 16, 32")
+            raise UserError(
+                f"{where}: allowed_batch_sizes {sizes} must be positive and strictly "
+                "increasing, e.g. 8, 16, 32"
+            )
         if sizes[-1] != cfg.max_batch_size:
-            raise UserError(f"{where}: the last allowed_batch_sizes entry ({sizes[-1]}) must equal "
-                            f"max_batch_size ({cfg.max_batch_size})")
+            raise UserError(
+                f"{where}: the last allowed_batch_sizes entry ({sizes[-1]}) must equal "
+                f"max_batch_size ({cfg.max_batch_size})"
+            )
     return cfg
 
 
@@ -193,7 +219,12 @@ def parse_batching_text(text: str, where: str = "batching parameters") -> Batchi
     except text_format.ParseError as exc:
         raise UserError(f"{where}: not a text-format BatchingParameters: {exc}") from None
     cfg = BatchingConfig()
-    for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"):
+    for name in (
+        "max_batch_size",
+        "batch_timeout_micros",
+        "max_enqueued_batches",
+        "num_batch_threads",
+    ):
         if proto.HasField(name):
             setattr(cfg, name, getattr(proto, name).value)
     cfg.allowed_batch_sizes = list(proto.allowed_batch_sizes)
@@ -206,8 +237,10 @@ def parse_batching_text(text: str, where: str = "batching parameters") -> Batchi
 def read_batching_parameters(path: str | Path) -> BatchingConfig:
     path = Path(path)
     if not path.exists():
-        raise UserError(f"batching parameters file {path} does not exist; write one with "
-                        "`ksuite serving-config batching`")
+        raise UserError(
+            f"batching parameters file {path} does not exist; write one with "
+            "`ksuite serving-config batching`"
+        )
     return parse_batching_text(path.read_text(), str(path))
 
 
@@ -229,8 +262,10 @@ def read_monitoring_config(path: str | Path) -> str | None:
     """The Prometheus metrics path if enabled in the file, else None."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"monitoring config file {path} does not exist; write one with "
-                        "`ksuite serving-config monitoring`")
+        raise UserError(
+            f"monitoring config file {path} does not exist; write one with "
+            "`ksuite serving-config monitoring`"
+        )
     proto = MonitoringConfig()
     try:
         text_format.Parse(path.read_text(), proto)
@@ -241,6 +276,8 @@ def read_monitoring_config(path: str | Path) -> str | None:
         return None
     metrics_path = prom.path or DEFAULT_PROMETHEUS_PATH
     if not metrics_path.startswith("/") or metrics_path.startswith("/v1/"):
-        raise UserError(f"{path}: prometheus_config.path {metrics_path!r} must start with '/' and "
-                        "not collide with the /v1/ API")
+        raise UserError(
+            f"{path}: prometheus_config.path {metrics_path!r} must start with '/' and "
+            "not collide with the /v1/ API"
+        )
     return metrics_path

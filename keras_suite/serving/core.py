@@ -4,26 +4,34 @@ It owns the ModelManager, server-side batching and the metrics, and answers the 
 Serving APIs in terms of tensorflow_serving.apis protos (predict, classify, regress,
 metadata, status). REST converts JSON to these calls; gRPC passes its protos straight in.
 """
+
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
 
+from keras_suite.export.signatures import DEFAULT_SIGNATURE
 from keras_suite.serving.configs import BatchingConfig
 from keras_suite.serving.errors import ServingError, invalid
 from keras_suite.serving.manager import ModelManager
 from keras_suite.serving.metrics import Metrics
-from keras_suite.export.signatures import DEFAULT_SIGNATURE
 
 
 class ServerCore:
-    def __init__(self, batching: BatchingConfig | None = None, warmup: bool = True,
-                 allow_labels_for_unavailable: bool = False):
+    def __init__(
+        self,
+        batching: BatchingConfig | None = None,
+        warmup: bool = True,
+        allow_labels_for_unavailable: bool = False,
+    ):
         self.batching = batching
         self.metrics = Metrics()
-        self.manager = ModelManager(self._load, warmup=warmup,
-                                    allow_labels_for_unavailable=allow_labels_for_unavailable,
-                                    on_load=self._loaded)
+        self.manager = ModelManager(
+            self._load,
+            warmup=warmup,
+            allow_labels_for_unavailable=allow_labels_for_unavailable,
+            on_load=self._loaded,
+        )
 
     def _load(self, name, version, path, warmup):
         from keras_suite.serving.batching import Batcher
@@ -33,8 +41,11 @@ class ServerCore:
         servable = Servable.load(name, version, path, warmup=warmup)
         if self.batching is not None:
             servable.batcher = Batcher(
-                self.batching, servable.run_function, name=f"batch-{name}-{version}",
-                on_batch=lambda rows, padded: self.metrics.observe_batch(name, rows, padded))
+                self.batching,
+                servable.run_function,
+                name=f"batch-{name}-{version}",
+                on_batch=lambda rows, padded: self.metrics.observe_batch(name, rows, padded),
+            )
         return servable
 
     def _loaded(self, name, version, servable, status):
@@ -55,8 +66,9 @@ class ServerCore:
             status = "INTERNAL"
             raise
         finally:
-            self.metrics.observe_request(model, api, entrypoint, status,
-                                         (time.perf_counter() - started) * 1e6)
+            self.metrics.observe_request(
+                model, api, entrypoint, status, (time.perf_counter() - started) * 1e6
+            )
 
     # ---- shared helpers ------------------------------------------------------------------
     @staticmethod
@@ -85,8 +97,9 @@ class ServerCore:
 
         servable = self.servable_for(request.model_spec)
         inputs = {k: tensor_proto_to_array(v, k) for k, v in request.inputs.items()}
-        name, outputs = servable.predict(request.model_spec.signature_name, inputs,
-                                         tuple(request.output_filter))
+        name, outputs = servable.predict(
+            request.model_spec.signature_name, inputs, tuple(request.output_filter)
+        )
         response = predict_pb2.PredictResponse()
         self.fill_spec(response.model_spec, servable, name)
         for key, array in outputs.items():
@@ -99,8 +112,9 @@ class ServerCore:
         from keras_suite.serving.servable import examples_from_input
 
         servable = self.servable_for(request.model_spec)
-        name, results = servable.classify(request.model_spec.signature_name,
-                                          examples_from_input(request.input))
+        name, results = servable.classify(
+            request.model_spec.signature_name, examples_from_input(request.input)
+        )
         response = classification_pb2.ClassificationResponse()
         self.fill_spec(response.model_spec, servable, name)
         for row in results:
@@ -115,8 +129,9 @@ class ServerCore:
         from keras_suite.serving.servable import examples_from_input
 
         servable = self.servable_for(request.model_spec)
-        name, values = servable.regress(request.model_spec.signature_name,
-                                        examples_from_input(request.input))
+        name, values = servable.regress(
+            request.model_spec.signature_name, examples_from_input(request.input)
+        )
         response = regression_pb2.RegressionResponse()
         self.fill_spec(response.model_spec, servable, name)
         for value in values:

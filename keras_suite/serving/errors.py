@@ -1,4 +1,5 @@
 """Serving errors carry a canonical status code, mapped to HTTP and gRPC as TF Serving does."""
+
 from __future__ import annotations
 
 # TF Serving's http_server.cc maps canonical codes to HTTP statuses this way.

@@ -1,4 +1,5 @@
 """TF Serving's gRPC API (PredictionService, ModelService) on the stock generated stubs."""
+
 from __future__ import annotations
 
 import logging
@@ -41,7 +42,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return _call(self.core, "metadata", request, context, self.core.metadata)
 
     def MultiInference(self, request, context):  # noqa: N802
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported by ksuite serve")
+        context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported by ksuite serve"
+        )
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -66,16 +69,25 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def make_grpc_server(core, host: str, port: int, max_message_bytes: int, max_threads: int,
-                     reload_config):
+def make_grpc_server(
+    core, host: str, port: int, max_message_bytes: int, max_threads: int, reload_config
+):
     """A started grpc.Server and the port it bound (port 0 picks a free one)."""
-    options = [("grpc.max_receive_message_length", max_message_bytes),
-               ("grpc.max_send_message_length", max_message_bytes),
-               ("grpc.so_reuseport", 0)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads,
-                                                    thread_name_prefix="grpc"), options=options)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, reload_config), server)
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="grpc"),
+        options=options,
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(core), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelService(core, reload_config), server
+    )
     bound = server.add_insecure_port(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}")
     if bound == 0:
         raise OSError(f"could not bind the gRPC port {host}:{port}")

@@ -16,6 +16,7 @@ each a `ksuite serve` flag (serving/server.py):
 Every answer is JSON (`{"error": ...}`) with TF Serving's status mapping, parse errors
 included; a client that disconnects is logged at DEBUG only; `Server:` names no version.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,6 +40,7 @@ SERVER_HEADER = "ksuite-serving"
 @dataclass
 class RestLimits:
     """The REST limits; defaults and meaning are the `ksuite serve` flags' (serving/server.py)."""
+
     max_request_bytes: int
     max_inflight_bytes: int
     max_connections: int
@@ -50,8 +52,11 @@ class RestLimits:
 
 
 def _json_response(status: int, message: str, close: bool = False) -> web.Response:
-    resp = web.Response(status=status, body=rest.error_body(message),
-                        headers={"Content-Type": "application/json", "Server": SERVER_HEADER})
+    resp = web.Response(
+        status=status,
+        body=rest.error_body(message),
+        headers={"Content-Type": "application/json", "Server": SERVER_HEADER},
+    )
     if close:
         resp.force_close()
     return resp
@@ -60,8 +65,10 @@ def _json_response(status: int, message: str, close: bool = False) -> web.Respon
 def _raw_response(status: int, reason: str, message: str) -> bytes:
     """A whole HTTP response for when no request object exists (a head that timed out)."""
     body = rest.error_body(message)
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"Server: {SERVER_HEADER}\r\nConnection: close\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"Server: {SERVER_HEADER}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
 
 
 class _Connection(web.RequestHandler):
@@ -74,7 +81,7 @@ class _Connection(web.RequestHandler):
         super().connection_made(transport)
         self.over_cap = self.rest_server.connection_opened()
         self._head_timer = None
-        self._head_pending = True   # no complete request head since the last response
+        self._head_pending = True  # no complete request head since the last response
 
     def connection_lost(self, exc) -> None:
         self._cancel_head_timer()
@@ -86,7 +93,8 @@ class _Connection(web.RequestHandler):
         # The first bytes of a request head start its clock; the handler stops it.
         if self._head_pending and self._head_timer is None and self.transport is not None:
             self._head_timer = asyncio.get_running_loop().call_later(
-                self.rest_server.limits.header_timeout_s, self._head_timed_out)
+                self.rest_server.limits.header_timeout_s, self._head_timed_out
+            )
 
     def head_received(self) -> None:
         self._head_pending = False
@@ -104,8 +112,11 @@ class _Connection(web.RequestHandler):
         self._head_timer = None
         if self._head_pending and self.transport is not None:
             timeout = self.rest_server.limits.header_timeout_s
-            self.transport.write(_raw_response(408, "Request Timeout",
-                                               f"Request headers not received within {timeout:g} s"))
+            self.transport.write(
+                _raw_response(
+                    408, "Request Timeout", f"Request headers not received within {timeout:g} s"
+                )
+            )
             self.force_close()
 
     def handle_error(self, request, status=500, exc=None, message=None):
@@ -133,8 +144,11 @@ class _Server(web.Server):
         self._connection_kwargs = kwargs
 
     def __call__(self) -> _Connection:
-        conn = _Connection(self, loop=asyncio.get_running_loop(),
-                           **{k: v for k, v in self._connection_kwargs.items() if k != "loop"})
+        conn = _Connection(
+            self,
+            loop=asyncio.get_running_loop(),
+            **{k: v for k, v in self._connection_kwargs.items() if k != "loop"},
+        )
         conn.rest_server = self._rest_server
         return conn
 
@@ -151,13 +165,15 @@ class RestServer:
         self.limits = limits
         self.metrics_path = metrics_path
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        self._socket = socket.create_server((host, port), family=family, backlog=1024)  # raises OSError
+        self._socket = socket.create_server(
+            (host, port), family=family, backlog=1024
+        )  # raises OSError
         self.port = self._socket.getsockname()[1]
         self._pool = ThreadPoolExecutor(max_workers=limits.num_threads, thread_name_prefix="rest")
         self._loop = asyncio.new_event_loop()
         self._connections = 0
         self._inflight_bytes = 0
-        self._active = 0                   # requests being handled (for graceful stop)
+        self._active = 0  # requests being handled (for graceful stop)
         self._idle = asyncio.Event()
         self._thread = None
         self._listener = None
@@ -166,7 +182,9 @@ class RestServer:
     # ---- lifecycle (called from other threads) ---------------------------------------------------
     def start(self) -> "RestServer":
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="rest-loop", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="rest-loop", daemon=True
+        )
         self._thread.start()
         ready.wait()
         return self
@@ -174,10 +192,17 @@ class RestServer:
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
         self._idle.set()
-        self._web = _Server(self._handle, self, loop=self._loop, access_log=None,
-                            keepalive_timeout=self.limits.idle_timeout_s, lingering_time=2.0)
+        self._web = _Server(
+            self._handle,
+            self,
+            loop=self._loop,
+            access_log=None,
+            keepalive_timeout=self.limits.idle_timeout_s,
+            lingering_time=2.0,
+        )
         self._listener = self._loop.run_until_complete(
-            self._loop.create_server(self._web, sock=self._socket, backlog=1024))
+            self._loop.create_server(self._web, sock=self._socket, backlog=1024)
+        )
         ready.set()
         self._loop.run_forever()
 
@@ -225,46 +250,74 @@ class RestServer:
         conn.head_received()
         self._active += 1
         self._idle.clear()
-        reserved = [0]   # in-flight bytes held by this request (grows as a chunked body arrives)
+        reserved = [0]  # in-flight bytes held by this request (grows as a chunked body arrives)
         try:
             if conn.over_cap:
-                return _json_response(503, f"Too many connections (the server's limit is "
-                                           f"{self.limits.max_connections}); retry later", close=True)
+                return _json_response(
+                    503,
+                    f"Too many connections (the server's limit is "
+                    f"{self.limits.max_connections}); retry later",
+                    close=True,
+                )
             declared = request.content_length or 0
             limit = self.limits.max_request_bytes
             if declared > limit:
-                return _json_response(413, f"Request body of {declared} bytes exceeds the limit of "
-                                           f"{limit} bytes", close=True)
+                return _json_response(
+                    413,
+                    f"Request body of {declared} bytes exceeds the limit of {limit} bytes",
+                    close=True,
+                )
             if not self._reserve(declared):
                 return self._busy()
             reserved[0] = declared
-            if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+            if (
+                request.version >= (1, 1)
+                and request.headers.get("Expect", "").lower() == "100-continue"
+            ):
                 # curl sends this for bodies over 1 KiB and waits for it before sending them;
                 # only now, with the limits passed (aiohttp's router does this, its low-level
                 # server does not).
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 request.writer.output_size = 0  # the 100 is not the start of the response
             try:
-                body = await asyncio.wait_for(self._read_body(request, reserved), self.limits.body_timeout_s)
+                body = await asyncio.wait_for(
+                    self._read_body(request, reserved), self.limits.body_timeout_s
+                )
             except _BodyTooLarge as exc:
                 if str(exc) == "busy":
                     return self._busy()
-                return _json_response(413, f"Request body of more than {limit} bytes exceeds the limit "
-                                           f"of {limit} bytes", close=True)
+                return _json_response(
+                    413,
+                    f"Request body of more than {limit} bytes exceeds the limit of {limit} bytes",
+                    close=True,
+                )
             except RequestPayloadError as exc:  # e.g. a malformed chunk size
                 return _json_response(400, f"Malformed HTTP request body: {exc}", close=True)
             except ConnectionError:  # the client hung up mid-body: nobody to answer, nothing to log
                 log.debug("REST client %s disconnected while sending its body", request.remote)
                 return _json_response(400, "Client disconnected", close=True)
             except asyncio.TimeoutError:
-                return _json_response(408, f"Request body not received within "
-                                           f"{self.limits.body_timeout_s:g} s", close=True)
+                return _json_response(
+                    408,
+                    f"Request body not received within {self.limits.body_timeout_s:g} s",
+                    close=True,
+                )
             path = request.raw_path.split("?", 1)[0]
             status, content_type, data = await asyncio.get_running_loop().run_in_executor(
-                self._pool, rest.handle, self.core, request.method, path, body, self.metrics_path,
-                self.limits.max_json_depth)
-            return web.Response(status=status, body=data,
-                                headers={"Content-Type": content_type, "Server": SERVER_HEADER})
+                self._pool,
+                rest.handle,
+                self.core,
+                request.method,
+                path,
+                body,
+                self.metrics_path,
+                self.limits.max_json_depth,
+            )
+            return web.Response(
+                status=status,
+                body=data,
+                headers={"Content-Type": content_type, "Server": SERVER_HEADER},
+            )
         finally:
             self._inflight_bytes -= reserved[0]
             self._active -= 1
@@ -291,6 +344,10 @@ class RestServer:
             parts.append(chunk)
 
     def _busy(self) -> web.Response:
-        return _json_response(503, f"Server busy: requests in flight hold more than "
-                                   f"{self.limits.max_inflight_bytes} bytes (--rest_max_inflight_bytes); "
-                                   "retry later", close=True)
+        return _json_response(
+            503,
+            f"Server busy: requests in flight hold more than "
+            f"{self.limits.max_inflight_bytes} bytes (--rest_max_inflight_bytes); "
+            "retry later",
+            close=True,
+        )

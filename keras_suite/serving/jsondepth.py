@@ -5,6 +5,7 @@ body of 100,000 `[` would exhaust the interpreter's stack: such bodies are refus
 INVALID_ARGUMENT before anything recurses. Real tensors are shallow (an image batch in a
 row request is 5-7 levels deep).
 """
+
 from __future__ import annotations
 
 import re
@@ -21,7 +22,7 @@ _OPEN[[ord("]"), ord("}")]] = -1
 _ESCAPED = re.compile(rb"\\.", re.DOTALL)  # a backslash and the character it escapes
 _KEEP = b'[]{}"'
 _DROP = bytes(b for b in range(256) if b not in _KEEP)
-_STRING = re.compile(rb'"[^"]*"')   # a string, once escaped characters are gone
+_STRING = re.compile(rb'"[^"]*"')  # a string, once escaped characters are gone
 
 
 def check_json_depth(body: bytes, limit: int) -> None:
@@ -29,8 +30,10 @@ def check_json_depth(body: bytes, limit: int) -> None:
     if limit <= 0 or body.count(b"[") + body.count(b"{") <= limit:
         return  # cannot be deeper than it has brackets: the common, free case
     if _depth(body) > limit:
-        raise invalid(f"JSON Parse error: nesting deeper than {limit} levels (the server's "
-                      "--max_json_depth); send tensors as nested lists of at most that depth")
+        raise invalid(
+            f"JSON Parse error: nesting deeper than {limit} levels (the server's "
+            "--max_json_depth); send tensors as nested lists of at most that depth"
+        )
 
 
 def _depth(body: bytes) -> int:

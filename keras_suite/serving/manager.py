@@ -8,6 +8,7 @@ Mirrors TF Serving's ServerCore with the availability-preserving policy:
   takes down the one being served; the failure is reported in the model status;
 - a failed version is retried when its folder changes (a copy that finishes later).
 """
+
 from __future__ import annotations
 
 import gc
@@ -18,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keras_suite.serving.errors import ServingError, invalid, not_found
 from keras_suite.export.signatures import version_dirs
+from keras_suite.serving.errors import ServingError, invalid, not_found
 
 log = logging.getLogger("ksuite.serving")
 
@@ -40,11 +41,11 @@ class VersionState:
 class ModelState:
     name: str
     base_path: Path
-    policy: str = "latest"           # latest | all | specific
+    policy: str = "latest"  # latest | all | specific
     num_versions: int = 1
     specific: tuple = ()
     labels: dict = field(default_factory=dict)
-    versions: dict = field(default_factory=dict)   # int -> VersionState
+    versions: dict = field(default_factory=dict)  # int -> VersionState
     warned_empty: bool = False
 
 
@@ -73,7 +74,9 @@ def _fingerprint(path: Path) -> tuple:
                 st = os.stat(os.path.join(root, name))
             except OSError:
                 continue
-            items.append((os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns))
+            items.append(
+                (os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns)
+            )
     return tuple(sorted(items))
 
 
@@ -81,15 +84,20 @@ def _entry_from_config(config) -> ModelState:
     policy = config.model_version_policy
     kind = policy.WhichOneof("policy_choice") or "latest"
     num = policy.latest.num_versions if kind == "latest" else 1
-    return ModelState(name=config.name, base_path=Path(config.base_path).expanduser().absolute(),
-                      policy=kind, num_versions=num or 1,
-                      specific=tuple(policy.specific.versions) if kind == "specific" else (),
-                      labels=dict(config.version_labels))
+    return ModelState(
+        name=config.name,
+        base_path=Path(config.base_path).expanduser().absolute(),
+        policy=kind,
+        num_versions=num or 1,
+        specific=tuple(policy.specific.versions) if kind == "specific" else (),
+        labels=dict(config.version_labels),
+    )
 
 
 class ModelManager:
-    def __init__(self, load_fn, warmup: bool = True, allow_labels_for_unavailable: bool = False,
-                 on_load=None):
+    def __init__(
+        self, load_fn, warmup: bool = True, allow_labels_for_unavailable: bool = False, on_load=None
+    ):
         """load_fn(name, version, path, warmup) -> Servable; on_load(servable) after a load."""
         self._load_fn = load_fn
         self._warmup = warmup
@@ -100,7 +108,7 @@ class ModelManager:
         self._poll_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
-        self._heap_changed = False   # a load or unload since the last settle_heap()
+        self._heap_changed = False  # a load or unload since the last settle_heap()
 
     # ---- configuration ------------------------------------------------------------------
     def apply_config(self, model_server_config) -> None:
@@ -118,10 +126,18 @@ class ModelManager:
                 if entry.name in old and old[entry.name].base_path == entry.base_path:
                     entry.versions = old[entry.name].versions
                 new[entry.name] = entry
-            removed = [m for name, m in old.items() if name not in new or new[name].versions is not m.versions]
+            removed = [
+                m
+                for name, m in old.items()
+                if name not in new or new[name].versions is not m.versions
+            ]
             wanted_labels = {name: dict(m.labels) for name, m in new.items()}
             for name, model in new.items():  # labels take effect only once validated
-                model.labels = dict(old[name].labels) if name in old and old[name].versions is model.versions else {}
+                model.labels = (
+                    dict(old[name].labels)
+                    if name in old and old[name].versions is model.versions
+                    else {}
+                )
             self._models = new
         try:
             for model in removed:
@@ -140,8 +156,10 @@ class ModelManager:
                 for label, version in sorted(labels.items()):
                     vs = model.versions.get(version)
                     if not self._allow_unavailable_labels and (vs is None or vs.state != AVAILABLE):
-                        problems.append(f"Request to assign label {label} to version {version} of model "
-                                        f"{name}, which is not currently available for inference")
+                        problems.append(
+                            f"Request to assign label {label} to version {version} of model "
+                            f"{name}, which is not currently available for inference"
+                        )
                 if not problems:
                     model.labels = dict(labels)
             if problems:
@@ -151,8 +169,9 @@ class ModelManager:
     def start_polling(self, interval_s: float) -> None:
         if interval_s <= 0:
             return
-        self._thread = threading.Thread(target=self._poll_loop, args=(interval_s,),
-                                        name="model-poller", daemon=True)
+        self._thread = threading.Thread(
+            target=self._poll_loop, args=(interval_s,), name="model-poller", daemon=True
+        )
         self._thread.start()
 
     def _poll_loop(self, interval_s: float) -> None:
@@ -178,7 +197,7 @@ class ModelManager:
             return sorted(present)
         if model.policy == "specific":
             return sorted(v for v in model.specific if v in present)
-        return sorted(present)[-model.num_versions:]
+        return sorted(present)[-model.num_versions :]
 
     def poll(self, settle: bool = True) -> None:
         """One pass over every model's base path: load wanted versions, unload the rest."""
@@ -198,11 +217,22 @@ class ModelManager:
     def _poll_model(self, model: ModelState) -> None:
         present = version_dirs(model.base_path)
         if not present and not model.warned_empty:
-            nested = sorted(c.name for c in model.base_path.iterdir() if version_dirs(c, warn=False)) \
-                if model.base_path.is_dir() else []
-            hint = (f"; it holds model folders {nested}: point the base path at one of them"
-                    if nested else "; waiting for a numbered version folder")
-            log.warning("no versions of model %s found under base path %s%s", model.name, model.base_path, hint)
+            nested = (
+                sorted(c.name for c in model.base_path.iterdir() if version_dirs(c, warn=False))
+                if model.base_path.is_dir()
+                else []
+            )
+            hint = (
+                f"; it holds model folders {nested}: point the base path at one of them"
+                if nested
+                else "; waiting for a numbered version folder"
+            )
+            log.warning(
+                "no versions of model %s found under base path %s%s",
+                model.name,
+                model.base_path,
+                hint,
+            )
             model.warned_empty = True
         wanted = self._wanted(model, present)
         for version in wanted:
@@ -216,9 +246,13 @@ class ModelManager:
             self._load(model, version, path, fingerprint)
         # Availability preserving: drop unwanted versions only once a wanted one serves.
         with self._lock:
-            serving_wanted = any(model.versions.get(v) is not None and model.versions[v].state == AVAILABLE
-                                 for v in wanted)
-            extra = [vs for v, vs in model.versions.items() if v not in wanted and vs.state == AVAILABLE]
+            serving_wanted = any(
+                model.versions.get(v) is not None and model.versions[v].state == AVAILABLE
+                for v in wanted
+            )
+            extra = [
+                vs for v, vs in model.versions.items() if v not in wanted and vs.state == AVAILABLE
+            ]
         if serving_wanted or not present:
             for vs in extra:
                 self._unload(model.name, vs)
@@ -234,8 +268,11 @@ class ModelManager:
             servable = self._load_fn(model.name, version, path, self._warmup)
         except Exception as exc:  # noqa: BLE001 - any load failure becomes a status
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            code = "NOT_FOUND" if isinstance(exc, FileNotFoundError) else (
-                exc.code if isinstance(exc, ServingError) else "UNKNOWN")
+            code = (
+                "NOT_FOUND"
+                if isinstance(exc, FileNotFoundError)
+                else (exc.code if isinstance(exc, ServingError) else "UNKNOWN")
+            )
             with self._lock:
                 vs.state, vs.error_code, vs.error_message = END, code, message
                 if previous is not None and previous.servable is not None:
@@ -247,8 +284,13 @@ class ModelManager:
         with self._lock:
             vs.servable, vs.state = servable, AVAILABLE
         self._heap_changed = True
-        log.info("model %s version %d is available (%.1f s, %d warm-up requests)", model.name,
-                 version, time.monotonic() - started, getattr(servable, "warmup_count", 0))
+        log.info(
+            "model %s version %d is available (%.1f s, %d warm-up requests)",
+            model.name,
+            version,
+            time.monotonic() - started,
+            getattr(servable, "warmup_count", 0),
+        )
         if self._on_load:
             self._on_load(model.name, version, servable, "OK")
 
@@ -272,8 +314,10 @@ class ModelManager:
     def _model_and_version(self, name: str, version: int | None, label: str | None):
         """The model entry and the version a label points to; call with the lock held."""
         if version is not None and label:
-            raise invalid(f"Both model version ({version}) and model version label ({label}) "
-                          "cannot be supplied.")
+            raise invalid(
+                f"Both model version ({version}) and model version label ({label}) "
+                "cannot be supplied."
+            )
         model = self._models.get(name)
         if label:
             if model is None or label not in model.labels:
@@ -297,7 +341,9 @@ class ModelManager:
         spec = f"Latest({name})" if version is None else f"Specific({name}, {version})"
         raise not_found(f"Servable not found for request: {spec}")
 
-    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionState]:
+    def status(
+        self, name: str, version: int | None = None, label: str | None = None
+    ) -> list[VersionState]:
         """Version states as GetModelStatus reports them (newest first)."""
         with self._lock:
             model, version = self._model_and_version(name, version, label)
@@ -308,10 +354,14 @@ class ModelManager:
                 if vs is None:
                     raise not_found(f"Could not find version {version} of model {name}")
                 return [VersionState(**{**vs.__dict__, "servable": None})]
-            return [VersionState(**{**vs.__dict__, "servable": None})
-                    for _, vs in sorted(model.versions.items(), reverse=True)]
+            return [
+                VersionState(**{**vs.__dict__, "servable": None})
+                for _, vs in sorted(model.versions.items(), reverse=True)
+            ]
 
     def available(self) -> dict[str, list[int]]:
         with self._lock:
-            return {name: sorted(v for v, vs in m.versions.items() if vs.state == AVAILABLE)
-                    for name, m in self._models.items()}
+            return {
+                name: sorted(v for v, vs in m.versions.items() if vs.state == AVAILABLE)
+                for name, m in self._models.items()
+            }

@@ -5,6 +5,7 @@ dashboards and alerts written for TF Serving work against the embedded server to
 Each server owns a CollectorRegistry (not the process-wide one): tests and the benchmark
 start several servers in one process, and each must count only its own requests.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ import math
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
 # Request latency buckets in microseconds (TF Serving reports latency in µs).
-LATENCY_BUCKETS_US = [50 * 2 ** i for i in range(18)]  # 50 µs .. ~6.5 s
+LATENCY_BUCKETS_US = [50 * 2**i for i in range(18)]  # 50 µs .. ~6.5 s
 BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -24,19 +25,38 @@ class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
-        self._requests = Counter(":tensorflow:serving:request_count", "The total number of requests.",
-                                 ("model_name", "API", "entrypoint", "status"), registry=reg)
-        self._latency = Histogram(":tensorflow:serving:request_latency",
-                                  "Distribution of wall time (in microseconds) for each request.",
-                                  ("model_name", "API", "entrypoint"), buckets=LATENCY_BUCKETS_US, registry=reg)
-        self._batch_size = Histogram(":tensorflow:serving:batching_session:processed_batch_size",
-                                     "Rows in each batch the batching layer ran (before padding).",
-                                     ("model_name",), buckets=BATCH_SIZE_BUCKETS, registry=reg)
-        self._padding = Counter(":tensorflow:serving:batching_session:padding_rows",
-                                "Rows added to reach an allowed batch size.", ("model_name",), registry=reg)
-        self._loads = Counter(":tensorflow:cc:saved_model:load_attempt_count",
-                              "The number of times a SavedModel version was loaded.",
-                              ("model_path", "status"), registry=reg)
+        self._requests = Counter(
+            ":tensorflow:serving:request_count",
+            "The total number of requests.",
+            ("model_name", "API", "entrypoint", "status"),
+            registry=reg,
+        )
+        self._latency = Histogram(
+            ":tensorflow:serving:request_latency",
+            "Distribution of wall time (in microseconds) for each request.",
+            ("model_name", "API", "entrypoint"),
+            buckets=LATENCY_BUCKETS_US,
+            registry=reg,
+        )
+        self._batch_size = Histogram(
+            ":tensorflow:serving:batching_session:processed_batch_size",
+            "Rows in each batch the batching layer ran (before padding).",
+            ("model_name",),
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=reg,
+        )
+        self._padding = Counter(
+            ":tensorflow:serving:batching_session:padding_rows",
+            "Rows added to reach an allowed batch size.",
+            ("model_name",),
+            registry=reg,
+        )
+        self._loads = Counter(
+            ":tensorflow:cc:saved_model:load_attempt_count",
+            "The number of times a SavedModel version was loaded.",
+            ("model_path", "status"),
+            registry=reg,
+        )
 
     def observe_request(self, model: str, api: str, entrypoint: str, status: str, micros: float):
         self._requests.labels(model, api, entrypoint, status).inc()
@@ -68,7 +88,11 @@ def exposition(registry: CollectorRegistry) -> str:
         for sample in family.samples:
             name = family.name if family.type == "counter" else sample.name
             labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
-            out.append(f"{name}{{{labels}}} {_number(sample.value)}" if labels else f"{name} {_number(sample.value)}")
+            out.append(
+                f"{name}{{{labels}}} {_number(sample.value)}"
+                if labels
+                else f"{name} {_number(sample.value)}"
+            )
     return "\n".join(out) + "\n"
 
 

@@ -9,6 +9,7 @@ serving/http_server.py, which calls `handle` below on a worker thread).
 
 Errors are `{"error": "..."}` with TF Serving's canonical-code -> HTTP status mapping.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,8 +28,10 @@ log = logging.getLogger("ksuite.serving")
 
 _SPEC = r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
 PREDICT_PATH = re.compile(_SPEC + r":(classify|regress|predict)", re.IGNORECASE)
-STATUS_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
-                         re.IGNORECASE)
+STATUS_PATH = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+    re.IGNORECASE,
+)
 
 
 def _json_options():
@@ -41,8 +44,9 @@ def proto_to_dict(message) -> dict:
     try:
         return json_format.MessageToDict(message, **_json_options())
     except TypeError:  # protobuf < 5 spells the option differently
-        return json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                         including_default_value_fields=True)
+        return json_format.MessageToDict(
+            message, preserving_proto_field_name=True, including_default_value_fields=True
+        )
 
 
 def _parse_json(body: bytes, max_depth: int):
@@ -70,7 +74,9 @@ def _spec(name, version, label):
 
     spec = model_pb2.ModelSpec(name=unquote(name))
     if version is not None and label is not None:
-        raise invalid(f"Both model version ({version}) and model version label ({label}) cannot be supplied.")
+        raise invalid(
+            f"Both model version ({version}) and model version label ({label}) cannot be supplied."
+        )
     if version is not None:
         try:
             spec.version.value = int(version)
@@ -93,23 +99,31 @@ def predict_json(core, spec, body: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPT
     signature_name, sig = servable.signature(signature_name)
     has_rows, has_cols = "instances" in doc, "inputs" in doc
     if has_rows and has_cols:
-        raise invalid("Not formatted correctly expecting only one of 'inputs' or 'instances' keys exists")
+        raise invalid(
+            "Not formatted correctly expecting only one of 'inputs' or 'instances' keys exists"
+        )
     if not has_rows and not has_cols:
         raise invalid("Missing 'inputs' or 'instances' key")
-    arrays = _rows_to_arrays(doc["instances"], sig) if has_rows else _columns_to_arrays(doc["inputs"], sig)
+    arrays = (
+        _rows_to_arrays(doc["instances"], sig)
+        if has_rows
+        else _columns_to_arrays(doc["inputs"], sig)
+    )
     _, outputs = servable.predict(signature_name, arrays)
     if has_rows:
         return {"predictions": _outputs_to_rows(outputs)}
     if len(outputs) == 1:
-        (name, array), = outputs.items()
+        ((name, array),) = outputs.items()
         return {"outputs": array_to_json(array, name)}
     return {"outputs": {k: array_to_json(v, k) for k, v in outputs.items()}}
 
 
 def _convert(value, sig, name):
     if name not in sig.inputs:
-        raise invalid(f"input tensor alias not found in signature: {name}. Inputs expected to be in "
-                      f"the set {{{','.join(sorted(sig.inputs))}}}.")
+        raise invalid(
+            f"input tensor alias not found in signature: {name}. Inputs expected to be in "
+            f"the set {{{','.join(sorted(sig.inputs))}}}."
+        )
     return json_to_array(value, numpy_dtype(sig.inputs[name].dtype), name)
 
 
@@ -121,18 +135,24 @@ def _rows_to_arrays(instances, sig) -> dict:
     named = isinstance(instances[0], dict) and not _is_b64(instances[0])
     if not named:
         if len(sig.inputs) != 1:
-            raise invalid(f"Expecting object but got list at item 0 of 'instances': the signature has "
-                          f"{len(sig.inputs)} inputs ({','.join(sorted(sig.inputs))}), so each instance "
-                          "must be an object keyed by input name")
+            raise invalid(
+                f"Expecting object but got list at item 0 of 'instances': the signature has "
+                f"{len(sig.inputs)} inputs ({','.join(sorted(sig.inputs))}), so each instance "
+                "must be an object keyed by input name"
+            )
         (name,) = sig.inputs
         return {name: _convert(instances, sig, name)}
     keys = set(instances[0])
     for i, row in enumerate(instances):
         if not isinstance(row, dict) or _is_b64(row):
-            raise invalid(f"Expecting object at item {i} of 'instances' (every instance must have the same form)")
+            raise invalid(
+                f"Expecting object at item {i} of 'instances' (every instance must have the same form)"
+            )
         if set(row) != keys:
-            raise invalid(f"Failed to process element: {i} of 'instances' list. JSON object: has keys "
-                          f"{sorted(row)} but item 0 has {sorted(keys)}")
+            raise invalid(
+                f"Failed to process element: {i} of 'instances' list. JSON object: has keys "
+                f"{sorted(row)} but item 0 has {sorted(keys)}"
+            )
     return {name: _convert([row[name] for row in instances], sig, name) for name in keys}
 
 
@@ -140,22 +160,26 @@ def _columns_to_arrays(inputs, sig) -> dict:
     if isinstance(inputs, dict) and not _is_b64(inputs):
         return {name: _convert(value, sig, name) for name, value in inputs.items()}
     if len(sig.inputs) != 1:
-        raise invalid(f"The signature has {len(sig.inputs)} inputs ({','.join(sorted(sig.inputs))}); "
-                      "'inputs' must be an object keyed by input name")
+        raise invalid(
+            f"The signature has {len(sig.inputs)} inputs ({','.join(sorted(sig.inputs))}); "
+            "'inputs' must be an object keyed by input name"
+        )
     (name,) = sig.inputs
     return {name: _convert(inputs, sig, name)}
 
 
 def _outputs_to_rows(outputs: dict):
     if len(outputs) == 1:
-        (name, array), = outputs.items()
+        ((name, array),) = outputs.items()
         if array.ndim == 0:
             raise invalid(f"Tensor name: {name} has no shape information")
         return array_to_json(array, name)
     sizes = {k: (v.shape[0] if v.ndim else None) for k, v in outputs.items()}
     if None in sizes.values() or len(set(sizes.values())) != 1:
-        raise invalid(f"Tensors have inconsistent batch sizes {sizes}; use the columnar 'inputs' "
-                      "format for this signature")
+        raise invalid(
+            f"Tensors have inconsistent batch sizes {sizes}; use the columnar 'inputs' "
+            "format for this signature"
+        )
     columns = {k: array_to_json(v, k) for k, v in outputs.items()}
     n = next(iter(sizes.values()))
     return [{k: columns[k][i] for k in columns} for i in range(n)]
@@ -195,8 +219,9 @@ def _example(obj, where):
     return example
 
 
-def examples_request_json(core, spec, body: bytes, method: str,
-                          max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> dict:
+def examples_request_json(
+    core, spec, body: bytes, method: str, max_depth: int = DEFAULT_MAX_JSON_DEPTH
+) -> dict:
     from tensorflow_serving.apis import classification_pb2, regression_pb2
 
     doc = _parse_json(body, max_depth)
@@ -208,8 +233,11 @@ def examples_request_json(core, spec, body: bytes, method: str,
     examples = doc.get("examples")
     if not isinstance(examples, list) or not examples:
         raise invalid("'examples' key must be a non-empty list of objects")
-    request = (classification_pb2.ClassificationRequest() if method == "classify"
-               else regression_pb2.RegressionRequest())
+    request = (
+        classification_pb2.ClassificationRequest()
+        if method == "classify"
+        else regression_pb2.RegressionRequest()
+    )
     request.model_spec.CopyFrom(spec)
     request.model_spec.signature_name = signature_name
     if "context" in doc:
@@ -221,8 +249,11 @@ def examples_request_json(core, spec, body: bytes, method: str,
         target.examples.add().CopyFrom(_example(obj, f"item {i} of 'examples'"))
     if method == "classify":
         response = core.classify(request)
-        return {"results": [[[c.label, c.score] for c in cl.classes]
-                            for cl in response.result.classifications]}
+        return {
+            "results": [
+                [[c.label, c.score] for c in cl.classes] for cl in response.result.classifications
+            ]
+        }
     response = core.regress(request)
     return {"results": [r.value for r in response.result.regressions]}
 
@@ -232,8 +263,14 @@ def error_body(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
-def handle(core, method: str, path: str, body: bytes, metrics_path: str | None = None,
-           max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> tuple[int, str, bytes]:
+def handle(
+    core,
+    method: str,
+    path: str,
+    body: bytes,
+    metrics_path: str | None = None,
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+) -> tuple[int, str, bytes]:
     """(status, content type, body) for one request; every answer but metrics is JSON."""
     if method == "GET" and metrics_path and path == metrics_path:
         from keras_suite.serving.metrics import CONTENT_TYPE
@@ -242,7 +279,11 @@ def handle(core, method: str, path: str, body: bytes, metrics_path: str | None =
     if not path.lower().startswith("/v1/"):
         return 404, "application/json", error_body(f"Not found: {path}")
     try:
-        return 200, "application/json", json.dumps(_dispatch(core, method, path, body, max_json_depth)).encode()
+        return (
+            200,
+            "application/json",
+            json.dumps(_dispatch(core, method, path, body, max_json_depth)).encode(),
+        )
     except ServingError as exc:
         return exc.http_status, "application/json", error_body(exc.message)
     except Exception as exc:  # noqa: BLE001 - answered as INTERNAL, logged here
@@ -283,7 +324,10 @@ def _metadata(core, spec):
     response = core.metadata(request)
     sig_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(sig_map)
-    return {"model_spec": proto_to_dict(response.model_spec), "metadata": {"signature_def": proto_to_dict(sig_map)}}
+    return {
+        "model_spec": proto_to_dict(response.model_spec),
+        "metadata": {"signature_def": proto_to_dict(sig_map)},
+    }
 
 
 def _status_request(spec):

@@ -5,6 +5,7 @@ does), then run through the SavedModel's signature functions loaded with
 `tf.saved_model.load`. Inputs and outputs are plain numpy arrays here; the REST and gRPC
 front ends convert their wire formats to and from them.
 """
+
 from __future__ import annotations
 
 import threading
@@ -13,9 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from keras_suite import common
+from keras_suite.export.signatures import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    INIT_OP_SIGNATURE,
+    PREDICT_METHOD,
+    REGRESS_METHOD,
+    WARMUP_RELPATH,
+    signature_defs,
+)
 from keras_suite.serving.errors import ServingError, invalid
-from keras_suite.export.signatures import (CLASSIFY_METHOD, DEFAULT_SIGNATURE, INIT_OP_SIGNATURE,
-                                PREDICT_METHOD, REGRESS_METHOD, WARMUP_RELPATH, signature_defs)
 from keras_suite.serving.tensors import check_shape, dtype_name, numpy_dtype
 
 tf = common.quiet_import_tensorflow()
@@ -102,11 +110,15 @@ class Servable:
         missing = sorted(set(sig.inputs) - set(inputs))
         extra = sorted(set(inputs) - set(sig.inputs))
         if extra:
-            raise invalid(f"input tensor alias not found in signature: {extra[0]}. Inputs expected to "
-                          f"be in the set {{{','.join(sorted(sig.inputs))}}}.")
+            raise invalid(
+                f"input tensor alias not found in signature: {extra[0]}. Inputs expected to "
+                f"be in the set {{{','.join(sorted(sig.inputs))}}}."
+            )
         if missing:
-            raise invalid(f"Request inputs do not match required inputs for model `{self.name}`. "
-                          f"Send extra: {{}}. Missing but required: {{{','.join(missing)}}}.")
+            raise invalid(
+                f"Request inputs do not match required inputs for model `{self.name}`. "
+                f"Send extra: {{}}. Missing but required: {{{','.join(missing)}}}."
+            )
         prepared = {}
         for key, value in inputs.items():
             info = sig.inputs[key]
@@ -114,10 +126,14 @@ class Servable:
             array = np.asarray(value)
             if want == object:
                 if array.dtype.kind not in "OS":
-                    raise invalid(f"Expects arg[{key}] to be string but {array.dtype.name} is provided")
+                    raise invalid(
+                        f"Expects arg[{key}] to be string but {array.dtype.name} is provided"
+                    )
             elif array.dtype != want:
-                raise invalid(f"Expects arg[{key}] to be {dtype_name(info.dtype)} but "
-                              f"{array.dtype.name} is provided")
+                raise invalid(
+                    f"Expects arg[{key}] to be {dtype_name(info.dtype)} but "
+                    f"{array.dtype.name} is provided"
+                )
             check_shape(array, info, key)
             prepared[key] = array
         return prepared
@@ -125,13 +141,17 @@ class Servable:
     def predict(self, signature_name: str, inputs: dict, output_filter=()) -> tuple[str, dict]:
         name, sig = self.signature(signature_name)
         if sig.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
-            raise invalid(f"Expected prediction signature method_name to be one of {{{PREDICT_METHOD}, "
-                          f"{CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {sig.method_name}")
+            raise invalid(
+                f"Expected prediction signature method_name to be one of {{{PREDICT_METHOD}, "
+                f"{CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {sig.method_name}"
+            )
         arrays = self.prepare_inputs(sig, inputs)
         for key in output_filter:
             if key not in sig.outputs:
-                raise invalid(f"output tensor alias not found in signature: {key} Outputs expected to "
-                              f"be in the set {{{','.join(sorted(sig.outputs))}}}.")
+                raise invalid(
+                    f"output tensor alias not found in signature: {key} Outputs expected to "
+                    f"be in the set {{{','.join(sorted(sig.outputs))}}}."
+                )
         if self.batcher is not None and self.is_batchable(sig):
             outputs = self.batcher.run(name, arrays)
         else:
@@ -146,7 +166,9 @@ class Servable:
         try:
             result = fn(**feeds)
         except tf.errors.OpError as exc:
-            raise ServingError(_CODE_NAMES.get(exc.error_code, "UNKNOWN"), exc.message.strip()) from None
+            raise ServingError(
+                _CODE_NAMES.get(exc.error_code, "UNKNOWN"), exc.message.strip()
+            ) from None
         except (TypeError, ValueError) as exc:
             raise invalid(str(exc).strip().splitlines()[0]) from None
         return {k: v.numpy() for k, v in result.items()}
@@ -155,13 +177,17 @@ class Servable:
     def _examples_signature(self, signature_name: str, method: str, kind: str):
         name, sig = self.signature(signature_name)
         if sig.method_name != method:
-            raise invalid(f"Expected {kind} signature method_name to be {method}. Was: {sig.method_name}")
+            raise invalid(
+                f"Expected {kind} signature method_name to be {method}. Was: {sig.method_name}"
+            )
         if len(sig.inputs) != 1:
             raise invalid(f"Expected one input Tensor in the {kind} signature.")
-        (input_key, info), = sig.inputs.items()
+        ((input_key, info),) = sig.inputs.items()
         if numpy_dtype(info.dtype) != object:
-            raise invalid(f"Expected input Tensor of the {kind} signature to be a string of "
-                          "serialized tf.Examples")
+            raise invalid(
+                f"Expected input Tensor of the {kind} signature to be a string of "
+                "serialized tf.Examples"
+            )
         return name, sig, input_key
 
     def _run_examples(self, name, input_key, examples: list[bytes]) -> dict:
@@ -177,11 +203,15 @@ class Servable:
         out = self._run_examples(name, key, examples)
         classes, scores = out.get("classes"), out.get("scores")
         if classes is None and scores is None:
-            raise invalid("Expected classification signature outputs to contain classes and/or scores")
+            raise invalid(
+                "Expected classification signature outputs to contain classes and/or scores"
+            )
         n = len(examples)
         ref = classes if classes is not None else scores
         if ref.ndim != 2 or ref.shape[0] != n:
-            raise invalid(f"Expected output Tensor shape to be [{n}, num_classes] but got {list(ref.shape)}")
+            raise invalid(
+                f"Expected output Tensor shape to be [{n}, num_classes] but got {list(ref.shape)}"
+            )
         results = []
         for i in range(n):
             row = []
@@ -200,15 +230,29 @@ class Servable:
         values = out["outputs"]
         n = len(examples)
         if values.shape not in ((n,), (n, 1)):
-            raise invalid(f"Expected output Tensor shape to be [{n}] or [{n}, 1] but got {list(values.shape)}")
+            raise invalid(
+                f"Expected output Tensor shape to be [{n}] or [{n}, 1] but got {list(values.shape)}"
+            )
         return name, [float(v) for v in values.reshape(-1)]
 
 
 _CODE_NAMES = {
-    1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
-    6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
-    10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
-    15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
 }
 
 

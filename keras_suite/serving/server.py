@@ -12,6 +12,7 @@ Differences, all on the safe side: it binds 127.0.0.1 unless --host says otherwi
 request size (--max_request_bytes) for both REST and gRPC, and bounds what REST clients can
 hold: connections, bytes in flight, time to send a request, JSON nesting (--rest_* flags).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,52 +88,139 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
     d = ServerOptions()
     add = parser.add_argument
     add("--port", type=int, default=d.port, help="gRPC port (default 8500; 0 picks a free port)")
-    add("--rest_api_port", type=int, default=d.rest_api_port,
-        help="REST port; 0 disables REST, as in tensorflow_model_server (use 8501)")
-    add("--host", default=d.host, help="address to bind (default 127.0.0.1; 0.0.0.0 for all interfaces)")
-    add("--model_name", default=d.model_name, help="name of the model served with --model_base_path")
-    add("--model_base_path", default=d.model_base_path,
-        help="folder holding numbered SavedModel versions of one model")
-    add("--model_config_file", default=d.model_config_file,
-        help="text-format ModelServerConfig (several models, version policies, labels)")
-    add("--model_config_file_poll_wait_seconds", type=int, default=d.model_config_file_poll_wait_seconds,
-        help="re-read --model_config_file this often (0: read once)")
-    add("--file_system_poll_wait_seconds", type=float, default=d.file_system_poll_wait_seconds,
-        help="poll the base paths for new versions this often (0: once at start)")
-    add("--enable_batching", type=_bool, nargs="?", const=True, default=d.enable_batching,
-        help="batch concurrent requests on the server")
-    add("--batching_parameters_file", default=d.batching_parameters_file,
-        help="text-format BatchingParameters (implies nothing unless --enable_batching)")
-    add("--monitoring_config_file", default=d.monitoring_config_file,
-        help="text-format MonitoringConfig enabling Prometheus metrics on the REST port")
-    add("--enable_model_warmup", type=_bool, nargs="?", const=True, default=d.enable_model_warmup,
-        help="replay assets.extra/tf_serving_warmup_requests when a version loads")
-    add("--allow_version_labels_for_unavailable_models", type=_bool, nargs="?", const=True,
+    add(
+        "--rest_api_port",
+        type=int,
+        default=d.rest_api_port,
+        help="REST port; 0 disables REST, as in tensorflow_model_server (use 8501)",
+    )
+    add(
+        "--host",
+        default=d.host,
+        help="address to bind (default 127.0.0.1; 0.0.0.0 for all interfaces)",
+    )
+    add(
+        "--model_name", default=d.model_name, help="name of the model served with --model_base_path"
+    )
+    add(
+        "--model_base_path",
+        default=d.model_base_path,
+        help="folder holding numbered SavedModel versions of one model",
+    )
+    add(
+        "--model_config_file",
+        default=d.model_config_file,
+        help="text-format ModelServerConfig (several models, version policies, labels)",
+    )
+    add(
+        "--model_config_file_poll_wait_seconds",
+        type=int,
+        default=d.model_config_file_poll_wait_seconds,
+        help="re-read --model_config_file this often (0: read once)",
+    )
+    add(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=d.file_system_poll_wait_seconds,
+        help="poll the base paths for new versions this often (0: once at start)",
+    )
+    add(
+        "--enable_batching",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=d.enable_batching,
+        help="batch concurrent requests on the server",
+    )
+    add(
+        "--batching_parameters_file",
+        default=d.batching_parameters_file,
+        help="text-format BatchingParameters (implies nothing unless --enable_batching)",
+    )
+    add(
+        "--monitoring_config_file",
+        default=d.monitoring_config_file,
+        help="text-format MonitoringConfig enabling Prometheus metrics on the REST port",
+    )
+    add(
+        "--enable_model_warmup",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=d.enable_model_warmup,
+        help="replay assets.extra/tf_serving_warmup_requests when a version loads",
+    )
+    add(
+        "--allow_version_labels_for_unavailable_models",
+        type=_bool,
+        nargs="?",
+        const=True,
         default=d.allow_version_labels_for_unavailable_models,
-        help="let version labels name versions that are not loaded (refused by default)")
-    add("--max_request_bytes", type=int, default=d.max_request_bytes,
-        help="largest REST body / gRPC message accepted (default 64 MiB)")
+        help="let version labels name versions that are not loaded (refused by default)",
+    )
+    add(
+        "--max_request_bytes",
+        type=int,
+        default=d.max_request_bytes,
+        help="largest REST body / gRPC message accepted (default 64 MiB)",
+    )
     add("--grpc_max_threads", type=int, default=d.grpc_max_threads, help="gRPC worker threads")
-    add("--tensorflow_intra_op_parallelism", type=int, default=0,
-        help="threads inside one TensorFlow op (0: TensorFlow's default)")
-    add("--tensorflow_inter_op_parallelism", type=int, default=0,
-        help="TensorFlow ops run in parallel (0: TensorFlow's default)")
-    add("--rest_api_num_threads", type=int, default=d.rest_api_num_threads,
+    add(
+        "--tensorflow_intra_op_parallelism",
+        type=int,
+        default=0,
+        help="threads inside one TensorFlow op (0: TensorFlow's default)",
+    )
+    add(
+        "--tensorflow_inter_op_parallelism",
+        type=int,
+        default=0,
+        help="TensorFlow ops run in parallel (0: TensorFlow's default)",
+    )
+    add(
+        "--rest_api_num_threads",
+        type=int,
+        default=d.rest_api_num_threads,
         help="threads handling REST requests (JSON, predict); 0: twice the CPU cores (JSON "
-             "parsing holds the GIL: more threads only queue on it), and with --enable_batching "
-             "at least max_batch_size (up to 64), so batches can fill")
-    add("--rest_max_connections", type=int, default=d.rest_max_connections,
-        help="open REST connections at most; a request on one over the cap gets 503 (default 1024)")
-    add("--rest_max_inflight_bytes", type=int, default=d.rest_max_inflight_bytes,
-        help="REST request bodies held at once, summed; over it: 503 (default 256 MiB)")
-    add("--rest_header_timeout_s", type=float, default=d.rest_header_timeout_s,
-        help="a request head must arrive within this long of its first byte (default 10)")
-    add("--rest_idle_timeout_s", type=float, default=d.rest_idle_timeout_s,
-        help="close a REST connection idle this long, new or kept alive (default 30)")
-    add("--rest_body_timeout_s", type=float, default=d.rest_body_timeout_s,
-        help="a request body must arrive within this long of its head (default 60)")
-    add("--max_json_depth", type=int, default=d.max_json_depth,
-        help="deepest JSON nesting a REST body may have; deeper: 400 (default 64; 0: no limit)")
+        "parsing holds the GIL: more threads only queue on it), and with --enable_batching "
+        "at least max_batch_size (up to 64), so batches can fill",
+    )
+    add(
+        "--rest_max_connections",
+        type=int,
+        default=d.rest_max_connections,
+        help="open REST connections at most; a request on one over the cap gets 503 (default 1024)",
+    )
+    add(
+        "--rest_max_inflight_bytes",
+        type=int,
+        default=d.rest_max_inflight_bytes,
+        help="REST request bodies held at once, summed; over it: 503 (default 256 MiB)",
+    )
+    add(
+        "--rest_header_timeout_s",
+        type=float,
+        default=d.rest_header_timeout_s,
+        help="a request head must arrive within this long of its first byte (default 10)",
+    )
+    add(
+        "--rest_idle_timeout_s",
+        type=float,
+        default=d.rest_idle_timeout_s,
+        help="close a REST connection idle this long, new or kept alive (default 30)",
+    )
+    add(
+        "--rest_body_timeout_s",
+        type=float,
+        default=d.rest_body_timeout_s,
+        help="a request body must arrive within this long of its head (default 60)",
+    )
+    add(
+        "--max_json_depth",
+        type=int,
+        default=d.max_json_depth,
+        help="deepest JSON nesting a REST body may have; deeper: 400 (default 64; 0: no limit)",
+    )
     add("--rest_api_timeout_in_ms", type=int, default=30000, help="accepted for compatibility")
 
 
@@ -164,26 +252,38 @@ class ModelServer:
             self._config_mtime = os.stat(o.model_config_file).st_mtime_ns
             return read_models_config(o.model_config_file)
         if not o.model_base_path:
-            raise UserError("nothing to serve: pass --model_base_path=BASE/NAME (with --model_name) "
-                            "or --model_config_file=models.config")
+            raise UserError(
+                "nothing to serve: pass --model_base_path=BASE/NAME (with --model_name) "
+                "or --model_config_file=models.config"
+            )
         if not Path(o.model_base_path).is_dir():
-            raise UserError(f"--model_base_path {o.model_base_path} is not a folder; point it at "
-                            "BASE/NAME written by `ksuite export`")
+            raise UserError(
+                f"--model_base_path {o.model_base_path} is not a folder; point it at "
+                "BASE/NAME written by `ksuite export`"
+            )
         return single_model_config(o.model_name, str(Path(o.model_base_path).absolute()))
 
     def _check_limits(self) -> None:
         o = self.options
-        for flag in ("max_request_bytes", "rest_max_connections", "rest_max_inflight_bytes",
-                     "rest_header_timeout_s", "rest_idle_timeout_s", "rest_body_timeout_s"):
+        for flag in (
+            "max_request_bytes",
+            "rest_max_connections",
+            "rest_max_inflight_bytes",
+            "rest_header_timeout_s",
+            "rest_idle_timeout_s",
+            "rest_body_timeout_s",
+        ):
             if getattr(o, flag) <= 0:
                 raise UserError(f"--{flag}={getattr(o, flag)}: must be positive")
         for flag in ("max_json_depth", "rest_api_num_threads"):
             if getattr(o, flag) < 0:
                 raise UserError(f"--{flag}={getattr(o, flag)}: must be 0 (the default) or positive")
         if o.rest_max_inflight_bytes < o.max_request_bytes:
-            raise UserError(f"--rest_max_inflight_bytes={o.rest_max_inflight_bytes} is below "
-                            f"--max_request_bytes={o.max_request_bytes}: a request of the largest allowed "
-                            "size could never be served; raise --rest_max_inflight_bytes")
+            raise UserError(
+                f"--rest_max_inflight_bytes={o.rest_max_inflight_bytes} is below "
+                f"--max_request_bytes={o.max_request_bytes}: a request of the largest allowed "
+                "size could never be served; raise --rest_max_inflight_bytes"
+            )
 
     def _batching(self):
         from keras_suite.serving.configs import BatchingConfig, read_batching_parameters
@@ -218,40 +318,61 @@ class ModelServer:
         if o.tensorflow_inter_op_parallelism:
             tf.config.threading.set_inter_op_parallelism_threads(o.tensorflow_inter_op_parallelism)
         config = self._model_config()
-        metrics_path = read_monitoring_config(o.monitoring_config_file) if o.monitoring_config_file else None
+        metrics_path = (
+            read_monitoring_config(o.monitoring_config_file) if o.monitoring_config_file else None
+        )
         if metrics_path and not o.rest_api_port:
             log.warning("Prometheus metrics are served on the REST port; pass --rest_api_port")
         batching = self._batching()
-        self.core = ServerCore(batching=batching, warmup=o.enable_model_warmup,
-                               allow_labels_for_unavailable=o.allow_version_labels_for_unavailable_models)
+        self.core = ServerCore(
+            batching=batching,
+            warmup=o.enable_model_warmup,
+            allow_labels_for_unavailable=o.allow_version_labels_for_unavailable_models,
+        )
         # Like tensorflow_model_server: load the initial models before opening the ports.
         try:
             self.core.manager.apply_config(config)
         except ServingError as exc:
             self.core.manager.stop()
-            raise UserError(f"model config: {exc.message} (pass "
-                            "--allow_version_labels_for_unavailable_models to allow that)") from None
+            raise UserError(
+                f"model config: {exc.message} (pass "
+                "--allow_version_labels_for_unavailable_models to allow that)"
+            ) from None
         self.core.manager.start_polling(o.file_system_poll_wait_seconds)
         try:
             self.grpc, self.grpc_port = make_grpc_server(
-                self.core, o.host, o.port, o.max_request_bytes, o.grpc_max_threads, self.reload_config)
+                self.core,
+                o.host,
+                o.port,
+                o.max_request_bytes,
+                o.grpc_max_threads,
+                self.reload_config,
+            )
         except (OSError, RuntimeError) as exc:
             self.core.manager.stop()
-            raise UserError(f"cannot listen for gRPC on {o.host}:{o.port} ({exc}); pick another --port") from None
+            raise UserError(
+                f"cannot listen for gRPC on {o.host}:{o.port} ({exc}); pick another --port"
+            ) from None
         log.info("gRPC API at %s:%d", o.host, self.grpc_port)
         if o.rest_api_port:
             try:
                 limits = RestLimits(
-                    max_request_bytes=o.max_request_bytes, max_inflight_bytes=o.rest_max_inflight_bytes,
-                    max_connections=o.rest_max_connections, header_timeout_s=o.rest_header_timeout_s,
-                    idle_timeout_s=o.rest_idle_timeout_s, body_timeout_s=o.rest_body_timeout_s,
+                    max_request_bytes=o.max_request_bytes,
+                    max_inflight_bytes=o.rest_max_inflight_bytes,
+                    max_connections=o.rest_max_connections,
+                    header_timeout_s=o.rest_header_timeout_s,
+                    idle_timeout_s=o.rest_idle_timeout_s,
+                    body_timeout_s=o.rest_body_timeout_s,
                     max_json_depth=o.max_json_depth,
-                    num_threads=o.rest_api_num_threads or default_rest_threads(batching))
+                    num_threads=o.rest_api_num_threads or default_rest_threads(batching),
+                )
                 self.rest = RestServer(o.host, o.rest_api_port, self.core, limits, metrics_path)
             except OSError as exc:
                 self.stop(grace=0)
-                raise UserError(f"cannot listen for REST on {o.host}:{o.rest_api_port} ({exc}); "
-                                "pick another --rest_api_port") from None
+                raise UserError(
+                    f"cannot listen for REST on {o.host}:{o.rest_api_port} ({exc}); "
+                    "pick another --rest_api_port"
+                ) from None
             self.rest_port = self.rest.port
             self.rest.start()
             log.info("REST API at http://%s:%d/v1/models/...", o.host, self.rest_port)
@@ -302,9 +423,12 @@ def serve_forever(options: ServerOptions) -> int:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-    print(f"ksuite serve: gRPC {options.host}:{server.grpc_port}"
-          + (f", REST http://{options.host}:{server.rest_port}" if server.rest_port else "")
-          + f"; models {server.core.manager.available()}", flush=True)
+    print(
+        f"ksuite serve: gRPC {options.host}:{server.grpc_port}"
+        + (f", REST http://{options.host}:{server.rest_port}" if server.rest_port else "")
+        + f"; models {server.core.manager.available()}",
+        flush=True,
+    )
     stop.wait()
     server.stop()
     log.info("stopped")

@@ -4,6 +4,7 @@ JSON rules follow TF Serving's REST API: numbers for numeric tensors, strings fo
 DT_STRING (UTF-8), `{"b64": "..."}` for arbitrary bytes, and outputs whose name ends in
 `_bytes` come back as `{"b64": ...}`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -13,8 +14,15 @@ import numpy as np
 
 from keras_suite.serving.errors import invalid
 
-_JSON_TYPE = {str: "String", bool: "Bool", int: "Int", float: "Double", list: "Array",
-              dict: "Object", type(None): "Null"}
+_JSON_TYPE = {
+    str: "String",
+    bool: "Bool",
+    int: "Int",
+    float: "Double",
+    list: "Array",
+    dict: "Object",
+    type(None): "Null",
+}
 
 
 def numpy_dtype(tf_dtype_enum: int):
@@ -33,8 +41,10 @@ def dtype_name(tf_dtype_enum: int) -> str:
 
 def _type_error(leaf, expected: str):
     shown = json.dumps(leaf) if not isinstance(leaf, bytes) else repr(leaf)
-    return invalid(f"JSON Value: {shown} Type: {_JSON_TYPE.get(type(leaf), type(leaf).__name__)} "
-                   f"is not of expected type: {expected}")
+    return invalid(
+        f"JSON Value: {shown} Type: {_JSON_TYPE.get(type(leaf), type(leaf).__name__)} "
+        f"is not of expected type: {expected}"
+    )
 
 
 def _string_leaf(leaf):
@@ -60,11 +70,19 @@ def _nested_strings(value, name):
         shapes.add(shape)
         flat.extend(items)
     if len(shapes) != 1:
-        raise invalid(f"input '{name}' is a ragged array: every element of a list must have the same shape")
+        raise invalid(
+            f"input '{name}' is a ragged array: every element of a list must have the same shape"
+        )
     return (len(value),) + shapes.pop(), flat
 
 
-_KINDS = {"f": ("f", "i", "u"), "c": ("f", "i", "u", "c"), "i": ("i", "u"), "u": ("i", "u"), "b": ("b",)}
+_KINDS = {
+    "f": ("f", "i", "u"),
+    "c": ("f", "i", "u", "c"),
+    "i": ("i", "u"),
+    "u": ("i", "u"),
+    "b": ("b",),
+}
 
 
 def _first_leaf(value):
@@ -93,7 +111,9 @@ def json_to_array(value, dtype: np.dtype, name: str) -> np.ndarray:
     try:
         raw = np.asarray(value)
     except ValueError:
-        raise invalid(f"input '{name}' is a ragged array: every element of a list must have the same shape") from None
+        raise invalid(
+            f"input '{name}' is a ragged array: every element of a list must have the same shape"
+        ) from None
     allowed = _KINDS.get(dtype.kind, (dtype.kind,))
     if raw.size and raw.dtype.kind not in allowed:
         expected = np.dtype(dtype).name if dtype != np.float32 else "float"
@@ -102,10 +122,14 @@ def json_to_array(value, dtype: np.dtype, name: str) -> np.ndarray:
         elif dtype.kind in "iu":
             bad = _find_bad_leaf(value, lambda v: isinstance(v, int) and not isinstance(v, bool))
         else:
-            bad = _find_bad_leaf(value, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+            bad = _find_bad_leaf(
+                value, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+            )
         raise _type_error(bad if bad is not None else _first_leaf(value), expected)
     if raw.dtype == object:
-        raise invalid(f"input '{name}' is a ragged array: every element of a list must have the same shape")
+        raise invalid(
+            f"input '{name}' is a ragged array: every element of a list must have the same shape"
+        )
     if dtype.kind in "iu" and raw.size:
         info = np.iinfo(dtype)
         if raw.min() < info.min or raw.max() > info.max:
@@ -121,7 +145,9 @@ def check_shape(array: np.ndarray, tensor_info, name: str) -> None:
     expected = [d.size for d in shape.dim]
     if len(expected) != array.ndim or any(e not in (-1, a) for e, a in zip(expected, array.shape)):
         shown = "[" + ",".join("?" if e == -1 else str(e) for e in expected) + "]"
-        raise invalid(f"input '{name}' has shape {list(array.shape)} but the signature expects {shown}")
+        raise invalid(
+            f"input '{name}' has shape {list(array.shape)} but the signature expects {shown}"
+        )
 
 
 def array_to_json(array: np.ndarray, name: str):
@@ -150,7 +176,7 @@ def _unflatten(flat, shape):
     if len(shape) == 1:
         return flat
     step = int(np.prod(shape[1:]))
-    return [_unflatten(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+    return [_unflatten(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
 def array_to_tensor_proto(array: np.ndarray):
@@ -161,7 +187,7 @@ def array_to_tensor_proto(array: np.ndarray):
 
 # A TensorProto whose shape asks for more than this many decoded bytes is refused before
 # numpy allocates it: a 20-byte message can otherwise declare a shape of 2**40 elements.
-MAX_DECODED_BYTES = 2 ** 31
+MAX_DECODED_BYTES = 2**31
 
 
 def check_tensor_proto(proto, name: str) -> None:
@@ -171,26 +197,35 @@ def check_tensor_proto(proto, name: str) -> None:
 
     shape = proto.tensor_shape
     if shape.unknown_rank:
-        raise invalid(f"input '{name}' has an unknown rank; send a TensorProto with a full tensor_shape")
+        raise invalid(
+            f"input '{name}' has an unknown rank; send a TensorProto with a full tensor_shape"
+        )
     dims = [d.size for d in shape.dim]
     if any(d < 0 for d in dims):
         raise invalid(f"input '{name}' has a negative dimension in its shape {dims}")
     count = 1
     for d in dims:
         count *= d
-    if count > 2 ** 63 - 1:
+    if count > 2**63 - 1:
         raise invalid(f"input '{name}' has shape {dims} whose element count overflows int64")
     dtype = tf.dtypes.as_dtype(proto.dtype)
     itemsize = 0 if dtype == tf.string else dtype.size
     if count * itemsize > MAX_DECODED_BYTES:
-        raise invalid(f"input '{name}' has shape {dims}: {count * itemsize} bytes decoded, over the "
-                      f"server's limit of {MAX_DECODED_BYTES}")
+        raise invalid(
+            f"input '{name}' has shape {dims}: {count * itemsize} bytes decoded, over the "
+            f"server's limit of {MAX_DECODED_BYTES}"
+        )
     if proto.tensor_content:
         if len(proto.tensor_content) != count * itemsize:
-            raise invalid(f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes but shape "
-                          f"{dims} of {dtype.name} needs {count * itemsize}")
+            raise invalid(
+                f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes but shape "
+                f"{dims} of {dtype.name} needs {count * itemsize}"
+            )
         return
-    values = max((len(value) for field, value in proto.ListFields() if field.name.endswith("_val")), default=0)
+    values = max(
+        (len(value) for field, value in proto.ListFields() if field.name.endswith("_val")),
+        default=0,
+    )
     if dtype.is_complex:
         values //= 2
     if values > count:  # fewer is allowed: TensorFlow repeats the last value

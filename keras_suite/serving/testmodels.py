@@ -10,6 +10,7 @@
   ExportArchive only writes predict signatures, so this one uses tf.compat.v1's
   SavedModelBuilder and signature_def_utils.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,17 +53,32 @@ def keras_toy_archive(model):
         return {"product": a * tf.cast(b, tf.float32)[:, None]}
 
     def echo_bytes(payload_bytes):
-        return {"length": tf.strings.length(payload_bytes), "payload_bytes": tf.identity(payload_bytes)}
+        return {
+            "length": tf.strings.length(payload_bytes),
+            "payload_bytes": tf.identity(payload_bytes),
+        }
 
-    archive.add_endpoint("serving_default", serving_default,
-                         input_signature=[tf.TensorSpec([None, FEATURES], tf.float32, name="features")])
-    archive.add_endpoint("serve_text", serve_text,
-                         input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    archive.add_endpoint("multiply", multiply,
-                         input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a"),
-                                          tf.TensorSpec([None], tf.int32, name="b")])
-    archive.add_endpoint("echo_bytes", echo_bytes,
-                         input_signature=[tf.TensorSpec([None], tf.string, name="payload_bytes")])
+    archive.add_endpoint(
+        "serving_default",
+        serving_default,
+        input_signature=[tf.TensorSpec([None, FEATURES], tf.float32, name="features")],
+    )
+    archive.add_endpoint(
+        "serve_text", serve_text, input_signature=[tf.TensorSpec([None], tf.string, name="text")]
+    )
+    archive.add_endpoint(
+        "multiply",
+        multiply,
+        input_signature=[
+            tf.TensorSpec([None, 2], tf.float32, name="a"),
+            tf.TensorSpec([None], tf.int32, name="b"),
+        ],
+    )
+    archive.add_endpoint(
+        "echo_bytes",
+        echo_bytes,
+        input_signature=[tf.TensorSpec([None], tf.string, name="payload_bytes")],
+    )
     return archive
 
 
@@ -82,13 +98,20 @@ def write_keras_toy(export_dir: str | Path, seed: int = 1) -> Path:
     return Path(export_dir)
 
 
-def publish_keras_toy(base: str | Path, name: str = "toy", seed: int = 1, version: int | None = None) -> Path:
+def publish_keras_toy(
+    base: str | Path, name: str = "toy", seed: int = 1, version: int | None = None
+) -> Path:
     """A toy version through the same path `ksuite export` uses (op check, warm-up)."""
     from keras_suite.export.writer import publish_version
 
-    return publish_version(base, name, lambda tmp: write_keras_toy(tmp, seed),
-                           samples=keras_toy_samples(), version=version,
-                           provenance={"source": "keras_suite.serving.testmodels.keras_toy", "seed": seed})
+    return publish_version(
+        base,
+        name,
+        lambda tmp: write_keras_toy(tmp, seed),
+        samples=keras_toy_samples(),
+        version=version,
+        provenance={"source": "keras_suite.serving.testmodels.keras_toy", "seed": seed},
+    )
 
 
 # Weights of the tf.Example model: scores = softmax(x @ W), regression = sum(x) / 2 + 2.
@@ -111,11 +134,19 @@ def write_tf1_examples_model(export_dir: str | Path) -> Path:
         y_direct = x_direct * 0.5 + 2.0
         builder = v1.saved_model.Builder(str(export_dir))
         with v1.Session(graph=graph) as session:
-            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={
-                "serving_default": sig_utils.predict_signature_def({"x": x_direct}, {"y": y_direct}),
-                "classify_x": sig_utils.classification_signature_def(serialized, classes, scores),
-                "regress_x": sig_utils.regression_signature_def(serialized, regression),
-            })
+            builder.add_meta_graph_and_variables(
+                session,
+                ["serve"],
+                signature_def_map={
+                    "serving_default": sig_utils.predict_signature_def(
+                        {"x": x_direct}, {"y": y_direct}
+                    ),
+                    "classify_x": sig_utils.classification_signature_def(
+                        serialized, classes, scores
+                    ),
+                    "regress_x": sig_utils.regression_signature_def(serialized, regression),
+                },
+            )
         builder.save()
     return Path(export_dir)
 
@@ -134,17 +165,19 @@ def write_keras_cnn(export_dir: str | Path, image_size: int = 32, seed: int = 0)
 
     keras.utils.set_random_seed(seed)
     layers = keras.layers
-    model = keras.Sequential([
-        keras.Input((image_size, image_size, 3)),
-        layers.Rescaling(1 / 255.0),
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, padding="same", activation="relu"),
-        layers.GlobalAveragePooling2D(),
-        layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((image_size, image_size, 3)),
+            layers.Rescaling(1 / 255.0),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
     archive = keras.export.ExportArchive()
     archive.track(model)
 
@@ -152,12 +185,21 @@ def write_keras_cnn(export_dir: str | Path, image_size: int = 32, seed: int = 0)
         probabilities = model(images, training=False)
         return {"probabilities": probabilities, "class_ids": tf.argmax(probabilities, axis=-1)}
 
-    archive.add_endpoint("serving_default", serving_default, input_signature=[
-        tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")])
+    archive.add_endpoint(
+        "serving_default",
+        serving_default,
+        input_signature=[
+            tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")
+        ],
+    )
     archive.write_out(str(export_dir), verbose=False)
     return Path(export_dir)
 
 
 def cnn_samples(image_size: int = 32, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    return {"serving_default": [{"images": rng.uniform(0, 255, (1, image_size, image_size, 3)).astype(np.float32)}]}
+    return {
+        "serving_default": [
+            {"images": rng.uniform(0, 255, (1, image_size, image_size, 3)).astype(np.float32)}
+        ]
+    }

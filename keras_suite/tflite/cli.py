@@ -1,4 +1,5 @@
 """`ksuite convert` and `ksuite tflite-eval` (registered by common/cli.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,8 +10,16 @@ MODE_HELP = "float32, dynamic, float16, int8, int16x8, a comma-separated list, o
 def _cmd_convert(args) -> int:
     from keras_suite.tflite.pipeline import convert_run
 
-    convert_run(args.run_dir, args.quantize, args.io, args.allow_flex, args.calibration_samples,
-                args.out, evaluate=not args.no_eval, latency_runs=args.latency_runs)
+    convert_run(
+        args.run_dir,
+        args.quantize,
+        args.io,
+        args.allow_flex,
+        args.calibration_samples,
+        args.out,
+        evaluate=not args.no_eval,
+        latency_runs=args.latency_runs,
+    )
     return 0
 
 
@@ -30,35 +39,65 @@ def _positive(text: str) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "convert", help="convert a run's model to TFLite (LiteRT) with quantization + parity report",
+        "convert",
+        help="convert a run's model to TFLite (LiteRT) with quantization + parity report",
         description="Convert the app's TFLite targets of RUN_DIR to RUN_DIR/tflite/model_<mode>.tflite "
-                    "(builtin ops only unless --allow-flex), write metadata JSON and labels beside them, "
-                    "then evaluate every converted mode in the LiteRT interpreter against Keras.")
+        "(builtin ops only unless --allow-flex), write metadata JSON and labels beside them, "
+        "then evaluate every converted mode in the LiteRT interpreter against Keras.",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished `ksuite train` run")
     p.add_argument("--quantize", default="all", metavar="MODE", help=f"{MODE_HELP} (default all)")
-    p.add_argument("--io", default="float32", choices=["float32", "int8", "uint8", "int16"],
-                   help="input/output type of the integer modes: int8 takes float32, int8 or uint8; "
-                        "int16x8 takes float32 or int16; other modes stay float32 (default float32)")
-    p.add_argument("--allow-flex", action="store_true",
-                   help="permit Select-TF (Flex) ops; the result needs the Flex delegate, which most "
-                        "edge runtimes do not ship")
-    p.add_argument("--calibration-samples", type=_positive, default=300, metavar="N",
-                   help="samples from the app's own pipeline used to calibrate int8/int16x8 (default 300)")
+    p.add_argument(
+        "--io",
+        default="float32",
+        choices=["float32", "int8", "uint8", "int16"],
+        help="input/output type of the integer modes: int8 takes float32, int8 or uint8; "
+        "int16x8 takes float32 or int16; other modes stay float32 (default float32)",
+    )
+    p.add_argument(
+        "--allow-flex",
+        action="store_true",
+        help="permit Select-TF (Flex) ops; the result needs the Flex delegate, which most "
+        "edge runtimes do not ship",
+    )
+    p.add_argument(
+        "--calibration-samples",
+        type=_positive,
+        default=300,
+        metavar="N",
+        help="samples from the app's own pipeline used to calibrate int8/int16x8 (default 300)",
+    )
     p.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/tflite)")
     p.add_argument("--no-eval", action="store_true", help="convert only; skip the parity report")
-    p.add_argument("--latency-runs", type=_positive, default=50, metavar="N",
-                   help="timed invocations per mode and thread count (default 50)")
+    p.add_argument(
+        "--latency-runs",
+        type=_positive,
+        default=50,
+        metavar="N",
+        help="timed invocations per mode and thread count (default 50)",
+    )
     p.set_defaults(func=_cmd_convert)
 
     p = subparsers.add_parser(
-        "tflite-eval", help="parity report of the .tflite files of a run (metric, diffs, size, latency)",
+        "tflite-eval",
+        help="parity report of the .tflite files of a run (metric, diffs, size, latency)",
         description="Run every RUN_DIR/tflite/model_<mode>.tflite in the LiteRT interpreter over the app's "
-                    "evaluation set and compare it with the Keras model: app metric, max/mean output "
-                    "difference, size, latency p50/p95 with 1 and 2 threads. Writes report.json, "
-                    "report.md and report.png.")
+        "evaluation set and compare it with the Keras model: app metric, max/mean output "
+        "difference, size, latency p50/p95 with 1 and 2 threads. Writes report.json, "
+        "report.md and report.png.",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run converted with `ksuite convert`")
-    p.add_argument("--modes", metavar="MODE", help=f"only these modes: {MODE_HELP} (default: every file found)")
-    p.add_argument("--out", metavar="DIR", help="folder holding the .tflite files (default RUN_DIR/tflite)")
-    p.add_argument("--latency-runs", type=_positive, default=50, metavar="N",
-                   help="timed invocations per mode and thread count (default 50)")
+    p.add_argument(
+        "--modes", metavar="MODE", help=f"only these modes: {MODE_HELP} (default: every file found)"
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="folder holding the .tflite files (default RUN_DIR/tflite)"
+    )
+    p.add_argument(
+        "--latency-runs",
+        type=_positive,
+        default=50,
+        metavar="N",
+        help="timed invocations per mode and thread count (default 50)",
+    )
     p.set_defaults(func=_cmd_eval)

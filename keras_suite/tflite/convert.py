@@ -11,6 +11,7 @@ Modes (the converter's own post-training quantization, see docs/tflite.md for wh
 Builtin ops only unless `allow_flex`: a graph that needs Select-TF (Flex) ops fails with a
 UserError naming them, because edge runtimes ship without the Flex delegate.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -56,8 +57,10 @@ def check_mode(mode: str, io_type: str) -> None:
     if mode not in MODES:
         raise UserError(f"--quantize {mode!r} is not a mode; use one of {', '.join(MODES)} or all")
     if io_type not in IO_TYPES[mode]:
-        raise UserError(f"--io {io_type} is not available for {mode} (it takes "
-                        f"{' or '.join(IO_TYPES[mode])}); full-integer I/O needs --quantize int8")
+        raise UserError(
+            f"--io {io_type} is not available for {mode} (it takes "
+            f"{' or '.join(IO_TYPES[mode])}); full-integer I/O needs --quantize int8"
+        )
 
 
 # ---- reading a flatbuffer -------------------------------------------------------------
@@ -90,12 +93,13 @@ def model_ops(model: bytes) -> dict:
 
 def flex_ops(ops: dict) -> list:
     """TensorFlow op names that a model runs through the Flex delegate."""
-    return sorted(name[len("Flex"):] for name in ops if name.startswith("Flex"))
+    return sorted(name[len("Flex") :] for name in ops if name.startswith("Flex"))
 
 
 # ---- conversion -------------------------------------------------------------------------
-def _calibration_dataset(representative_data: Callable[[], Iterable[dict]], limit: int,
-                         counter: list) -> Callable:
+def _calibration_dataset(
+    representative_data: Callable[[], Iterable[dict]], limit: int, counter: list
+) -> Callable:
     """The converter's representative_dataset: at most `limit` float32 samples.
 
     counter[0] ends as the samples in one pass (int16x8 calibration makes two passes)."""
@@ -105,15 +109,25 @@ def _calibration_dataset(representative_data: Callable[[], Iterable[dict]], limi
         for sample in itertools.islice(representative_data(), limit):
             seen += 1
             counter[0] = max(counter[0], seen)
-            yield {k: np.asarray(v, np.float32) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
-                   for k, v in sample.items()}
+            yield {
+                k: np.asarray(v, np.float32) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
+                for k, v in sample.items()
+            }
 
     return generate
 
 
-def _make_converter(saved_model_dir: str, signature: str, mode: str, io_type: str,
-                    allow_flex: bool, dataset: Optional[Callable]):
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature])
+def _make_converter(
+    saved_model_dir: str,
+    signature: str,
+    mode: str,
+    io_type: str,
+    allow_flex: bool,
+    dataset: Optional[Callable],
+):
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=[signature]
+    )
     builtins = tf.lite.OpsSet.TFLITE_BUILTINS
     if mode != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -128,7 +142,9 @@ def _make_converter(saved_model_dir: str, signature: str, mode: str, io_type: st
     if io_type != "float32":
         converter.inference_input_type = getattr(tf, io_type)
         converter.inference_output_type = getattr(tf, io_type)
-    converter.target_spec.supported_ops = [builtins] + ([tf.lite.OpsSet.SELECT_TF_OPS] if allow_flex else [])
+    converter.target_spec.supported_ops = [builtins] + (
+        [tf.lite.OpsSet.SELECT_TF_OPS] if allow_flex else []
+    )
     return converter
 
 
@@ -147,8 +163,9 @@ def _first_error_line(message: str) -> str:
     return message.strip().splitlines()[0][:300] if message.strip() else "unknown converter error"
 
 
-def _explain_failure(error: Exception, saved_model_dir: str, signature: str, mode: str,
-                     allow_flex: bool) -> UserError:
+def _explain_failure(
+    error: Exception, saved_model_dir: str, signature: str, mode: str, allow_flex: bool
+) -> UserError:
     """Turn a ConverterError into a one-line message naming the ops that are to blame."""
     message = str(error)
     custom = _listed_ops(message, "Custom ops")
@@ -164,18 +181,28 @@ def _explain_failure(error: Exception, saved_model_dir: str, signature: str, mod
         return UserError(
             f"{signature} needs TensorFlow ops with no TFLite builtin kernel: {', '.join(select)}. "
             "Replace them in the model (the app's tflite target) or pass --allow-flex to bundle "
-            "them as Select-TF (Flex) ops, which most edge runtimes cannot run")
+            "them as Select-TF (Flex) ops, which most edge runtimes cannot run"
+        )
     if custom or select:
         return UserError(
             f"{signature} uses ops that neither TFLite builtins nor Flex can run: "
-            f"{', '.join(custom + select)}. Rewrite that part of the model with supported ops")
-    return UserError(f"TFLite conversion ({mode}) of {saved_model_dir} [{signature}] failed: "
-                     f"{_first_error_line(message)}")
+            f"{', '.join(custom + select)}. Rewrite that part of the model with supported ops"
+        )
+    return UserError(
+        f"TFLite conversion ({mode}) of {saved_model_dir} [{signature}] failed: "
+        f"{_first_error_line(message)}"
+    )
 
 
-def convert(saved_model_dir: str, signature: str = "serving_default", mode: str = "float32",
-            io_type: str = "float32", representative_data: Optional[Callable] = None,
-            allow_flex: bool = False, num_calibration: int = DEFAULT_CALIBRATION_SAMPLES) -> Conversion:
+def convert(
+    saved_model_dir: str,
+    signature: str = "serving_default",
+    mode: str = "float32",
+    io_type: str = "float32",
+    representative_data: Optional[Callable] = None,
+    allow_flex: bool = False,
+    num_calibration: int = DEFAULT_CALIBRATION_SAMPLES,
+) -> Conversion:
     """Convert one signature of an ExportArchive SavedModel (fixed input shapes)."""
     from tensorflow.lite.python.convert_phase import ConverterError
 
@@ -184,8 +211,10 @@ def convert(saved_model_dir: str, signature: str = "serving_default", mode: str 
     dataset = None
     if mode in CALIBRATING_MODES:
         if representative_data is None:
-            raise UserError(f"{mode} needs calibration samples but the target has no "
-                            "representative_data; use --quantize dynamic or float16")
+            raise UserError(
+                f"{mode} needs calibration samples but the target has no "
+                "representative_data; use --quantize dynamic or float16"
+            )
         if num_calibration < 1:
             raise UserError("--calibration-samples must be at least 1 (a few hundred is typical)")
         dataset = _calibration_dataset(representative_data, num_calibration, counter)
@@ -199,12 +228,22 @@ def convert(saved_model_dir: str, signature: str = "serving_default", mode: str 
         raise _explain_failure(error, saved_model_dir, signature, mode, allow_flex) from None
     except (OSError, ValueError) as error:
         raise UserError(f"cannot convert {saved_model_dir} [{signature}]: {error}") from None
-    except RuntimeError as error:  # the quantizer refuses an op in this mode (e.g. SQUARE in int16x8)
-        raise UserError(f"TFLite {mode} quantization of {saved_model_dir} [{signature}] failed: "
-                        f"{_first_error_line(str(error))} Use another --quantize mode for this model "
-                        "(int8, dynamic or float16)") from None
+    except (
+        RuntimeError
+    ) as error:  # the quantizer refuses an op in this mode (e.g. SQUARE in int16x8)
+        raise UserError(
+            f"TFLite {mode} quantization of {saved_model_dir} [{signature}] failed: "
+            f"{_first_error_line(str(error))} Use another --quantize mode for this model "
+            "(int8, dynamic or float16)"
+        ) from None
     if mode in CALIBRATING_MODES and counter[0] == 0:
         raise UserError(f"{mode} calibration got no samples from the target's representative_data")
     ops = model_ops(model)
-    return Conversion(mode=mode, io_type=io_type, model=model, ops=ops, flex_ops=flex_ops(ops),
-                      calibration_samples=counter[0])
+    return Conversion(
+        mode=mode,
+        io_type=io_type,
+        model=model,
+        ops=ops,
+        flex_ops=flex_ops(ops),
+        calibration_samples=counter[0],
+    )

@@ -6,6 +6,7 @@ runs once on the reference and once per .tflite file over the same evaluation se
 the app metric of each mode sits next to the Keras one, and every output of every call
 is compared with the reference output for the same input.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,12 +37,17 @@ class SavedModelSignature:
     def __init__(self, saved_model_dir: str, signature: str):
         self._loaded = tf.saved_model.load(saved_model_dir)
         if signature not in self._loaded.signatures:
-            raise UserError(f"{saved_model_dir} has no signature {signature!r} "
-                            f"(it has {', '.join(self._loaded.signatures)})")
+            raise UserError(
+                f"{saved_model_dir} has no signature {signature!r} "
+                f"(it has {', '.join(self._loaded.signatures)})"
+            )
         self._fn = self._loaded.signatures[signature]
 
     def __call__(self, feeds: dict) -> dict:
-        return {k: v.numpy() for k, v in self._fn(**{k: tf.constant(v) for k, v in feeds.items()}).items()}
+        return {
+            k: v.numpy()
+            for k, v in self._fn(**{k: tf.constant(v) for k, v in feeds.items()}).items()
+        }
 
 
 @dataclass
@@ -119,8 +125,18 @@ def evaluate_reference(app, target, data, cfg, info) -> tuple[dict, Recording, S
     return metrics, recording, reference
 
 
-def evaluate_tflite(app, target, path, data, cfg, info, recording: Recording, reference,
-                    threads=(1, 2), latency_runs: int = 50) -> dict:
+def evaluate_tflite(
+    app,
+    target,
+    path,
+    data,
+    cfg,
+    info,
+    recording: Recording,
+    reference,
+    threads=(1, 2),
+    latency_runs: int = 50,
+) -> dict:
     """App metric, output differences and latency of one .tflite file."""
     run = LiteRTSignature(path, target.signature, num_threads=max(threads))
     diff = _Diff()
@@ -129,5 +145,6 @@ def evaluate_tflite(app, target, path, data, cfg, info, recording: Recording, re
     if recording.first_feeds is not None:
         for n in threads:
             latency[f"{n}_thread{'s' if n > 1 else ''}"] = measure_latency(
-                path, target.signature, recording.first_feeds, n, runs=latency_runs)
+                path, target.signature, recording.first_feeds, n, runs=latency_runs
+            )
     return {"metrics": metrics, **diff.result(), "io_types": run.io_types(), "latency": latency}

@@ -8,6 +8,7 @@ Layout written here (one target per app is the common case):
     tflite/labels.txt              class names, one a line (apps that have them)
     tflite/report.{json,md,png}    parity report over every converted mode
 """
+
 from __future__ import annotations
 
 import datetime
@@ -24,19 +25,29 @@ from keras_suite import common
 from keras_suite.common.errors import UserError
 from keras_suite.common.runlog import log, progress, write_json_atomic
 from keras_suite.tflite import report as report_lib
-from keras_suite.tflite.convert import DEFAULT_CALIBRATION_SAMPLES, IO_TYPES, MODES, check_mode, convert
+from keras_suite.tflite.convert import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    IO_TYPES,
+    MODES,
+    check_mode,
+    convert,
+)
 
 tf = common.quiet_import_tensorflow()
 
 
 def resolve_modes(spec: str | list) -> list:
-    names = spec if isinstance(spec, list) else [s.strip() for s in str(spec).split(",") if s.strip()]
+    names = (
+        spec if isinstance(spec, list) else [s.strip() for s in str(spec).split(",") if s.strip()]
+    )
     if names == ["all"]:
         return list(MODES)
     for name in names:
         if name not in MODES:
-            raise UserError(f"--quantize {name!r} is not a mode; use one of {', '.join(MODES)} or all "
-                            "(several: --quantize int8,float16)")
+            raise UserError(
+                f"--quantize {name!r} is not a mode; use one of {', '.join(MODES)} or all "
+                "(several: --quantize int8,float16)"
+            )
     return [m for m in MODES if m in names]  # canonical order, float32 first
 
 
@@ -65,8 +76,16 @@ def _tensor_details(details: dict) -> list:
     out = []
     for name, d in details.items():
         scale, zero_point = d["quantization"]
-        out.append({"name": name, "shape": [int(x) for x in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
-                    "quantization": {"scale": float(scale), "zero_point": int(zero_point)} if scale else None})
+        out.append(
+            {
+                "name": name,
+                "shape": [int(x) for x in d["shape"]],
+                "dtype": np.dtype(d["dtype"]).name,
+                "quantization": {"scale": float(scale), "zero_point": int(zero_point)}
+                if scale
+                else None,
+            }
+        )
     return out
 
 
@@ -74,23 +93,43 @@ def _metadata(run, target, conversion, path: Path, calibration_requested: int) -
     from keras_suite.tflite.runtime import LiteRTSignature
 
     meta = {
-        "app": run.app.name, "target": target.name, "signature": target.signature,
-        "mode": conversion.mode, "io_type": conversion.io_type, "file": path.name,
-        "size_bytes": path.stat().st_size, "sha256": hashlib.sha256(conversion.model).hexdigest(),
-        "ops": conversion.ops, "flex_ops": conversion.flex_ops,
-        "calibration_samples": conversion.calibration_samples if conversion.mode in ("int8", "int16x8") else 0,
-        "calibration_samples_requested": calibration_requested if conversion.mode in ("int8", "int16x8") else 0,
-        "labels": run.info.get("class_names"), "info": run.info, "source_run": str(run.run_dir),
+        "app": run.app.name,
+        "target": target.name,
+        "signature": target.signature,
+        "mode": conversion.mode,
+        "io_type": conversion.io_type,
+        "file": path.name,
+        "size_bytes": path.stat().st_size,
+        "sha256": hashlib.sha256(conversion.model).hexdigest(),
+        "ops": conversion.ops,
+        "flex_ops": conversion.flex_ops,
+        "calibration_samples": conversion.calibration_samples
+        if conversion.mode in ("int8", "int16x8")
+        else 0,
+        "calibration_samples_requested": calibration_requested
+        if conversion.mode in ("int8", "int16x8")
+        else 0,
+        "labels": run.info.get("class_names"),
+        "info": run.info,
+        "source_run": str(run.run_dir),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **_versions(),
     }
     try:
         runner = LiteRTSignature(conversion.model, target.signature, num_threads=1)
-        meta["inputs"], meta["outputs"] = _tensor_details(runner.inputs), _tensor_details(runner.outputs)
-        dynamic = [n for n, d in runner.inputs.items() if any(int(x) < 0 for x in d["shape_signature"])]
+        meta["inputs"], meta["outputs"] = (
+            _tensor_details(runner.inputs),
+            _tensor_details(runner.outputs),
+        )
+        dynamic = [
+            n for n, d in runner.inputs.items() if any(int(x) < 0 for x in d["shape_signature"])
+        ]
         if dynamic:  # DESIGN.md §8: dynamic dims break Conv2D conversion and slow every runtime
-            log.warning("%s: input(s) %s have dynamic dimensions; TFLite targets should use fixed shapes",
-                        path.name, ", ".join(dynamic))
+            log.warning(
+                "%s: input(s) %s have dynamic dimensions; TFLite targets should use fixed shapes",
+                path.name,
+                ", ".join(dynamic),
+            )
     except UserError as error:  # Flex models do not load in this interpreter
         meta["inputs"] = meta["outputs"] = None
         meta["load_error"] = str(error)
@@ -107,11 +146,14 @@ class _Prepared:
         self.data = self.run.datasets()
         self.workdir = tempfile.mkdtemp(prefix="ksuite-tflite-")
         try:
-            self.targets = self.run.app.tflite_targets(self.run.state, self.data, self.run.cfg, self.workdir)
+            self.targets = self.run.app.tflite_targets(
+                self.run.state, self.data, self.run.cfg, self.workdir
+            )
         except NotImplementedError:
             self.close()
-            raise UserError(f"the {self.run.app.name} app has no TFLite targets yet; "
-                            "it cannot be converted") from None
+            raise UserError(
+                f"the {self.run.app.name} app has no TFLite targets yet; it cannot be converted"
+            ) from None
         if not self.targets:
             self.close()
             raise UserError(f"the {self.run.app.name} app returned no TFLite targets")
@@ -120,13 +162,22 @@ class _Prepared:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def convert_run(run_dir, modes="all", io_type: str = "float32", allow_flex: bool = False,
-                calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES, out_dir=None,
-                evaluate: bool = True, latency_runs: int = 50) -> dict:
+def convert_run(
+    run_dir,
+    modes="all",
+    io_type: str = "float32",
+    allow_flex: bool = False,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    out_dir=None,
+    evaluate: bool = True,
+    latency_runs: int = 50,
+) -> dict:
     """Convert every target of a run in the given modes; then write the parity report."""
     modes = resolve_modes(modes)
     if io_type not in ("float32", "int8", "uint8", "int16"):
-        raise UserError(f"--io {io_type!r}: use float32, int8 or uint8 (int8 mode) or int16 (int16x8 mode)")
+        raise UserError(
+            f"--io {io_type!r}: use float32, int8 or uint8 (int8 mode) or int16 (int16x8 mode)"
+        )
     if not any(io_type in IO_TYPES[m] for m in modes):
         check_mode(modes[0], io_type)  # raises the explanation
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "tflite"
@@ -138,21 +189,36 @@ def convert_run(run_dir, modes="all", io_type: str = "float32", allow_flex: bool
         jobs = [(t, m) for t in targets for m in modes]
         # float32 is the baseline for sizes and differences: make sure it exists.
         for t in targets:
-            if "float32" not in modes and not (out_dir / f"{file_stem(t, targets)}_float32.tflite").exists():
+            if (
+                "float32" not in modes
+                and not (out_dir / f"{file_stem(t, targets)}_float32.tflite").exists()
+            ):
                 jobs.insert(0, (t, "float32"))
         bar = progress(len(jobs), "converting", unit="model")
         for target, mode in jobs:
             bar.set_postfix_str(f"{target.name} {mode}")
-            conversion = convert(target.saved_model_dir, target.signature, mode, io_for(mode, io_type),
-                                 target.representative_data, allow_flex, calibration_samples)
+            conversion = convert(
+                target.saved_model_dir,
+                target.signature,
+                mode,
+                io_for(mode, io_type),
+                target.representative_data,
+                allow_flex,
+                calibration_samples,
+            )
             path = out_dir / f"{file_stem(target, targets)}_{mode}.tflite"
             _write_bytes_atomic(path, conversion.model)
-            write_json_atomic(path.with_suffix(".json"),
-                              _metadata(prepared.run, target, conversion, path, calibration_samples))
+            write_json_atomic(
+                path.with_suffix(".json"),
+                _metadata(prepared.run, target, conversion, path, calibration_samples),
+            )
             if conversion.flex_ops:
-                log.warning("%s uses Select-TF (Flex) ops %s: most edge runtimes (and the LiteRT "
-                            "interpreter here) cannot run it without the Flex delegate",
-                            path.name, ", ".join(conversion.flex_ops))
+                log.warning(
+                    "%s uses Select-TF (Flex) ops %s: most edge runtimes (and the LiteRT "
+                    "interpreter here) cannot run it without the Flex delegate",
+                    path.name,
+                    ", ".join(conversion.flex_ops),
+                )
             log.info("wrote %s (%.1f KB)", path, path.stat().st_size / 1024)
             written.append(path)
             bar.update(1)
@@ -174,7 +240,9 @@ def evaluate_run(run_dir, out_dir=None, modes=None, latency_runs: int = 50) -> d
     """Parity report over the .tflite files already in RUN_DIR/tflite."""
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "tflite"
     if not any(out_dir.glob("*.tflite")):
-        raise UserError(f"no .tflite files in {out_dir}; run `ksuite convert {run_dir} --quantize all` first")
+        raise UserError(
+            f"no .tflite files in {out_dir}; run `ksuite convert {run_dir} --quantize all` first"
+        )
     prepared = _Prepared(run_dir)
     try:
         return _evaluate(prepared, out_dir, resolve_modes(modes) if modes else None, latency_runs)
@@ -194,9 +262,13 @@ def _evaluate(prepared: _Prepared, out_dir: Path, modes=None, latency_runs: int 
     from keras_suite.tflite import parity
 
     run, data, targets = prepared.run, prepared.data, prepared.targets
-    report = {"app": run.app.name, "run_dir": str(run.run_dir), **_versions(),
-              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "targets": []}
+    report = {
+        "app": run.app.name,
+        "run_dir": str(run.run_dir),
+        **_versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "targets": [],
+    }
     for target in targets:
         stem = file_stem(target, targets)
         files = [(m, out_dir / f"{stem}_{m}.tflite") for m in (modes or MODES)]
@@ -205,23 +277,44 @@ def _evaluate(prepared: _Prepared, out_dir: Path, modes=None, latency_runs: int 
             continue
         log.info("evaluating the Keras reference (%s) on the evaluation set", target.name)
         keras_metrics, recording, reference = parity.evaluate_reference(
-            run.app, target, data, run.cfg, run.info)
-        entry = {"name": target.name, "signature": target.signature, "keras": {"metrics": keras_metrics},
-                 "evaluation_split": target.evaluation_split, "calibration_split": target.calibration_split,
-                 "modes": []}
-        float32_size = (out_dir / f"{stem}_float32.tflite")
+            run.app, target, data, run.cfg, run.info
+        )
+        entry = {
+            "name": target.name,
+            "signature": target.signature,
+            "keras": {"metrics": keras_metrics},
+            "evaluation_split": target.evaluation_split,
+            "calibration_split": target.calibration_split,
+            "modes": [],
+        }
+        float32_size = out_dir / f"{stem}_float32.tflite"
         float32_size = float32_size.stat().st_size if float32_size.exists() else None
         bar = progress(len(files), f"evaluating {target.name}", unit="model")
         for mode, path in files:
             meta_path = path.with_suffix(".json")
             meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-            row = {"mode": mode, "io_type": meta.get("io_type", "float32"), "file": path.name,
-                   "size_bytes": path.stat().st_size,
-                   "size_ratio": path.stat().st_size / float32_size if float32_size else None,
-                   "flex_ops": meta.get("flex_ops", [])}
+            row = {
+                "mode": mode,
+                "io_type": meta.get("io_type", "float32"),
+                "file": path.name,
+                "size_bytes": path.stat().st_size,
+                "size_ratio": path.stat().st_size / float32_size if float32_size else None,
+                "flex_ops": meta.get("flex_ops", []),
+            }
             try:
-                row.update(parity.evaluate_tflite(run.app, target, path, data, run.cfg, run.info,
-                                                  recording, reference, latency_runs=latency_runs))
+                row.update(
+                    parity.evaluate_tflite(
+                        run.app,
+                        target,
+                        path,
+                        data,
+                        run.cfg,
+                        run.info,
+                        recording,
+                        reference,
+                        latency_runs=latency_runs,
+                    )
+                )
             except UserError as error:
                 row["error"] = str(error)
                 log.warning("%s: %s", path.name, error)

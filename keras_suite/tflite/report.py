@@ -1,4 +1,5 @@
 """The parity report: JSON (everything), a markdown table and a size-vs-metric PNG."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,13 @@ from keras_suite.common.runlog import write_json_atomic
 
 # One colour per mode, the same in every report.
 MODES_ORDER = ("float32", "dynamic", "float16", "int8", "int16x8")
-MODE_COLORS = {"float32": "tab:blue", "dynamic": "tab:orange", "float16": "tab:green",
-               "int8": "tab:red", "int16x8": "tab:purple"}
+MODE_COLORS = {
+    "float32": "tab:blue",
+    "dynamic": "tab:orange",
+    "float16": "tab:green",
+    "int8": "tab:red",
+    "int16x8": "tab:purple",
+}
 MODE_MARKERS = {"float32": "o", "dynamic": "s", "float16": "^", "int8": "D", "int16x8": "v"}
 
 
@@ -37,17 +43,24 @@ def _latency_cell(row: dict, key: str) -> str:
 def markdown(report: dict) -> str:
     metric = primary_metric(report)
     lines = [f"# TFLite parity report — {report['app']} ({report['run_dir']})", ""]
-    lines.append("Reference (\"Keras\") = the converted SavedModel signature run in TensorFlow over the same "
-                 "evaluation set; differences are over every output element of every evaluation sample. "
-                 "Latency = LiteRT interpreter, batch 1, ms p50 / p95.")
+    lines.append(
+        'Reference ("Keras") = the converted SavedModel signature run in TensorFlow over the same '
+        "evaluation set; differences are over every output element of every evaluation sample. "
+        "Latency = LiteRT interpreter, batch 1, ms p50 / p95."
+    )
     if report.get("keras_metrics_json"):
-        lines.append(f"Keras metrics from metrics.json (App.evaluate): "
-                     + ", ".join(f"{k} {_fmt(v)}" for k, v in report["keras_metrics_json"].items()))
+        lines.append(
+            "Keras metrics from metrics.json (App.evaluate): "
+            + ", ".join(f"{k} {_fmt(v)}" for k, v in report["keras_metrics_json"].items())
+        )
     for target in report["targets"]:
         lines += ["", f"## {target['name']} (signature `{target['signature']}`)", ""]
         if target.get("evaluation_split") or target.get("calibration_split"):
-            lines += [f"Scored on: {target.get('evaluation_split') or 'the app evaluation set'}; "
-                      f"int8 calibrated on: {target.get('calibration_split') or 'the app representative data'}.", ""]
+            lines += [
+                f"Scored on: {target.get('evaluation_split') or 'the app evaluation set'}; "
+                f"int8 calibrated on: {target.get('calibration_split') or 'the app representative data'}.",
+                "",
+            ]
         names = list(target["keras"]["metrics"])
         header = ["mode", "I/O", "size KB", "× float32"] + [f"{m} tflite" for m in names]
         if metric:
@@ -57,18 +70,29 @@ def markdown(report: dict) -> str:
         lines.append("|" + "---|" * len(header))
         for row in target["modes"]:
             if "error" in row:
-                lines.append(f"| {row['mode']} | {row.get('io_type', '')} | {row['size_bytes'] / 1024:.1f} | "
-                             f"{_fmt(row.get('size_ratio'), 3)} | not run: {row['error']} |")
+                lines.append(
+                    f"| {row['mode']} | {row.get('io_type', '')} | {row['size_bytes'] / 1024:.1f} | "
+                    f"{_fmt(row.get('size_ratio'), 3)} | not run: {row['error']} |"
+                )
                 continue
             keras_value = target["keras"]["metrics"].get(metric)
             value = row["metrics"].get(metric)
-            cells = [row["mode"], row["io_type"], f"{row['size_bytes'] / 1024:.1f}", _fmt(row.get("size_ratio"), 3)]
+            cells = [
+                row["mode"],
+                row["io_type"],
+                f"{row['size_bytes'] / 1024:.1f}",
+                _fmt(row.get("size_ratio"), 3),
+            ]
             cells += [_fmt(row["metrics"].get(m)) for m in names]
             if metric:
                 delta = None if value is None or keras_value is None else value - keras_value
                 cells += [_fmt(keras_value), _fmt(delta)]
-            cells += [_fmt(row["max_abs_diff"]), _fmt(row["mean_abs_diff"]),
-                      _latency_cell(row, "1_thread"), _latency_cell(row, "2_threads")]
+            cells += [
+                _fmt(row["max_abs_diff"]),
+                _fmt(row["mean_abs_diff"]),
+                _latency_cell(row, "1_thread"),
+                _latency_cell(row, "2_threads"),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Plot: {report.get('plot', '')}", ""]
     return "\n".join(lines)
@@ -89,17 +113,28 @@ def plot(report: dict, path: Path) -> Path | None:
     for ax, target in zip(axes.flat, targets):
         rows = [r for r in target["modes"] if "metrics" in r and metric in r["metrics"]]
         # Modes often land on nearly the same point: name them in the legend, not on the plot.
-        for row in sorted(rows, key=lambda r: MODES_ORDER.index(r["mode"]) if r["mode"] in MODES_ORDER else 99):
+        for row in sorted(
+            rows, key=lambda r: MODES_ORDER.index(r["mode"]) if r["mode"] in MODES_ORDER else 99
+        ):
             size = row["size_bytes"] / 1024
             io = f", {row['io_type']} I/O" if row["io_type"] != "float32" else ""
-            ax.scatter(size, row["metrics"][metric], s=70, zorder=3, alpha=0.85,
-                       color=MODE_COLORS.get(row["mode"]), marker=MODE_MARKERS.get(row["mode"], "o"),
-                       label=f"{row['mode']}{io}: {size:.0f} KB, {row['metrics'][metric]:.4f}")
+            ax.scatter(
+                size,
+                row["metrics"][metric],
+                s=70,
+                zorder=3,
+                alpha=0.85,
+                color=MODE_COLORS.get(row["mode"]),
+                marker=MODE_MARKERS.get(row["mode"], "o"),
+                label=f"{row['mode']}{io}: {size:.0f} KB, {row['metrics'][metric]:.4f}",
+            )
         keras_value = target["keras"]["metrics"].get(metric)
         if keras_value is not None:
             ax.axhline(keras_value, color="gray", ls="--", lw=1, label=f"Keras: {keras_value:.4f}")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
-        values = [r["metrics"][metric] for r in rows] + ([keras_value] if keras_value is not None else [])
+        values = [r["metrics"][metric] for r in rows] + (
+            [keras_value] if keras_value is not None else []
+        )
         if values:
             span = max(values) - min(values)
             pad = max(span * 0.25, 0.005 * max(1.0, abs(max(values))))

@@ -5,6 +5,7 @@ int8/uint8/int16 I/O it quantizes inputs and dequantizes outputs with the scale 
 point stored in the model, the way an app on a device would. Apps' `tflite_evaluate`
 therefore work on every mode unchanged.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,12 +64,16 @@ def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
 class LiteRTSignature:
     """One signature of a .tflite model, callable as run({name: array}) -> {name: array}."""
 
-    def __init__(self, model_path_or_bytes, signature: str = "serving_default", num_threads: int = 2):
+    def __init__(
+        self, model_path_or_bytes, signature: str = "serving_default", num_threads: int = 2
+    ):
         from ai_edge_litert.interpreter import Interpreter
 
-        source = ({"model_content": bytes(model_path_or_bytes)}
-                  if isinstance(model_path_or_bytes, (bytes, bytearray))
-                  else {"model_path": str(model_path_or_bytes)})
+        source = (
+            {"model_content": bytes(model_path_or_bytes)}
+            if isinstance(model_path_or_bytes, (bytes, bytearray))
+            else {"model_path": str(model_path_or_bytes)}
+        )
         try:
             with muted_native_output():
                 self.interpreter = Interpreter(num_threads=num_threads, **source)
@@ -78,26 +83,41 @@ class LiteRTSignature:
         except (RuntimeError, ValueError) as error:
             text = str(error)
             if "Select TensorFlow op" in text or "Flex" in text:
-                raise UserError("this model contains Select-TF (Flex) ops and the LiteRT "
-                                "interpreter here has no Flex delegate; it cannot run it "
-                                "(convert without --allow-flex to get a runnable model)") from None
-            raise UserError(f"LiteRT cannot load signature {signature!r}: {text.splitlines()[0]}") from None
+                raise UserError(
+                    "this model contains Select-TF (Flex) ops and the LiteRT "
+                    "interpreter here has no Flex delegate; it cannot run it "
+                    "(convert without --allow-flex to get a runnable model)"
+                ) from None
+            raise UserError(
+                f"LiteRT cannot load signature {signature!r}: {text.splitlines()[0]}"
+            ) from None
         self.inputs = self.runner.get_input_details()
         self.outputs = self.runner.get_output_details()
 
     def io_types(self) -> dict:
-        return {name: np.dtype(d["dtype"]).name for name, d in {**self.inputs, **self.outputs}.items()}
+        return {
+            name: np.dtype(d["dtype"]).name for name, d in {**self.inputs, **self.outputs}.items()
+        }
 
     def __call__(self, feeds: dict) -> dict:
         missing = set(self.inputs) - set(feeds)
         if missing:
-            raise UserError(f"missing TFLite input(s) {sorted(missing)}; the model takes {sorted(self.inputs)}")
+            raise UserError(
+                f"missing TFLite input(s) {sorted(missing)}; the model takes {sorted(self.inputs)}"
+            )
         raw = self.runner(**{name: _quantize(feeds[name], d) for name, d in self.inputs.items()})
         return {name: _dequantize(np.asarray(v), self.outputs[name]) for name, v in raw.items()}
 
 
-def measure_latency(model_path, signature: str, feeds: dict, num_threads: int,
-                    runs: int = 50, warmup: int = 5, max_seconds: float = 10.0) -> dict:
+def measure_latency(
+    model_path,
+    signature: str,
+    feeds: dict,
+    num_threads: int,
+    runs: int = 50,
+    warmup: int = 5,
+    max_seconds: float = 10.0,
+) -> dict:
     """Per-inference wall time in ms (p50/p95/mean) after warm-up.
 
     Stops early after `max_seconds` (int16x8 runs on slow reference kernels) but always
@@ -114,5 +134,10 @@ def measure_latency(model_path, signature: str, feeds: dict, num_threads: int,
         run.runner(**feeds)
         times.append((time.perf_counter() - t0) * 1e3)
     times = np.asarray(times)
-    return {"threads": num_threads, "runs": int(len(times)), "p50_ms": float(np.percentile(times, 50)),
-            "p95_ms": float(np.percentile(times, 95)), "mean_ms": float(times.mean())}
+    return {
+        "threads": num_threads,
+        "runs": int(len(times)),
+        "p50_ms": float(np.percentile(times, 50)),
+        "p95_ms": float(np.percentile(times, 95)),
+        "mean_ms": float(times.mean()),
+    }

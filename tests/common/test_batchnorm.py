@@ -1,5 +1,6 @@
 """The fused-kernel batch norm must be a drop-in for Keras's: same outputs, gradients,
 moving statistics and variables, in training and inference."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -100,8 +101,13 @@ def test_train_step_benchmark(tmp_path):
 
     out = tmp_path / "bench.json"
     # classification: its smoke step traces in seconds (the detector's loss takes ~a minute)
-    assert main("classification", ["--preset", "smoke", "--blocks", "1", "--steps", "1",
-                                   "--out", str(out)]) == 0
+    assert (
+        main(
+            "classification",
+            ["--preset", "smoke", "--blocks", "1", "--steps", "1", "--out", str(out)],
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert set(result["results"]) == {"keras_batch_norm", "fused_batch_norm"}
     assert result["app"] == "classification" and result["batch_size"] > 0

@@ -1,4 +1,5 @@
 """The command line: help on every command, and one-line errors for bad input."""
+
 import pytest
 
 from keras_suite.cli import build_parser, main
@@ -36,30 +37,88 @@ def test_unknown_app(capsys, tmp_path):
 
 
 def test_unknown_config_key(capsys, tmp_path):
-    assert main(["train", "classification", "--preset", "smoke", "--set", "train.epochz=2",
-                 "--run-dir", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "classification",
+                "--preset",
+                "smoke",
+                "--set",
+                "train.epochz=2",
+                "--run-dir",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert "Did you mean 'epochs'" in _error_line(capsys)
 
 
 def test_missing_data_directory(capsys, tmp_path):
-    assert main(["train", "classification", "--preset", "smoke", "--set", "data.source=folder",
-                 "--set", f"data.path={tmp_path / 'nowhere'}", "--run-dir", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "classification",
+                "--preset",
+                "smoke",
+                "--set",
+                "data.source=folder",
+                "--set",
+                f"data.path={tmp_path / 'nowhere'}",
+                "--run-dir",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     line = _error_line(capsys)
     assert "does not exist" in line and "data.path" in line
 
 
 def test_empty_data_directory(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
-    assert main(["train", "classification", "--preset", "smoke", "--set", "data.source=folder",
-                 "--set", f"data.path={tmp_path / 'empty'}", "--run-dir", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "classification",
+                "--preset",
+                "smoke",
+                "--set",
+                "data.source=folder",
+                "--set",
+                f"data.path={tmp_path / 'empty'}",
+                "--run-dir",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert "no class sub-folders" in _error_line(capsys)
 
 
 def test_corrupt_image_only(capsys, tmp_path):
     (tmp_path / "data" / "cat").mkdir(parents=True)
     (tmp_path / "data" / "cat" / "x.jpg").write_bytes(b"\xff\xd8 truncated")
-    assert main(["train", "classification", "--preset", "smoke", "--set", "data.source=folder",
-                 "--set", f"data.path={tmp_path / 'data'}", "--run-dir", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "classification",
+                "--preset",
+                "smoke",
+                "--set",
+                "data.source=folder",
+                "--set",
+                f"data.path={tmp_path / 'data'}",
+                "--run-dir",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     line = _error_line(capsys)
     assert "none of the 1 images" in line and "could be decoded" in line and "x.jpg" in line
 
@@ -70,6 +129,19 @@ def test_evaluate_on_a_folder_that_is_not_a_run(capsys, tmp_path):
 
 
 def test_rerun_with_a_different_config_is_refused(capsys, smoke_classification_run):
-    assert main(["train", "classification", "--preset", "smoke", "--set", "train.epochs=9",
-                 "--run-dir", str(smoke_classification_run)]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "classification",
+                "--preset",
+                "smoke",
+                "--set",
+                "train.epochs=9",
+                "--run-dir",
+                str(smoke_classification_run),
+            ]
+        )
+        == 2
+    )
     assert "different config" in _error_line(capsys)

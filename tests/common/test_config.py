@@ -1,4 +1,5 @@
 """Config presets, YAML files and --set overrides."""
+
 import dataclasses
 
 import pytest
@@ -16,8 +17,16 @@ def test_presets_differ_and_resolve():
 
 
 def test_override_types_are_coerced():
-    cfg = config.resolve(PRESETS, "smoke", overrides=[
-        "train.epochs=5", "train.learning_rate=1e-2", "data.augment=true", "model.blocks=3,2"])
+    cfg = config.resolve(
+        PRESETS,
+        "smoke",
+        overrides=[
+            "train.epochs=5",
+            "train.learning_rate=1e-2",
+            "data.augment=true",
+            "model.blocks=3,2",
+        ],
+    )
     assert cfg.train.epochs == 5 and isinstance(cfg.train.epochs, int)
     assert cfg.train.learning_rate == pytest.approx(0.01)
     assert cfg.data.augment is True

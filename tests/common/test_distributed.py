@@ -3,6 +3,7 @@
 Each scenario needs a fresh TensorFlow runtime (logical devices, TF_CONFIG), so it runs
 the CLI in subprocesses with timeouts; a hung worker is killed with its process group.
 """
+
 import json
 import os
 import signal
@@ -23,7 +24,11 @@ SMOKE = ["train", "classification", "--preset", "smoke"]
 def _read_weights(path):
     arrays = []
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: arrays.append((name, obj[()])) if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, obj: (
+                arrays.append((name, obj[()])) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
     return dict(arrays)
 
 
@@ -34,7 +39,9 @@ def _epoch_records(run_dir):
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, smoke_classification_run):
     run_dir = tmp_path / "mirrored"
-    proc = run_ksuite(*SMOKE, "--strategy", "mirrored", "--cpu-devices", "2", "--run-dir", str(run_dir))
+    proc = run_ksuite(
+        *SMOKE, "--strategy", "mirrored", "--cpu-devices", "2", "--run-dir", str(run_dir)
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["replicas"] == 2 and "MirroredStrategy" in meta["strategy"]
@@ -45,8 +52,12 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, smoke_classification_ru
     mirrored = _epoch_records(run_dir)
     single = _epoch_records(smoke_classification_run)
     assert [r["epoch"] for r in mirrored] == [r["epoch"] for r in single] == [1, 2, 3]
-    np.testing.assert_allclose([r["loss"] for r in mirrored], [r["loss"] for r in single], rtol=0.02)
-    np.testing.assert_allclose([r["accuracy"] for r in mirrored], [r["accuracy"] for r in single], atol=0.03)
+    np.testing.assert_allclose(
+        [r["loss"] for r in mirrored], [r["loss"] for r in single], rtol=0.02
+    )
+    np.testing.assert_allclose(
+        [r["accuracy"] for r in mirrored], [r["accuracy"] for r in single], atol=0.03
+    )
 
 
 def test_multiworker_two_local_workers_end_with_identical_weights(tmp_path):
@@ -57,11 +68,24 @@ def test_multiworker_two_local_workers_end_with_identical_weights(tmp_path):
     try:
         for index in range(2):
             tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            procs.append(subprocess.Popen(
-                ksuite_cmd(*SMOKE, "--strategy", "multiworker", "--run-dir", str(run_dir),
-                           "--set", "train.epochs=2"),
-                env=subprocess_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    ksuite_cmd(
+                        *SMOKE,
+                        "--strategy",
+                        "multiworker",
+                        "--run-dir",
+                        str(run_dir),
+                        "--set",
+                        "train.epochs=2",
+                    ),
+                    env=subprocess_env(TF_CONFIG=tf_config),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    start_new_session=True,
+                )
+            )
         outputs = [p.communicate(timeout=420)[0] for p in procs]
     finally:
         for p in procs:
@@ -81,10 +105,22 @@ def test_multiworker_two_local_workers_end_with_identical_weights(tmp_path):
 
 def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(tmp_path):
     run_dir = tmp_path / "killed"
-    args = [*SMOKE, "--run-dir", str(run_dir), "--set", "train.epochs=10",
-            "--set", "train.checkpoint_every_steps=5"]
-    proc = subprocess.Popen(ksuite_cmd(*args), env=subprocess_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    args = [
+        *SMOKE,
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "train.epochs=10",
+        "--set",
+        "train.checkpoint_every_steps=5",
+    ]
+    proc = subprocess.Popen(
+        ksuite_cmd(*args),
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
         while not (run_dir / "checkpoints" / "checkpoint").exists():

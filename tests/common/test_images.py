@@ -1,5 +1,6 @@
 """Image decoding shared by training and serving: EXIF orientation applied in graph with
 core TF ops, exactly as PIL's exif_transpose does."""
+
 import io
 
 import numpy as np
@@ -11,8 +12,15 @@ from keras_suite.common.images import decode_resize, decode_upright, exif_orient
 tf = common.quiet_import_tensorflow()
 
 # PIL's exif_transpose: orientation -> the transpose that shows the picture upright
-TURNS = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
-         6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+TURNS = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
 
 
 def _encoded(pixels, fmt, orientation):
@@ -36,7 +44,11 @@ def test_decode_upright_matches_pil_exif_transpose(fmt, orientation):
     assert int(exif_orientation_in_graph(tf.constant(data))) == orientation
     stored = tf.io.decode_image(data, channels=3).numpy()  # the same decoder, tag ignored
     turn = TURNS.get(orientation)
-    want = np.asarray(Image.fromarray(stored).transpose(getattr(Image.Transpose, turn))) if turn else stored
+    want = (
+        np.asarray(Image.fromarray(stored).transpose(getattr(Image.Transpose, turn)))
+        if turn
+        else stored
+    )
     got = decode_upright(tf.constant(data)).numpy()
     assert got.shape == want.shape
     np.testing.assert_array_equal(got, want)
@@ -44,8 +56,11 @@ def test_decode_upright_matches_pil_exif_transpose(fmt, orientation):
 
 def test_images_without_exif_or_with_garbage_decode_as_stored():
     pixels = np.full((4, 6, 3), 100, np.uint8)
-    for data in (_encoded(pixels, "PNG", None), _encoded(pixels, "JPEG", None),
-                 _encoded(pixels, "PNG", None) + b"Exif\x00\x00MM\x00*\xff\xff\xff\xff"):
+    for data in (
+        _encoded(pixels, "PNG", None),
+        _encoded(pixels, "JPEG", None),
+        _encoded(pixels, "PNG", None) + b"Exif\x00\x00MM\x00*\xff\xff\xff\xff",
+    ):
         assert int(exif_orientation_in_graph(tf.constant(data))) == 1
         assert decode_upright(tf.constant(data)).shape == (4, 6, 3)
 

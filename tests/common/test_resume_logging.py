@@ -1,6 +1,7 @@
 """A run interrupted and resumed logs exactly what an uninterrupted run logs: the epoch's
 running sums are part of the checkpoint, records of redone steps are not duplicated, and an
 epoch record lost with a kill right after the epoch's checkpoint is written on resume."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,14 @@ import pytest
 from keras_suite import common
 from keras_suite.common.app import App, Datasets
 from keras_suite.common.runlog import RunLogger, read_jsonl
-from keras_suite.common.training import TrainContext, TrainState, Trainer, apply_gradients, make_optimizer, replica_mean
+from keras_suite.common.training import (
+    TrainContext,
+    Trainer,
+    TrainState,
+    apply_gradients,
+    make_optimizer,
+    replica_mean,
+)
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
@@ -22,7 +30,9 @@ class Killed(Exception):
 class TinyRegression(App):
     def build_state(self, cfg, info):
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-        return TrainState(models={"model": model}, optimizers={"model": make_optimizer(cfg.train, 0)})
+        return TrainState(
+            models={"model": model}, optimizers={"model": make_optimizer(cfg.train, 0)}
+        )
 
     def train_step(self, state, batch, step):
         x, y = batch
@@ -39,9 +49,16 @@ def _cfg():
 
     @dataclass
     class Cfg:
-        train: TrainConfig = field(default_factory=lambda: TrainConfig(
-            epochs=2, batch_size=4, learning_rate=0.05, lr_schedule="constant", log_every_steps=1,
-            checkpoint_every_steps=2))
+        train: TrainConfig = field(
+            default_factory=lambda: TrainConfig(
+                epochs=2,
+                batch_size=4,
+                learning_rate=0.05,
+                lr_schedule="constant",
+                log_every_steps=1,
+                checkpoint_every_steps=2,
+            )
+        )
 
     return Cfg()
 
@@ -51,8 +68,10 @@ def _data():
     x = rng.normal(size=(24, 3)).astype(np.float32)
     y = (x @ np.array([1.0, -2.0, 0.5], np.float32)).astype(np.float32)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
-    return Datasets(train_epoch=lambda epoch: ds.shuffle(24, seed=epoch).batch(4, drop_remainder=True),
-                    steps_per_epoch=6)
+    return Datasets(
+        train_epoch=lambda epoch: ds.shuffle(24, seed=epoch).batch(4, drop_remainder=True),
+        steps_per_epoch=6,
+    )
 
 
 def _train(run_dir, kill=None):
@@ -62,8 +81,15 @@ def _train(run_dir, kill=None):
     state = app.build_state(cfg, {})
     state.build_optimizers()
     logger = RunLogger(run_dir)
-    ctx = TrainContext(app=app, cfg=cfg, run_dir=run_dir, strategy=tf.distribute.get_strategy(),
-                       data=_data(), state=state, logger=logger)
+    ctx = TrainContext(
+        app=app,
+        cfg=cfg,
+        run_dir=run_dir,
+        strategy=tf.distribute.get_strategy(),
+        data=_data(),
+        state=state,
+        logger=logger,
+    )
     trainer = Trainer(app, ctx)
     if kill:
         kill(trainer)
@@ -78,6 +104,7 @@ def _train(run_dir, kill=None):
 
 def _kill_at_train_call(n):
     """Kill during the n-th step: the steps since the last checkpoint are logged but lost."""
+
     def install(trainer):
         compiled = trainer._compiled_train
 
@@ -117,8 +144,11 @@ def uninterrupted(tmp_path_factory):
     return _train(tmp_path_factory.mktemp("whole"))
 
 
-@pytest.mark.parametrize("kill", [_kill_at_train_call(6), _kill_before_epoch_record],
-                         ids=["mid-epoch", "after-epoch-checkpoint"])
+@pytest.mark.parametrize(
+    "kill",
+    [_kill_at_train_call(6), _kill_before_epoch_record],
+    ids=["mid-epoch", "after-epoch-checkpoint"],
+)
 def test_resumed_run_logs_what_an_uninterrupted_run_logs(tmp_path, uninterrupted, kill):
     first = _train(tmp_path, kill)
     assert len(_epochs(first)) == 0  # the interruption came before any epoch record

@@ -7,13 +7,13 @@ through the whole pipeline here the moment it exists.
 
 Each app is one test (its steps depend on each other), run through the CLI in-process.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -59,7 +59,9 @@ print(json.dumps({"answered": answered, "project_modules": project}))
 
 
 def _scalars(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def test_every_app_follows_the_reference_layout():
@@ -70,13 +72,20 @@ def test_every_app_follows_the_reference_layout():
 
 def test_app_packages_import_without_tensorflow():
     """`ksuite --help` reads every app's package and commands: neither may import TF."""
-    code = ("import sys, importlib; from keras_suite.common.registry import app_names\n"
-            "for n in app_names():\n"
-            "    importlib.import_module('keras_suite.apps.' + n)\n"
-            "from keras_suite.cli import build_parser; build_parser()\n"
-            "print('tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=APPS_DIR.parent)
+    code = (
+        "import sys, importlib; from keras_suite.common.registry import app_names\n"
+        "for n in app_names():\n"
+        "    importlib.import_module('keras_suite.apps.' + n)\n"
+        "from keras_suite.cli import build_parser; build_parser()\n"
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=APPS_DIR.parent,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
 
@@ -92,7 +101,9 @@ def test_app_runs_the_whole_pipeline(app_name, tmp_path, capsys):
     trained = json.loads((run_dir / "metrics.json").read_text())
     assert _scalars(trained), f"{app_name}: metrics.json has no scalar metric"
     assert all(math.isfinite(v) for v in _scalars(trained).values()), trained
-    records = [json.loads(line) for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert records, "nothing logged to logs/metrics.jsonl"
     app = get_app(app_name)
     assert vars(app) == {}, f"{app_name}: the APP object keeps state {sorted(vars(app))}"
@@ -108,16 +119,34 @@ def test_app_runs_the_whole_pipeline(app_name, tmp_path, capsys):
     version = base / app_name / "1"
     assert (version / "saved_model.pb").exists()
     assert (version / "assets.extra" / "tf_serving_warmup_requests").stat().st_size > 0
-    check = subprocess.run([sys.executable, "-c", TF_ONLY_CHECK, str(version)], capture_output=True,
-                           text=True, timeout=300, cwd=tmp_path,
-                           env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(tmp_path)})
+    check = subprocess.run(
+        [sys.executable, "-c", TF_ONLY_CHECK, str(version)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(tmp_path)},
+    )
     assert check.returncode == 0, check.stderr[-3000:]
     answered = json.loads(check.stdout.strip().splitlines()[-1])
     assert answered["answered"] and answered["project_modules"] == []
 
     # -- convert: float32 and int8, builtin ops only, parity report with the app metric --
-    assert main(["convert", str(run_dir), "--quantize", "float32,int8", "--calibration-samples", "16",
-                 "--latency-runs", "2"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(run_dir),
+                "--quantize",
+                "float32,int8",
+                "--calibration-samples",
+                "16",
+                "--latency-runs",
+                "2",
+            ]
+        )
+        == 0
+    )
     report = json.loads((run_dir / "tflite" / "report.json").read_text())
     assert report["targets"], "the parity report has no target"
     for target in report["targets"]:
@@ -127,7 +156,9 @@ def test_app_runs_the_whole_pipeline(app_name, tmp_path, capsys):
         assert {"float32", "int8"} <= set(modes), sorted(modes)
         for mode, row in modes.items():
             assert "error" not in row, row.get("error")
-            assert row["flex_ops"] == [], f"{target['name']} {mode} needs Select-TF ops {row['flex_ops']}"
+            assert row["flex_ops"] == [], (
+                f"{target['name']} {mode} needs Select-TF ops {row['flex_ops']}"
+            )
             assert set(row["metrics"]) == set(keras_metrics), (mode, row["metrics"], keras_metrics)
             assert all(math.isfinite(v) for v in row["metrics"].values()), row["metrics"]
 

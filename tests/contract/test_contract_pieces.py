@@ -1,6 +1,7 @@
 """The pieces of the app contract that apps build on: the token/pixel-weighted replica
 mean under every strategy, several models and optimizers in one run, run artifacts, the
 per-step context, and app verbs that two apps share."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,16 +27,19 @@ WORKER = str(ROOT / "tests" / "contract" / "weighted_mean_worker.py")
 
 # ---- replica_weighted_mean ----------------------------------------------------------
 
+
 def _expected():
     sys.path.insert(0, str(ROOT / "tests" / "contract"))
     from weighted_mean_worker import MASK, X, Y
 
     w = 0.7
     err = w * X - Y
-    loss = float((err ** 2 * MASK).sum() / MASK.sum())
+    loss = float((err**2 * MASK).sum() / MASK.sum())
     grad = float((2 * err * X * MASK).sum() / MASK.sum())
     # what a per-replica token mean averaged over 2 replicas would give instead
-    naive = float(np.mean([(err[r::2] ** 2 * MASK[r::2]).sum() / MASK[r::2].sum() for r in range(2)]))
+    naive = float(
+        np.mean([(err[r::2] ** 2 * MASK[r::2]).sum() / MASK[r::2].sum() for r in range(2)])
+    )
     return loss, grad, naive
 
 
@@ -50,8 +53,14 @@ def test_weighted_mean_equals_single_device_under_mirrored():
     assert abs(naive - loss) > 0.01  # the data makes the wrong denominator visible
     results = {}
     for mode in ("default", "mirrored"):
-        out = subprocess.run([sys.executable, WORKER, mode], capture_output=True, text=True, timeout=300,
-                             env=subprocess_env(), cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, WORKER, mode],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=subprocess_env(),
+            cwd=ROOT,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         results[mode] = _last_json(out.stdout)
     assert results["default"]["replicas"] == 1 and results["mirrored"]["replicas"] == 2
@@ -67,9 +76,17 @@ def test_weighted_mean_equals_single_device_under_multiworker():
     try:
         for index in range(2):
             tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            procs.append(subprocess.Popen([sys.executable, WORKER, "multiworker"], cwd=ROOT,
-                                          env=subprocess_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, WORKER, "multiworker"],
+                    cwd=ROOT,
+                    env=subprocess_env(TF_CONFIG=tf_config),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,
+                )
+            )
         outputs = [p.communicate(timeout=300) for p in procs]
     finally:
         for p in procs:
@@ -90,6 +107,7 @@ def test_weighted_mean_with_no_real_tokens_is_zero():
 
 # ---- several models and optimizers ----------------------------------------------------
 
+
 class TwoNetworkApp(App):
     """Encoder + decoder with one optimizer each (different settings), a third model that
     is not saved, and a counter variable: what a GAN or a VAE needs from the contract."""
@@ -104,9 +122,13 @@ class TwoNetworkApp(App):
         scratch = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)], name="scratch")
         return TrainState(
             models={"encoder": encoder, "decoder": decoder, "scratch": scratch},
-            optimizers={"encoder": make_optimizer(cfg.encoder_optim, 0),
-                        "decoder": make_optimizer(cfg.decoder_optim, 0)},
-            exported=("decoder", "encoder"), saved=("encoder", "decoder"))
+            optimizers={
+                "encoder": make_optimizer(cfg.encoder_optim, 0),
+                "decoder": make_optimizer(cfg.decoder_optim, 0),
+            },
+            exported=("decoder", "encoder"),
+            saved=("encoder", "decoder"),
+        )
 
     def train_step(self, state, batch, step):
         from keras_suite.common.training import apply_gradients, replica_mean
@@ -114,7 +136,9 @@ class TwoNetworkApp(App):
         for name in ("encoder", "decoder"):
             with tf.GradientTape() as tape:
                 recon = state.models["decoder"](state.models["encoder"](batch))
-                loss = replica_mean(tf.reduce_sum(tf.square(recon - batch), -1), step.global_batch_size)
+                loss = replica_mean(
+                    tf.reduce_sum(tf.square(recon - batch), -1), step.global_batch_size
+                )
             apply_gradients(tape, loss, state.trainable_variables(name), state.optimizers[name])
         noise = tf.random.stateless_normal([], step.seed(1))
         return {"loss": loss, "noise": noise / step.global_batch_size}
@@ -127,9 +151,15 @@ def _two_network_cfg():
 
     @dataclass
     class Cfg:
-        train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=8, log_every_steps=0))
-        encoder_optim: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(learning_rate=0.01, beta_1=0.5))
-        decoder_optim: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(learning_rate=0.003, beta_2=0.99))
+        train: TrainConfig = field(
+            default_factory=lambda: TrainConfig(epochs=2, batch_size=8, log_every_steps=0)
+        )
+        encoder_optim: OptimizerConfig = field(
+            default_factory=lambda: OptimizerConfig(learning_rate=0.01, beta_1=0.5)
+        )
+        decoder_optim: OptimizerConfig = field(
+            default_factory=lambda: OptimizerConfig(learning_rate=0.003, beta_2=0.99)
+        )
 
     return Cfg()
 
@@ -140,16 +170,27 @@ def test_several_models_and_optimizers_train_save_and_log(tmp_path):
 
     app, cfg = TwoNetworkApp(), _two_network_cfg()
     x = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
-    data = Datasets(train_epoch=lambda epoch: tf.data.Dataset.from_tensor_slices(x).batch(8, drop_remainder=True),
-                    steps_per_epoch=4)
+    data = Datasets(
+        train_epoch=lambda epoch: tf.data.Dataset.from_tensor_slices(x).batch(
+            8, drop_remainder=True
+        ),
+        steps_per_epoch=4,
+    )
     state = app.build_state(cfg, {})
     state.build_optimizers()
     enc_opt, dec_opt = state.optimizers["encoder"], state.optimizers["decoder"]
     assert (float(enc_opt.beta_1), float(dec_opt.beta_2)) == (0.5, 0.99)
     before = {n: [w.copy() for w in m.get_weights()] for n, m in state.models.items()}
     logger = RunLogger(tmp_path)
-    ctx = TrainContext(app=app, cfg=cfg, run_dir=tmp_path, strategy=tf.distribute.get_strategy(), data=data,
-                       state=state, logger=logger)
+    ctx = TrainContext(
+        app=app,
+        cfg=cfg,
+        run_dir=tmp_path,
+        strategy=tf.distribute.get_strategy(),
+        data=data,
+        state=state,
+        logger=logger,
+    )
     history = app.train(ctx)
     logger.close()
     assert [r["epoch"] for r in history] == [1, 2]
@@ -158,21 +199,31 @@ def test_several_models_and_optimizers_train_save_and_log(tmp_path):
     assert epochs[-1]["learning_rate_decoder"] == pytest.approx(0.003)
     # each optimizer moved its own network; the network no optimizer owns did not move
     for name in ("encoder", "decoder"):
-        assert any(not np.allclose(a, b) for a, b in zip(before[name], state.models[name].get_weights()))
-    assert all(np.allclose(a, b) for a, b in zip(before["scratch"], state.models["scratch"].get_weights()))
+        assert any(
+            not np.allclose(a, b) for a, b in zip(before[name], state.models[name].get_weights())
+        )
+    assert all(
+        np.allclose(a, b) for a, b in zip(before["scratch"], state.models["scratch"].get_weights())
+    )
     assert int(enc_opt.iterations) == int(dec_opt.iterations) == 8
     # stateless per-step noise: a different draw every step
     assert len({round(r["noise"], 6) for r in epochs}) == 2
     # weights: only the saved models are written, and they load back into a fresh state
     state.save_weights(tmp_path)
-    assert sorted(p.name for p in tmp_path.glob("*.weights.h5")) == ["decoder.weights.h5", "encoder.weights.h5"]
+    assert sorted(p.name for p in tmp_path.glob("*.weights.h5")) == [
+        "decoder.weights.h5",
+        "encoder.weights.h5",
+    ]
     fresh = app.build_state(cfg, {})
     fresh.load_weights(tmp_path)
-    np.testing.assert_array_equal(fresh.model.get_weights()[0], state.models["decoder"].get_weights()[0])
+    np.testing.assert_array_equal(
+        fresh.model.get_weights()[0], state.models["decoder"].get_weights()[0]
+    )
     assert state.model is state.models["decoder"]  # the first exported model
 
 
 # ---- step context, artifacts ------------------------------------------------------------
+
 
 def test_step_seed_depends_on_step_salt_and_config_seed():
     from keras_suite.common.config import TrainConfig
@@ -181,7 +232,11 @@ def test_step_seed_depends_on_step_salt_and_config_seed():
         train = TrainConfig(seed=3)
 
     def seed(step, salt=0, cfg=Cfg()):
-        return tuple(StepContext(cfg=cfg, global_batch_size=8, step=tf.constant(step, tf.int64)).seed(salt).numpy())
+        return tuple(
+            StepContext(cfg=cfg, global_batch_size=8, step=tf.constant(step, tf.int64))
+            .seed(salt)
+            .numpy()
+        )
 
     assert seed(5) == seed(5)
     assert len({seed(5), seed(6), seed(5, salt=1)}) == 3
@@ -216,13 +271,16 @@ def test_run_artifacts_reach_datasets_on_load(tmp_path):
             return Datasets(train_epoch=None, steps_per_epoch=0)
 
     first = build_datasets(VocabApp(), None, tmp_path)
-    (tmp_path / "artifacts" / "vocab.txt").write_text("a\nb\nc\n")  # a later load reads the file, not a new one
+    (tmp_path / "artifacts" / "vocab.txt").write_text(
+        "a\nb\nc\n"
+    )  # a later load reads the file, not a new one
     second = build_datasets(VocabApp(), None, tmp_path)
     assert seen == ["a\nb\n", "a\nb\nc\n"]
     assert first.artifacts.folder == second.artifacts.folder == tmp_path / "artifacts"
 
 
 # ---- app verbs --------------------------------------------------------------------------
+
 
 def test_two_apps_share_a_verb_and_dispatch_on_the_app(tmp_path, capsys):
     from keras_suite.common.commands import AppCommand, register
@@ -242,17 +300,25 @@ def test_two_apps_share_a_verb_and_dispatch_on_the_app(tmp_path, capsys):
 
     parser = argparse.ArgumentParser(prog="ksuite")
     sub = parser.add_subparsers(dest="command")
-    register(sub, {"classification": [command("classification")], "detection": [command("detection")]})
+    register(
+        sub, {"classification": [command("classification")], "detection": [command("detection")]}
+    )
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "run.json").write_text(json.dumps({"app": "detection"}))
 
-    for argv in (["sample", "classification", "R1", "--n", "9"], ["sample", str(run_dir)],
-                 ["sample", "detection", str(run_dir), "--n", "2"]):
+    for argv in (
+        ["sample", "classification", "R1", "--n", "9"],
+        ["sample", str(run_dir)],
+        ["sample", "detection", str(run_dir), "--n", "2"],
+    ):
         args = parser.parse_args(argv)
         assert args.func(args) == 0
-    assert calls == [("classification", "classification", "R1", 9), ("detection", "detection", str(run_dir), 4),
-                     ("detection", "detection", str(run_dir), 2)]
+    assert calls == [
+        ("classification", "classification", "R1", 9),
+        ("detection", "detection", str(run_dir), 4),
+        ("detection", "detection", str(run_dir), 2),
+    ]
     args = parser.parse_args(["sample", "dqn", "x"])
     with pytest.raises(UserError, match="the dqn app has no `sample` command"):
         args.func(args)
@@ -275,7 +341,13 @@ def test_ksuite_apps_and_help_list_app_commands(capsys):
 def test_accelerator_check_says_so_without_a_gpu():
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU: the check would run every app")
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accelerator_check.py")], capture_output=True,
-                         text=True, timeout=300, cwd=ROOT, env=subprocess_env())
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "accelerator_check.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=subprocess_env(),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "no GPU visible" in out.stdout

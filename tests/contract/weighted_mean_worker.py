@@ -5,6 +5,7 @@ printing the globally reduced loss and gradient as JSON on the last line.
 The global batch is 4 sequences of 6 tokens; replica r of R holds sequences r::R. The
 first sequences are mostly padding, so replicas hold different numbers of real tokens:
 a per-replica mean averaged over replicas differs from the true token mean."""
+
 import json
 import sys
 
@@ -18,7 +19,9 @@ tf = common.quiet_import_tensorflow()
 
 X = np.arange(24, dtype=np.float32).reshape(4, 6) / 10.0
 Y = np.sin(X).astype(np.float32)
-MASK = np.array([[1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0]], np.float32)
+MASK = np.array(
+    [[1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0]], np.float32
+)
 
 
 def main(mode: str) -> None:

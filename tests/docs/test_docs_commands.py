@@ -3,6 +3,7 @@ exists, its flags exist, an app verb's own flags exist, `--preset/--set/--config
 and data-check commands resolve to a valid config, a bench names a benchmark. So the docs
 cannot drift from the CLI again (docs/detection.md once showed a predict flag that never
 existed)."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from keras_suite.common import config as config_lib
 from keras_suite.cli import build_parser
+from keras_suite.common import config as config_lib
 from keras_suite.common.registry import app_names, get_app
-
 from tests.helpers import ROOT  # noqa: E402
+
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
@@ -39,7 +40,7 @@ def _command_lines():
                 cut = words.index("&&") if "&&" in words else len(words)
                 if words[0] == "ksuite":
                     found.append((path.relative_to(ROOT).as_posix(), shlex.join(words[:cut])))
-                words = words[cut + 1:]
+                words = words[cut + 1 :]
     return found
 
 
@@ -87,7 +88,11 @@ def test_documented_command_parses(where, line):
         config_file = args.config if args.config and Path(args.config).exists() else None
         config_lib.resolve(app.presets, args.preset, config_file, args.set)
     if command == "bench":
-        module = f"keras_suite.apps.{args.name}.bench" if args.name in app_names() else f"keras_suite.{args.name}.bench"
+        module = (
+            f"keras_suite.apps.{args.name}.bench"
+            if args.name in app_names()
+            else f"keras_suite.{args.name}.bench"
+        )
         importlib.import_module(module)
     if hasattr(args, "target") and hasattr(args, "args"):  # an app verb: its own flags too
         from keras_suite.common.commands import app_commands

@@ -1,14 +1,15 @@
 """Export: versioned layout through temp dir + rename, refusal to overwrite, warm-up
 records, and the pre-flight op check against stock tensorflow_model_server."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from keras_suite.common.errors import UserError
-from keras_suite.export.writer import next_version, publish_version, read_warmup_file
 from keras_suite.export.opcheck import PYTHON_ONLY_OPS, serving_op_names, unsupported_ops
 from keras_suite.export.signatures import WARMUP_RELPATH, graph_ops, signature_defs
+from keras_suite.export.writer import next_version, publish_version, read_warmup_file
 from keras_suite.serving.testmodels import keras_toy_samples, publish_keras_toy, write_keras_toy
 from tests.serving.helpers import model_store
 
@@ -58,10 +59,17 @@ def test_signatures_keep_names_and_dtypes():
     sigs = signature_defs(model_store() / "toy" / "1")
     from tensorflow.core.framework import types_pb2 as t
 
-    assert {k: v.dtype for k, v in sigs["serving_default"].inputs.items()} == {"features": t.DT_FLOAT}
+    assert {k: v.dtype for k, v in sigs["serving_default"].inputs.items()} == {
+        "features": t.DT_FLOAT
+    }
     assert {k: v.dtype for k, v in sigs["serving_default"].outputs.items()} == {
-        "probabilities": t.DT_FLOAT, "class_ids": t.DT_INT64}
-    assert {k: v.dtype for k, v in sigs["multiply"].inputs.items()} == {"a": t.DT_FLOAT, "b": t.DT_INT32}
+        "probabilities": t.DT_FLOAT,
+        "class_ids": t.DT_INT64,
+    }
+    assert {k: v.dtype for k, v in sigs["multiply"].inputs.items()} == {
+        "a": t.DT_FLOAT,
+        "b": t.DT_INT32,
+    }
 
 
 def test_op_registry_covers_core_and_tf_text_but_not_python_ops():
@@ -108,8 +116,11 @@ def test_export_without_serving_default_is_refused(tmp_path):
 
     module = NoDefault()
     with pytest.raises(UserError, match="serving_default"):
-        publish_version(tmp_path, "nodefault",
-                        lambda tmp: tf.saved_model.save(module, str(tmp), signatures={"other": module.other}))
+        publish_version(
+            tmp_path,
+            "nodefault",
+            lambda tmp: tf.saved_model.save(module, str(tmp), signatures={"other": module.other}),
+        )
     assert list((tmp_path / "nodefault").iterdir()) == []
 
 

@@ -4,6 +4,7 @@ A "target" is a running server plus clients: the embedded `ksuite serve` core (s
 in-process, which is cheap because the test process already has TensorFlow) or a real
 `tensorflow_model_server` when TFS_BINARY points to one.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -45,21 +46,25 @@ def copy_model(version_dir: Path, dest: Path) -> Path:
 
 
 def write_models_config(path: Path, base: Path) -> Path:
-    from keras_suite.serving.configs import ModelEntry, write_models_config as write
+    from keras_suite.serving.configs import ModelEntry
+    from keras_suite.serving.configs import write_models_config as write
 
-    return write(path, [
-        ModelEntry("toy", str(base / "toy"), policy="all", labels={"stable": 1, "canary": 2}),
-        ModelEntry("ex", str(base / "ex")),
-    ])
+    return write(
+        path,
+        [
+            ModelEntry("toy", str(base / "toy"), policy="all", labels={"stable": 1, "canary": 2}),
+            ModelEntry("ex", str(base / "ex")),
+        ],
+    )
 
 
 @dataclass
 class Target:
-    kind: str            # "embedded" or "tfs"
+    kind: str  # "embedded" or "tfs"
     rest_url: str
     grpc_target: str
-    server: object = None      # ModelServer (embedded)
-    process: object = None     # Popen (tfs)
+    server: object = None  # ModelServer (embedded)
+    process: object = None  # Popen (tfs)
 
     def rest(self):
         from keras_suite.client.clients import RestClient
@@ -88,8 +93,12 @@ def start_embedded(**options) -> Target:
     options.setdefault("rest_api_port", free_port())
     options.setdefault("port", 0)
     server = ModelServer(ServerOptions(**options)).start()
-    return Target("embedded", f"http://127.0.0.1:{server.rest_port}", f"127.0.0.1:{server.grpc_port}",
-                  server=server)
+    return Target(
+        "embedded",
+        f"http://127.0.0.1:{server.rest_port}",
+        f"127.0.0.1:{server.grpc_port}",
+        server=server,
+    )
 
 
 def start_tfs(config_file: Path, extra=()) -> Target:
@@ -97,11 +106,24 @@ def start_tfs(config_file: Path, extra=()) -> Target:
     if not TFS_BINARY:
         pytest.skip("set TFS_BINARY to a tensorflow_model_server binary to run against it")
     grpc_port, rest_port = free_port(), free_port()
-    process = subprocess.Popen([TFS_BINARY, f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-                                f"--model_config_file={config_file}", "--file_system_poll_wait_seconds=1",
-                                *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = Target("tfs", f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}", process=process)
-    wait_until(lambda: _loaded(target, ("toy", "ex")), timeout=120, what="tensorflow_model_server to load")
+    process = subprocess.Popen(
+        [
+            TFS_BINARY,
+            f"--port={grpc_port}",
+            f"--rest_api_port={rest_port}",
+            f"--model_config_file={config_file}",
+            "--file_system_poll_wait_seconds=1",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    target = Target(
+        "tfs", f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}", process=process
+    )
+    wait_until(
+        lambda: _loaded(target, ("toy", "ex")), timeout=120, what="tensorflow_model_server to load"
+    )
     return target
 
 
@@ -110,8 +132,10 @@ def _loaded(target: Target, models) -> bool:
 
     try:
         client = target.rest()
-        return all(any(v["state"] == "AVAILABLE" for v in client.status(m)["model_version_status"])
-                   for m in models)
+        return all(
+            any(v["state"] == "AVAILABLE" for v in client.status(m)["model_version_status"])
+            for m in models
+        )
     except ServingClientError:
         return False
 

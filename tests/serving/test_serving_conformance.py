@@ -5,6 +5,7 @@ Models (tests/serving/helpers.py model_store): `toy` versions 1 and 2 (Keras 3 v
 ExportArchive: serving_default, serve_text, multiply, echo_bytes; labels stable=1,
 canary=2; policy all) and `ex` (classify/regress signatures on serialized tf.Example).
 """
+
 from __future__ import annotations
 
 import base64
@@ -31,8 +32,12 @@ def target(request, tmp_path_factory):
         from keras_suite.serving.configs import write_monitoring_config
 
         monitoring = write_monitoring_config(config.parent / "monitoring.config")
-        target = start_embedded(model_config_file=str(config), file_system_poll_wait_seconds=0,
-                                monitoring_config_file=str(monitoring), max_request_bytes=MAX_BODY)
+        target = start_embedded(
+            model_config_file=str(config),
+            file_system_poll_wait_seconds=0,
+            monitoring_config_file=str(monitoring),
+            max_request_bytes=MAX_BODY,
+        )
     else:
         target = start_tfs(config)
     try:
@@ -68,7 +73,9 @@ def test_status_lists_both_versions_available(target):
 def test_status_of_version_and_label(target):
     client = target.rest()
     assert [v["version"] for v in client.status("toy", version=1)["model_version_status"]] == ["1"]
-    assert [v["version"] for v in client.status("toy", label="canary")["model_version_status"]] == ["2"]
+    assert [v["version"] for v in client.status("toy", label="canary")["model_version_status"]] == [
+        "2"
+    ]
 
 
 def test_grpc_status(target):
@@ -108,45 +115,68 @@ def test_row_format_predict_matches_in_process(target, local):
     rows = r.json()["predictions"]
     expected = local[1].predict("", {"features": X})[1]
     assert len(rows) == 3 and set(rows[0]) == {"probabilities", "class_ids"}
-    np.testing.assert_array_equal(np.array([row["probabilities"] for row in rows], np.float32),
-                                  expected["probabilities"])
+    np.testing.assert_array_equal(
+        np.array([row["probabilities"] for row in rows], np.float32), expected["probabilities"]
+    )
     assert [row["class_ids"] for row in rows] == expected["class_ids"].tolist()
 
 
 def test_columnar_predict_named_and_bare(target, local):
     expected = local[1].predict("", {"features": X})[1]
-    named = post(target, "/v1/models/toy/versions/1:predict", {"inputs": {"features": X.tolist()}}).json()
+    named = post(
+        target, "/v1/models/toy/versions/1:predict", {"inputs": {"features": X.tolist()}}
+    ).json()
     bare = post(target, "/v1/models/toy/versions/1:predict", {"inputs": X.tolist()}).json()
     for doc in (named, bare):
-        np.testing.assert_array_equal(np.array(doc["outputs"]["probabilities"], np.float32),
-                                      expected["probabilities"])
+        np.testing.assert_array_equal(
+            np.array(doc["outputs"]["probabilities"], np.float32), expected["probabilities"]
+        )
         assert doc["outputs"]["class_ids"] == expected["class_ids"].tolist()
 
 
 def test_single_output_signature_returns_a_list(target, local):
     body = {"signature_name": "serve_text", "instances": ["1,2,3,4", "0,0,1,0"]}
     rows = post(target, "/v1/models/toy/versions/1:predict", body).json()["predictions"]
-    expected = local[1].predict("serve_text", {"text": np.array([b"1,2,3,4", b"0,0,1,0"], object)})[1]["scores"]
+    expected = local[1].predict("serve_text", {"text": np.array([b"1,2,3,4", b"0,0,1,0"], object)})[
+        1
+    ]["scores"]
     assert isinstance(rows, list) and isinstance(rows[0], list)
     np.testing.assert_array_equal(np.array(rows, np.float32), expected)
-    cols = post(target, "/v1/models/toy/versions/1:predict",
-                {"signature_name": "serve_text", "inputs": ["1,2,3,4"]}).json()["outputs"]
+    cols = post(
+        target,
+        "/v1/models/toy/versions/1:predict",
+        {"signature_name": "serve_text", "inputs": ["1,2,3,4"]},
+    ).json()["outputs"]
     assert isinstance(cols, list) and len(cols) == 1
 
 
 def test_multi_input_signature_row_and_columnar(target):
-    rows = post(target, "/v1/models/toy:predict", {"signature_name": "multiply", "instances": [
-        {"a": [1.0, 2.0], "b": 3}, {"a": [0.5, -1.0], "b": -2}]}).json()["predictions"]
+    rows = post(
+        target,
+        "/v1/models/toy:predict",
+        {
+            "signature_name": "multiply",
+            "instances": [{"a": [1.0, 2.0], "b": 3}, {"a": [0.5, -1.0], "b": -2}],
+        },
+    ).json()["predictions"]
     assert rows == [[3.0, 6.0], [-1.0, 2.0]]
-    cols = post(target, "/v1/models/toy:predict", {"signature_name": "multiply", "inputs": {
-        "a": [[1.0, 2.0]], "b": [4]}}).json()["outputs"]
+    cols = post(
+        target,
+        "/v1/models/toy:predict",
+        {"signature_name": "multiply", "inputs": {"a": [[1.0, 2.0]], "b": [4]}},
+    ).json()["outputs"]
     assert cols == [[4.0, 8.0]]
 
 
 def test_b64_bytes_in_and_out(target):
     payload = bytes(range(256))
-    body = {"signature_name": "echo_bytes",
-            "instances": [{"b64": base64.b64encode(payload).decode()}, {"b64": base64.b64encode(b"ok").decode()}]}
+    body = {
+        "signature_name": "echo_bytes",
+        "instances": [
+            {"b64": base64.b64encode(payload).decode()},
+            {"b64": base64.b64encode(b"ok").decode()},
+        ],
+    }
     rows = post(target, "/v1/models/toy:predict", body).json()["predictions"]
     assert rows[0]["length"] == 256 and rows[1]["length"] == 2
     # Output names ending in _bytes come back base64-encoded.
@@ -157,26 +187,44 @@ def test_version_and_label_routing(target, local):
     client = target.rest()
     for version in (1, 2):
         out = client.predict("toy", {"features": X}, version=version)
-        np.testing.assert_array_equal(out["probabilities"], local[version].predict("", {"features": X})[1]["probabilities"])
-    np.testing.assert_array_equal(client.predict("toy", {"features": X}, label="stable")["probabilities"],
-                                  client.predict("toy", {"features": X}, version=1)["probabilities"])
-    np.testing.assert_array_equal(client.predict("toy", {"features": X}, label="canary")["probabilities"],
-                                  client.predict("toy", {"features": X}, version=2)["probabilities"])
+        np.testing.assert_array_equal(
+            out["probabilities"], local[version].predict("", {"features": X})[1]["probabilities"]
+        )
+    np.testing.assert_array_equal(
+        client.predict("toy", {"features": X}, label="stable")["probabilities"],
+        client.predict("toy", {"features": X}, version=1)["probabilities"],
+    )
+    np.testing.assert_array_equal(
+        client.predict("toy", {"features": X}, label="canary")["probabilities"],
+        client.predict("toy", {"features": X}, version=2)["probabilities"],
+    )
     # No version: the latest available.
-    np.testing.assert_array_equal(client.predict("toy", {"features": X})["probabilities"],
-                                  local[2].predict("", {"features": X})[1]["probabilities"])
-    assert not np.array_equal(local[1].predict("", {"features": X})[1]["probabilities"],
-                              local[2].predict("", {"features": X})[1]["probabilities"])
+    np.testing.assert_array_equal(
+        client.predict("toy", {"features": X})["probabilities"],
+        local[2].predict("", {"features": X})[1]["probabilities"],
+    )
+    assert not np.array_equal(
+        local[1].predict("", {"features": X})[1]["probabilities"],
+        local[2].predict("", {"features": X})[1]["probabilities"],
+    )
 
 
 def test_grpc_predict_signature_version_label(target, local):
     client = target.grpc()
     out = client.predict("toy", {"features": X}, version=1)
-    np.testing.assert_array_equal(out["probabilities"], local[1].predict("", {"features": X})[1]["probabilities"])
-    out = client.predict("toy", {"a": np.ones((2, 2), np.float32), "b": np.array([2, 5], np.int32)},
-                         signature_name="multiply", label="canary")
+    np.testing.assert_array_equal(
+        out["probabilities"], local[1].predict("", {"features": X})[1]["probabilities"]
+    )
+    out = client.predict(
+        "toy",
+        {"a": np.ones((2, 2), np.float32), "b": np.array([2, 5], np.int32)},
+        signature_name="multiply",
+        label="canary",
+    )
     np.testing.assert_array_equal(out["product"], [[2, 2], [5, 5]])
-    out = client.predict("toy", {"payload_bytes": np.array([b"\x00\x01\xff"], object)}, signature_name="echo_bytes")
+    out = client.predict(
+        "toy", {"payload_bytes": np.array([b"\x00\x01\xff"], object)}, signature_name="echo_bytes"
+    )
     assert out["payload_bytes"][0] == b"\x00\x01\xff" and out["length"][0] == 3
     filtered = client.predict("toy", {"features": X}, output_filter=["class_ids"])
     assert set(filtered) == {"class_ids"}
@@ -196,22 +244,31 @@ def test_rest_classify_and_regress(target):
     from keras_suite.serving.testmodels import EXAMPLE_CLASSES, expected_example_scores
 
     client = target.rest()
-    results = client.classify("ex", [{"x": [1.0, 2.0]}, {"x": [-1.0, 0.5]}], signature_name="classify_x")
+    results = client.classify(
+        "ex", [{"x": [1.0, 2.0]}, {"x": [-1.0, 0.5]}], signature_name="classify_x"
+    )
     expected = expected_example_scores([[1.0, 2.0], [-1.0, 0.5]])
     for row, exp in zip(results, expected):
         assert [label for label, _ in row] == list(EXAMPLE_CLASSES)
         np.testing.assert_allclose([score for _, score in row], exp, rtol=1e-6)
-    assert client.regress("ex", [{"x": [1.0, 2.0]}, {"x": [0.0, 0.0]}], signature_name="regress_x") == [3.5, 2.0]
+    assert client.regress(
+        "ex", [{"x": [1.0, 2.0]}, {"x": [0.0, 0.0]}], signature_name="regress_x"
+    ) == [3.5, 2.0]
     # Context features are merged into every example.
-    assert client.regress("ex", [{}, {}], signature_name="regress_x", context={"x": [2.0, 2.0]}) == [4.0, 4.0]
+    assert client.regress(
+        "ex", [{}, {}], signature_name="regress_x", context={"x": [2.0, 2.0]}
+    ) == [4.0, 4.0]
 
 
 def test_grpc_classify_and_regress(target):
     import tensorflow as tf
 
     def example(values):
-        return tf.train.Example(features=tf.train.Features(feature={
-            "x": tf.train.Feature(float_list=tf.train.FloatList(value=values))}))
+        return tf.train.Example(
+            features=tf.train.Features(
+                feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=values))}
+            )
+        )
 
     client = target.grpc()
     (row,) = client.classify("ex", [example([1.0, 2.0])], signature_name="classify_x")
@@ -225,22 +282,50 @@ def test_classify_on_predict_signature_is_rejected(target):
 
 
 # ---- errors -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path,body,status,fragment", [
-    ("/v1/models/toy:predict", "{not json", 400, "JSON"),
-    ("/v1/models/toy:predict", "", 400, "JSON"),
-    ("/v1/models/toy:predict", {"signature_name": "serving_default"}, 400, "instances"),
-    ("/v1/models/toy:predict", {"instances": [[1, 2, 3, 4]], "inputs": [[1, 2, 3, 4]]}, 400, "only one"),
-    ("/v1/models/toy:predict", {"instances": [["a", 2, 3, 4]]}, 400, "float"),
-    ("/v1/models/toy:predict", {"instances": [[1, 2, 3]]}, 400, ""),
-    ("/v1/models/toy:predict", {"instances": [[1, 2, 3, 4], [1, 2]]}, 400, ""),
-    ("/v1/models/toy:predict", {"signature_name": 7, "instances": [[1, 2, 3, 4]]}, 400, "signature_name"),
-    ("/v1/models/toy:predict", {"signature_name": "nope", "instances": [[1, 2, 3, 4]]}, 400, "nope"),
-    ("/v1/models/toy:predict", {"signature_name": "multiply", "inputs": {"a": [[1.0, 2.0]]}}, 400, "b"),
-    ("/v1/models/toy:predict", {"signature_name": "multiply", "instances": [{"a": [1.0, 2.0], "b": 1.5}]}, 400, "int"),
-    ("/v1/models/unknown:predict", {"instances": [[1, 2, 3, 4]]}, 404, "unknown"),
-    ("/v1/models/toy/versions/9:predict", {"instances": [[1, 2, 3, 4]]}, 404, "9"),
-    ("/v1/models/toy/labels/nope:predict", {"instances": [[1, 2, 3, 4]]}, 400, "label"),
-])
+@pytest.mark.parametrize(
+    "path,body,status,fragment",
+    [
+        ("/v1/models/toy:predict", "{not json", 400, "JSON"),
+        ("/v1/models/toy:predict", "", 400, "JSON"),
+        ("/v1/models/toy:predict", {"signature_name": "serving_default"}, 400, "instances"),
+        (
+            "/v1/models/toy:predict",
+            {"instances": [[1, 2, 3, 4]], "inputs": [[1, 2, 3, 4]]},
+            400,
+            "only one",
+        ),
+        ("/v1/models/toy:predict", {"instances": [["a", 2, 3, 4]]}, 400, "float"),
+        ("/v1/models/toy:predict", {"instances": [[1, 2, 3]]}, 400, ""),
+        ("/v1/models/toy:predict", {"instances": [[1, 2, 3, 4], [1, 2]]}, 400, ""),
+        (
+            "/v1/models/toy:predict",
+            {"signature_name": 7, "instances": [[1, 2, 3, 4]]},
+            400,
+            "signature_name",
+        ),
+        (
+            "/v1/models/toy:predict",
+            {"signature_name": "nope", "instances": [[1, 2, 3, 4]]},
+            400,
+            "nope",
+        ),
+        (
+            "/v1/models/toy:predict",
+            {"signature_name": "multiply", "inputs": {"a": [[1.0, 2.0]]}},
+            400,
+            "b",
+        ),
+        (
+            "/v1/models/toy:predict",
+            {"signature_name": "multiply", "instances": [{"a": [1.0, 2.0], "b": 1.5}]},
+            400,
+            "int",
+        ),
+        ("/v1/models/unknown:predict", {"instances": [[1, 2, 3, 4]]}, 404, "unknown"),
+        ("/v1/models/toy/versions/9:predict", {"instances": [[1, 2, 3, 4]]}, 404, "9"),
+        ("/v1/models/toy/labels/nope:predict", {"instances": [[1, 2, 3, 4]]}, 400, "label"),
+    ],
+)
 def test_rest_predict_errors(target, path, body, status, fragment):
     r = post(target, path, body)
     assert r.status_code == status, r.text
@@ -248,14 +333,17 @@ def test_rest_predict_errors(target, path, body, status, fragment):
     assert isinstance(error, str) and fragment in error
 
 
-@pytest.mark.parametrize("path,status", [
-    ("/v1/models/unknown", 404),
-    ("/v1/models/toy/versions/9", 404),
-    ("/v1/models/unknown/metadata", 404),
-    ("/v1/models/toy/labels/nope", 400),
-    ("/v1/models", 400),
-    ("/v1/models/toy/bogus/thing", 400),
-])
+@pytest.mark.parametrize(
+    "path,status",
+    [
+        ("/v1/models/unknown", 404),
+        ("/v1/models/toy/versions/9", 404),
+        ("/v1/models/unknown/metadata", 404),
+        ("/v1/models/toy/labels/nope", 400),
+        ("/v1/models", 400),
+        ("/v1/models/toy/bogus/thing", 400),
+    ],
+)
 def test_rest_status_errors(target, path, status):
     r = requests.get(target.rest_url + path, timeout=30)
     assert r.status_code == status, r.text
@@ -269,10 +357,19 @@ def test_grpc_errors_use_canonical_codes(target):
     cases = [
         (lambda: client.predict("unknown", {"features": X}), grpc.StatusCode.NOT_FOUND),
         (lambda: client.predict("toy", {"features": X}, version=9), grpc.StatusCode.NOT_FOUND),
-        (lambda: client.predict("toy", {"features": X}, label="nope"), grpc.StatusCode.INVALID_ARGUMENT),
-        (lambda: client.predict("toy", {"features": X.astype(np.int32)}), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            lambda: client.predict("toy", {"features": X}, label="nope"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            lambda: client.predict("toy", {"features": X.astype(np.int32)}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
         (lambda: client.predict("toy", {"wrong": X}), grpc.StatusCode.INVALID_ARGUMENT),
-        (lambda: client.predict("toy", {"features": X}, signature_name="nope"), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            lambda: client.predict("toy", {"features": X}, signature_name="nope"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
         (lambda: client.status("unknown"), grpc.StatusCode.NOT_FOUND),
     ]
     for call, code in cases:
@@ -310,6 +407,12 @@ def test_prometheus_metrics_count_requests(target):
     r = requests.get(target.rest_url + "/monitoring/prometheus/metrics", timeout=30)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
     text = r.text
-    assert ':tensorflow:serving:request_count{model_name="toy",API="predict",entrypoint="REST",status="OK"}' in text
-    assert ':tensorflow:serving:request_latency_bucket{model_name="toy",API="predict",entrypoint="GRPC",le="+Inf"}' in text
+    assert (
+        ':tensorflow:serving:request_count{model_name="toy",API="predict",entrypoint="REST",status="OK"}'
+        in text
+    )
+    assert (
+        ':tensorflow:serving:request_latency_bucket{model_name="toy",API="predict",entrypoint="GRPC",le="+Inf"}'
+        in text
+    )
     assert 'status="NOT_FOUND"' in text

@@ -1,5 +1,6 @@
 """Load: 32 concurrent clients (REST and gRPC) and a few hundred requests, zero errors and
 results identical to in-process inference on the same SavedModel."""
+
 from __future__ import annotations
 
 import threading
@@ -19,8 +20,11 @@ REQUESTS_PER_CLIENT = 10
 
 @pytest.fixture(scope="module")
 def target():
-    target = start_embedded(model_name="toy", model_base_path=str(model_store() / "toy"),
-                            file_system_poll_wait_seconds=0)
+    target = start_embedded(
+        model_name="toy",
+        model_base_path=str(model_store() / "toy"),
+        file_system_poll_wait_seconds=0,
+    )
     try:
         yield target
     finally:
@@ -33,8 +37,13 @@ def test_32_concurrent_clients_get_exact_results(target):
     reference = Servable.load("toy", 2, model_store() / "toy" / "2", warmup=False)
     rng = np.random.default_rng(7)
     # Every request is different (1 to 3 rows) so a mix-up between clients would show.
-    work = [[rng.normal(size=(1 + (c + i) % 3, 4)).astype(np.float32) for i in range(REQUESTS_PER_CLIENT)]
-            for c in range(CLIENTS)]
+    work = [
+        [
+            rng.normal(size=(1 + (c + i) % 3, 4)).astype(np.float32)
+            for i in range(REQUESTS_PER_CLIENT)
+        ]
+        for c in range(CLIENTS)
+    ]
     results: dict = {}
     errors = []
     barrier = threading.Barrier(CLIENTS)
@@ -90,9 +99,26 @@ def test_ksuite_loadtest_and_predict_commands(target, tmp_path, capsys):
     from keras_suite.cli import main
 
     out = tmp_path / "report.json"
-    status = main(["loadtest", "--server", target.grpc_target, "--grpc", "--model", "toy",
-                   "--warmup-from", str(model_store() / "toy" / "2"), "--signature", "serving_default",
-                   "--concurrency", "4", "--requests", "40", "--out", str(out)])
+    status = main(
+        [
+            "loadtest",
+            "--server",
+            target.grpc_target,
+            "--grpc",
+            "--model",
+            "toy",
+            "--warmup-from",
+            str(model_store() / "toy" / "2"),
+            "--signature",
+            "serving_default",
+            "--concurrency",
+            "4",
+            "--requests",
+            "40",
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 0
     report = json.loads(out.read_text())
     assert report["protocol"] == "grpc" and report["ok"] == 40 and report["errors"] == 0
@@ -100,15 +126,41 @@ def test_ksuite_loadtest_and_predict_commands(target, tmp_path, capsys):
     assert "req/s" in capsys.readouterr().out
 
     request = tmp_path / "request.json"
-    request.write_text(json.dumps({"signature_name": "multiply", "inputs": {"a": [[1.0, 2.0]], "b": [5]}}))
-    status = main(["predict", "--server", target.rest_url, "--model", "toy", "--version", "2",
-                   "--input-json", str(request), "--out", str(tmp_path / "pred")])
+    request.write_text(
+        json.dumps({"signature_name": "multiply", "inputs": {"a": [[1.0, 2.0]], "b": [5]}})
+    )
+    status = main(
+        [
+            "predict",
+            "--server",
+            target.rest_url,
+            "--model",
+            "toy",
+            "--version",
+            "2",
+            "--input-json",
+            str(request),
+            "--out",
+            str(tmp_path / "pred"),
+        ]
+    )
     assert status == 0
     pred = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert pred == {"signature_name": "multiply", "outputs": {"product": [[5.0, 10.0]]}}
 
     # A server that is not there is a one-line error, not a traceback.
-    status = main(["predict", "--server", f"http://127.0.0.1:{free_port()}", "--model", "toy",
-                   "--input-json", str(request), "--out", str(tmp_path / "pred2")])
+    status = main(
+        [
+            "predict",
+            "--server",
+            f"http://127.0.0.1:{free_port()}",
+            "--model",
+            "toy",
+            "--input-json",
+            str(request),
+            "--out",
+            str(tmp_path / "pred2"),
+        ]
+    )
     assert status == 2
     assert "cannot reach" in capsys.readouterr().err

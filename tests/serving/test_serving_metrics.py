@@ -1,4 +1,5 @@
 """Prometheus exposition on prometheus_client, in TF Serving's form (names, label order)."""
+
 from __future__ import annotations
 
 from keras_suite.serving.metrics import Metrics

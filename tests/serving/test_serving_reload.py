@@ -1,5 +1,6 @@
 """Versions on disk while the server runs: hot reload, broken versions, config reload, and
 `ksuite serve` as a process (flags, SIGTERM -> graceful exit)."""
+
 from __future__ import annotations
 
 import shutil
@@ -25,7 +26,9 @@ def live(tmp_path_factory):
     base = tmp_path_factory.mktemp("live") / "toy"
     base.mkdir()
     copy_model(model_store() / "toy" / "1", base / "1")
-    target = start_embedded(model_name="toy", model_base_path=str(base), file_system_poll_wait_seconds=0.2)
+    target = start_embedded(
+        model_name="toy", model_base_path=str(base), file_system_poll_wait_seconds=0.2
+    )
     try:
         yield target, base
     finally:
@@ -47,12 +50,18 @@ def versions(client, state=None):
 def test_new_version_is_served_without_restart(live):
     target, base = live
     client = target.rest()
-    np.testing.assert_array_equal(client.predict("toy", {"features": X})["probabilities"], local_probabilities(1))
+    np.testing.assert_array_equal(
+        client.predict("toy", {"features": X})["probabilities"], local_probabilities(1)
+    )
     copy_model(model_store() / "toy" / "2", base / "2")
     wait_until(lambda: 2 in versions(client, "AVAILABLE"), timeout=60, what="version 2 to load")
-    np.testing.assert_array_equal(client.predict("toy", {"features": X})["probabilities"], local_probabilities(2))
+    np.testing.assert_array_equal(
+        client.predict("toy", {"features": X})["probabilities"], local_probabilities(2)
+    )
     # latest policy (one version): version 1 is unloaded once version 2 serves.
-    wait_until(lambda: versions(client)[1]["state"] == "END", timeout=30, what="version 1 to unload")
+    wait_until(
+        lambda: versions(client)[1]["state"] == "END", timeout=30, what="version 1 to unload"
+    )
     with pytest.raises(ServingClientError, match="404"):
         client.predict("toy", {"features": X}, version=1)
 
@@ -63,18 +72,31 @@ def test_broken_version_is_reported_and_the_served_one_stays(live):
     # A copy that is still in progress: a truncated saved_model.pb, no variables yet.
     broken = base / "3"
     broken.mkdir()
-    (broken / "saved_model.pb").write_bytes((model_store() / "toy" / "1" / "saved_model.pb").read_bytes()[:200])
-    wait_until(lambda: 3 in versions(client) and versions(client)[3]["status"]["error_code"] != "OK",
-               timeout=60, what="version 3 to fail")
+    (broken / "saved_model.pb").write_bytes(
+        (model_store() / "toy" / "1" / "saved_model.pb").read_bytes()[:200]
+    )
+    wait_until(
+        lambda: 3 in versions(client) and versions(client)[3]["status"]["error_code"] != "OK",
+        timeout=60,
+        what="version 3 to fail",
+    )
     status = versions(client)
     assert status[3]["state"] == "END" and status[3]["status"]["error_message"]
     assert status[2]["state"] == "AVAILABLE"
-    np.testing.assert_array_equal(client.predict("toy", {"features": X})["probabilities"], local_probabilities(2))
+    np.testing.assert_array_equal(
+        client.predict("toy", {"features": X})["probabilities"], local_probabilities(2)
+    )
     # Finishing the copy (the folder changes) makes the poller retry, and version 3 serves.
     shutil.rmtree(broken)
     shutil.copytree(model_store() / "toy" / "1", broken)
-    wait_until(lambda: 3 in versions(client, "AVAILABLE"), timeout=60, what="version 3 to load after the fix")
-    np.testing.assert_array_equal(client.predict("toy", {"features": X})["probabilities"], local_probabilities(1))
+    wait_until(
+        lambda: 3 in versions(client, "AVAILABLE"),
+        timeout=60,
+        what="version 3 to load after the fix",
+    )
+    np.testing.assert_array_equal(
+        client.predict("toy", {"features": X})["probabilities"], local_probabilities(1)
+    )
 
 
 def test_reload_config_over_grpc_moves_a_label(live):
@@ -85,16 +107,25 @@ def test_reload_config_over_grpc_moves_a_label(live):
     target, base = live
     client = target.grpc()
     request = model_management_pb2.ReloadConfigRequest()
-    request.config.CopyFrom(model_server_config([
-        ModelEntry("toy", str(base), policy="all", labels={"stable": 2, "canary": 3})]))
+    request.config.CopyFrom(
+        model_server_config(
+            [ModelEntry("toy", str(base), policy="all", labels={"stable": 2, "canary": 3})]
+        )
+    )
     response = client.models.HandleReloadConfigRequest(request, timeout=60)
     assert response.status.error_code == 0
     rest = target.rest()
-    wait_until(lambda: {2, 3} <= set(versions(rest, "AVAILABLE")), timeout=60, what="versions 2 and 3")
-    np.testing.assert_array_equal(rest.predict("toy", {"features": X}, label="stable")["probabilities"],
-                                  local_probabilities(2))
-    np.testing.assert_array_equal(rest.predict("toy", {"features": X}, label="canary")["probabilities"],
-                                  local_probabilities(1))
+    wait_until(
+        lambda: {2, 3} <= set(versions(rest, "AVAILABLE")), timeout=60, what="versions 2 and 3"
+    )
+    np.testing.assert_array_equal(
+        rest.predict("toy", {"features": X}, label="stable")["probabilities"],
+        local_probabilities(2),
+    )
+    np.testing.assert_array_equal(
+        rest.predict("toy", {"features": X}, label="canary")["probabilities"],
+        local_probabilities(1),
+    )
     # A label may only name a loaded version (as in TF Serving): refused, old labels kept.
     import grpc
 
@@ -103,28 +134,50 @@ def test_reload_config_over_grpc_moves_a_label(live):
         client.models.HandleReloadConfigRequest(request, timeout=60)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "version 9" in info.value.details()
-    np.testing.assert_array_equal(rest.predict("toy", {"features": X}, label="canary")["probabilities"],
-                                  local_probabilities(1))
+    np.testing.assert_array_equal(
+        rest.predict("toy", {"features": X}, label="canary")["probabilities"],
+        local_probabilities(1),
+    )
 
 
 def test_ksuite_serve_process_takes_tf_serving_flags_and_stops_on_sigterm(tmp_path):
     base = model_store() / "toy"
     grpc_port, rest_port = free_port(), free_port()
     process = subprocess.Popen(
-        ksuite_cmd("serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}", "--model_name=toy",
-                   f"--model_base_path={base}", "--enable_batching=false", "--file_system_poll_wait_seconds=1"),
-        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ksuite_cmd(
+            "serve",
+            f"--port={grpc_port}",
+            f"--rest_api_port={rest_port}",
+            "--model_name=toy",
+            f"--model_base_path={base}",
+            "--enable_batching=false",
+            "--file_system_poll_wait_seconds=1",
+        ),
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+
         def ready():
             try:
-                return requests.get(f"http://127.0.0.1:{rest_port}/v1/models/toy", timeout=2).status_code == 200
+                return (
+                    requests.get(
+                        f"http://127.0.0.1:{rest_port}/v1/models/toy", timeout=2
+                    ).status_code
+                    == 200
+                )
             except requests.ConnectionError:
                 assert process.poll() is None, process.stderr.read()
                 return False
 
         wait_until(ready, timeout=180, what="ksuite serve to start", interval=0.5)
-        r = requests.post(f"http://127.0.0.1:{rest_port}/v1/models/toy:predict",
-                          json={"instances": X.tolist()}, timeout=30)
+        r = requests.post(
+            f"http://127.0.0.1:{rest_port}/v1/models/toy:predict",
+            json={"instances": X.tolist()},
+            timeout=30,
+        )
         assert r.status_code == 200 and len(r.json()["predictions"]) == 2
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
@@ -148,14 +201,22 @@ def test_failing_warmup_record_fails_the_load(live):
     shutil.copytree(model_store() / "toy" / "1", staging)
     request = predict_pb2.PredictRequest()
     request.model_spec.signature_name = "serving_default"
-    request.inputs["features"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 3), np.float32)))  # wrong width
+    request.inputs["features"].CopyFrom(
+        tf.make_tensor_proto(np.zeros((1, 3), np.float32))
+    )  # wrong width
     with tf.io.TFRecordWriter(str(staging / WARMUP_RELPATH)) as writer:
-        writer.write(prediction_log_pb2.PredictionLog(
-            predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
+        writer.write(
+            prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            ).SerializeToString()
+        )
     staging.rename(base / "4")
     client = target.rest()
-    wait_until(lambda: 4 in versions(client) and versions(client)[4]["state"] == "END", timeout=60,
-               what="version 4 to fail its warm-up")
+    wait_until(
+        lambda: 4 in versions(client) and versions(client)[4]["state"] == "END",
+        timeout=60,
+        what="version 4 to fail its warm-up",
+    )
     assert "shape" in versions(client)[4]["status"]["error_message"]
     assert {2, 3} <= set(versions(client, "AVAILABLE"))
 
@@ -178,20 +239,30 @@ def test_model_config_file_is_re_read_while_serving(tmp_path):
     config = tmp_path / "models.config"
     base = str(model_store() / "toy")
     write_models_config(config, [ModelEntry("toy", base, policy="specific", versions=[1])])
-    target = start_embedded(model_config_file=str(config), model_config_file_poll_wait_seconds=1,
-                            file_system_poll_wait_seconds=0)
+    target = start_embedded(
+        model_config_file=str(config),
+        model_config_file_poll_wait_seconds=1,
+        file_system_poll_wait_seconds=0,
+    )
     try:
         client = target.rest()
         assert set(versions(client, "AVAILABLE")) == {1}
-        write_models_config(config, [ModelEntry("toy", base, policy="specific", versions=[2],
-                                                labels={"stable": 2})])
+        write_models_config(
+            config, [ModelEntry("toy", base, policy="specific", versions=[2], labels={"stable": 2})]
+        )
         os.utime(config, ns=(time.time_ns(), time.time_ns() + 10**9))  # a visibly newer mtime
-        wait_until(lambda: set(versions(client, "AVAILABLE")) == {2}, timeout=60, what="the new config")
+        wait_until(
+            lambda: set(versions(client, "AVAILABLE")) == {2}, timeout=60, what="the new config"
+        )
         # As in TF Serving, labels are applied once their versions have loaded: a client can
         # see version 2 available a moment before the label names it.
-        wait_until(lambda: _label_serves(client, "stable"), timeout=30, what="the label of the new config")
-        np.testing.assert_array_equal(client.predict("toy", {"features": X}, label="stable")["probabilities"],
-                                      local_probabilities(2))
+        wait_until(
+            lambda: _label_serves(client, "stable"), timeout=30, what="the label of the new config"
+        )
+        np.testing.assert_array_equal(
+            client.predict("toy", {"features": X}, label="stable")["probabilities"],
+            local_probabilities(2),
+        )
     finally:
         target.stop()
 

@@ -4,6 +4,7 @@ request afterwards still gets the same answer (the server stayed healthy).
 One embedded server with small limits (module fixture), raw sockets on loopback so the
 requests can be exactly as malformed, slow or numerous as a hostile client's.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,14 +24,25 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 X = np.array([[0.5, -1.0, 2.0, 0.0], [1.0, 1.0, 1.0, 1.0]], np.float32)
 GOOD = json.dumps({"instances": X.tolist()}).encode()
-LIMITS = dict(max_request_bytes=64 * 1024, rest_max_inflight_bytes=100 * 1024, rest_max_connections=12,
-              rest_header_timeout_s=1.0, rest_idle_timeout_s=1.5, rest_body_timeout_s=2.0, max_json_depth=16)
+LIMITS = dict(
+    max_request_bytes=64 * 1024,
+    rest_max_inflight_bytes=100 * 1024,
+    rest_max_connections=12,
+    rest_header_timeout_s=1.0,
+    rest_idle_timeout_s=1.5,
+    rest_body_timeout_s=2.0,
+    max_json_depth=16,
+)
 
 
 @pytest.fixture(scope="module")
 def server():
-    target = start_embedded(model_base_path=str(model_store() / "toy"), model_name="toy",
-                            file_system_poll_wait_seconds=0, **LIMITS)
+    target = start_embedded(
+        model_base_path=str(model_store() / "toy"),
+        model_name="toy",
+        file_system_poll_wait_seconds=0,
+        **LIMITS,
+    )
     host, port = target.rest_url.removeprefix("http://").split(":")
     target.addr = (host, int(port))
     target.expected = _good(target)  # the reference answer
@@ -71,8 +83,10 @@ def _exchange(server, raw: bytes) -> tuple[int, dict, bytes]:
 
 
 def _post(path: str, body: bytes, extra: str = "") -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
 
 
 def _good(server):
@@ -101,10 +115,15 @@ def test_negative_content_length_is_400(server):
 
 def test_chunked_bodies_are_counted_against_the_limit(server):
     def chunked(payload: bytes, size=8192) -> bytes:
-        parts = [b"%x\r\n%s\r\n" % (len(payload[i:i + size]), payload[i:i + size])
-                 for i in range(0, len(payload), size)]
-        return (b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                + b"".join(parts) + b"0\r\n\r\n")
+        parts = [
+            b"%x\r\n%s\r\n" % (len(payload[i : i + size]), payload[i : i + size])
+            for i in range(0, len(payload), size)
+        ]
+        return (
+            b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"".join(parts)
+            + b"0\r\n\r\n"
+        )
 
     # A small chunked body is served; one over the 64 KiB limit is refused once it passes it.
     status, _, body = _exchange(server, chunked(GOOD))
@@ -162,26 +181,37 @@ def test_inflight_bytes_over_the_cap_get_503(server):
     with _connect(server) as first:
         first.sendall(_post("/v1/models/toy:predict", body)[:-1024])  # held: body incomplete
         time.sleep(0.2)
-        _assert_json_error(*_exchange(server, _post("/v1/models/toy:predict", body)), 503, "Server busy")
+        _assert_json_error(
+            *_exchange(server, _post("/v1/models/toy:predict", body)), 503, "Server busy"
+        )
     _assert_healthy(server)
 
 
 def test_deep_json_nesting_is_400(server):
     for depth in (LIMITS["max_json_depth"] + 1, 60_000):
-        _assert_json_error(*_exchange(server, _post("/v1/models/toy:predict", b"[" * depth)), 400, "nesting")
+        _assert_json_error(
+            *_exchange(server, _post("/v1/models/toy:predict", b"[" * depth)), 400, "nesting"
+        )
     # A string full of brackets is not nesting.
     doc = json.dumps({"instances": X.tolist(), "signature_name": "[" * 100}).encode()
     _assert_json_error(*_exchange(server, _post("/v1/models/toy:predict", doc)), 400, "signature")
     _assert_healthy(server)
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "HEAD", "GET", "POST", "BREW"])
+@pytest.mark.parametrize(
+    "method", ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "HEAD", "GET", "POST", "BREW"]
+)
 def test_every_method_answers_json(server, method):
-    raw = f"{method} /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode()
+    raw = (
+        f"{method} /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode()
+    )
     with _connect(server) as sock:
         sock.sendall(raw)
         status, headers, body = _read_response(sock, head_only=method == "HEAD")
-    assert "python" not in headers.get("server", "").lower() and "aiohttp" not in headers.get("server", "").lower()
+    assert (
+        "python" not in headers.get("server", "").lower()
+        and "aiohttp" not in headers.get("server", "").lower()
+    )
     assert headers["content-type"].startswith("application/json")
     if method == "POST":
         _assert_json_error(status, headers, body, 400, "empty")
@@ -190,7 +220,9 @@ def test_every_method_answers_json(server, method):
     elif method == "BREW":  # not an HTTP method: a parse error, still JSON
         _assert_json_error(status, headers, body, 400, "Malformed HTTP request")
     else:
-        _assert_json_error(status, headers, body, 400, f"Malformed request: {method} /v1/models/toy:predict")
+        _assert_json_error(
+            status, headers, body, 400, f"Malformed request: {method} /v1/models/toy:predict"
+        )
     _assert_healthy(server)
 
 
@@ -204,7 +236,9 @@ def test_aborted_clients_log_no_traceback(server, caplog):
             sock.sendall(_post("/v1/models/toy:predict", GOOD))
         time.sleep(0.5)
         _assert_healthy(server)
-    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING], caplog.text
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING], (
+        caplog.text
+    )
 
 
 def test_grpc_rejects_bad_shapes(server):
@@ -219,7 +253,7 @@ def test_grpc_rejects_bad_shapes(server):
         return tf.make_ndarray(client.predict_proto(request).outputs["probabilities"])
 
     np.testing.assert_allclose(probabilities(good), expected, rtol=1e-6)
-    for dims in ([-1, 4], [2, -4], [2 ** 40, 2 ** 40], [3, 4], [1, 4]):
+    for dims in ([-1, 4], [2, -4], [2**40, 2**40], [3, 4], [1, 4]):
         request = client.predict_request("toy", {"features": X})
         shape = request.inputs["features"].tensor_shape
         del shape.dim[:]
@@ -233,12 +267,12 @@ def test_grpc_rejects_bad_shapes(server):
 
 
 def test_odd_version_folder_names_are_ignored(tmp_path, caplog):
-    from keras_suite.export.writer import next_version
     from keras_suite.export.signatures import version_dirs
+    from keras_suite.export.writer import next_version
 
     base = tmp_path / "toy"
     shutil.copytree(model_store() / "toy" / "1", base / "1")
-    for odd in ("²", "١٢", "v2", "1e3", str(2 ** 64)):
+    for odd in ("²", "١٢", "v2", "1e3", str(2**64)):
         (base / odd).mkdir()
     (base / ".tmp-3-x").mkdir()
     with caplog.at_level(logging.WARNING, logger="ksuite.serving"):
@@ -247,7 +281,9 @@ def test_odd_version_folder_names_are_ignored(tmp_path, caplog):
         assert next_version(base) == 2
     warned = [r.getMessage() for r in caplog.records if "ignoring folder" in r.getMessage()]
     assert len(warned) == 5 and not any(".tmp" in w for w in warned)
-    target = start_embedded(model_base_path=str(base), model_name="toy", file_system_poll_wait_seconds=0.2)
+    target = start_embedded(
+        model_base_path=str(base), model_name="toy", file_system_poll_wait_seconds=0.2
+    )
     try:
         (base / "٣").mkdir()  # a new odd name while polling: ignored, the poller keeps going
         shutil.copytree(base / "1", base / "2")
@@ -269,9 +305,11 @@ def test_export_removes_stale_tmp_folders(tmp_path):
     stale.mkdir()
     running.mkdir()
     newest = (model_dir / "1").stat().st_mtime
-    os.utime(stale, (newest - 3600, newest - 3600))   # older than the newest export: killed
-    os.utime(running, (newest + 60, newest + 60))     # newer: maybe an export in progress
-    final = publish_version(tmp_path, "toy", lambda tmp: shutil.copytree(source, tmp), check_ops=False)
+    os.utime(stale, (newest - 3600, newest - 3600))  # older than the newest export: killed
+    os.utime(running, (newest + 60, newest + 60))  # newer: maybe an export in progress
+    final = publish_version(
+        tmp_path, "toy", lambda tmp: shutil.copytree(source, tmp), check_ops=False
+    )
     assert final == model_dir / "2"
     assert not stale.exists() and running.exists()
 
@@ -279,8 +317,11 @@ def test_export_removes_stale_tmp_folders(tmp_path):
 def test_stop_lets_requests_in_flight_finish():
     import threading
 
-    target = start_embedded(model_base_path=str(model_store() / "toy"), model_name="toy",
-                            file_system_poll_wait_seconds=0)
+    target = start_embedded(
+        model_base_path=str(model_store() / "toy"),
+        model_name="toy",
+        file_system_poll_wait_seconds=0,
+    )
     host, port = target.rest_url.removeprefix("http://").split(":")
     raw = _post("/v1/models/toy:predict", GOOD)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -298,11 +339,17 @@ def test_stop_lets_requests_in_flight_finish():
     assert not stopper.is_alive()
 
 
-@pytest.mark.parametrize("flags, message", [
-    (dict(rest_max_connections=0), "--rest_max_connections=0: must be positive"),
-    (dict(max_request_bytes=2 ** 30), "--rest_max_inflight_bytes=268435456 is below --max_request_bytes"),
-    (dict(max_json_depth=-1), "--max_json_depth=-1: must be 0"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (dict(rest_max_connections=0), "--rest_max_connections=0: must be positive"),
+        (
+            dict(max_request_bytes=2**30),
+            "--rest_max_inflight_bytes=268435456 is below --max_request_bytes",
+        ),
+        (dict(max_json_depth=-1), "--max_json_depth=-1: must be 0"),
+    ],
+)
 def test_bad_limit_flags_are_one_clear_error(flags, message):
     from keras_suite.common.errors import UserError
     from keras_suite.serving.server import ModelServer, ServerOptions
@@ -312,7 +359,7 @@ def test_bad_limit_flags_are_one_clear_error(flags, message):
 
 
 def test_expect_100_continue(server):
-    head = _post("/v1/models/toy:predict", GOOD, extra="Expect: 100-continue\r\n")[:-len(GOOD)]
+    head = _post("/v1/models/toy:predict", GOOD, extra="Expect: 100-continue\r\n")[: -len(GOOD)]
     with _connect(server) as sock:
         sock.sendall(head)  # curl does this for bodies over 1 KiB, then waits for the 100
         assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -321,6 +368,8 @@ def test_expect_100_continue(server):
         assert status == 200 and json.loads(body) == server.expected
     # Over the limit: refused before the client sends the body.
     too_big = LIMITS["max_request_bytes"] + 1
-    raw = (f"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {too_big}\r\n"
-           "Expect: 100-continue\r\n\r\n").encode()
+    raw = (
+        f"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {too_big}\r\n"
+        "Expect: 100-continue\r\n\r\n"
+    ).encode()
     _assert_json_error(*_exchange(server, raw), 413, "exceeds the limit")

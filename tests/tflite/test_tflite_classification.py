@@ -5,6 +5,7 @@ would make "int8 within 1 point of float32" meaningless, so the run trains a lit
 longer on more data (1-2 minutes on 2 cores) to reach roughly 50% top-1 — a model with
 many borderline predictions, where quantization error would show.
 """
+
 import json
 
 import pytest
@@ -18,16 +19,34 @@ pytestmark = pytest.mark.slow
 # 512 validation images give the int8 calibration 300 samples; 1024 test images keep
 # the top-1 comparison from hinging on two or three borderline images.
 NUM_TEST = 1024
-OVERRIDES = ["train.epochs=10", "data.num_train=2048", "data.num_val=512", f"data.num_test={NUM_TEST}",
-             "model.base_filters=16", "model.blocks=[1,1,1]"]
+OVERRIDES = [
+    "train.epochs=10",
+    "data.num_train=2048",
+    "data.num_val=512",
+    f"data.num_test={NUM_TEST}",
+    "model.base_filters=16",
+    "model.blocks=[1,1,1]",
+]
 
 
 @pytest.fixture(scope="module")
 def converted_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tflite-cls") / "run"
     metrics = train_run("classification", preset="smoke", overrides=OVERRIDES, run_dir=run_dir)
-    status = ksuite(["convert", str(run_dir), "--quantize", "all", "--io", "int8",
-                     "--calibration-samples", "300", "--latency-runs", "3"])
+    status = ksuite(
+        [
+            "convert",
+            str(run_dir),
+            "--quantize",
+            "all",
+            "--io",
+            "int8",
+            "--calibration-samples",
+            "300",
+            "--latency-runs",
+            "3",
+        ]
+    )
     assert status == 0
     report = json.loads((run_dir / "tflite" / "report.json").read_text())
     return run_dir, metrics, report
@@ -83,7 +102,9 @@ def test_parity_float32_matches_and_int8_within_one_point(converted_run):
 
 def test_tflite_eval_subset_of_modes(converted_run):
     run_dir, _, _ = converted_run
-    assert ksuite(["tflite-eval", str(run_dir), "--modes", "float32,int8", "--latency-runs", "2"]) == 0
+    assert (
+        ksuite(["tflite-eval", str(run_dir), "--modes", "float32,int8", "--latency-runs", "2"]) == 0
+    )
     report = json.loads((run_dir / "tflite" / "report.json").read_text())
     _, rows = _rows(report)
     assert list(rows) == ["float32", "int8"]

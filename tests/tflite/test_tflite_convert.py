@@ -4,6 +4,7 @@ The model is dominated by weights (a Dense layer over a flattened conv map), exp
 way apps do it (keras.export.ExportArchive with a fixed input shape), converted, and run
 in the LiteRT interpreter; outputs are compared with the Keras model's.
 """
+
 import numpy as np
 import pytest
 
@@ -21,7 +22,7 @@ SHAPE = (16, 16, 3)
 def _images(n, seed):
     """Smooth images in 0..255 (gradients plus blobs), like the pixels apps feed."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:SHAPE[0], 0:SHAPE[1]] / SHAPE[0]
+    yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]] / SHAPE[0]
     out = []
     for _ in range(n):
         a, b, c = rng.uniform(-1, 1, 3)
@@ -35,8 +36,9 @@ def _export(model, path, input_name="images", output_name="probabilities"):
     archive = keras.export.ExportArchive()
     archive.track(model)
     spec = tf.TensorSpec((1,) + tuple(model.input_shape[1:]), tf.float32, name=input_name)
-    archive.add_endpoint("serving_default", lambda x: {output_name: model(x, training=False)},
-                         input_signature=[spec])
+    archive.add_endpoint(
+        "serving_default", lambda x: {output_name: model(x, training=False)}, input_signature=[spec]
+    )
     archive.write_out(str(path), verbose=False)
     return str(path)
 
@@ -111,13 +113,22 @@ def test_int8_io_types(dense_model, converted):
     assert int8_run.io_types() == {"images": "int8", "probabilities": "int8"}
     calibration = lambda: ({"images": im} for im in _images(16, seed=1))  # noqa: E731
     as_uint8 = convert(path, "serving_default", "int8", "uint8", calibration, num_calibration=16)
-    assert LiteRTSignature(as_uint8.model).io_types() == {"images": "uint8", "probabilities": "uint8"}
+    assert LiteRTSignature(as_uint8.model).io_types() == {
+        "images": "uint8",
+        "probabilities": "uint8",
+    }
     # float32 I/O keeps an integer graph inside, with (de)quantize ops at the edges.
     float_io = convert(path, "serving_default", "int8", "float32", calibration, num_calibration=16)
-    assert LiteRTSignature(float_io.model).io_types() == {"images": "float32", "probabilities": "float32"}
+    assert LiteRTSignature(float_io.model).io_types() == {
+        "images": "float32",
+        "probabilities": "float32",
+    }
     assert {"QUANTIZE", "DEQUANTIZE", "FULLY_CONNECTED"} <= set(float_io.ops)
     as_int16 = convert(path, "serving_default", "int16x8", "int16", calibration, num_calibration=16)
-    assert LiteRTSignature(as_int16.model).io_types() == {"images": "int16", "probabilities": "int16"}
+    assert LiteRTSignature(as_int16.model).io_types() == {
+        "images": "int16",
+        "probabilities": "int16",
+    }
 
 
 def test_int8_io_runs_with_quantized_tensors(dense_model, converted):
@@ -129,7 +140,9 @@ def test_int8_io_runs_with_quantized_tensors(dense_model, converted):
     scale, zero = detail["quantization"]
     raw = run.runner(images=np.clip(np.round(image / scale + zero), -128, 127).astype(np.int8))
     assert raw["probabilities"].dtype == np.int8
-    np.testing.assert_allclose(run({"images": image})["probabilities"], model(image).numpy(), atol=0.03)
+    np.testing.assert_allclose(
+        run({"images": image})["probabilities"], model(image).numpy(), atol=0.03
+    )
 
 
 def _flex_model(tmp_path, fn, name):
@@ -170,7 +183,9 @@ def test_op_the_quantizer_refuses_is_one_line_naming_it(tmp_path):
         for i in range(8):
             yield {"x": np.full((1, 8), i / 8.0, np.float32)}
 
-    with pytest.raises(UserError, match=r"int16x8 quantization .* 'SQUARE'.*another --quantize mode"):
+    with pytest.raises(
+        UserError, match=r"int16x8 quantization .* 'SQUARE'.*another --quantize mode"
+    ):
         convert(path, mode="int16x8", representative_data=calibration, num_calibration=8)
     assert convert(path, mode="int8", representative_data=calibration, num_calibration=8).model
 

@@ -1,4 +1,5 @@
 """Image classification: the app contract implemented for the classifier."""
+
 from __future__ import annotations
 
 import io
@@ -20,7 +21,9 @@ tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
 
 
-def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
+def classification_metrics(
+    probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]
+) -> dict:
     """Top-1, top-5, per-class precision/recall and the confusion matrix."""
     n_classes = len(class_names)
     pred = probabilities.argmax(1)
@@ -41,8 +44,14 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_
         "macro_precision": float(precision[actual > 0].mean()),
         "macro_recall": float(recall[actual > 0].mean()),
         "num_examples": int(len(labels)),
-        "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]),
-                             "support": int(actual[i])} for i, name in enumerate(class_names)},
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "support": int(actual[i]),
+            }
+            for i, name in enumerate(class_names)
+        },
         "confusion_matrix": confusion.tolist(),
     }
 
@@ -58,7 +67,9 @@ class ClassificationApp(App):
     def build_state(self, cfg, info):
         model = build_classifier(cfg.model, info["image_size"], len(info["class_names"]))
         steps = cfg.train.epochs * (info["num_train"] // cfg.train.batch_size)
-        return TrainState(models={"model": model}, optimizers={"model": make_optimizer(cfg.train, steps)})
+        return TrainState(
+            models={"model": model}, optimizers={"model": make_optimizer(cfg.train, steps)}
+        )
 
     # ---- steps (per replica) ------------------------------------------------------------
     def train_step(self, state, batch, step):
@@ -67,7 +78,9 @@ class ClassificationApp(App):
         model, optimizer = state.model, state.optimizers["model"]
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True
+            )
             loss = replica_mean(per_example, global_batch_size)
         apply_gradients(tape, loss, model.trainable_variables, optimizer, step.cfg.train.clip_norm)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32)
@@ -78,8 +91,11 @@ class ClassificationApp(App):
         logits = state.model(images, training=False)
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32)
-        return {"loss": tf.reduce_sum(per_example), "accuracy": tf.reduce_sum(correct),
-                "count": tf.cast(tf.size(labels), tf.float32)}
+        return {
+            "loss": tf.reduce_sum(per_example),
+            "accuracy": tf.reduce_sum(correct),
+            "count": tf.cast(tf.size(labels), tf.float32),
+        }
 
     # ---- evaluation ---------------------------------------------------------------------
     def predict_probabilities(self, model, dataset):
@@ -98,9 +114,12 @@ class ClassificationApp(App):
             vp, vl = self.predict_probabilities(state.model, data.val)
             metrics["val_top1"] = float((vp.argmax(1) == vl).mean())
         run_dir = Path(run_dir)
-        plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), names,
-                              run_dir / "plots" / "confusion_matrix.png",
-                              f"Test confusion matrix — top-1 {metrics['top1']:.2%}")
+        plot_confusion_matrix(
+            np.asarray(metrics["confusion_matrix"]),
+            names,
+            run_dir / "plots" / "confusion_matrix.png",
+            f"Test confusion matrix — top-1 {metrics['top1']:.2%}",
+        )
         write_json_atomic(run_dir / "per_class.json", metrics["per_class"])
         return metrics
 
@@ -108,8 +127,11 @@ class ClassificationApp(App):
     def _outputs(self, model, images, class_names):
         probabilities = tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
         class_ids = tf.argmax(probabilities, -1)
-        return {"probabilities": probabilities, "class_ids": class_ids,
-                "class_names": tf.gather(tf.constant(class_names), class_ids)}
+        return {
+            "probabilities": probabilities,
+            "class_ids": class_ids,
+            "class_names": tf.gather(tf.constant(class_names), class_ids),
+        }
 
     def export_archive(self, state, info, cfg, artifacts=None, batch_size=None):
         """serving_default: float32 images [N,S,S,3] in 0..255; serve_bytes: encoded images [N].
@@ -118,14 +140,19 @@ class ClassificationApp(App):
         archive = keras.export.ExportArchive()
         archive.track(model)
 
-        @tf.function(input_signature=[tf.TensorSpec([batch_size, size, size, 3], tf.float32, name="images")])
+        @tf.function(
+            input_signature=[tf.TensorSpec([batch_size, size, size, 3], tf.float32, name="images")]
+        )
         def serving_default(images):
             return self._outputs(model, images, names)
 
         @tf.function(input_signature=[tf.TensorSpec([batch_size], tf.string, name="image_bytes")])
         def serve_bytes(image_bytes):
-            images = tf.map_fn(lambda b: decode_resize(b, size), image_bytes,
-                               fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+            images = tf.map_fn(
+                lambda b: decode_resize(b, size),
+                image_bytes,
+                fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+            )
             return self._outputs(model, images, names)
 
         archive.add_endpoint("serving_default", serving_default)
@@ -164,7 +191,9 @@ class ClassificationApp(App):
         fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
-        for ax, path, probs, name in zip(axes.flat, paths, outputs["probabilities"], outputs["class_names"]):
+        for ax, path, probs, name in zip(
+            axes.flat, paths, outputs["probabilities"], outputs["class_names"]
+        ):
             ax.imshow(read_rgb_upright(path))
             label = name.decode() if isinstance(name, bytes) else str(name)
             ax.set_title(f"{label} {float(np.max(probs)):.0%}", fontsize=9)
@@ -179,7 +208,9 @@ class ClassificationApp(App):
 
         @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")])
         def classify(images):
-            return {"probabilities": tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))}
+            return {
+                "probabilities": tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
+            }
 
         archive.add_endpoint("serving_default", classify)
         path = str(Path(workdir) / "classification_fixed")
@@ -190,15 +221,26 @@ class ClassificationApp(App):
             for images, _ in source.unbatch().batch(1):
                 yield {"images": images.numpy().astype(np.float32)}
 
-        return [TFLiteTarget(name="classifier", saved_model_dir=path, signature="serving_default",
-                             representative_data=representative_data, calibration_split=f"{split} ({size} images)",
-                             evaluation_split=f"test ({data.info['num_test']} images)")]
+        return [
+            TFLiteTarget(
+                name="classifier",
+                saved_model_dir=path,
+                signature="serving_default",
+                representative_data=representative_data,
+                calibration_split=f"{split} ({size} images)",
+                evaluation_split=f"test ({data.info['num_test']} images)",
+            )
+        ]
 
     def tflite_evaluate(self, run_signature, data, cfg, info, target=None):
         probs, labels = [], []
         for images, y in data.test.unbatch().batch(1):
-            probs.append(np.asarray(run_signature({"images": images.numpy().astype(np.float32)})["probabilities"],
-                                    np.float32).reshape(-1))
+            probs.append(
+                np.asarray(
+                    run_signature({"images": images.numpy().astype(np.float32)})["probabilities"],
+                    np.float32,
+                ).reshape(-1)
+            )
             labels.append(int(y.numpy()[0]))
         m = classification_metrics(np.stack(probs), np.asarray(labels), info["class_names"])
         return {k: m[k] for k in m if k in ("top1", "top5", "loss")}
@@ -210,4 +252,3 @@ def _png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
-

@@ -1,4 +1,5 @@
 """Classification config and presets."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,9 @@ class DataConfig:
     test_fraction: float = 0.1  # carved out of train when the data has no test split
     augment: bool = True  # master switch; shift 0.08 and zoom 0.1 always, when on
     hflip: bool = True  # random horizontal flips (off for digits, text: orientation matters)
-    vflip: bool = False  # random vertical flips (only for data with no "up": cells, satellite tiles)
+    vflip: bool = (
+        False  # random vertical flips (only for data with no "up": cells, satellite tiles)
+    )
     rotation: float = 0.0  # max random rotation as a fraction of a full turn (0.05 = 18 degrees)
     color_jitter: float = 0.0  # random brightness and contrast strength (0..1)
     shuffle_buffer: int = 8192
@@ -30,14 +33,23 @@ class DataConfig:
         if self.source not in ("shapes", "folder", "tfrecord"):
             raise UserError(f"data.source={self.source!r}: use shapes, folder or tfrecord")
         if self.source != "shapes" and not self.path:
-            raise UserError(f"data.source={self.source} needs data.path (--set data.path=/my/images)")
+            raise UserError(
+                f"data.source={self.source} needs data.path (--set data.path=/my/images)"
+            )
         if self.image_size < 16:
             raise UserError("data.image_size must be at least 16")
-        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
-                and self.val_fraction + self.test_fraction < 1):
-            raise UserError("data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1")
+        if not (
+            0 <= self.val_fraction < 1
+            and 0 <= self.test_fraction < 1
+            and self.val_fraction + self.test_fraction < 1
+        ):
+            raise UserError(
+                "data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1"
+            )
         if not (0 <= self.rotation <= 0.5 and 0 <= self.color_jitter <= 1):
-            raise UserError("data.rotation must be in [0, 0.5] (a fraction of a turn) and data.color_jitter in [0, 1]")
+            raise UserError(
+                "data.rotation must be in [0, 0.5] (a fraction of a turn) and data.color_jitter in [0, 1]"
+            )
 
 
 @dataclass
@@ -51,7 +63,9 @@ class ModelConfig:
 
     def validate(self) -> None:
         if not (self.arch in ("resnet", "mobilenetv2") or self.arch.startswith("hub:")):
-            raise UserError(f"model.arch={self.arch!r}: use resnet, mobilenetv2 or hub:<preset name>")
+            raise UserError(
+                f"model.arch={self.arch!r}: use resnet, mobilenetv2 or hub:<preset name>"
+            )
         if self.width <= 0:
             raise UserError("model.width must be > 0")
 
@@ -60,9 +74,16 @@ class ModelConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=10, batch_size=64, learning_rate=3e-3, optimizer="adamw", weight_decay=1e-4,
-        warmup_steps=100))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=10,
+            batch_size=64,
+            learning_rate=3e-3,
+            optimizer="adamw",
+            weight_decay=1e-4,
+            warmup_steps=100,
+        )
+    )
 
 
 def smoke() -> Config:
@@ -70,8 +91,16 @@ def smoke() -> Config:
     return Config(
         data=DataConfig(image_size=32, num_train=768, num_val=128, num_test=256, augment=False),
         model=ModelConfig(base_filters=8, blocks=(1, 1), dropout=0.0),
-        train=TrainConfig(epochs=3, batch_size=32, learning_rate=5e-3, warmup_steps=0,
-                          precision="float32", log_every_steps=4, checkpoint_every_steps=0))
+        train=TrainConfig(
+            epochs=3,
+            batch_size=32,
+            learning_rate=5e-3,
+            warmup_steps=0,
+            precision="float32",
+            log_every_steps=4,
+            checkpoint_every_steps=0,
+        ),
+    )
 
 
 def default() -> Config:
@@ -84,9 +113,13 @@ def full() -> Config:
     cfg = Config()
     return dataclasses.replace(
         cfg,
-        data=dataclasses.replace(cfg.data, image_size=96, num_train=50000, num_val=5000, num_test=10000),
+        data=dataclasses.replace(
+            cfg.data, image_size=96, num_train=50000, num_val=5000, num_test=10000
+        ),
         model=dataclasses.replace(cfg.model, base_filters=48, blocks=(2, 3, 4, 2), dropout=0.2),
-        train=dataclasses.replace(cfg.train, epochs=40, batch_size=256, learning_rate=4e-3, warmup_steps=1000),
+        train=dataclasses.replace(
+            cfg.train, epochs=40, batch_size=256, learning_rate=4e-3, warmup_steps=1000
+        ),
     )
 
 

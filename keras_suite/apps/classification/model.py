@@ -3,6 +3,7 @@
 All take float32 images in 0..255 (rescaling is inside the model, so serving clients send
 plain pixels) and return float32 logits, whatever the mixed-precision policy.
 """
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -13,7 +14,6 @@ from keras_suite.common.training import sync_batch_norm
 common.quiet_import_tensorflow()
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
-
 
 # Moving statistics follow the weights faster than Keras' 0.99 default: short runs (smoke,
 # fine-tuning) otherwise evaluate with nearly-initial statistics and look untrained.
@@ -27,8 +27,12 @@ def _make_divisible(value: float, divisor: int = 8) -> int:
 
 
 def _conv_bn(x, filters, kernel=3, strides=1, activation="relu", name=None):
-    x = layers.Conv2D(filters, kernel, strides, padding="same", use_bias=False, name=name and f"{name}_conv")(x)
-    x = FusedBatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=name and f"{name}_bn")(x)
+    x = layers.Conv2D(
+        filters, kernel, strides, padding="same", use_bias=False, name=name and f"{name}_conv"
+    )(x)
+    x = FusedBatchNormalization(
+        momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=name and f"{name}_bn"
+    )(x)
     return layers.Activation(activation, name=name and f"{name}_act")(x) if activation else x
 
 
@@ -39,7 +43,9 @@ def _residual_block(x, filters, strides, name):
     y = _conv_bn(y, filters, 3, 1, activation=None, name=f"{name}_b")
     if strides != 1 or x.shape[-1] != filters:
         shortcut = _conv_bn(x, filters, 1, strides, activation=None, name=f"{name}_proj")
-    return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+    return layers.Activation("relu", name=f"{name}_out")(
+        layers.Add(name=f"{name}_add")([y, shortcut])
+    )
 
 
 def resnet(inputs, cfg):
@@ -48,7 +54,9 @@ def resnet(inputs, cfg):
     for stage, count in enumerate(cfg.blocks):
         for block in range(count):
             strides = 2 if block == 0 else 1
-            x = _residual_block(x, filters * 2**stage, strides, f"stage{stage + 1}_block{block + 1}")
+            x = _residual_block(
+                x, filters * 2**stage, strides, f"stage{stage + 1}_block{block + 1}"
+            )
     return x
 
 
@@ -59,7 +67,9 @@ def _inverted_residual(x, expansion, filters, strides, name):
     if expansion != 1:
         y = _conv_bn(y, in_ch * expansion, 1, activation="relu6", name=f"{name}_expand")
     y = layers.DepthwiseConv2D(3, strides, padding="same", use_bias=False, name=f"{name}_dw")(y)
-    y = FusedBatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=f"{name}_dw_bn")(y)
+    y = FusedBatchNormalization(
+        momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=f"{name}_dw_bn"
+    )(y)
     y = layers.Activation("relu6", name=f"{name}_dw_act")(y)
     y = _conv_bn(y, filters, 1, activation=None, name=f"{name}_project")
     if strides == 1 and in_ch == filters:
@@ -75,8 +85,16 @@ def mobilenet_v2(inputs, cfg):
     x = _conv_bn(inputs, _make_divisible(32 * cfg.width), 3, 1, activation="relu6", name="stem")
     for s, (t, c, n, stride) in enumerate(MOBILENET_V2_STAGES):
         for i in range(n):
-            x = _inverted_residual(x, t, _make_divisible(c * cfg.width), stride if i == 0 else 1, f"block{s + 1}_{i + 1}")
-    return _conv_bn(x, _make_divisible(max(1.0, cfg.width) * 384), 1, activation="relu6", name="head")
+            x = _inverted_residual(
+                x,
+                t,
+                _make_divisible(c * cfg.width),
+                stride if i == 0 else 1,
+                f"block{s + 1}_{i + 1}",
+            )
+    return _conv_bn(
+        x, _make_divisible(max(1.0, cfg.width) * 384), 1, activation="relu6", name="head"
+    )
 
 
 def hub_backbone(inputs, cfg):
@@ -86,8 +104,10 @@ def hub_backbone(inputs, cfg):
 
         backbone = keras_hub.models.Backbone.from_preset(preset, load_weights=cfg.pretrained)
     except Exception as exc:  # network, unknown preset, incompatible preset
-        raise UserError(f"could not load keras-hub preset {preset!r} ({str(exc).splitlines()[0][:160]}); "
-                        "it needs network access to download; use model.arch=resnet or mobilenetv2 offline") from None
+        raise UserError(
+            f"could not load keras-hub preset {preset!r} ({str(exc).splitlines()[0][:160]}); "
+            "it needs network access to download; use model.arch=resnet or mobilenetv2 offline"
+        ) from None
     return backbone(inputs)
 
 

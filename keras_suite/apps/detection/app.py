@@ -1,17 +1,17 @@
 """The detection app: what the shared pipeline calls (common/app.py has the contract)."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from keras_suite import common
+from keras_suite.apps.detection import config as config_lib
+from keras_suite.apps.detection import data as data_lib
 from keras_suite.common.app import App, Datasets
 from keras_suite.common.errors import UserError
 from keras_suite.common.runlog import log
-from keras_suite.apps.detection import config as config_lib
-from keras_suite.apps.detection import data as data_lib
 
 tf = common.quiet_import_tensorflow()
-import keras  # noqa: E402
 
 # Splits are pure functions of the config: cache them so evaluate/export/convert in the
 # same process do not regenerate or re-read thousands of images.
@@ -25,25 +25,34 @@ def _load_splits(dcfg, seed: int):
         if dcfg.source == "shapes":
             from keras_suite.common import shapes
 
-            splits = {name: data_lib.shapes_split(n, split_seed, dcfg) for name, n, split_seed in (
-                ("train", dcfg.train_images, 1), ("val", dcfg.val_images, 2),
-                ("test", dcfg.test_images, 3))}
+            splits = {
+                name: data_lib.shapes_split(n, split_seed, dcfg)
+                for name, n, split_seed in (
+                    ("train", dcfg.train_images, 1),
+                    ("val", dcfg.val_images, 2),
+                    ("test", dcfg.test_images, 3),
+                )
+            }
             names = list(shapes.SHAPES)
             origin = {name: "generated" for name in splits}
         else:
             from keras_suite.apps.detection import formats
             from keras_suite.common.data import carve_missing_splits
 
-            splits, names = formats.load_dataset(dcfg.source, dcfg.image_size, dcfg.max_boxes,
-                                                 dcfg.train_difficult)
+            splits, names = formats.load_dataset(
+                dcfg.source, dcfg.image_size, dcfg.max_boxes, dcfg.train_difficult
+            )
             splits = {k: v for k, v in splits.items() if len(v)}
             origin = {name: "data.yaml" for name in splits}
             missing = [s for s in ("val", "test") if s not in splits]
-            keep, carved = carve_missing_splits(len(splits["train"]), missing, dcfg.val_fraction,
-                                                dcfg.test_fraction, seed)
+            keep, carved = carve_missing_splits(
+                len(splits["train"]), missing, dcfg.val_fraction, dcfg.test_fraction, seed
+            )
             for name, idx in carved.items():
                 splits[name] = splits["train"].take(idx)
-                origin[name] = f"carved from train (data.{name}_fraction={getattr(dcfg, name + '_fraction')})"
+                origin[name] = (
+                    f"carved from train (data.{name}_fraction={getattr(dcfg, name + '_fraction')})"
+                )
             splits["train"] = splits["train"].take(keep)
         _SPLITS.clear()
         _SPLITS[key] = (splits, names, origin)
@@ -51,9 +60,15 @@ def _load_splits(dcfg, seed: int):
 
 
 def describe_augmentation(dcfg) -> str:
-    return (f"mosaic {dcfg.mosaic:g} (off in the last {dcfg.close_mosaic_epochs} epochs), horizontal flip "
-            f"{'on' if dcfg.flip else 'off'}, no vertical flip, shift {dcfg.translate:g}, zoom {dcfg.zoom:g}"
-            + (" (turn data.flip off when left/right matters: text, digits, signs)" if dcfg.flip else ""))
+    return (
+        f"mosaic {dcfg.mosaic:g} (off in the last {dcfg.close_mosaic_epochs} epochs), horizontal flip "
+        f"{'on' if dcfg.flip else 'off'}, no vertical flip, shift {dcfg.translate:g}, zoom {dcfg.zoom:g}"
+        + (
+            " (turn data.flip off when left/right matters: text, digits, signs)"
+            if dcfg.flip
+            else ""
+        )
+    )
 
 
 class DetectionApp(App):
@@ -64,35 +79,51 @@ class DetectionApp(App):
     # ---- data and model --------------------------------------------------------------
     def datasets(self, cfg, artifacts=None) -> Datasets:
         splits, names, origin = _load_splits(cfg.data, cfg.train.seed)
-        log.info("detection data, %d classes: %s", len(names),
-                 ", ".join(f"{k} {len(v)} images ({origin[k]})" for k, v in splits.items()))
+        log.info(
+            "detection data, %d classes: %s",
+            len(names),
+            ", ".join(f"{k} {len(v)} images ({origin[k]})" for k, v in splits.items()),
+        )
         log.info("augmentation: %s", describe_augmentation(cfg.data))
         train = splits["train"]
         steps = len(train) // cfg.train.batch_size
         if cfg.train.steps_per_epoch:
             steps = min(steps, cfg.train.steps_per_epoch) if steps else 0
 
-        train_epoch = data_lib.TrainPipeline(train, cfg.data, cfg.train.batch_size,
-                                             cfg.train.seed, cfg.train.epochs)
+        train_epoch = data_lib.TrainPipeline(
+            train, cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.train.epochs
+        )
 
         val = splits.get("val")
         test = splits.get("test") or val
-        info = {"class_names": names, "num_classes": len(names),
-                "image_size": cfg.data.image_size, "reg_max": cfg.model.reg_max,
-                "source": cfg.data.source,
-                "split_sizes": {k: len(v) for k, v in splits.items()}, "split_origin": origin}
+        info = {
+            "class_names": names,
+            "num_classes": len(names),
+            "image_size": cfg.data.image_size,
+            "reg_max": cfg.model.reg_max,
+            "source": cfg.data.source,
+            "split_sizes": {k: len(v) for k, v in splits.items()},
+            "split_origin": origin,
+        }
         sizes = [getattr(v, "source_sizes", None) for v in splits.values()]
         sizes = np.concatenate([s for s in sizes if s is not None and len(s)] or [np.zeros((0, 2))])
         if len(sizes):
-            info["image_sizes"] = {"min": sizes.min(0).astype(int).tolist(), "max": sizes.max(0).astype(int).tolist()}
-        data = Datasets(train_epoch=train_epoch, steps_per_epoch=steps,
-                        val=data_lib.eval_dataset(val, cfg.train.batch_size) if val is not None and len(val) else None,
-                        test=data_lib.eval_dataset(test, cfg.train.batch_size) if test is not None else None,
-                        info=info,
-                        # the arrays, for metrics against ground truth; int8 calibration
-                        # draws from the first epoch trained at the exported size
-                        extras={"splits": splits,
-                                "calibration_epoch": train_epoch.first_full_size_epoch})
+            info["image_sizes"] = {
+                "min": sizes.min(0).astype(int).tolist(),
+                "max": sizes.max(0).astype(int).tolist(),
+            }
+        data = Datasets(
+            train_epoch=train_epoch,
+            steps_per_epoch=steps,
+            val=data_lib.eval_dataset(val, cfg.train.batch_size)
+            if val is not None and len(val)
+            else None,
+            test=data_lib.eval_dataset(test, cfg.train.batch_size) if test is not None else None,
+            info=info,
+            # the arrays, for metrics against ground truth; int8 calibration
+            # draws from the first epoch trained at the exported size
+            extras={"splits": splits, "calibration_epoch": train_epoch.first_full_size_epoch},
+        )
         return data
 
     def build_state(self, cfg, info: dict):
@@ -119,9 +150,16 @@ class DetectionApp(App):
         model = state.model
         anchors, strides = self._anchors(batch["images"].shape[1])
         raw = model(batch["images"], training=training)
-        return detection_loss(raw, batch["boxes"], batch["classes"], anchors, strides,
-                              model.output_shape[-1] - 4 * cfg.model.reg_max, cfg.model.reg_max,
-                              cfg.loss)
+        return detection_loss(
+            raw,
+            batch["boxes"],
+            batch["classes"],
+            anchors,
+            strides,
+            model.output_shape[-1] - 4 * cfg.model.reg_max,
+            cfg.model.reg_max,
+            cfg.loss,
+        )
 
     def train_step(self, state, batch, step) -> dict:
         from keras_suite.common.training import apply_gradients
@@ -133,8 +171,13 @@ class DetectionApp(App):
         with tf.GradientTape() as tape:
             loss, parts = self._loss(state, batch, step.cfg, training=True)
             scaled = loss * share
-        apply_gradients(tape, scaled, state.model.trainable_variables, state.optimizers["model"],
-                        step.cfg.train.clip_norm)
+        apply_gradients(
+            tape,
+            scaled,
+            state.model.trainable_variables,
+            state.optimizers["model"],
+            step.cfg.train.clip_norm,
+        )
         return {"loss": scaled, **{k: v * share for k, v in parts.items()}}
 
     def test_step(self, state, batch, step) -> dict:
@@ -151,8 +194,9 @@ class DetectionApp(App):
         if split is None or not len(split):
             split = splits.get("val") if name == "test" else None
         if split is None or not len(split):
-            raise UserError(f"the dataset has no {name} images to evaluate on; add a {name}: "
-                            "entry to data.yaml")
+            raise UserError(
+                f"the dataset has no {name} images to evaluate on; add a {name}: entry to data.yaml"
+            )
         return split
 
     def evaluate(self, state, data, cfg, run_dir) -> dict:
@@ -160,10 +204,21 @@ class DetectionApp(App):
 
         metrics = evaluate_model(state.model, self._split(data, "test"), cfg, data.info, run_dir)
         coco = metrics["coco"]
-        log.info("test mAP@[.5:.95] %.4f, mAP@.5 %.4f, mAP@.75 %.4f on %d images (serving signature); "
-                 "COCO protocol: AP %.4f, AP50 %.4f, AP75 %.4f, APs/m/l %.3f/%.3f/%.3f, AR100 %.4f",
-                 metrics["map_50_95"], metrics["map_50"], metrics["map_75"], metrics["num_images"],
-                 coco["AP"], coco["AP50"], coco["AP75"], coco["APs"], coco["APm"], coco["APl"], coco["AR100"])
+        log.info(
+            "test mAP@[.5:.95] %.4f, mAP@.5 %.4f, mAP@.75 %.4f on %d images (serving signature); "
+            "COCO protocol: AP %.4f, AP50 %.4f, AP75 %.4f, APs/m/l %.3f/%.3f/%.3f, AR100 %.4f",
+            metrics["map_50_95"],
+            metrics["map_50"],
+            metrics["map_75"],
+            metrics["num_images"],
+            coco["AP"],
+            coco["AP50"],
+            coco["AP75"],
+            coco["APs"],
+            coco["APm"],
+            coco["APl"],
+            coco["AR100"],
+        )
         return metrics
 
     # ---- deployment ------------------------------------------------------------------
@@ -176,7 +231,9 @@ class DetectionApp(App):
         from keras_suite.apps.detection.export import png_bytes
 
         split = self._split(data, "test")
-        encoded = np.array([png_bytes(split.images[i]) for i in range(min(2, len(split)))], dtype=object)
+        encoded = np.array(
+            [png_bytes(split.images[i]) for i in range(min(2, len(split)))], dtype=object
+        )
         return {"serving_default": [{"images": encoded}]}
 
     predict_inputs = "image files (JPEG/PNG/BMP/GIF)"
@@ -213,9 +270,14 @@ class DetectionApp(App):
             if image is None:
                 continue
             n = int(np.asarray(outputs["num_detections"])[i])
-            img = draw_detections(image, np.asarray(outputs["boxes"])[i, :n],
-                                  np.asarray(outputs["scores"])[i, :n],
-                                  np.asarray(outputs["classes"])[i, :n], names, thickness=2)
+            img = draw_detections(
+                image,
+                np.asarray(outputs["boxes"])[i, :n],
+                np.asarray(outputs["scores"])[i, :n],
+                np.asarray(outputs["classes"])[i, :n],
+                names,
+                thickness=2,
+            )
             written.append(save_png(img, Path(out_dir) / f"{Path(p).stem}_detections.png"))
         return written
 
@@ -236,10 +298,16 @@ class DetectionApp(App):
                 for image in batch["images"].numpy():
                     yield {"images": image[None].astype(np.float32)}
 
-        return [TFLiteTarget(name="detector", saved_model_dir=path, signature="serving_default",
-                             representative_data=representative_data,
-                             calibration_split=f"train (augmented batches of epoch {epoch + 1})",
-                             evaluation_split=f"test ({len(self._split(data, 'test'))} images)")]
+        return [
+            TFLiteTarget(
+                name="detector",
+                saved_model_dir=path,
+                signature="serving_default",
+                representative_data=representative_data,
+                calibration_split=f"train (augmented batches of epoch {epoch + 1})",
+                evaluation_split=f"test ({len(self._split(data, 'test'))} images)",
+            )
+        ]
 
     def tflite_evaluate(self, run_signature, data, cfg, info, target=None) -> dict:
         from keras_suite.apps.detection.metrics import evaluate_detections
@@ -249,9 +317,20 @@ class DetectionApp(App):
         for i in range(len(split)):
             out = run_signature({"images": split.images[i][None].astype(np.float32)})
             n = int(np.asarray(out["num_detections"]).reshape(-1)[0])
-            preds.append((np.asarray(out["boxes"])[0, :n], np.asarray(out["scores"])[0, :n],
-                          np.asarray(out["classes"])[0, :n].astype(np.int64)))
+            preds.append(
+                (
+                    np.asarray(out["boxes"])[0, :n],
+                    np.asarray(out["scores"])[0, :n],
+                    np.asarray(out["classes"])[0, :n].astype(np.int64),
+                )
+            )
             gts.append(split.ground_truth(i))
-        m = evaluate_detections(preds, gts, info["num_classes"], cfg.post.max_detections,
-                                info["class_names"], **split.ignored())
+        m = evaluate_detections(
+            preds,
+            gts,
+            info["num_classes"],
+            cfg.post.max_detections,
+            info["class_names"],
+            **split.ignored(),
+        )
         return {k: m[k] for k in ("map_50_95", "map_50", "map_75")}

@@ -9,10 +9,10 @@ SavedModel signature in TensorFlow.
 `ksuite bench detection train-step` is the other benchmark: training-step speed with the
 fused batch norm against Keras's (common/batchnorm_bench.py).
 """
+
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -64,31 +64,54 @@ def main(argv=None) -> int:
 
         return call, times
 
-    keras_fn, keras_times = timed(lambda f: {k: v.numpy() for k, v in reference(
-        **{n: tf.constant(v) for n, v in f.items()}).items()})
-    rows = {"keras": {**run.app.tflite_evaluate(keras_fn, data, run.cfg, run.info),
-                      "ms_per_image": 1000 * float(np.median(keras_times))}}
+    keras_fn, keras_times = timed(
+        lambda f: {
+            k: v.numpy() for k, v in reference(**{n: tf.constant(v) for n, v in f.items()}).items()
+        }
+    )
+    rows = {
+        "keras": {
+            **run.app.tflite_evaluate(keras_fn, data, run.cfg, run.info),
+            "ms_per_image": 1000 * float(np.median(keras_times)),
+        }
+    }
     for mode in args.modes.split(","):
-        conv = convert(target.saved_model_dir, target.signature, mode,
-                       representative_data=target.representative_data,
-                       num_calibration=args.calibration_samples)
+        conv = convert(
+            target.saved_model_dir,
+            target.signature,
+            mode,
+            representative_data=target.representative_data,
+            num_calibration=args.calibration_samples,
+        )
         path = workdir / f"detector_{mode}.tflite"
         path.write_bytes(conv.model)
         interp = Interpreter(model_content=conv.model, num_threads=2)
         runner = interp.get_signature_runner("serving_default")
         fn, times = timed(lambda f: runner(**f))
         m = run.app.tflite_evaluate(fn, data, run.cfg, run.info)
-        rows[mode] = {**m, "ms_per_image": 1000 * float(np.median(times)),
-                      "size_mb": len(conv.model) / 1e6, "builtin_only": not conv.flex_ops,
-                      "nms_op": "NON_MAX_SUPPRESSION_V5" in conv.ops}
+        rows[mode] = {
+            **m,
+            "ms_per_image": 1000 * float(np.median(times)),
+            "size_mb": len(conv.model) / 1e6,
+            "builtin_only": not conv.flex_ops,
+            "nms_op": "NON_MAX_SUPPRESSION_V5" in conv.ops,
+        }
     base = rows.get("float32", rows["keras"])
-    for name, r in rows.items():
+    for r in rows.values():
         r["delta_map_50_vs_float32"] = r["map_50"] - base["map_50"]
-    print(f"{'model':10s} {'mAP@.5':>8s} {'mAP@.5:.95':>11s} {'d mAP@.5':>9s} {'ms/img':>8s} {'MB':>6s}")
+    print(
+        f"{'model':10s} {'mAP@.5':>8s} {'mAP@.5:.95':>11s} {'d mAP@.5':>9s} {'ms/img':>8s} {'MB':>6s}"
+    )
     for name, r in rows.items():
-        print(f"{name:10s} {r['map_50']:8.4f} {r['map_50_95']:11.4f} {r['delta_map_50_vs_float32']:+9.4f} "
-              f"{r['ms_per_image']:8.1f} {r.get('size_mb', float('nan')):6.2f}")
-    result = {"run_dir": str(args.run_dir), "test_images": len(data.extras["splits"]["test"]), "results": rows}
+        print(
+            f"{name:10s} {r['map_50']:8.4f} {r['map_50_95']:11.4f} {r['delta_map_50_vs_float32']:+9.4f} "
+            f"{r['ms_per_image']:8.1f} {r.get('size_mb', float('nan')):6.2f}"
+        )
+    result = {
+        "run_dir": str(args.run_dir),
+        "test_images": len(data.extras["splits"]["test"]),
+        "results": rows,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, result)
     write_json_atomic(workdir / "parity_report.json", result)

@@ -1,4 +1,5 @@
 """Box maths in TensorFlow: decoding the distance distributions, IoU and complete IoU."""
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,7 @@ def split_predictions(raw, reg_max: int):
     dist = raw[..., : 4 * reg_max]
     shape = tf.shape(raw)
     dist = tf.reshape(dist, tf.stack([shape[0], shape[1], 4, reg_max]))
-    return dist, raw[..., 4 * reg_max:]
+    return dist, raw[..., 4 * reg_max :]
 
 
 def decode_boxes(dist_logits, anchors, strides):
@@ -45,12 +46,12 @@ def box_ciou(a, b, eps=1e-7):
     iou = box_iou(a, b, eps)
     cw = tf.maximum(a[..., 2], b[..., 2]) - tf.minimum(a[..., 0], b[..., 0])
     ch = tf.maximum(a[..., 3], b[..., 3]) - tf.minimum(a[..., 1], b[..., 1])
-    diag2 = cw ** 2 + ch ** 2 + eps
+    diag2 = cw**2 + ch**2 + eps
     dx = (a[..., 0] + a[..., 2] - b[..., 0] - b[..., 2]) / 2
     dy = (a[..., 1] + a[..., 3] - b[..., 1] - b[..., 3]) / 2
-    rho2 = dx ** 2 + dy ** 2
+    rho2 = dx**2 + dy**2
     wa, ha = a[..., 2] - a[..., 0], a[..., 3] - a[..., 1] + eps
     wb, hb = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1] + eps
-    v = (4 / math.pi ** 2) * (tf.atan(wb / hb) - tf.atan(wa / ha)) ** 2
+    v = (4 / math.pi**2) * (tf.atan(wb / hb) - tf.atan(wa / ha)) ** 2
     alpha = tf.stop_gradient(v / (v - iou + (1 + eps)))
     return iou - rho2 / diag2 - alpha * v

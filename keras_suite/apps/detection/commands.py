@@ -1,5 +1,6 @@
 """Detection's own command (see common/commands.py): `ksuite detection-check DATA_YAML` validates a user dataset
 (YOLO / COCO / VOC) before training and lists every invalid box with file and line."""
+
 from __future__ import annotations
 
 from keras_suite.common.commands import AppCommand
@@ -15,8 +16,10 @@ def _check(args) -> int:
     for split, records in splits.items():
         counts = Counter(c for r in records for c in r.classes)
         boxes = sum(counts.values())
-        print(f"{split}: {len(records)} images, {boxes} boxes; per class: "
-              + ", ".join(f"{names[c]} {n}" for c, n in sorted(counts.items())))
+        print(
+            f"{split}: {len(records)} images, {boxes} boxes; per class: "
+            + ", ".join(f"{names[c]} {n}" for c, n in sorted(counts.items()))
+        )
     if report.problems:
         print(f"{len(report.problems)} invalid boxes/files (skipped when training):")
         for line in report.problems[: args.max_lines]:
@@ -34,5 +37,12 @@ def _check_arguments(p) -> None:
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any box is invalid")
 
 
-COMMANDS = [AppCommand("detection-check", "validate a detection dataset's data.yaml (YOLO/COCO/VOC)",
-                       _check_arguments, _check, per_app=False)]
+COMMANDS = [
+    AppCommand(
+        "detection-check",
+        "validate a detection dataset's data.yaml (YOLO/COCO/VOC)",
+        _check_arguments,
+        _check,
+        per_app=False,
+    )
+]

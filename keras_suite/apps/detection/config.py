@@ -1,4 +1,5 @@
 """Configuration of the detection app: dataclass sections and the three presets."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,19 +42,29 @@ class DataConfig:
 
     def validate(self) -> None:
         if self.image_size % 32:
-            raise UserError(f"data.image_size={self.image_size} must be a multiple of 32 "
-                            "(the detector downsamples by 32); try 128, 160 or 320")
-        if self.early_image_size and (self.early_image_size % 32
-                                      or not 0 < self.early_image_size < self.image_size):
-            raise UserError(f"data.early_image_size={self.early_image_size} must be a multiple "
-                            f"of 32 below data.image_size={self.image_size} (or 0 for off)")
+            raise UserError(
+                f"data.image_size={self.image_size} must be a multiple of 32 "
+                "(the detector downsamples by 32); try 128, 160 or 320"
+            )
+        if self.early_image_size and (
+            self.early_image_size % 32 or not 0 < self.early_image_size < self.image_size
+        ):
+            raise UserError(
+                f"data.early_image_size={self.early_image_size} must be a multiple "
+                f"of 32 below data.image_size={self.image_size} (or 0 for off)"
+            )
         if self.early_epochs < 0:
             raise UserError("data.early_epochs must be >= 0")
         if not 0.0 <= self.mosaic <= 1.0:
             raise UserError("data.mosaic is a probability: set it between 0 and 1")
-        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
-                and self.val_fraction + self.test_fraction < 1):
-            raise UserError("data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1")
+        if not (
+            0 <= self.val_fraction < 1
+            and 0 <= self.test_fraction < 1
+            and self.val_fraction + self.test_fraction < 1
+        ):
+            raise UserError(
+                "data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1"
+            )
 
 
 @dataclass
@@ -74,7 +85,9 @@ class LossConfig:
     topk: int = 10  # task-aligned assigner: candidates per ground-truth box
     alpha: float = 0.5  # alignment = score**alpha * iou**beta
     beta: float = 6.0
-    assigner_overlap: str = "iou"  # iou | ciou (YOLOv8's); measured equal on default, docs/detection.md
+    assigner_overlap: str = (
+        "iou"  # iou | ciou (YOLOv8's); measured equal on default, docs/detection.md
+    )
 
     def validate(self) -> None:
         if self.assigner_overlap not in ("iou", "ciou"):
@@ -110,13 +123,31 @@ class DetectionConfig:
 def smoke() -> DetectionConfig:
     """Seconds: a tiny model on 64 small images, enough to see the loss fall."""
     return DetectionConfig(
-        data=DataConfig(image_size=64, train_images=64, val_images=0, test_images=16,
-                        max_objects=3, min_radius=0.12, max_radius=0.3, mosaic=0.5,
-                        close_mosaic_epochs=1, max_boxes=8),
+        data=DataConfig(
+            image_size=64,
+            train_images=64,
+            val_images=0,
+            test_images=16,
+            max_objects=3,
+            min_radius=0.12,
+            max_radius=0.3,
+            mosaic=0.5,
+            close_mosaic_epochs=1,
+            max_boxes=8,
+        ),
         model=ModelConfig(variant="n", reg_max=8),
         post=PostprocessConfig(max_detections=20, pre_nms_topk=50),
-        train=TrainConfig(epochs=4, batch_size=16, learning_rate=2e-3, optimizer="adamw",
-                          weight_decay=5e-4, warmup_steps=2, log_every_steps=1, clip_norm=10.0))
+        train=TrainConfig(
+            epochs=4,
+            batch_size=16,
+            learning_rate=2e-3,
+            optimizer="adamw",
+            weight_decay=5e-4,
+            warmup_steps=2,
+            log_every_steps=1,
+            clip_norm=10.0,
+        ),
+    )
 
 
 def default() -> DetectionConfig:
@@ -127,23 +158,55 @@ def default() -> DetectionConfig:
     and the 4,000-image run scored 2.8 points mAP@.5 higher on its training images than
     on the test set. The first 9 epochs train at 96 px, where a step costs 0.67x."""
     return DetectionConfig(
-        data=DataConfig(image_size=128, train_images=8000, val_images=0, test_images=500,
-                        zoom=0.0, close_mosaic_epochs=2, early_image_size=96, early_epochs=9),
+        data=DataConfig(
+            image_size=128,
+            train_images=8000,
+            val_images=0,
+            test_images=500,
+            zoom=0.0,
+            close_mosaic_epochs=2,
+            early_image_size=96,
+            early_epochs=9,
+        ),
         model=ModelConfig(variant="n"),
-        train=TrainConfig(epochs=18, batch_size=32, learning_rate=2e-3, optimizer="adamw",
-                          weight_decay=5e-4, warmup_steps=100, clip_norm=10.0,
-                          precision="float32"))
+        train=TrainConfig(
+            epochs=18,
+            batch_size=32,
+            learning_rate=2e-3,
+            optimizer="adamw",
+            weight_decay=5e-4,
+            warmup_steps=100,
+            clip_norm=10.0,
+            precision="float32",
+        ),
+    )
 
 
 def full() -> DetectionConfig:
     """The paper-scale recipe (YOLOv8s at 640 px, 300 epochs) for GPUs/TPUs."""
     return DetectionConfig(
-        data=DataConfig(image_size=640, train_images=100000, val_images=2000, test_images=5000,
-                        max_objects=20, max_boxes=64, mosaic=1.0, close_mosaic_epochs=10),
+        data=DataConfig(
+            image_size=640,
+            train_images=100000,
+            val_images=2000,
+            test_images=5000,
+            max_objects=20,
+            max_boxes=64,
+            mosaic=1.0,
+            close_mosaic_epochs=10,
+        ),
         model=ModelConfig(variant="s"),
-        train=TrainConfig(epochs=300, batch_size=64, learning_rate=2e-3, optimizer="adamw",
-                          weight_decay=5e-4, warmup_steps=3000, clip_norm=10.0,
-                          precision="mixed_bfloat16"))
+        train=TrainConfig(
+            epochs=300,
+            batch_size=64,
+            learning_rate=2e-3,
+            optimizer="adamw",
+            weight_decay=5e-4,
+            warmup_steps=3000,
+            clip_norm=10.0,
+            precision="mixed_bfloat16",
+        ),
+    )
 
 
 PRESETS = {"smoke": smoke, "default": default, "full": full}

@@ -6,6 +6,7 @@ padding row. Training adds, per epoch: a seeded shuffle, mosaic (our own: four i
 a 2S x 2S canvas cropped back to S x S) and Keras 3 core augmentation layers that move
 the boxes with the pixels (`bounding_box_format="xyxy"`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,8 +44,14 @@ class Split:
 
     def take(self, indices) -> "Split":
         pick = lambda items: [items[i] for i in indices] if items is not None else None  # noqa: E731
-        return Split(self.images[indices], self.boxes[indices], self.classes[indices], pick(self.crowd),
-                     pick(self.difficult), self.scored[indices] if self.scored is not None else None)
+        return Split(
+            self.images[indices],
+            self.boxes[indices],
+            self.classes[indices],
+            pick(self.crowd),
+            pick(self.difficult),
+            self.scored[indices] if self.scored is not None else None,
+        )
 
     def ignored(self) -> dict:
         """Keyword arguments for `evaluate_detections`: the regions evaluation ignores."""
@@ -78,9 +85,14 @@ def shapes_split(n: int, seed: int, dcfg) -> Split:
     box_list, cls_list = [], []
     rng = np.random.default_rng(seed)
     for i in range(n):
-        s = shapes.scene(rng, dcfg.image_size, max_objects=dcfg.max_objects,
-                         min_radius=dcfg.min_radius, max_radius=dcfg.max_radius,
-                         max_overlap=dcfg.max_overlap)
+        s = shapes.scene(
+            rng,
+            dcfg.image_size,
+            max_objects=dcfg.max_objects,
+            min_radius=dcfg.min_radius,
+            max_radius=dcfg.max_radius,
+            max_overlap=dcfg.max_overlap,
+        )
         images[i] = s.image
         box_list.append(s.boxes)
         cls_list.append(s.classes)
@@ -94,12 +106,16 @@ def shapes_split(n: int, seed: int, dcfg) -> Split:
 
 def _to_tensors(split: Split):
     return tf.data.Dataset.from_tensor_slices(
-        {"images": split.images, "boxes": split.boxes, "classes": split.classes})
+        {"images": split.images, "boxes": split.boxes, "classes": split.classes}
+    )
 
 
 def _as_float(example):
-    return {"images": tf.cast(example["images"], tf.float32), "boxes": example["boxes"],
-            "classes": example["classes"]}
+    return {
+        "images": tf.cast(example["images"], tf.float32),
+        "boxes": example["boxes"],
+        "classes": example["classes"],
+    }
 
 
 def eval_dataset(split: Split, batch_size: int):
@@ -116,9 +132,14 @@ def filter_boxes(boxes, classes, size: float, original_area=None, min_visible=0.
         keep &= w * h >= min_visible * original_area
     # Valid rows first so that truncating to max_boxes drops padding, not objects.
     order = tf.argsort(tf.cast(keep, tf.int32), axis=-1, direction="DESCENDING", stable=True)
-    clipped = tf.gather(tf.where(keep[..., None], clipped, 0.0), order, batch_dims=len(keep.shape) - 1)
-    classes = tf.gather(tf.where(keep, classes, tf.constant(-1, classes.dtype)), order,
-                        batch_dims=len(keep.shape) - 1)
+    clipped = tf.gather(
+        tf.where(keep[..., None], clipped, 0.0), order, batch_dims=len(keep.shape) - 1
+    )
+    classes = tf.gather(
+        tf.where(keep, classes, tf.constant(-1, classes.dtype)),
+        order,
+        batch_dims=len(keep.shape) - 1,
+    )
     return clipped, classes
 
 
@@ -146,13 +167,26 @@ def make_augmenters(dcfg, seed: int):
     if dcfg.flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed, bounding_box_format="xyxy"))
     if dcfg.translate > 0:
-        layers.append(keras.layers.RandomTranslation(
-            dcfg.translate, dcfg.translate, fill_mode="constant", fill_value=114.0, seed=seed + 1,
-            bounding_box_format="xyxy"))
+        layers.append(
+            keras.layers.RandomTranslation(
+                dcfg.translate,
+                dcfg.translate,
+                fill_mode="constant",
+                fill_value=114.0,
+                seed=seed + 1,
+                bounding_box_format="xyxy",
+            )
+        )
     if dcfg.zoom > 0:
-        layers.append(keras.layers.RandomZoom(
-            (-dcfg.zoom, dcfg.zoom), fill_mode="constant", fill_value=114.0, seed=seed + 2,
-            bounding_box_format="xyxy"))
+        layers.append(
+            keras.layers.RandomZoom(
+                (-dcfg.zoom, dcfg.zoom),
+                fill_mode="constant",
+                fill_value=114.0,
+                seed=seed + 2,
+                bounding_box_format="xyxy",
+            )
+        )
     return layers
 
 
@@ -183,11 +217,17 @@ class TrainPipeline:
         self.first_full_size_epoch = dcfg.early_epochs if dcfg.early_image_size else 0
         if self.first_full_size_epoch:
             if dcfg.early_epochs >= epochs:
-                raise UserError(f"data.early_epochs={dcfg.early_epochs} leaves no epoch at "
-                                f"data.image_size={dcfg.image_size}, the size the model is "
-                                f"exported at; set it below train.epochs={epochs}")
-            log.info("progressive resizing: epochs 1-%d train at %d px, the rest at %d px",
-                     dcfg.early_epochs, dcfg.early_image_size, dcfg.image_size)
+                raise UserError(
+                    f"data.early_epochs={dcfg.early_epochs} leaves no epoch at "
+                    f"data.image_size={dcfg.image_size}, the size the model is "
+                    f"exported at; set it below train.epochs={epochs}"
+                )
+            log.info(
+                "progressive resizing: epochs 1-%d train at %d px, the rest at %d px",
+                dcfg.early_epochs,
+                dcfg.early_image_size,
+                dcfg.image_size,
+            )
 
     def image_size(self, epoch: int) -> int:
         """The input size of this epoch's batches."""
@@ -196,11 +236,16 @@ class TrainPipeline:
         return self.dcfg.image_size
 
     def _example(self, i):
-        return {"images": tf.cast(tf.gather(self.images, i), tf.float32),
-                "boxes": tf.gather(self.boxes, i), "classes": tf.gather(self.classes, i)}
+        return {
+            "images": tf.cast(tf.gather(self.images, i), tf.float32),
+            "boxes": tf.gather(self.boxes, i),
+            "classes": tf.gather(self.classes, i),
+        }
 
     def _order(self, seed: int):
-        return tf.data.Dataset.range(self.n).shuffle(self.n, seed=seed, reshuffle_each_iteration=False)
+        return tf.data.Dataset.range(self.n).shuffle(
+            self.n, seed=seed, reshuffle_each_iteration=False
+        )
 
     def __call__(self, epoch: int):
         """One epoch: shuffled by (seed, epoch); mosaic with probability data.mosaic (off in
@@ -212,35 +257,48 @@ class TrainPipeline:
         use_mosaic = dcfg.mosaic > 0 and epoch < self.epochs - dcfg.close_mosaic_epochs
         if use_mosaic:
             # Partners for the mosaic: three more independently shuffled orders.
-            ds = tf.data.Dataset.zip((tf.data.Dataset.range(self.n),
-                                      *[self._order(base + k) for k in range(4)]))
+            ds = tf.data.Dataset.zip(
+                (tf.data.Dataset.range(self.n), *[self._order(base + k) for k in range(4)])
+            )
 
             def maybe_mosaic(pos, *idx):
                 s = tf.stack([tf.constant(base % 100003, tf.int64), pos])
                 first = self._example(idx[0])
                 coin = tf.random.stateless_uniform([], s)
-                return tf.cond(coin < dcfg.mosaic,
-                               lambda: mosaic(self._example(tf.stack(idx)), size, max_boxes, s + 1),
-                               lambda: first)
+                return tf.cond(
+                    coin < dcfg.mosaic,
+                    lambda: mosaic(self._example(tf.stack(idx)), size, max_boxes, s + 1),
+                    lambda: first,
+                )
 
             ds = ds.map(maybe_mosaic, num_parallel_calls=AUTOTUNE, deterministic=True)
         else:
-            ds = self._order(base).map(self._example, num_parallel_calls=AUTOTUNE, deterministic=True)
+            ds = self._order(base).map(
+                self._example, num_parallel_calls=AUTOTUNE, deterministic=True
+            )
         ds = ds.batch(self.batch_size, drop_remainder=True)
         if self.augmenters:
             ds = ds.map(self._augment, num_parallel_calls=AUTOTUNE, deterministic=True)
         target = self.image_size(epoch)
         if target != size:
-            ds = ds.map(lambda batch: resize_batch(batch, size, target),
-                        num_parallel_calls=AUTOTUNE, deterministic=True)
+            ds = ds.map(
+                lambda batch: resize_batch(batch, size, target),
+                num_parallel_calls=AUTOTUNE,
+                deterministic=True,
+            )
         return ds.prefetch(AUTOTUNE)
 
     def _augment(self, batch):
-        data = {"images": batch["images"],
-                "bounding_boxes": {"boxes": batch["boxes"],
-                                   "labels": tf.cast(batch["classes"], tf.int32)}}
+        data = {
+            "images": batch["images"],
+            "bounding_boxes": {
+                "boxes": batch["boxes"],
+                "labels": tf.cast(batch["classes"], tf.int32),
+            },
+        }
         for layer in self.augmenters:
             data = layer(data, training=True)
-        boxes, classes = filter_boxes(data["bounding_boxes"]["boxes"], batch["classes"],
-                                      float(self.dcfg.image_size))
+        boxes, classes = filter_boxes(
+            data["bounding_boxes"]["boxes"], batch["classes"], float(self.dcfg.image_size)
+        )
         return {"images": data["images"], "boxes": boxes, "classes": classes}

@@ -1,4 +1,5 @@
 """Evaluation on a split: predictions in graph, COCO mAP, PR curves and sample pictures."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,14 @@ def make_predict_fn(model, cfg, info, score_threshold):
     @tf.function(reduce_retracing=True)
     def predict(images):
         raw = model(images, training=False)
-        return postprocess(raw, info["image_size"], cfg.model.reg_max, info["num_classes"],
-                           cfg.post, score_threshold)
+        return postprocess(
+            raw,
+            info["image_size"],
+            cfg.model.reg_max,
+            info["num_classes"],
+            cfg.post,
+            score_threshold,
+        )
 
     return predict
 
@@ -30,7 +37,7 @@ def predict_split(model, split, cfg, info, score_threshold, batch_size=32):
     out = []
     bar = progress(len(split), "predicting", unit="img")
     for start in range(0, len(split), batch_size):
-        images = split.images[start:start + batch_size].astype(np.float32)
+        images = split.images[start : start + batch_size].astype(np.float32)
         r = {k: v.numpy() for k, v in predict(tf.constant(images)).items()}
         for i in range(len(images)):
             n = int(r["num_detections"][i])
@@ -51,27 +58,38 @@ def predict_split_coco(model, split, cfg, info, batch_size=32, per_class: int = 
     def predict(images):
         boxes, scores = decode(model(images, training=False), size, cfg.model.reg_max)
         return tf.image.combined_non_max_suppression(
-            boxes[:, :, None, :], scores, max_output_size_per_class=per_class,
-            max_total_size=per_class * num_classes, iou_threshold=cfg.post.iou_threshold,
-            score_threshold=cfg.post.eval_score_threshold, pad_per_class=False, clip_boxes=False)
+            boxes[:, :, None, :],
+            scores,
+            max_output_size_per_class=per_class,
+            max_total_size=per_class * num_classes,
+            iou_threshold=cfg.post.iou_threshold,
+            score_threshold=cfg.post.eval_score_threshold,
+            pad_per_class=False,
+            clip_boxes=False,
+        )
 
     out = []
     for start in range(0, len(split), batch_size):
-        r = predict(tf.constant(split.images[start:start + batch_size].astype(np.float32)))
+        r = predict(tf.constant(split.images[start : start + batch_size].astype(np.float32)))
         for i in range(len(r.valid_detections)):
             n = int(r.valid_detections[i])
-            out.append((r.nmsed_boxes[i, :n].numpy(), r.nmsed_scores[i, :n].numpy(),
-                        r.nmsed_classes[i, :n].numpy().astype(np.int64)))
+            out.append(
+                (
+                    r.nmsed_boxes[i, :n].numpy(),
+                    r.nmsed_scores[i, :n].numpy(),
+                    r.nmsed_classes[i, :n].numpy().astype(np.int64),
+                )
+            )
     return out
 
 
 PROTOCOLS = {
     "map_50_95, map_50, map_75": "the exported serving signature's own detections (best class per anchor, "
-                                 "post.pre_nms_topk candidates, post.max_detections per image): what a "
-                                 "deployed model scores; the TFLite parity report uses the same",
+    "post.pre_nms_topk candidates, post.max_detections per image): what a "
+    "deployed model scores; the TFLite parity report uses the same",
     "coco": "the COCO protocol, comparable with published numbers: multi-label candidates, up to 100 "
-            "detections per image per class, pycocotools' summarize() table (areas are box areas at "
-            "the model's input size)",
+    "detections per image per class, pycocotools' summarize() table (areas are box areas at "
+    "the model's input size)",
 }
 
 
@@ -84,8 +102,11 @@ def plot_pr_curves(curves: dict, ap50: dict, path) -> str:
     fig, ax = plt.subplots(figsize=(6, 5))
     for name, (tp, num_gt) in curves.items():
         recall, precision = pr_curve(tp, num_gt)
-        ax.plot(np.r_[0, recall], np.r_[1, precision] if len(precision) else [1],
-                label=f"{name} (AP50 {ap50.get(name, 0):.3f})")
+        ax.plot(
+            np.r_[0, recall],
+            np.r_[1, precision] if len(precision) else [1],
+            label=f"{name} (AP50 {ap50.get(name, 0):.3f})",
+        )
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1.01)
@@ -126,24 +147,39 @@ def evaluate_model(model, split, cfg, info, run_dir=None, prefix="") -> dict:
     names = info["class_names"]
     preds = predict_split(model, split, cfg, info, cfg.post.eval_score_threshold)
     gts = [split.ground_truth(i) for i in range(len(split))]
-    m = evaluate_detections(preds, gts, info["num_classes"], cfg.post.max_detections, names,
-                            keep_curves=run_dir is not None, **split.ignored())
+    m = evaluate_detections(
+        preds,
+        gts,
+        info["num_classes"],
+        cfg.post.max_detections,
+        names,
+        keep_curves=run_dir is not None,
+        **split.ignored(),
+    )
     curves = m.pop("_curves", None)
     if run_dir is not None and len(split):
         plots = Path(run_dir) / "plots"
         plot_pr_curves(curves, m["ap50_per_class"], plots / f"{prefix}pr_curves.png")
         if m["ap_per_class"]:
-            plot_ap_per_class(m["ap_per_class"], m["ap50_per_class"], plots / f"{prefix}ap_per_class.png")
+            plot_ap_per_class(
+                m["ap_per_class"], m["ap50_per_class"], plots / f"{prefix}ap_per_class.png"
+            )
         tiles = []
         for i in range(min(12, len(split))):
             b, s, c = preds[i]
             keep = s >= cfg.post.score_threshold
-            tiles.append(draw_detections(split.images[i], b[keep], s[keep], c[keep], names,
-                                         ground_truth=gts[i][0]))
-        save_png(contact_sheet(tiles, cols=4, upscale=max(1, 384 // info["image_size"])),
-                 plots / f"{prefix}sample_predictions.png")
-    m["coco"] = coco_summary(predict_split_coco(model, split, cfg, info), gts, info["num_classes"],
-                             **split.ignored())
+            tiles.append(
+                draw_detections(
+                    split.images[i], b[keep], s[keep], c[keep], names, ground_truth=gts[i][0]
+                )
+            )
+        save_png(
+            contact_sheet(tiles, cols=4, upscale=max(1, 384 // info["image_size"])),
+            plots / f"{prefix}sample_predictions.png",
+        )
+    m["coco"] = coco_summary(
+        predict_split_coco(model, split, cfg, info), gts, info["num_classes"], **split.ignored()
+    )
     m["protocols"] = PROTOCOLS
     m["num_images"] = len(split)
     m["num_objects"] = int(sum(len(g[1]) for g in gts))

@@ -4,6 +4,7 @@ Both wrap the trained Keras model in a keras.export.ExportArchive (DESIGN.md §1
 the SavedModel flavour TFLite converts with its weights) and run decode + class-aware NMS
 in graph, padded to `post.max_detections` rows.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,9 +32,14 @@ def serving_archive(model, info: dict, cfg) -> keras.export.ExportArchive:
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve(images):
-        pixels, hw = tf.map_fn(lambda b: _decode_image(b, size), images,
-                               fn_output_signature=(tf.TensorSpec([size, size, 3], tf.float32),
-                                                    tf.TensorSpec([2], tf.float32)))
+        pixels, hw = tf.map_fn(
+            lambda b: _decode_image(b, size),
+            images,
+            fn_output_signature=(
+                tf.TensorSpec([size, size, 3], tf.float32),
+                tf.TensorSpec([2], tf.float32),
+            ),
+        )
         raw = model(pixels, training=False)
         out = postprocess(raw, size, cfg.model.reg_max, len(names), cfg.post)
         # back to the pixels of each input image
@@ -60,9 +66,11 @@ def tflite_archive(model, info: dict, cfg) -> keras.export.ExportArchive:
     size, num_classes = info["image_size"], info["num_classes"]
     # The same weights, but box and class logits as separate outputs: concatenated into
     # one tensor they would share one int8 scale and the class logits would lose it all.
-    heads = keras.Model(model.input,
-                        [model.get_layer(f"h{i}_box_out").output for i in range(3)]
-                        + [model.get_layer(f"h{i}_cls_out").output for i in range(3)])
+    heads = keras.Model(
+        model.input,
+        [model.get_layer(f"h{i}_box_out").output for i in range(3)]
+        + [model.get_layer(f"h{i}_cls_out").output for i in range(3)],
+    )
     archive = keras.export.ExportArchive()
     archive.track(heads)
     post = cfg.post
@@ -75,8 +83,15 @@ def tflite_archive(model, info: dict, cfg) -> keras.export.ExportArchive:
         logits = tf.concat([tf.reshape(o, [1, -1, num_classes]) for o in outs[3:]], 1)
         boxes = decode_clipped(tf.cast(dist, tf.float32), size)
         scores = tf.sigmoid(tf.cast(logits, tf.float32))
-        b, s, c, n = nms_single(boxes[0], scores[0], num_classes, post.max_detections,
-                                post.pre_nms_topk, post.iou_threshold, post.eval_score_threshold)
+        b, s, c, n = nms_single(
+            boxes[0],
+            scores[0],
+            num_classes,
+            post.max_detections,
+            post.pre_nms_topk,
+            post.iou_threshold,
+            post.eval_score_threshold,
+        )
         return {"boxes": b[None], "scores": s[None], "classes": c[None], "num_detections": n[None]}
 
     archive.add_endpoint("serving_default", detect)

@@ -12,6 +12,7 @@ Every box is checked: outside the image, zero or negative area, unknown class, o
 that does not parse is reported as `file:line: reason` and skipped, and the number skipped
 is logged. Images are resized to the model's square input and the boxes with them.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,10 @@ import cv2
 import numpy as np
 import yaml
 
+from keras_suite.apps.detection.data import Split, pad_targets
 from keras_suite.common.errors import UserError
 from keras_suite.common.images import read_rgb_upright, upright_size
 from keras_suite.common.runlog import log, progress
-from keras_suite.apps.detection.data import Split, pad_targets
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 TOLERANCE = 1.0  # pixels a box may poke out of the image (rounding) before it is invalid
@@ -66,8 +67,9 @@ def check_box(box, width, height, cls, num_classes, where, report) -> bool:
     elif x2 <= x1 or y2 <= y1:
         report.skip(where, f"box has zero or negative area ({x1:g}, {y1:g}, {x2:g}, {y2:g})")
     elif x1 < -TOLERANCE or y1 < -TOLERANCE or x2 > width + TOLERANCE or y2 > height + TOLERANCE:
-        report.skip(where, f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the "
-                    f"{width}x{height} image")
+        report.skip(
+            where, f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the {width}x{height} image"
+        )
     else:
         return True
     return False
@@ -80,18 +82,21 @@ def _image_size(path: Path):
 
 # ---- YOLO -------------------------------------------------------------------------------
 
+
 def _labels_dir(images_dir: Path) -> Path:
     parts = list(images_dir.parts)
     if "images" in parts:
         i = len(parts) - 1 - parts[::-1].index("images")
-        return Path(*parts[:i], "labels", *parts[i + 1:])
+        return Path(*parts[:i], "labels", *parts[i + 1 :])
     return images_dir
 
 
 def read_yolo(images_dir: Path, num_classes: int, report: Report) -> list[Record]:
     """images/<split>/x.jpg with labels/<split>/x.txt: `class cx cy w h`, normalised."""
     if not images_dir.is_dir():
-        raise UserError(f"YOLO images folder {images_dir} does not exist; fix the split path in data.yaml")
+        raise UserError(
+            f"YOLO images folder {images_dir} does not exist; fix the split path in data.yaml"
+        )
     labels_dir = _labels_dir(images_dir)
     records = []
     for image in sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS):
@@ -126,10 +131,13 @@ def read_yolo(images_dir: Path, num_classes: int, report: Report) -> list[Record
 
 # ---- COCO -------------------------------------------------------------------------------
 
+
 def read_coco(ann_file: Path, images_dir: Path | None, names: list[str] | None, report: Report):
     """COCO instances JSON: bbox = [x, y, w, h] in pixels. Returns (records, names)."""
     if not ann_file.is_file():
-        raise UserError(f"COCO annotations {ann_file} do not exist; fix the split path in data.yaml")
+        raise UserError(
+            f"COCO annotations {ann_file} do not exist; fix the split path in data.yaml"
+        )
     try:
         coco = json.loads(ann_file.read_text())
     except json.JSONDecodeError as e:
@@ -174,10 +182,13 @@ def read_coco(ann_file: Path, images_dir: Path | None, names: list[str] | None, 
 
 # ---- Pascal VOC -------------------------------------------------------------------------
 
+
 def read_voc(folder: Path, names: list[str] | None, report: Report):
     """A folder of VOC .xml files (<object><name>, <bndbox> xmin ymin xmax ymax, 1-based)."""
     if not folder.is_dir():
-        raise UserError(f"VOC annotations folder {folder} does not exist; fix the split path in data.yaml")
+        raise UserError(
+            f"VOC annotations folder {folder} does not exist; fix the split path in data.yaml"
+        )
     files = sorted(folder.glob("*.xml"))
     parsed = []
     for f in files:
@@ -191,11 +202,17 @@ def read_voc(folder: Path, names: list[str] | None, report: Report):
         lines = [text.count("\n", 0, m.start()) + 1 for m in re.finditer(r"<object[\s>]", text)]
         parsed.append((f, root, lines))
     if names is None:
-        names = sorted({o.findtext("name", "").strip() for _, r, _ in parsed for o in r.iter("object")})
+        names = sorted(
+            {o.findtext("name", "").strip() for _, r, _ in parsed for o in r.iter("object")}
+        )
     records = []
     for f, root, lines in parsed:
         fname = root.findtext("filename", "").strip()
-        candidates = [f.parent / fname, f.parent.parent / "JPEGImages" / fname, f.with_suffix(".jpg")]
+        candidates = [
+            f.parent / fname,
+            f.parent.parent / "JPEGImages" / fname,
+            f.with_suffix(".jpg"),
+        ]
         image = next((c for c in candidates if fname and c.is_file()), candidates[0])
         w = int(float(root.findtext("size/width", "0") or 0))
         h = int(float(root.findtext("size/height", "0") or 0))
@@ -225,6 +242,7 @@ def read_voc(folder: Path, names: list[str] | None, report: Report):
 
 # ---- data.yaml --------------------------------------------------------------------------
 
+
 def _names(value):
     if value is None:
         return None
@@ -248,15 +266,19 @@ def read_records(yaml_path: str | Path):
     """-> ({split: [Record]}, names, Report) without loading pixels."""
     yaml_path = Path(yaml_path)
     if not yaml_path.is_file():
-        raise UserError(f"{str(yaml_path)!r} does not exist; pass the path of your dataset's "
-                        "data.yaml (or data.source=shapes for the built-in data)")
+        raise UserError(
+            f"{str(yaml_path)!r} does not exist; pass the path of your dataset's "
+            "data.yaml (or data.source=shapes for the built-in data)"
+        )
     try:
         desc = yaml.safe_load(yaml_path.read_text()) or {}
     except yaml.YAMLError as e:
         raise UserError(f"{yaml_path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(desc, dict) or "train" not in desc:
-        raise UserError(f"{yaml_path} must be a mapping with at least `train:` (and `names:`, "
-                        "`val:`, `test:`); see docs/detection.md")
+        raise UserError(
+            f"{yaml_path} must be a mapping with at least `train:` (and `names:`, "
+            "`val:`, `test:`); see docs/detection.md"
+        )
     root = (yaml_path.parent / desc.get("path", ".")).resolve()
     names = _names(desc.get("names"))
     fmt = desc.get("format") or _guess_format(desc["train"], root)
@@ -281,12 +303,19 @@ def read_records(yaml_path: str | Path):
         else:
             splits[split], names = read_voc(root / str(entry), names, report)
     if report.problems:
-        log.warning("%d invalid boxes or files were skipped (first ones listed above)", len(report.problems))
+        log.warning(
+            "%d invalid boxes or files were skipped (first ones listed above)", len(report.problems)
+        )
     return splits, names, report
 
 
-def load_split(records: list[Record], image_size: int, max_boxes: int, report: Report,
-               train_difficult: bool = False) -> Split:
+def load_split(
+    records: list[Record],
+    image_size: int,
+    max_boxes: int,
+    report: Report,
+    train_difficult: bool = False,
+) -> Split:
     """Read and resize the images; scale the boxes to the resized image. VOC difficult
     objects are training targets only with `train_difficult`; evaluation ignores them."""
     images, box_list, cls_list, crowd, hard, sizes, scored = [], [], [], [], [], [], []
@@ -301,33 +330,52 @@ def load_split(records: list[Record], image_size: int, max_boxes: int, report: R
         sizes.append((w, h))
         img = cv2.resize(img, (image_size, image_size), interpolation=cv2.INTER_AREA)
         scale = np.float32([image_size / w, image_size / h] * 2)
-        resize = lambda b: np.clip(np.asarray(b, np.float32).reshape(-1, 4), 0, [w, h, w, h]) * scale  # noqa: E731
+        resize = lambda b: (
+            np.clip(np.asarray(b, np.float32).reshape(-1, 4), 0, [w, h, w, h]) * scale
+        )  # noqa: E731
         crowd.append((resize(rec.crowd_boxes), np.asarray(rec.crowd_classes, np.int64)))
         hard.append((resize(rec.difficult_boxes), np.asarray(rec.difficult_classes, np.int64)))
         images.append(img)
         targets = [resize(rec.boxes)] + ([hard[-1][0]] if train_difficult else [])
         box_list.append(np.concatenate(targets))
-        cls_list.append(np.concatenate([rec.classes] + ([rec.difficult_classes] if train_difficult else []))
-                        .astype(np.int64))
+        cls_list.append(
+            np.concatenate(
+                [rec.classes] + ([rec.difficult_classes] if train_difficult else [])
+            ).astype(np.int64)
+        )
         scored.append(np.arange(len(box_list[-1])) < len(rec.boxes))
     bar.close()
     boxes, classes, cut = pad_targets(box_list, cls_list, max_boxes)
     if cut:
-        log.warning("%d boxes beyond data.max_boxes=%d were dropped; raise data.max_boxes", cut, max_boxes)
+        log.warning(
+            "%d boxes beyond data.max_boxes=%d were dropped; raise data.max_boxes", cut, max_boxes
+        )
     images = np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8)
     n_crowd, n_hard = sum(len(c) for _, c in crowd), sum(len(c) for _, c in hard)
     if n_crowd:
-        log.info("%d COCO crowd regions (iscrowd=1): not trained on, ignored in evaluation as pycocotools does",
-                 n_crowd)
+        log.info(
+            "%d COCO crowd regions (iscrowd=1): not trained on, ignored in evaluation as pycocotools does",
+            n_crowd,
+        )
     if n_hard:
-        log.info("%d VOC difficult objects: ignored in evaluation (VOC protocol), %s", n_hard,
-                 "trained on (data.train_difficult=true)" if train_difficult else
-                 "not trained on (data.train_difficult=false)")
+        log.info(
+            "%d VOC difficult objects: ignored in evaluation (VOC protocol), %s",
+            n_hard,
+            "trained on (data.train_difficult=true)"
+            if train_difficult
+            else "not trained on (data.train_difficult=false)",
+        )
     mask = np.zeros(classes.shape, bool)
     for i, flags in enumerate(scored):
-        mask[i, :min(len(flags), max_boxes)] = flags[:max_boxes]
-    split = Split(images, boxes, classes, crowd if n_crowd else None, hard if n_hard else None,
-                  mask if n_hard and train_difficult else None)
+        mask[i, : min(len(flags), max_boxes)] = flags[:max_boxes]
+    split = Split(
+        images,
+        boxes,
+        classes,
+        crowd if n_crowd else None,
+        hard if n_hard else None,
+        mask if n_hard and train_difficult else None,
+    )
     split.source_sizes = np.asarray(sizes).reshape(-1, 2)  # (width, height) before resizing
     return split
 
@@ -335,7 +383,10 @@ def load_split(records: list[Record], image_size: int, max_boxes: int, report: R
 def load_dataset(yaml_path, image_size: int, max_boxes: int, train_difficult: bool = False):
     """-> ({split: Split}, class names) for the app."""
     splits, names, report = read_records(yaml_path)
-    out = {name: load_split(recs, image_size, max_boxes, report, train_difficult) for name, recs in splits.items()}
+    out = {
+        name: load_split(recs, image_size, max_boxes, report, train_difficult)
+        for name, recs in splits.items()
+    }
     if not len(out["train"]):
         raise UserError(f"{yaml_path}: the train split has no readable images")
     return out, names

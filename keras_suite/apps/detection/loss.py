@@ -4,6 +4,7 @@ Ground truth comes padded: boxes [B, M, 4] (x1y1x2y2 pixels), classes [B, M] wit
 padding rows. Everything is dense tensor maths with static shapes (no boolean gathers),
 so the step compiles once and runs under any tf.distribute strategy.
 """
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -12,8 +13,19 @@ from keras_suite.apps.detection.boxes import box_ciou, box_iou, decode_boxes, sp
 tf = common.quiet_import_tensorflow()
 
 
-def assign(scores, pred_boxes, anchors, gt_boxes, gt_classes, num_classes, topk=10,
-           alpha=0.5, beta=6.0, eps=1e-9, overlap="iou"):
+def assign(
+    scores,
+    pred_boxes,
+    anchors,
+    gt_boxes,
+    gt_classes,
+    num_classes,
+    topk=10,
+    alpha=0.5,
+    beta=6.0,
+    eps=1e-9,
+    overlap="iou",
+):
     """Task-aligned assigner (Feng et al., TOOD 2021, as used by YOLOv8).
 
     For every ground-truth box, the anchors whose centre lies inside it are ranked by
@@ -29,8 +41,12 @@ def assign(scores, pred_boxes, anchors, gt_boxes, gt_classes, num_classes, topk=
     # anchor centre strictly inside the gt box: [B, M, A]
     ax, ay = anchors[None, None, :, 0], anchors[None, None, :, 1]
     g = gt_boxes[:, :, None, :]
-    inside = tf.minimum(tf.minimum(ax - g[..., 0], ay - g[..., 1]),
-                        tf.minimum(g[..., 2] - ax, g[..., 3] - ay)) > eps
+    inside = (
+        tf.minimum(
+            tf.minimum(ax - g[..., 0], ay - g[..., 1]), tf.minimum(g[..., 2] - ax, g[..., 3] - ay)
+        )
+        > eps
+    )
     candidates = tf.cast(inside, tf.float32) * valid[:, :, None]
     measure = box_ciou if overlap == "ciou" else box_iou
     overlaps = tf.maximum(measure(g, pred_boxes[:, None, :, :]), 0.0) * candidates
@@ -49,8 +65,11 @@ def assign(scores, pred_boxes, anchors, gt_boxes, gt_classes, num_classes, topk=
     target_boxes = tf.gather(gt_boxes, gt_idx, batch_dims=1)
     target_cls = tf.gather(cls, gt_idx, batch_dims=1)
     align = align * pos
-    norm = align * tf.reduce_max(overlaps * pos, axis=2, keepdims=True) / (
-        tf.reduce_max(align, axis=2, keepdims=True) + eps)
+    norm = (
+        align
+        * tf.reduce_max(overlaps * pos, axis=2, keepdims=True)
+        / (tf.reduce_max(align, axis=2, keepdims=True) + eps)
+    )
     norm = tf.reduce_max(norm, axis=1)  # [B, A]
     target_scores = tf.one_hot(target_cls, num_classes) * (fg * norm)[..., None]
     return tf.stop_gradient(target_boxes), tf.stop_gradient(target_scores), tf.stop_gradient(fg)
@@ -63,8 +82,9 @@ def dfl_loss(dist_logits, target_ltrb, reg_max):
     w_left = left + 1 - t
     left_i = tf.cast(left, tf.int32)
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits
-    loss = ce(labels=left_i, logits=dist_logits) * w_left + \
-        ce(labels=left_i + 1, logits=dist_logits) * (1 - w_left)
+    loss = ce(labels=left_i, logits=dist_logits) * w_left + ce(
+        labels=left_i + 1, logits=dist_logits
+    ) * (1 - w_left)
     return tf.reduce_mean(loss, -1)  # [B, A]
 
 
@@ -76,15 +96,28 @@ def detection_loss(raw, gt_boxes, gt_classes, anchors, strides, num_classes, reg
     pred_boxes = decode_boxes(dist, anchors, strides)
     scores = tf.sigmoid(cls_logits)
     t_boxes, t_scores, fg = assign(
-        tf.stop_gradient(scores), tf.stop_gradient(pred_boxes), anchors, gt_boxes, gt_classes,
-        num_classes, cfg.topk, cfg.alpha, cfg.beta, overlap=cfg.assigner_overlap)
+        tf.stop_gradient(scores),
+        tf.stop_gradient(pred_boxes),
+        anchors,
+        gt_boxes,
+        gt_classes,
+        num_classes,
+        cfg.topk,
+        cfg.alpha,
+        cfg.beta,
+        overlap=cfg.assigner_overlap,
+    )
     norm = tf.maximum(tf.reduce_sum(t_scores), 1.0)
-    cls_loss = tf.reduce_sum(
-        tf.nn.sigmoid_cross_entropy_with_logits(labels=t_scores, logits=cls_logits)) / norm
+    cls_loss = (
+        tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=t_scores, logits=cls_logits))
+        / norm
+    )
     weight = tf.reduce_sum(t_scores, -1) * fg  # [B, A]
     ciou = box_ciou(pred_boxes, t_boxes)
     box_loss = tf.reduce_sum((1.0 - ciou) * weight) / norm
-    target_ltrb = tf.concat([anchors - t_boxes[..., :2], t_boxes[..., 2:] - anchors], -1) / strides[:, None]
+    target_ltrb = (
+        tf.concat([anchors - t_boxes[..., :2], t_boxes[..., 2:] - anchors], -1) / strides[:, None]
+    )
     dfl = tf.reduce_sum(dfl_loss(dist, target_ltrb, reg_max) * weight) / norm
     total = cfg.box * box_loss + cfg.cls * cls_loss + cfg.dfl * dfl
     return total, {"box": box_loss, "cls": cls_loss, "dfl": dfl}

@@ -15,6 +15,7 @@ detection that overlaps an ordinary object enough is matched to it even when it 
 a difficult one more (COCO's order), where the devkit takes the larger overlap. This is the "all areas" row of pycocotools' summary; tests check the two
 agree, with and without crowd regions.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,12 @@ def iou_matrix(a: np.ndarray, b: np.ndarray, crowd: np.ndarray | None = None) ->
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
     a, b = a.astype(np.float64), b.astype(np.float64)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    iw = np.clip(
+        np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None
+    )
+    ih = np.clip(
+        np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None
+    )
     inter = iw * ih
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
@@ -40,7 +45,9 @@ def iou_matrix(a: np.ndarray, b: np.ndarray, crowd: np.ndarray | None = None) ->
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def _match(det_boxes, gt_boxes, thresholds, ignore=None, crowd=None, shared=None) -> tuple[np.ndarray, np.ndarray]:
+def _match(
+    det_boxes, gt_boxes, thresholds, ignore=None, crowd=None, shared=None
+) -> tuple[np.ndarray, np.ndarray]:
     """det_boxes sorted by score. Returns [T, D] bools: detection d is a true positive at
     t, and detection d matched an ignored box at t. `ignore` marks boxes that are neither
     found nor missed (crowd regions, VOC difficult objects, objects outside an area
@@ -51,8 +58,12 @@ def _match(det_boxes, gt_boxes, thresholds, ignore=None, crowd=None, shared=None
     ignore = crowd.copy() if ignore is None else np.asarray(ignore, bool) | crowd
     shared = crowd.copy() if shared is None else np.asarray(shared, bool) & ignore
     order = np.argsort(ignore, kind="stable")  # ordinary boxes first, ignored ones last
-    gt_boxes, crowd, ignore, shared = (np.asarray(gt_boxes).reshape(-1, 4)[order], crowd[order], ignore[order],
-                                       shared[order])
+    gt_boxes, crowd, ignore, shared = (
+        np.asarray(gt_boxes).reshape(-1, 4)[order],
+        crowd[order],
+        ignore[order],
+        shared[order],
+    )
     ious = iou_matrix(det_boxes, gt_boxes, crowd)
     tp = np.zeros((len(thresholds), len(det_boxes)), bool)
     ignored = np.zeros_like(tp)
@@ -74,7 +85,9 @@ def _match(det_boxes, gt_boxes, thresholds, ignore=None, crowd=None, shared=None
     return tp, ignored
 
 
-def _average_precision(tp: np.ndarray, num_gt: int, ignored: np.ndarray | None = None) -> np.ndarray:
+def _average_precision(
+    tp: np.ndarray, num_gt: int, ignored: np.ndarray | None = None
+) -> np.ndarray:
     """tp [T, D] in global score order -> AP per threshold [T] (101-point interpolation);
     `ignored` detections count neither way."""
     out = np.zeros(tp.shape[0])
@@ -102,8 +115,16 @@ def pr_curve(tp_row: np.ndarray, num_gt: int) -> tuple[np.ndarray, np.ndarray]:
     return recall, precision
 
 
-def evaluate_detections(predictions, ground_truth, num_classes: int, max_detections: int = 100,
-                        class_names=None, keep_curves: bool = False, crowd=None, difficult=None) -> dict:
+def evaluate_detections(
+    predictions,
+    ground_truth,
+    num_classes: int,
+    max_detections: int = 100,
+    class_names=None,
+    keep_curves: bool = False,
+    crowd=None,
+    difficult=None,
+) -> dict:
     """predictions / ground_truth / crowd / difficult: one entry per image.
 
     predictions[i] = (boxes [D, 4], scores [D], classes [D]); ground_truth[i] = (boxes, classes);
@@ -121,7 +142,9 @@ def evaluate_detections(predictions, ground_truth, num_classes: int, max_detecti
     difficult = difficult if difficult is not None else [none] * len(ground_truth)
     for c in range(num_classes):
         scores_all, tp_all, ig_all, num_gt = [], [], [], 0
-        for (pb, ps, pc), (gb, gc), (cb, cc), (hb, hc) in zip(predictions, ground_truth, crowd, difficult):
+        for (pb, ps, pc), (gb, gc), (cb, cc), (hb, hc) in zip(
+            predictions, ground_truth, crowd, difficult
+        ):
             g = np.asarray(gb).reshape(-1, 4)[np.asarray(gc) == c]
             hard = np.asarray(hb).reshape(-1, 4)[np.asarray(hc) == c]
             regions = np.asarray(cb).reshape(-1, 4)[np.asarray(cc) == c]
@@ -132,8 +155,14 @@ def evaluate_detections(predictions, ground_truth, num_classes: int, max_detecti
             boxes, scores = boxes[order], scores[order]
             if len(boxes):
                 kinds = np.r_[np.zeros(len(g)), np.ones(len(hard)), np.full(len(regions), 2)]
-                tp, ignored = _match(boxes, np.concatenate([g, hard, regions]), IOU_THRESHOLDS,
-                                     ignore=kinds > 0, crowd=kinds == 2, shared=kinds > 0)
+                tp, ignored = _match(
+                    boxes,
+                    np.concatenate([g, hard, regions]),
+                    IOU_THRESHOLDS,
+                    ignore=kinds > 0,
+                    crowd=kinds == 2,
+                    shared=kinds > 0,
+                )
                 tp_all.append(tp)
                 ig_all.append(ignored)
                 scores_all.append(scores)
@@ -155,8 +184,12 @@ def evaluate_detections(predictions, ground_truth, num_classes: int, max_detecti
         "map_50_95": float(mean.mean()),
         "map_50": float(mean[0]),
         "map_75": float(mean[5]),
-        "ap_per_class": {names[c]: float(per_class_ap[c].mean()) for c in range(num_classes) if present[c]},
-        "ap50_per_class": {names[c]: float(per_class_ap[c, 0]) for c in range(num_classes) if present[c]},
+        "ap_per_class": {
+            names[c]: float(per_class_ap[c].mean()) for c in range(num_classes) if present[c]
+        },
+        "ap50_per_class": {
+            names[c]: float(per_class_ap[c, 0]) for c in range(num_classes) if present[c]
+        },
     }
     if keep_curves:
         result["_curves"] = curves
@@ -165,8 +198,12 @@ def evaluate_detections(predictions, ground_truth, num_classes: int, max_detecti
 
 # ---- the COCO protocol's full summary -------------------------------------------------
 
-AREA_RANGES = {"all": (0.0, 1e10), "small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2),
-               "large": (96.0 ** 2, 1e10)}
+AREA_RANGES = {
+    "all": (0.0, 1e10),
+    "small": (0.0, 32.0**2),
+    "medium": (32.0**2, 96.0**2),
+    "large": (96.0**2, 1e10),
+}
 MAX_DETS = (1, 10, 100)
 
 
@@ -189,20 +226,33 @@ def coco_summary(predictions, ground_truth, num_classes: int, crowd=None, diffic
     recall = -np.ones((T, num_classes, len(AREA_RANGES), len(MAX_DETS)))
     for c in range(num_classes):
         per_image = []  # (gt boxes, kinds, det boxes, det scores) of this class
-        for (pb, ps, pc), (gb, gc), (cb, cc), (hb, hc) in zip(predictions, ground_truth, crowd, difficult):
-            parts = [np.asarray(b).reshape(-1, 4)[np.asarray(k) == c] for b, k in ((gb, gc), (hb, hc), (cb, cc))]
+        for (pb, ps, pc), (gb, gc), (cb, cc), (hb, hc) in zip(
+            predictions, ground_truth, crowd, difficult
+        ):
+            parts = [
+                np.asarray(b).reshape(-1, 4)[np.asarray(k) == c]
+                for b, k in ((gb, gc), (hb, hc), (cb, cc))
+            ]
             kinds = np.concatenate([np.full(len(p), kind) for kind, p in enumerate(parts)])
             sel = np.asarray(pc) == c
             scores = np.asarray(ps, np.float64)[sel]
-            order = np.argsort(-scores, kind="mergesort")[:MAX_DETS[-1]]
-            per_image.append((np.concatenate(parts), kinds, np.asarray(pb).reshape(-1, 4)[sel][order], scores[order]))
+            order = np.argsort(-scores, kind="mergesort")[: MAX_DETS[-1]]
+            per_image.append(
+                (
+                    np.concatenate(parts),
+                    kinds,
+                    np.asarray(pb).reshape(-1, 4)[sel][order],
+                    scores[order],
+                )
+            )
         for a, (low, high) in enumerate(AREA_RANGES.values()):
             images = []
             for gt, kinds, det, scores in per_image:
                 outside = (_area(gt) < low) | (_area(gt) > high)
                 ignore = (kinds > 0) | outside
-                tp, matched_ignored = _match(det, gt, IOU_THRESHOLDS, ignore=ignore, crowd=kinds == 2,
-                                             shared=kinds > 0)
+                tp, matched_ignored = _match(
+                    det, gt, IOU_THRESHOLDS, ignore=ignore, crowd=kinds == 2, shared=kinds > 0
+                )
                 det_outside = (_area(det) < low) | (_area(det) > high)
                 ignored = matched_ignored | (~tp & ~matched_ignored & det_outside[None, :])
                 images.append((scores, tp, ignored, int((~ignore).sum())))
@@ -213,7 +263,9 @@ def coco_summary(predictions, ground_truth, num_classes: int, crowd=None, diffic
                 scores = np.concatenate([s[:max_det] for s, *_ in images])
                 order = np.argsort(-scores, kind="mergesort")
                 tp = np.concatenate([t[:, :max_det] for _, t, _, _ in images], axis=1)[:, order]
-                ignored = np.concatenate([g[:, :max_det] for _, _, g, _ in images], axis=1)[:, order]
+                ignored = np.concatenate([g[:, :max_det] for _, _, g, _ in images], axis=1)[
+                    :, order
+                ]
                 precision[:, :, c, a, m] = _precision_at_recall_points(tp, ignored, num_gt)
                 recall[:, c, a, m] = (tp & ~ignored).sum(1) / num_gt
     names = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -222,10 +274,20 @@ def coco_summary(predictions, ground_truth, num_classes: int, crowd=None, diffic
         values = values[values > -1]
         return float(values.mean()) if values.size else -1.0
 
-    stats = [mean(precision[:, :, :, 0, 2]), mean(precision[0, :, :, 0, 2]), mean(precision[5, :, :, 0, 2]),
-             mean(precision[:, :, :, 1, 2]), mean(precision[:, :, :, 2, 2]), mean(precision[:, :, :, 3, 2]),
-             mean(recall[:, :, 0, 0]), mean(recall[:, :, 0, 1]), mean(recall[:, :, 0, 2]),
-             mean(recall[:, :, 1, 2]), mean(recall[:, :, 2, 2]), mean(recall[:, :, 3, 2])]
+    stats = [
+        mean(precision[:, :, :, 0, 2]),
+        mean(precision[0, :, :, 0, 2]),
+        mean(precision[5, :, :, 0, 2]),
+        mean(precision[:, :, :, 1, 2]),
+        mean(precision[:, :, :, 2, 2]),
+        mean(precision[:, :, :, 3, 2]),
+        mean(recall[:, :, 0, 0]),
+        mean(recall[:, :, 0, 1]),
+        mean(recall[:, :, 0, 2]),
+        mean(recall[:, :, 1, 2]),
+        mean(recall[:, :, 2, 2]),
+        mean(recall[:, :, 3, 2]),
+    ]
     return dict(zip(names, stats))
 
 

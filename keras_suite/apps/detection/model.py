@@ -9,12 +9,14 @@ The model maps float images [B, S, S, 3] in 0..255 to raw predictions
 [B, A, 4 * reg_max + num_classes] over all A anchor points of the three scales;
 `keras_suite.apps.detection.boxes` decodes them.
 """
+
 from __future__ import annotations
 
 import math
 
-from keras_suite import common
 import numpy as np
+
+from keras_suite import common
 from keras_suite.common.batchnorm import FusedBatchNormalization
 
 tf = common.quiet_import_tensorflow()
@@ -38,8 +40,14 @@ def conv(x, filters, kernel=1, stride=1, name=""):
     """Conv2D + BatchNorm + SiLU, the basic YOLO block."""
     if stride > 1:  # explicit padding keeps the output grid identical to PyTorch-style YOLO
         x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
-    x = layers.Conv2D(filters, kernel, stride, padding="valid" if stride > 1 else "same",
-                      use_bias=False, name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        filters,
+        kernel,
+        stride,
+        padding="valid" if stride > 1 else "same",
+        use_bias=False,
+        name=f"{name}_conv",
+    )(x)
     x = FusedBatchNormalization(momentum=0.97, epsilon=1e-3, name=f"{name}_bn")(x)
     return layers.Activation("silu", name=f"{name}_act")(x)
 
@@ -72,8 +80,9 @@ def sppf(x, filters, name):
     return conv(x, filters, 1, name=f"{name}_cv2")
 
 
-def build_detector(num_classes: int, variant: str = "n", reg_max: int = 16,
-                   name: str = "yolo_detector") -> keras.Model:
+def build_detector(
+    num_classes: int, variant: str = "n", reg_max: int = 16, name: str = "yolo_detector"
+) -> keras.Model:
     depth, width, max_ch = VARIANTS[variant]
     ch = lambda c: _channels(c, width, max_ch)  # noqa: E731
     dn = lambda n: _depth(n, depth)  # noqa: E731
@@ -114,14 +123,17 @@ def build_detector(num_classes: int, variant: str = "n", reg_max: int = 16,
     for i, feat in enumerate((o3, o4, o5)):
         b = conv(feat, c_box, 3, name=f"h{i}_box1")
         b = conv(b, c_box, 3, name=f"h{i}_box2")
-        b = layers.Conv2D(4 * reg_max, 1, name=f"h{i}_box_out",
-                          bias_initializer="ones")(b)
+        b = layers.Conv2D(4 * reg_max, 1, name=f"h{i}_box_out", bias_initializer="ones")(b)
         c = conv(feat, c_cls, 3, name=f"h{i}_cls1")
         c = conv(c, c_cls, 3, name=f"h{i}_cls2")
         # Prior: ~0.01 objects per cell of 640/stride px (YOLOv8's class bias initialisation).
         prior = math.log(5 / num_classes / (640 / STRIDES[i]) ** 2)
-        c = layers.Conv2D(num_classes, 1, name=f"h{i}_cls_out",
-                          bias_initializer=keras.initializers.Constant(prior))(c)
+        c = layers.Conv2D(
+            num_classes,
+            1,
+            name=f"h{i}_cls_out",
+            bias_initializer=keras.initializers.Constant(prior),
+        )(c)
         y = layers.Concatenate(name=f"h{i}_cat")([b, c])
         outputs.append(layers.Reshape((-1, 4 * reg_max + num_classes), name=f"h{i}_flat")(y))
     out = layers.Concatenate(axis=1, name="predictions", dtype="float32")(outputs)

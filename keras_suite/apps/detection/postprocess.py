@@ -5,6 +5,7 @@ size (a TFLite builtin, unlike CombinedNonMaxSuppression). We do not use the com
 "offset boxes by class id" trick: under int8 quantization the offset boxes would share
 one scale spanning all classes and lose their pixel precision.
 """
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -28,8 +29,8 @@ def decode_clipped(dist_logits, image_size: int):
     corners, start = [], 0
     for stride in STRIDES:
         count = (image_size // stride) ** 2
-        points = points_all[start:start + count]
-        dist = dist_logits[:, start:start + count]
+        points = points_all[start : start + count]
+        dist = dist_logits[:, start : start + count]
         start += count
         probs = tf.reshape(tf.nn.softmax(dist, -1), [-1, reg_max])
         grid = tf.reshape(tf.matmul(probs, bins), [-1, count, 4])  # expected bin per side
@@ -46,8 +47,15 @@ def decode(raw, image_size: int, reg_max: int):
     return decode_clipped(dist, image_size), tf.sigmoid(cls_logits)
 
 
-def nms_single(boxes, scores, num_classes: int, max_detections: int, pre_nms_topk: int,
-               iou_threshold: float, score_threshold: float):
+def nms_single(
+    boxes,
+    scores,
+    num_classes: int,
+    max_detections: int,
+    pre_nms_topk: int,
+    iou_threshold: float,
+    score_threshold: float,
+):
     """One image: boxes [A, 4], scores [A, C] -> (boxes [D, 4], scores [D], classes [D] int32,
     count int32). Rows past `count` are zeros (classes -1)."""
     best = tf.reduce_max(scores, -1)
@@ -62,9 +70,14 @@ def nms_single(boxes, scores, num_classes: int, max_detections: int, pre_nms_top
         s = tf.where(cand_labels == c, top_scores, tf.zeros_like(top_scores))
         # NMS is symmetric in x/y, so the x1y1x2y2 order is fine.
         idx, _, valid = tf.raw_ops.NonMaxSuppressionV5(
-            boxes=cand_boxes, scores=s, max_output_size=per_class,
-            iou_threshold=iou_threshold, score_threshold=score_threshold,
-            soft_nms_sigma=0.0, pad_to_max_output_size=True)
+            boxes=cand_boxes,
+            scores=s,
+            max_output_size=per_class,
+            iou_threshold=iou_threshold,
+            score_threshold=score_threshold,
+            soft_nms_sigma=0.0,
+            pad_to_max_output_size=True,
+        )
         keep = tf.range(per_class) < valid
         all_boxes.append(tf.gather(cand_boxes, idx))
         all_scores.append(tf.where(keep, tf.gather(s, idx), -1.0))
@@ -89,12 +102,24 @@ def postprocess(raw, image_size, reg_max, num_classes, post, score_threshold=Non
     thr = post.score_threshold if score_threshold is None else score_threshold
 
     def one(args):
-        return nms_single(args[0], args[1], num_classes, post.max_detections,
-                          post.pre_nms_topk, post.iou_threshold, thr)
+        return nms_single(
+            args[0],
+            args[1],
+            num_classes,
+            post.max_detections,
+            post.pre_nms_topk,
+            post.iou_threshold,
+            thr,
+        )
 
-    b, s, c, n = tf.map_fn(one, (boxes, scores), fn_output_signature=(
-        tf.TensorSpec([post.max_detections, 4], tf.float32),
-        tf.TensorSpec([post.max_detections], tf.float32),
-        tf.TensorSpec([post.max_detections], tf.int32),
-        tf.TensorSpec([], tf.int32)))
+    b, s, c, n = tf.map_fn(
+        one,
+        (boxes, scores),
+        fn_output_signature=(
+            tf.TensorSpec([post.max_detections, 4], tf.float32),
+            tf.TensorSpec([post.max_detections], tf.float32),
+            tf.TensorSpec([post.max_detections], tf.int32),
+            tf.TensorSpec([], tf.int32),
+        ),
+    )
     return {"boxes": b, "scores": s, "classes": c, "num_detections": n}

@@ -1,4 +1,5 @@
 """Drawing detections: boxes, class names and scores on images (PNG for people)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,9 @@ def _colour(c: int) -> tuple[int, int, int]:
     return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
 
-def draw_detections(image: np.ndarray, boxes, scores, classes, class_names,
-                    ground_truth=None, thickness: int = 1) -> np.ndarray:
+def draw_detections(
+    image: np.ndarray, boxes, scores, classes, class_names, ground_truth=None, thickness: int = 1
+) -> np.ndarray:
     """RGB uint8 image with predicted boxes (coloured, labelled) and optional ground truth
     (thin white). Boxes are x1y1x2y2 pixels of this image."""
     img = np.ascontiguousarray(image.astype(np.uint8)).copy()
@@ -36,7 +38,9 @@ def draw_detections(image: np.ndarray, boxes, scores, classes, class_names,
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
         y = max(p1[1], th + 2)
         cv2.rectangle(img, (p1[0], y - th - 2), (p1[0] + tw, y), colour, -1)
-        cv2.putText(img, label, (p1[0], y - 1), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            img, label, (p1[0], y - 1), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1, cv2.LINE_AA
+        )
     return img
 
 
@@ -62,5 +66,9 @@ def contact_sheet(images: list[np.ndarray], cols: int = 4, upscale: int = 2) -> 
     sheet = np.full((rows * h, cols * w, 3), 255, np.uint8)
     for i, img in enumerate(images):
         r, c = divmod(i, cols)
-        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
-    return cv2.resize(sheet, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_NEAREST) if upscale > 1 else sheet
+        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = img
+    return (
+        cv2.resize(sheet, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_NEAREST)
+        if upscale > 1
+        else sheet
+    )

@@ -1,11 +1,12 @@
 """The DQN app: what the shared pipeline (train, evaluate, export, TFLite) calls."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from keras_suite import common  # noqa: F401
 import numpy as np
 
+from keras_suite import common  # noqa: F401
 from keras_suite.apps.dqn import config as dqn_config
 from keras_suite.common.app import App, Datasets, TFLiteTarget
 
@@ -33,7 +34,9 @@ def _collect_observations(env_cfg, count: int, seed: int) -> np.ndarray:
 
 class DQNApp(App):
     name = "dqn"
-    description = "Deep Q-learning on Atari (Nature DQN + Double, Dueling, PER, n-step) and classic control"
+    description = (
+        "Deep Q-learning on Atari (Nature DQN + Double, Dueling, PER, n-step) and classic control"
+    )
     presets = dqn_config.PRESETS
 
     # ---- data and model -------------------------------------------------------------
@@ -51,14 +54,21 @@ class DQNApp(App):
         online = build_q_network(*args, name="q_network")
         target = build_q_network(*args, name="target_q_network")
         target.trainable = False
-        optimizer = training.make_optimizer(cfg.train, cfg.agent.total_steps // cfg.agent.train_every)
+        optimizer = training.make_optimizer(
+            cfg.train, cfg.agent.total_steps // cfg.agent.train_every
+        )
         inner = getattr(optimizer, "inner_optimizer", optimizer)
         if hasattr(inner, "epsilon"):  # set before the optimizer builds its slots
             inner.epsilon = cfg.agent.adam_epsilon
-        counters = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
-                    for name in ("env_steps", "updates", "episodes")}
-        return training.TrainState(models={"model": online, "target": target},
-                                   optimizers={"model": optimizer}, variables=counters)
+        counters = {
+            name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+            for name in ("env_steps", "updates", "episodes")
+        }
+        return training.TrainState(
+            models={"model": online, "target": target},
+            optimizers={"model": optimizer},
+            variables=counters,
+        )
 
     def train(self, ctx) -> list[dict]:
         from keras_suite.apps.dqn.train import DQNTrainer
@@ -76,9 +86,15 @@ class DQNApp(App):
 
         bar = progress(cfg.eval.episodes, "evaluation", unit="episode")
         try:
-            scores, lengths = run_episodes(self.greedy_q_fn(state.model), cfg.env, cfg.eval.episodes,
-                                           cfg.eval.epsilon, cfg.eval.noop_max,
-                                           seed=cfg.train.seed + 123_457, progress_bar=bar)
+            scores, lengths = run_episodes(
+                self.greedy_q_fn(state.model),
+                cfg.env,
+                cfg.eval.episodes,
+                cfg.eval.epsilon,
+                cfg.eval.noop_max,
+                seed=cfg.train.seed + 123_457,
+                progress_bar=bar,
+            )
         finally:
             bar.close()
         metrics = summarize(cfg.env.id, scores, lengths, cfg.eval.epsilon)
@@ -91,17 +107,25 @@ class DQNApp(App):
                 metrics["agent_steps_trained"] = steps[-1]["step"]
                 metrics["frames_trained"] = steps[-1]["frames"]
             frame_skip = cfg.env.frame_skip if cfg.env.is_atari else 1
-            plot = plot_learning_curve(records, Path(run_dir) / "plots" / "learning_curve.png",
-                                       f"DQN on {cfg.env.id}: final {metrics['mean_return']:.1f} "
-                                       f"± {metrics['std_return']:.1f} ({len(scores)} episodes)",
-                                       frame_skip, metrics)
+            plot = plot_learning_curve(
+                records,
+                Path(run_dir) / "plots" / "learning_curve.png",
+                f"DQN on {cfg.env.id}: final {metrics['mean_return']:.1f} "
+                f"± {metrics['std_return']:.1f} ({len(scores)} episodes)",
+                frame_skip,
+                metrics,
+            )
             metrics["learning_curve"] = str(plot) if plot else None
         return metrics
 
     # ---- deployment -----------------------------------------------------------------
     def _input_spec(self, info: dict, batch):
         tf = common.quiet_import_tensorflow()
-        name = "frames" if info.get("is_atari", True) and info["obs_dtype"] == "uint8" else "observation"
+        name = (
+            "frames"
+            if info.get("is_atari", True) and info["obs_dtype"] == "uint8"
+            else "observation"
+        )
         return tf.TensorSpec([batch, *info["obs_shape"]], tf.as_dtype(info["obs_dtype"]), name=name)
 
     def _archive(self, model, info: dict, batch):
@@ -129,7 +153,9 @@ class DQNApp(App):
         name = self._input_spec(info, None).name
         return {"serving_default": [{name: obs[:1]}, {name: obs}]}
 
-    predict_inputs = "observation .npy files (one observation, or a batch, each; as np.save writes them)"
+    predict_inputs = (
+        "observation .npy files (one observation, or a batch, each; as np.save writes them)"
+    )
 
     def predict_request(self, inputs, info: dict, cfg):
         """Observations saved with np.save -> the policy's greedy actions and Q-values."""
@@ -142,12 +168,16 @@ class DQNApp(App):
             try:
                 obs = np.load(path, allow_pickle=False)
             except (OSError, ValueError) as exc:
-                raise UserError(f"{path}: not a .npy observation file ({exc}); save one with np.save") from None
+                raise UserError(
+                    f"{path}: not a .npy observation file ({exc}); save one with np.save"
+                ) from None
             if obs.shape == shape:
                 obs = obs[None]
             if obs.shape[1:] != shape:
-                raise UserError(f"{path}: observation shape {list(obs.shape)}; this agent takes "
-                                f"{list(shape)} (or a batch [N, {', '.join(map(str, shape))}])")
+                raise UserError(
+                    f"{path}: observation shape {list(obs.shape)}; this agent takes "
+                    f"{list(shape)} (or a batch [N, {', '.join(map(str, shape))}])"
+                )
             batches.append(obs.astype(dtype))
         return "serving_default", {spec.name: np.concatenate(batches)}
 
@@ -174,11 +204,17 @@ class DQNApp(App):
             for obs in calibration:
                 yield {name: obs[None]}
 
-        return [TFLiteTarget(name="policy", saved_model_dir=str(saved), signature="serving_default",
-                             representative_data=representative,
-                             calibration_split="64 observations of random play (seed + 2)",
-                             evaluation_split="200 held-out observations (seed + 3) and evaluation episodes",
-                             extras={"reference_obs": reference, "reference_q": q})]
+        return [
+            TFLiteTarget(
+                name="policy",
+                saved_model_dir=str(saved),
+                signature="serving_default",
+                representative_data=representative,
+                calibration_split="64 observations of random play (seed + 2)",
+                evaluation_split="200 held-out observations (seed + 3) and evaluation episodes",
+                extras={"reference_obs": reference, "reference_q": q},
+            )
+        ]
 
     def tflite_evaluate(self, run_signature, data: Datasets, cfg, info: dict, target=None) -> dict:
         """Greedy-action agreement with the Keras model on held-out observations, and the
@@ -189,17 +225,35 @@ class DQNApp(App):
         result: dict = {}
         if target is not None and "reference_obs" in target.extras:
             obs, q_ref = target.extras["reference_obs"], target.extras["reference_q"]
-            q_lite = np.concatenate([np.asarray(run_signature({name: o[None]})["q_values"]) for o in obs])
-            result["greedy_action_agreement"] = float(np.mean(q_lite.argmax(-1) == q_ref.argmax(-1)))
+            q_lite = np.concatenate(
+                [np.asarray(run_signature({name: o[None]})["q_values"]) for o in obs]
+            )
+            result["greedy_action_agreement"] = float(
+                np.mean(q_lite.argmax(-1) == q_ref.argmax(-1))
+            )
             result["q_max_abs_diff"] = float(np.max(np.abs(q_lite - q_ref)))
 
         def q_fn(batch):
-            return np.concatenate([np.asarray(run_signature({name: o[None]})["q_values"]) for o in batch])
+            return np.concatenate(
+                [np.asarray(run_signature({name: o[None]})["q_values"]) for o in batch]
+            )
 
         episodes = min(cfg.eval.episodes, 5)
-        scores, lengths = run_episodes(q_fn, cfg.env, episodes, cfg.eval.epsilon, cfg.eval.noop_max,
-                                       seed=cfg.train.seed + 123_457, num_envs=1)
+        scores, lengths = run_episodes(
+            q_fn,
+            cfg.env,
+            episodes,
+            cfg.eval.epsilon,
+            cfg.eval.noop_max,
+            seed=cfg.train.seed + 123_457,
+            num_envs=1,
+        )
         summary = summarize(cfg.env.id, scores, lengths, cfg.eval.epsilon)
-        result.update({f"tflite_{k}": v for k, v in summary.items()
-                       if k in ("mean_return", "std_return", "episodes", "human_normalized_percent")})
+        result.update(
+            {
+                f"tflite_{k}": v
+                for k, v in summary.items()
+                if k in ("mean_return", "std_return", "episodes", "human_normalized_percent")
+            }
+        )
         return result

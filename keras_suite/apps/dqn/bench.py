@@ -14,6 +14,7 @@ frame-deduplicating replay buffer and a compiled (tf.function) update under the 
 Both start measuring after `--warmup` agent steps so that the timed window includes
 gradient updates at the configured rate.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,21 +25,41 @@ import tempfile
 import time
 from pathlib import Path
 
-from keras_suite import common
 import numpy as np
 
+from keras_suite import common
 from keras_suite.common.runlog import setup_logging
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="ksuite bench dqn", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--env", default="ALE/Breakout-v5", help="environment id (an ALE game or CartPole-v1)")
-    p.add_argument("--steps", type=int, default=1_000, help="timed agent steps per implementation (after warm-up)")
-    p.add_argument("--warmup", type=int, default=500, help="agent steps gathered before learning starts")
-    p.add_argument("--num-envs", type=int, nargs="+", default=[1, 4], help="vectorised env counts to measure for this app")
+    p = argparse.ArgumentParser(
+        prog="ksuite bench dqn",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--env", default="ALE/Breakout-v5", help="environment id (an ALE game or CartPole-v1)"
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=1_000,
+        help="timed agent steps per implementation (after warm-up)",
+    )
+    p.add_argument(
+        "--warmup", type=int, default=500, help="agent steps gathered before learning starts"
+    )
+    p.add_argument(
+        "--num-envs",
+        type=int,
+        nargs="+",
+        default=[1, 4],
+        help="vectorised env counts to measure for this app",
+    )
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--train-every", type=int, default=4, help="one gradient update per this many agent steps")
+    p.add_argument(
+        "--train-every", type=int, default=4, help="one gradient update per this many agent steps"
+    )
     p.add_argument("--skip-baseline", action="store_true", help="only measure this app's loop")
     p.add_argument("--out", default="bench-results/dqn.json")
     return p.parse_args(argv)
@@ -79,19 +100,34 @@ def measure_app_loop(args, num_envs: int) -> dict:
         state = APP.build_state(cfg, data.info)
         state.build_optimizers()
         logger = RunLogger(tmp)
-        ctx = TrainContext(app=APP, cfg=cfg, run_dir=Path(tmp), strategy=strategy, data=data,
-                           state=state, logger=logger)
+        ctx = TrainContext(
+            app=APP,
+            cfg=cfg,
+            run_dir=Path(tmp),
+            strategy=strategy,
+            data=data,
+            state=state,
+            logger=logger,
+        )
         DQNTrainer(ctx).fit()
         logger.close()
-        records = [r for r in read_jsonl(Path(tmp) / "logs" / "metrics.jsonl") if r.get("kind") == "step"]
+        records = [
+            r for r in read_jsonl(Path(tmp) / "logs" / "metrics.jsonl") if r.get("kind") == "step"
+        ]
     learning = [r for r in records if r["updates"] > 0]
     start, end = learning[0], learning[-1]
     steps = end["step"] - start["step"]
     seconds = end["time"] - start["time"]
     frame_skip = cfg.env.frame_skip if cfg.env.is_atari else 1
-    return {"implementation": f"ksuite dqn loop, {num_envs} env(s)", "num_envs": num_envs,
-            "agent_steps": steps, "updates": end["updates"] - start["updates"], "seconds": seconds,
-            "agent_steps_per_sec": steps / seconds, "frames_per_sec": steps * frame_skip / seconds}
+    return {
+        "implementation": f"ksuite dqn loop, {num_envs} env(s)",
+        "num_envs": num_envs,
+        "agent_steps": steps,
+        "updates": end["updates"] - start["updates"],
+        "seconds": seconds,
+        "agent_steps_per_sec": steps / seconds,
+        "frames_per_sec": steps * frame_skip / seconds,
+    }
 
 
 def measure_straightforward(args) -> dict:
@@ -105,9 +141,16 @@ def measure_straightforward(args) -> dict:
     cfg = _config(args, 1, args.warmup + args.steps)
     env = make_env(cfg.env, training=True, seed=0)
     n_actions = env.action_space.n
-    model = build_q_network(cfg.agent, env.observation_space.shape, str(env.observation_space.dtype), n_actions, "q")
-    model_target = build_q_network(cfg.agent, env.observation_space.shape, str(env.observation_space.dtype),
-                                   n_actions, "q_target")
+    model = build_q_network(
+        cfg.agent, env.observation_space.shape, str(env.observation_space.dtype), n_actions, "q"
+    )
+    model_target = build_q_network(
+        cfg.agent,
+        env.observation_space.shape,
+        str(env.observation_space.dtype),
+        n_actions,
+        "q_target",
+    )
     model_target.set_weights(model.get_weights())
     optimizer = keras.optimizers.Adam(cfg.train.learning_rate, clipnorm=10.0)
     loss_fn = keras.losses.Huber()
@@ -157,10 +200,16 @@ def measure_straightforward(args) -> dict:
     env.close()
     frame_skip = cfg.env.frame_skip if cfg.env.is_atari else 1
     replay_bytes = sum(x.nbytes for x in states) + sum(x.nbytes for x in next_states)
-    return {"implementation": "straightforward (keras-io style)", "num_envs": 1, "agent_steps": args.steps,
-            "updates": updates, "seconds": seconds, "agent_steps_per_sec": args.steps / seconds,
-            "frames_per_sec": args.steps * frame_skip / seconds,
-            "replay_bytes_per_transition": replay_bytes / len(states)}
+    return {
+        "implementation": "straightforward (keras-io style)",
+        "num_envs": 1,
+        "agent_steps": args.steps,
+        "updates": updates,
+        "seconds": seconds,
+        "agent_steps_per_sec": args.steps / seconds,
+        "frames_per_sec": args.steps * frame_skip / seconds,
+        "replay_bytes_per_transition": replay_bytes / len(states),
+    }
 
 
 def main(argv=None) -> int:
@@ -174,17 +223,30 @@ def main(argv=None) -> int:
     for n in args.num_envs:
         results.append(measure_app_loop(args, n))
     base = results[0]["frames_per_sec"] if not args.skip_baseline else None
-    print(f"DQN throughput on {args.env}: frames/s including learning "
-          f"(batch {args.batch_size}, one update per {args.train_every} agent steps)")
+    print(
+        f"DQN throughput on {args.env}: frames/s including learning "
+        f"(batch {args.batch_size}, one update per {args.train_every} agent steps)"
+    )
     for r in results:
         r["speedup_vs_straightforward"] = r["frames_per_sec"] / base if base else None
         ratio = f"  {r['speedup_vs_straightforward']:.1f}x" if base else ""
-        print(f"  {r['implementation']:<36} {r['frames_per_sec']:9.0f} frames/s "
-              f"({r['agent_steps_per_sec']:.0f} agent steps/s, {r['updates']} updates in {r['seconds']:.1f} s){ratio}")
-    out = {"benchmark": "dqn_throughput", "env": args.env, "batch_size": args.batch_size,
-           "train_every": args.train_every, "warmup_steps": args.warmup, "timed_steps": args.steps,
-           "results": results, "cpu_count": os.cpu_count(), "tensorflow": tf.__version__,
-           "python": platform.python_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        print(
+            f"  {r['implementation']:<36} {r['frames_per_sec']:9.0f} frames/s "
+            f"({r['agent_steps_per_sec']:.0f} agent steps/s, {r['updates']} updates in {r['seconds']:.1f} s){ratio}"
+        )
+    out = {
+        "benchmark": "dqn_throughput",
+        "env": args.env,
+        "batch_size": args.batch_size,
+        "train_every": args.train_every,
+        "warmup_steps": args.warmup,
+        "timed_steps": args.steps,
+        "results": results,
+        "cpu_count": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "python": platform.python_version(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -2,6 +2,7 @@
 agent as a GIF or MP4.
 
 Top level stays cheap (no TensorFlow import): `ksuite --help` reads COMMANDS."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,11 +13,33 @@ from keras_suite.common.errors import UserError
 
 def _play_arguments(p) -> None:
     p.add_argument("run_dir", help="a finished `ksuite train dqn` run directory")
-    p.add_argument("--out", default=None, help="output file (.gif or .mp4); default RUN_DIR/plots/episode.gif")
-    p.add_argument("--epsilon", type=float, default=None, help="ε-greedy noise (default: the run's eval.epsilon)")
-    p.add_argument("--max-steps", type=int, default=5_000, help="stop the recording after this many agent steps")
-    p.add_argument("--fps", type=int, default=15, help="frames per second of the recording (15 = real time with frame skip 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the environment (no-op starts, sticky actions) and of ε-greedy")
+    p.add_argument(
+        "--out", default=None, help="output file (.gif or .mp4); default RUN_DIR/plots/episode.gif"
+    )
+    p.add_argument(
+        "--epsilon",
+        type=float,
+        default=None,
+        help="ε-greedy noise (default: the run's eval.epsilon)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=5_000,
+        help="stop the recording after this many agent steps",
+    )
+    p.add_argument(
+        "--fps",
+        type=int,
+        default=15,
+        help="frames per second of the recording (15 = real time with frame skip 4)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the environment (no-op starts, sticky actions) and of ε-greedy",
+    )
 
 
 def _cmd_play(args) -> int:
@@ -25,8 +48,17 @@ def _cmd_play(args) -> int:
     out = Path(args.out) if args.out else Path(args.run_dir) / "plots" / "episode.gif"
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out {out}: use a .gif or .mp4 file name")
-    result = play(args.run_dir, out, epsilon=args.epsilon, max_steps=args.max_steps, fps=args.fps, seed=args.seed)
-    log.info("recorded %d frames, score %.1f -> %s", result["frames"], result["score"], result["path"])
+    result = play(
+        args.run_dir,
+        out,
+        epsilon=args.epsilon,
+        max_steps=args.max_steps,
+        fps=args.fps,
+        seed=args.seed,
+    )
+    log.info(
+        "recorded %d frames, score %.1f -> %s", result["frames"], result["score"], result["path"]
+    )
     print(result["path"])
     return 0
 
@@ -45,7 +77,9 @@ def play(run_dir, out, epsilon=None, max_steps: int = 5_000, fps: int = 30, seed
     cfg = run.cfg
     eps = cfg.eval.epsilon if epsilon is None else epsilon
     q_fn = run.app.greedy_q_fn(run.state.model)
-    env = make_env(cfg.env, training=False, seed=seed, noop_max=cfg.eval.noop_max, render_mode="rgb_array")
+    env = make_env(
+        cfg.env, training=False, seed=seed, noop_max=cfg.eval.noop_max, render_mode="rgb_array"
+    )
     rng = np.random.default_rng(seed)
     screens, score = [], 0.0
     try:
@@ -72,7 +106,9 @@ def _write_video(screens, out: Path, fps: int) -> None:
         from PIL import Image
 
         images = [Image.fromarray(s) for s in screens]
-        images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+        images[0].save(
+            tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
+        )
     else:
         import cv2
 
@@ -86,4 +122,8 @@ def _write_video(screens, out: Path, fps: int) -> None:
     tmp.replace(out)
 
 
-COMMANDS = [AppCommand("play", "record an episode of a trained DQN agent (GIF or MP4)", _play_arguments, _cmd_play)]
+COMMANDS = [
+    AppCommand(
+        "play", "record an episode of a trained DQN agent (GIF or MP4)", _play_arguments, _cmd_play
+    )
+]

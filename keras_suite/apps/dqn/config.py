@@ -4,6 +4,7 @@ Numbers in the Atari presets follow the Nature DQN paper (Mnih et al. 2015) scal
 what 2 CPU cores can afford; `full` is the paper-scale recipe (50M agent steps = 200M
 frames) for a machine that has the time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from keras_suite.common.errors import UserError
 @dataclass
 class EnvConfig:
     id: str = "ALE/Breakout-v5"  # any ALE id, or a classic-control id such as CartPole-v1
-    num_envs: int = 4  # environments stepped together; their actions come from one batched forward pass
+    num_envs: int = (
+        4  # environments stepped together; their actions come from one batched forward pass
+    )
     frame_skip: int = 4  # Atari only: repeat each action, max-pool the last two frames
     frame_size: int = 84
     frame_stack: int = 4  # 1 for vector observations
@@ -35,7 +38,9 @@ class EnvConfig:
         if self.num_envs < 1 or self.frame_stack < 1 or self.frame_skip < 1:
             raise UserError("env.num_envs, env.frame_stack and env.frame_skip must all be >= 1")
         if not 0.0 <= self.sticky_actions <= 1.0:
-            raise UserError(f"env.sticky_actions={self.sticky_actions} must be a probability in [0, 1]")
+            raise UserError(
+                f"env.sticky_actions={self.sticky_actions} must be a probability in [0, 1]"
+            )
 
 
 @dataclass
@@ -56,7 +61,9 @@ class AgentConfig:
     epsilon_end: float = 0.01
     epsilon_decay_steps: int = 100_000  # linear decay over this many agent steps
     huber_delta: float = 1.0
-    adam_epsilon: float = 1.5e-4  # the Rainbow value; Adam's default 1e-7 is unstable with Huber TD targets
+    adam_epsilon: float = (
+        1.5e-4  # the Rainbow value; Adam's default 1e-7 is unstable with Huber TD targets
+    )
 
     def validate(self) -> None:
         if self.network not in ("nature_cnn", "mlp"):
@@ -99,17 +106,27 @@ class DQNConfig:
     agent: AgentConfig = field(default_factory=AgentConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=1, batch_size=32, learning_rate=6.25e-5, lr_schedule="constant",
-        clip_norm=10.0, checkpoint_every_steps=50_000, log_every_steps=1_000,
-        # float32, not "auto": greedy actions hinge on small gaps between Q-values, which
-        # bfloat16's 8-bit mantissa blurs (all our Atari measurements are float32).
-        precision="float32"))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=1,
+            batch_size=32,
+            learning_rate=6.25e-5,
+            lr_schedule="constant",
+            clip_norm=10.0,
+            checkpoint_every_steps=50_000,
+            log_every_steps=1_000,
+            # float32, not "auto": greedy actions hinge on small gaps between Q-values, which
+            # bfloat16's 8-bit mantissa blurs (all our Atari measurements are float32).
+            precision="float32",
+        )
+    )
 
     def validate(self) -> None:
         if not self.env.is_atari and self.agent.network == "nature_cnn":
-            raise UserError(f"env.id={self.env.id!r} has vector observations; "
-                            "use --set agent.network=mlp (or the cartpole preset)")
+            raise UserError(
+                f"env.id={self.env.id!r} has vector observations; "
+                "use --set agent.network=mlp (or the cartpole preset)"
+            )
         if self.env.is_atari and self.agent.network == "mlp":
             raise UserError("Atari frames need agent.network=nature_cnn")
         if self.train.batch_size > self.replay.capacity:
@@ -117,6 +134,7 @@ class DQNConfig:
 
 
 # ---- presets ----------------------------------------------------------------------
+
 
 def default() -> DQNConfig:
     """Breakout, 250k agent steps (1M frames): a clearly-above-random curve on 2 CPU cores."""
@@ -181,22 +199,59 @@ def rainbow_lite() -> DQNConfig:
 def cartpole() -> DQNConfig:
     """CartPole-v1 with an MLP: the quick quality check (target: mean return >= 475)."""
     cfg = DQNConfig()
-    cfg.env = EnvConfig(id="CartPole-v1", num_envs=4, frame_stack=1, noop_max=0,
-                        episodic_life=False, fire_reset=False, clip_rewards=False,
-                        max_episode_frames=0)
-    cfg.agent = AgentConfig(network="mlp", hidden_units=[256, 256], double=True, dueling=True,
-                            n_step=3, gamma=0.99, total_steps=60_000, learning_starts=1_000,
-                            train_every=1, target_update="soft", tau=0.01,
-                            epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=10_000,
-                            adam_epsilon=1e-7)
+    cfg.env = EnvConfig(
+        id="CartPole-v1",
+        num_envs=4,
+        frame_stack=1,
+        noop_max=0,
+        episodic_life=False,
+        fire_reset=False,
+        clip_rewards=False,
+        max_episode_frames=0,
+    )
+    cfg.agent = AgentConfig(
+        network="mlp",
+        hidden_units=[256, 256],
+        double=True,
+        dueling=True,
+        n_step=3,
+        gamma=0.99,
+        total_steps=60_000,
+        learning_starts=1_000,
+        train_every=1,
+        target_update="soft",
+        tau=0.01,
+        epsilon_start=1.0,
+        epsilon_end=0.01,
+        epsilon_decay_steps=10_000,
+        adam_epsilon=1e-7,
+    )
     cfg.replay = ReplayConfig(capacity=50_000, prioritized=False)
-    cfg.eval = EvalConfig(episodes=100, epsilon=0.0, noop_max=0, every_steps=5_000,
-                          episodes_during_training=10, keep_best=True)
-    cfg.train = TrainConfig(epochs=1, batch_size=64, learning_rate=5e-4, lr_schedule="constant",
-                            clip_norm=10.0, checkpoint_every_steps=10_000, log_every_steps=1_000,
-                            precision="float32")
+    cfg.eval = EvalConfig(
+        episodes=100,
+        epsilon=0.0,
+        noop_max=0,
+        every_steps=5_000,
+        episodes_during_training=10,
+        keep_best=True,
+    )
+    cfg.train = TrainConfig(
+        epochs=1,
+        batch_size=64,
+        learning_rate=5e-4,
+        lr_schedule="constant",
+        clip_norm=10.0,
+        checkpoint_every_steps=10_000,
+        log_every_steps=1_000,
+        precision="float32",
+    )
     return cfg
 
 
-PRESETS = {"smoke": smoke, "default": default, "full": full, "rainbow-lite": rainbow_lite,
-           "cartpole": cartpole}
+PRESETS = {
+    "smoke": smoke,
+    "default": default,
+    "full": full,
+    "rainbow-lite": rainbow_lite,
+    "cartpole": cartpole,
+}

@@ -5,14 +5,15 @@ up to 30 no-op actions at the start of each episode, ε = 0.05 greedy, N episode
 reported as mean ± std and as a human-normalised score
 100 · (agent − random) / (human − random) with the published random and human scores.
 """
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from keras_suite import common  # noqa: F401
 import numpy as np
 
+from keras_suite import common  # noqa: F401
 from keras_suite.apps.dqn.data import VectorEnv, make_env
 
 # (random, human) scores as tabulated in van Hasselt et al. 2016 (Double DQN) and
@@ -50,8 +51,16 @@ def epsilon_greedy(q_values: np.ndarray, epsilon: float, rng: np.random.Generato
     return np.where(explore, random_actions, greedy).astype(np.int64)
 
 
-def run_episodes(q_fn, env_cfg, episodes: int, epsilon: float, noop_max: int, seed: int,
-                 num_envs: int = 0, progress_bar=None):
+def run_episodes(
+    q_fn,
+    env_cfg,
+    episodes: int,
+    epsilon: float,
+    noop_max: int,
+    seed: int,
+    num_envs: int = 0,
+    progress_bar=None,
+):
     """Play `episodes` full games with ε-greedy actions from `q_fn(obs_batch) -> Q`.
 
     Each of the parallel envs plays a fixed quota of episodes, so short episodes are not
@@ -59,8 +68,12 @@ def run_episodes(q_fn, env_cfg, episodes: int, epsilon: float, noop_max: int, se
     rng = np.random.default_rng(seed)
     n = max(1, min(episodes, num_envs or env_cfg.num_envs))
     quota = [episodes // n + (i < episodes % n) for i in range(n)]
-    venv = VectorEnv([lambda i=i: make_env(env_cfg, training=False, seed=seed + i, noop_max=noop_max)
-                      for i in range(n)])
+    venv = VectorEnv(
+        [
+            lambda i=i: make_env(env_cfg, training=False, seed=seed + i, noop_max=noop_max)
+            for i in range(n)
+        ]
+    )
     scores, lengths = [], []
     try:
         obs = venv.reset(seed=seed)
@@ -90,17 +103,24 @@ def run_episodes(q_fn, env_cfg, episodes: int, epsilon: float, noop_max: int, se
 def summarize(env_id: str, scores, lengths, epsilon: float) -> dict:
     mean = float(np.mean(scores)) if scores else math.nan
     base = BASELINES.get(game_name(env_id))
-    return {"env_id": env_id, "episodes": len(scores), "epsilon": epsilon,
-            "mean_return": mean, "std_return": float(np.std(scores)) if scores else math.nan,
-            "min_return": float(np.min(scores)) if scores else math.nan,
-            "max_return": float(np.max(scores)) if scores else math.nan,
-            "mean_length_frames": float(np.mean(lengths)) if lengths else math.nan,
-            "human_normalized_percent": human_normalized(env_id, mean),
-            "random_score": base[0] if base else None, "human_score": base[1] if base else None}
+    return {
+        "env_id": env_id,
+        "episodes": len(scores),
+        "epsilon": epsilon,
+        "mean_return": mean,
+        "std_return": float(np.std(scores)) if scores else math.nan,
+        "min_return": float(np.min(scores)) if scores else math.nan,
+        "max_return": float(np.max(scores)) if scores else math.nan,
+        "mean_length_frames": float(np.mean(lengths)) if lengths else math.nan,
+        "human_normalized_percent": human_normalized(env_id, mean),
+        "random_score": base[0] if base else None,
+        "human_score": base[1] if base else None,
+    }
 
 
-def plot_learning_curve(records: list[dict], out_path, title: str, frames_per_step: int,
-                        final: dict | None = None) -> Path | None:
+def plot_learning_curve(
+    records: list[dict], out_path, title: str, frames_per_step: int, final: dict | None = None
+) -> Path | None:
     """Training-episode returns (and their running mean) and evaluation means against
     environment frames."""
     episodes = [r for r in records if r.get("kind") == "episode"]
@@ -119,12 +139,14 @@ def plot_learning_curve(records: list[dict], out_path, title: str, frames_per_st
         ax.plot(x, y, ".", ms=2, alpha=0.35, color="tab:blue", label="training episode (ε-greedy)")
         window = max(1, min(100, len(y) // 10))
         running = np.convolve(y, np.ones(window) / window, mode="valid")
-        ax.plot(x[window - 1:], running, color="tab:blue", lw=2, label=f"running mean ({window})")
+        ax.plot(x[window - 1 :], running, color="tab:blue", lw=2, label=f"running mean ({window})")
     if evals:
         ex = np.array([r["step"] * frames_per_step for r in evals], float)
         ey = np.array([r["mean_return"] for r in evals], float)
         es = np.array([r["std_return"] for r in evals], float)
-        ax.errorbar(ex, ey, yerr=es, fmt="o-", color="tab:orange", capsize=3, label="evaluation mean ± std")
+        ax.errorbar(
+            ex, ey, yerr=es, fmt="o-", color="tab:orange", capsize=3, label="evaluation mean ± std"
+        )
     if final and final.get("random_score") is not None:
         ax.axhline(final["random_score"], color="grey", ls="--", lw=1, label="random play")
     ax.set_xlabel("environment frames")
@@ -142,5 +164,12 @@ def plot_learning_curve(records: list[dict], out_path, title: str, frames_per_st
     return out_path
 
 
-__all__ = ["BASELINES", "run_episodes", "summarize", "plot_learning_curve", "human_normalized",
-           "epsilon_greedy", "game_name"]
+__all__ = [
+    "BASELINES",
+    "run_episodes",
+    "summarize",
+    "plot_learning_curve",
+    "human_normalized",
+    "epsilon_greedy",
+    "game_name",
+]

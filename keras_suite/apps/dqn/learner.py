@@ -1,6 +1,7 @@
 """The DQN update: (double) Q-learning targets, Huber TD loss weighted by importance
 weights, one gradient step per replica under the run's tf.distribute strategy, and
 target-network updates (hard copy or Polyak averaging)."""
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -28,7 +29,12 @@ def huber(x, delta: float = 1.0):
 
 class Learner:
     def __init__(self, strategy, online, target, optimizer, agent_cfg, train_cfg):
-        self.strategy, self.online, self.target, self.optimizer = strategy, online, target, optimizer
+        self.strategy, self.online, self.target, self.optimizer = (
+            strategy,
+            online,
+            target,
+            optimizer,
+        )
         self.double, self.delta = agent_cfg.double, agent_cfg.huber_delta
         self.tau = agent_cfg.tau
         self.soft = agent_cfg.target_update == "soft"
@@ -40,7 +46,9 @@ class Learner:
     def _replica_step(self, obs, actions, returns, discounts, next_obs, weights):
         q_next_target = self.target(next_obs, training=False)
         q_next_online = self.online(next_obs, training=False) if self.double else q_next_target
-        y = tf.stop_gradient(bootstrap_targets(q_next_online, q_next_target, returns, discounts, self.double))
+        y = tf.stop_gradient(
+            bootstrap_targets(q_next_online, q_next_target, returns, discounts, self.double)
+        )
         with tf.GradientTape() as tape:
             q = self.online(obs, training=True)
             q_taken = tf.gather(q, actions, axis=-1, batch_dims=1)
@@ -53,8 +61,11 @@ class Learner:
         loss, q, td = self.strategy.run(self._replica_step, args=batch)
         if self.soft:  # Polyak averaging after every update, in the same graph call
             self._update_target(self.tau)
-        return (self.strategy.reduce("SUM", loss, axis=None), self.strategy.reduce("SUM", q, axis=None),
-                self.strategy.gather(td, axis=0))
+        return (
+            self.strategy.reduce("SUM", loss, axis=None),
+            self.strategy.reduce("SUM", q, axis=None),
+            self.strategy.gather(td, axis=0),
+        )
 
     def train(self, sample: dict):
         """One gradient step on a sampled batch; returns (loss, mean Q(s,a), TD errors)."""
@@ -67,10 +78,14 @@ class Learner:
 
             def shard(ctx, key):
                 i = ctx.replica_id_in_sync_group
-                return tf.convert_to_tensor(sample[key][i * per:(i + 1) * per])
+                return tf.convert_to_tensor(sample[key][i * per : (i + 1) * per])
 
-            batch = tuple(self.strategy.experimental_distribute_values_from_function(
-                lambda ctx, k=k: shard(ctx, k)) for k in keys)
+            batch = tuple(
+                self.strategy.experimental_distribute_values_from_function(
+                    lambda ctx, k=k: shard(ctx, k)
+                )
+                for k in keys
+            )
         loss, q, td = self._step(batch)
         return float(loss), float(q), td.numpy()
 

@@ -1,5 +1,6 @@
 """Q-networks: the Nature-DQN CNN for stacked 84x84 frames, an MLP for vector
 observations, each with an optional dueling head (Wang et al. 2016)."""
+
 from __future__ import annotations
 
 from keras_suite import common

@@ -15,10 +15,12 @@ and while the frames its stack looks back on have not been overwritten. Invalid 
 have priority 0 in the sum-tree, so one sampler serves uniform (all priorities 1) and
 prioritized replay.
 """
+
 from __future__ import annotations
 
-from keras_suite import common  # noqa: F401
 import numpy as np
+
+from keras_suite import common  # noqa: F401
 
 
 class SumTree:
@@ -61,7 +63,9 @@ class SumTree:
             nodes = left + go_right
         return nodes - self.leaves
 
-    def sample(self, batch_size: int, rng: np.random.Generator, stratified: bool = True) -> np.ndarray:
+    def sample(
+        self, batch_size: int, rng: np.random.Generator, stratified: bool = True
+    ) -> np.ndarray:
         """Indices drawn ∝ priority; stratified = one draw in each of batch_size equal
         segments of the total (lower variance, as in the PER paper)."""
         total = self.total
@@ -82,13 +86,25 @@ class SumTree:
 class ReplayBuffer:
     """Per-environment rings of single frames; see the module docstring."""
 
-    def __init__(self, capacity: int, num_envs: int, frame_shape, frame_dtype, stack: int,
-                 n_step: int, gamma: float, prioritized: bool = False, alpha: float = 0.5,
-                 priority_epsilon: float = 1e-6):
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        frame_shape,
+        frame_dtype,
+        stack: int,
+        n_step: int,
+        gamma: float,
+        prioritized: bool = False,
+        alpha: float = 0.5,
+        priority_epsilon: float = 1e-6,
+    ):
         self.ring = capacity // num_envs  # slots per environment
         if self.ring <= n_step + stack + 1:
-            raise ValueError(f"replay capacity {capacity} is too small for {num_envs} envs, "
-                             f"n_step {n_step} and a stack of {stack}")
+            raise ValueError(
+                f"replay capacity {capacity} is too small for {num_envs} envs, "
+                f"n_step {n_step} and a stack of {stack}"
+            )
         self.num_envs, self.stack, self.n_step, self.gamma = num_envs, stack, n_step, gamma
         self.prioritized, self.alpha, self.priority_epsilon = prioritized, alpha, priority_epsilon
         shape = (num_envs, self.ring)
@@ -107,8 +123,16 @@ class ReplayBuffer:
     # ---- sizes ------------------------------------------------------------------------
     @property
     def nbytes(self) -> int:
-        arrays = (self.frames, self.actions, self.rewards, self.terminal, self.first,
-                  self.last, self.valid, self.tree.tree)
+        arrays = (
+            self.frames,
+            self.actions,
+            self.rewards,
+            self.terminal,
+            self.first,
+            self.last,
+            self.valid,
+            self.tree.tree,
+        )
         return int(sum(a.nbytes for a in arrays))
 
     def __len__(self) -> int:
@@ -183,7 +207,7 @@ class ReplayBuffer:
         alive = np.ones(len(pos), bool)
         for k in range(self.n_step):
             slot = (pos + k) % self.ring
-            returns += alive * (self.gamma ** k) * self.rewards[env, slot]
+            returns += alive * (self.gamma**k) * self.rewards[env, slot]
             ended = alive & self.terminal[env, slot]
             alive &= ~ended  # terminated: discount stays 0
             following = (slot + 1) % self.ring
@@ -191,13 +215,17 @@ class ReplayBuffer:
             next_pos = np.where(truncated, following, next_pos)
             discount = np.where(truncated, self.gamma ** (k + 1), discount)
             alive &= ~truncated
-        discount = np.where(alive, self.gamma ** self.n_step, discount)
+        discount = np.where(alive, self.gamma**self.n_step, discount)
         return returns, next_pos, discount
 
     def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0) -> dict:
         if self.num_valid == 0:
             raise ValueError("the replay buffer has no sampleable transitions yet")
-        index = self.tree.sample(batch_size, rng) if self.prioritized else self._uniform(batch_size, rng)
+        index = (
+            self.tree.sample(batch_size, rng)
+            if self.prioritized
+            else self._uniform(batch_size, rng)
+        )
         env, pos = index // self.ring, index % self.ring
         returns, next_pos, discount = self.n_step_targets(env, pos)
         if self.prioritized:
@@ -206,9 +234,15 @@ class ReplayBuffer:
             weights = (weights / weights.max()).astype(np.float32)
         else:
             weights = np.ones(batch_size, np.float32)
-        return {"obs": self._stacked(env, pos), "actions": self.actions[env, pos],
-                "returns": returns, "discounts": discount,
-                "next_obs": self._stacked(env, next_pos), "weights": weights, "index": index}
+        return {
+            "obs": self._stacked(env, pos),
+            "actions": self.actions[env, pos],
+            "returns": returns,
+            "discounts": discount,
+            "next_obs": self._stacked(env, next_pos),
+            "weights": weights,
+            "index": index,
+        }
 
     def _uniform(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         # Every valid leaf has priority 1 in uniform mode, so the sum-tree draws uniformly.

@@ -11,11 +11,13 @@ because the replay buffer stores single frames and stacks them when it samples.
 The wrappers read lives from `info["lives"]` and action names from
 `env.unwrapped.get_action_meanings()`, so a tiny fake env can test them frame by frame.
 """
+
 from __future__ import annotations
 
-from keras_suite import common  # noqa: F401
 import gymnasium as gym
 import numpy as np
+
+from keras_suite import common  # noqa: F401
 
 
 class RecordGameScore(gym.Wrapper):

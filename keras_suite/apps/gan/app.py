@@ -1,4 +1,5 @@
 """GANs: the app contract for DCGAN and StyleGAN-lite (docs/gan.md)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,6 +47,7 @@ def _ema_update(ema_model, model, decay):
     and noise buffers too). Done in cross-replica context (merge_call), where a mirrored
     variable may be assigned: every replica holds the same values after the synchronised
     optimizer step, so each device updates its copy from its own."""
+
     def update(strategy, ema_vars, src_vars, decay):
         # values travel as `args` (unwrapped per device), never in the closure: under
         # several replicas `decay` is a PerReplica value
@@ -53,7 +55,9 @@ def _ema_update(ema_model, model, decay):
             if copy:
                 strategy.extended.update(e, lambda v, x: v.assign(x), args=(s,))
             else:
-                strategy.extended.update(e, lambda v, x, d: v.assign(d * v + (1.0 - d) * x), args=(s, decay))
+                strategy.extended.update(
+                    e, lambda v, x, d: v.assign(d * v + (1.0 - d) * x), args=(s, decay)
+                )
 
     ctx = tf.distribute.get_replica_context()
     copies = [v.path.endswith("w_avg") for v in model.weights]  # already an average: copied
@@ -70,34 +74,64 @@ class GanApp(App):
     name = "gan"
     description = "Image generation: DCGAN and StyleGAN-lite (EMA, R1, WGAN-GP), FID/KID on an offline feature net"
     presets = cfg_lib.PRESETS
-    predict_inputs = "integer seeds (optionally truncation=0.7 and, for conditional models, class=NAME)"
+    predict_inputs = (
+        "integer seeds (optionally truncation=0.7 and, for conditional models, class=NAME)"
+    )
 
     # ---- data and model ---------------------------------------------------------------
     def datasets(self, cfg, artifacts):
         splits, names = real_splits(cfg)
         (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
         if cfg.model.conditional and len(names) < 2:
-            raise UserError("model.conditional=true needs data with classes (a folder with one sub-folder "
-                            "per class, or the built-in shapes); set model.conditional=false")
+            raise UserError(
+                "model.conditional=true needs data with classes (a folder with one sub-folder "
+                "per class, or the built-in shapes); set model.conditional=false"
+            )
         batch = cfg.train.batch_size
         if len(train_x) < batch:
-            raise UserError(f"only {len(train_x)} training images for a global batch of {batch}; "
-                            "add images or lower train.batch_size")
+            raise UserError(
+                f"only {len(train_x)} training images for a global batch of {batch}; "
+                "add images or lower train.batch_size"
+            )
         if len(test_x) < 16:
-            raise UserError(f"only {len(test_x)} held-out images for FID/KID; add images or raise "
-                            "data.test_fraction")
+            raise UserError(
+                f"only {len(test_x)} held-out images for FID/KID; add images or raise "
+                "data.test_fraction"
+            )
         if cfg.metrics.features == "classifier" and not artifacts.exists(META):
             train_classifier(cfg, (train_x, train_y), (test_x, test_y), names, artifacts)
-        log.info("%s data: train %d, held-out %d images, %d classes, %dx%d",
-                 cfg.data.source, len(train_x), len(test_x), len(names), cfg.data.image_size, cfg.data.image_size)
-        info = {"image_size": cfg.data.image_size, "class_names": names, "num_classes": len(names),
-                "conditional": bool(cfg.model.conditional), "arch": cfg.model.arch,
-                "latent_dim": cfg.model.latent_dim, "num_train": len(train_x), "num_test": len(test_x),
-                "source": cfg.data.source}
+        log.info(
+            "%s data: train %d, held-out %d images, %d classes, %dx%d",
+            cfg.data.source,
+            len(train_x),
+            len(test_x),
+            len(names),
+            cfg.data.image_size,
+            cfg.data.image_size,
+        )
+        info = {
+            "image_size": cfg.data.image_size,
+            "class_names": names,
+            "num_classes": len(names),
+            "conditional": bool(cfg.model.conditional),
+            "arch": cfg.model.arch,
+            "latent_dim": cfg.model.latent_dim,
+            "num_train": len(train_x),
+            "num_test": len(test_x),
+            "source": cfg.data.source,
+        }
         steps = cfg.train.steps_per_epoch or len(train_x) // batch
-        return Datasets(train_epoch=train_epoch_fn(train_x, train_y, cfg), steps_per_epoch=steps, info=info,
-                        extras={"train_images": train_x, "train_labels": train_y,
-                                "test_images": test_x, "test_labels": test_y})
+        return Datasets(
+            train_epoch=train_epoch_fn(train_x, train_y, cfg),
+            steps_per_epoch=steps,
+            info=info,
+            extras={
+                "train_images": train_x,
+                "train_labels": train_y,
+                "test_images": test_x,
+                "test_labels": test_y,
+            },
+        )
 
     def build_state(self, cfg, info):
         size, n_cls = info["image_size"], info["num_classes"]
@@ -105,13 +139,22 @@ class GanApp(App):
         generator_ema = build_generator(cfg, size, n_cls, "generator_ema")
         generator_ema.set_weights(generator.get_weights())
         discriminator = build_discriminator(cfg, size, n_cls, "discriminator")
-        steps = cfg.train.epochs * (cfg.train.steps_per_epoch or info["num_train"] // cfg.train.batch_size)
+        steps = cfg.train.epochs * (
+            cfg.train.steps_per_epoch or info["num_train"] // cfg.train.batch_size
+        )
         return TrainState(
-            models={"generator": generator, "generator_ema": generator_ema, "discriminator": discriminator},
-            optimizers={"generator": make_optimizer(cfg.generator, steps),
-                        "discriminator": make_optimizer(cfg.discriminator, steps)},
+            models={
+                "generator": generator,
+                "generator_ema": generator_ema,
+                "discriminator": discriminator,
+            },
+            optimizers={
+                "generator": make_optimizer(cfg.generator, steps),
+                "discriminator": make_optimizer(cfg.discriminator, steps),
+            },
             optimizer_models={"generator": ["generator"], "discriminator": ["discriminator"]},
-            exported=("generator_ema",))
+            exported=("generator_ema",),
+        )
 
     def on_epoch_end(self, state, data, cfg, run_dir, epoch):
         """A sample grid of the EMA generator from fixed seeds (RUN_DIR/samples/epoch_NNN.png;
@@ -119,7 +162,9 @@ class GanApp(App):
         seeds = np.arange(cfg.metrics.grid_seeds)
         classes = _grid_classes(data.info, len(seeds)) if cfg.model.conditional else None
         images = sampling.generate(state.models["generator_ema"], seeds, 1.0, classes)
-        sampling.save_png(sampling.grid(images), Path(run_dir) / "samples" / f"epoch_{epoch:03d}.png", 2)
+        sampling.save_png(
+            sampling.grid(images), Path(run_dir) / "samples" / f"epoch_{epoch:03d}.png", 2
+        )
         return {}
 
     # ---- the training step (per replica) ----------------------------------------------
@@ -132,7 +177,9 @@ class GanApp(App):
         z2 = tf.random.stateless_normal(tf.shape(z), seed=step.seed(salt + 1))
         w2 = g.mapping(z2, classes)
         n = tf.shape(z)[0]
-        cutoff = tf.random.stateless_uniform([n], step.seed(salt + 2), minval=1, maxval=g.num_ws, dtype=tf.int32)
+        cutoff = tf.random.stateless_uniform(
+            [n], step.seed(salt + 2), minval=1, maxval=g.num_ws, dtype=tf.int32
+        )
         mix = tf.random.stateless_uniform([n], step.seed(salt + 3)) < cfg.model.style_mixing
         cutoff = tf.where(mix, cutoff, g.num_ws)
         first = tf.range(g.num_ws)[None, :, None] < cutoff[:, None, None]
@@ -148,7 +195,9 @@ class GanApp(App):
         linearly over the epochs, to 1/epochs of the start in the last one."""
         st, epochs = step.cfg.stability, step.cfg.train.epochs
         std = st.instance_noise * (1.0 - tf.cast(step.epoch, tf.float32) / epochs)
-        return x + std * tf.random.stateless_normal(tf.shape(x), seed=step.seed(salt), dtype=x.dtype)
+        return x + std * tf.random.stateless_normal(
+            tf.shape(x), seed=step.seed(salt), dtype=x.dtype
+        )
 
     def train_step(self, state, batch, step):
         cfg = step.cfg
@@ -168,7 +217,9 @@ class GanApp(App):
         # -- discriminator / critic: n_critic updates, each on its share of the batch
         for i, (real, cls) in enumerate(zip(reals, label_chunks)):
             cls = cls if m.conditional else None
-            z = tf.random.stateless_normal([tf.shape(real)[0], m.latent_dim], seed=step.seed(SALT_Z_D + i))
+            z = tf.random.stateless_normal(
+                [tf.shape(real)[0], m.latent_dim], seed=step.seed(SALT_Z_D + i)
+            )
             fake, _ = self._fake(g, cfg, z, cls, step, SALT_MIX + 5 * i, SALT_NOISE_D + 10 * i)
             fake = tf.stop_gradient(fake)
             if st.augment:  # the same transform family on reals and fakes (DiffAugment)
@@ -183,18 +234,25 @@ class GanApp(App):
                 loss = replica_mean(losses.d_loss(m.loss, real_logits, fake_logits), chunk_global)
                 total = loss
                 if m.loss == "wgan-gp":
-                    gp = replica_mean(losses.gradient_penalty(d, real, fake, cls, step.seed(SALT_GP + i)),
-                                      chunk_global)
+                    gp = replica_mean(
+                        losses.gradient_penalty(d, real, fake, cls, step.seed(SALT_GP + i)),
+                        chunk_global,
+                    )
                     total += st.gp_weight * gp
                     out["gradient_penalty"] += gp / n_critic
                 if st.r1_gamma > 0 and i == 0:
                     # lazy R1 (StyleGAN2): every r1_every steps, weighted by r1_every
                     do_r1 = tf.equal(tf.math.floormod(tf.cast(step.step, tf.int64), st.r1_every), 0)
-                    r1 = tf.cond(do_r1, lambda: replica_mean(losses.r1_penalty(d, real, cls), chunk_global),
-                                 lambda: tf.constant(0.0))
+                    r1 = tf.cond(
+                        do_r1,
+                        lambda: replica_mean(losses.r1_penalty(d, real, cls), chunk_global),
+                        lambda: tf.constant(0.0),
+                    )
                     total += (st.r1_gamma / 2.0) * st.r1_every * r1
                     out["r1"] += r1
-            grads = apply_gradients(tape, total, d.trainable_variables, opt_d, cfg.discriminator.clip_norm)
+            grads = apply_gradients(
+                tape, total, d.trainable_variables, opt_d, cfg.discriminator.clip_norm
+            )
             out["d_loss"] += loss / n_critic
             out["d_real"] += replica_mean(real_logits, chunk_global) / n_critic
             out["d_fake"] += replica_mean(fake_logits, chunk_global) / n_critic
@@ -247,20 +305,32 @@ class GanApp(App):
         metrics.update(precision_recall_density_coverage(real, fake, cfg.metrics.knn))
         metrics[f"fid_{tag}_psi0.7"] = fid(real, fnet(sampling.generate(g, seeds, 0.7, classes)))
         metrics[f"fid_{tag}_real_heldout"] = fid(real, held)
-        metrics[f"kid_{tag}_real_heldout"] = kid(real, held, cfg.metrics.kid_subset_size, 50, cfg.train.seed)[0]
+        metrics[f"kid_{tag}_real_heldout"] = kid(
+            real, held, cfg.metrics.kid_subset_size, 50, cfg.train.seed
+        )[0]
         keras.utils.set_random_seed(cfg.train.seed)
-        untrained = build_generator(cfg, data.info["image_size"], data.info["num_classes"], "untrained")
+        untrained = build_generator(
+            cfg, data.info["image_size"], data.info["num_classes"], "untrained"
+        )
         untrained_feats = fnet(sampling.generate(untrained, seeds, 1.0, classes))
         metrics[f"fid_{tag}_untrained"] = fid(real, untrained_feats)
-        metrics[f"kid_{tag}_untrained"] = kid(real, untrained_feats, cfg.metrics.kid_subset_size, 50,
-                                             cfg.train.seed)[0]
+        metrics[f"kid_{tag}_untrained"] = kid(
+            real, untrained_feats, cfg.metrics.kid_subset_size, 50, cfg.train.seed
+        )[0]
         metrics["num_samples"] = int(n)
-        metrics["feature_network"] = {**{k: v for k, v in fnet.meta.items() if k != "classes"},
-                                      "report_name": f"FID ({fnet.name} features)"}
+        metrics["feature_network"] = {
+            **{k: v for k, v in fnet.meta.items() if k != "classes"},
+            "report_name": f"FID ({fnet.name} features)",
+        }
         metrics["generator"] = "generator_ema"
         self._plots(g, fake_images, cfg, data.info, run_dir)
-        log.info("FID (%s features) %.3f | held-out real %.3f | untrained %.3f", fnet.name,
-                 metrics[f"fid_{tag}"], metrics[f"fid_{tag}_real_heldout"], metrics[f"fid_{tag}_untrained"])
+        log.info(
+            "FID (%s features) %.3f | held-out real %.3f | untrained %.3f",
+            fnet.name,
+            metrics[f"fid_{tag}"],
+            metrics[f"fid_{tag}_real_heldout"],
+            metrics[f"fid_{tag}_untrained"],
+        )
         return metrics
 
     def _plots(self, g, fake_images, cfg, info, run_dir):
@@ -269,9 +339,16 @@ class GanApp(App):
         seeds = np.arange(8)
         classes = _grid_classes(info, 8) if cfg.model.conditional else None
         rows = [sampling.generate(g, seeds, psi, classes) for psi in (1.0, 0.7, 0.4, 0.0)]
-        sampling.save_png(sampling.grid(np.concatenate(rows), cols=8), plots / "truncation_1.0_0.7_0.4_0.0.png", 2)
-        lines = [sampling.interpolate(g, a, a + 1, 10, 0 if cfg.model.conditional else None) for a in (0, 2, 4, 6)]
-        sampling.save_png(sampling.grid(np.concatenate(lines), cols=10), plots / "interpolation.png", 2)
+        sampling.save_png(
+            sampling.grid(np.concatenate(rows), cols=8), plots / "truncation_1.0_0.7_0.4_0.0.png", 2
+        )
+        lines = [
+            sampling.interpolate(g, a, a + 1, 10, 0 if cfg.model.conditional else None)
+            for a in (0, 2, 4, 6)
+        ]
+        sampling.save_png(
+            sampling.grid(np.concatenate(lines), cols=10), plots / "interpolation.png", 2
+        )
         frames = sorted((run_dir / "samples").glob("epoch_*.png"))
         sampling.save_gif(frames, plots / "training_progress.gif")
 
@@ -286,17 +363,25 @@ class GanApp(App):
         archive.track(g)
 
         def outputs(seeds, truncation, class_ids):
-            images = sampling.to_uint8(g(sampling.latents_from_seeds(seeds, dim), class_ids, truncation,
-                                         training=False))
+            images = sampling.to_uint8(
+                g(sampling.latents_from_seeds(seeds, dim), class_ids, truncation, training=False)
+            )
             png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)
             return {"images": images, "png": png}
 
-        specs = [tf.TensorSpec([None], tf.int64, name="seeds"), tf.TensorSpec([None], tf.float32, name="truncation")]
+        specs = [
+            tf.TensorSpec([None], tf.int64, name="seeds"),
+            tf.TensorSpec([None], tf.float32, name="truncation"),
+        ]
         if info["conditional"]:
-            fn = tf.function(lambda seeds, truncation, class_ids: outputs(seeds, truncation, class_ids),
-                             input_signature=specs + [tf.TensorSpec([None], tf.int64, name="class_ids")])
+            fn = tf.function(
+                lambda seeds, truncation, class_ids: outputs(seeds, truncation, class_ids),
+                input_signature=specs + [tf.TensorSpec([None], tf.int64, name="class_ids")],
+            )
         else:
-            fn = tf.function(lambda seeds, truncation: outputs(seeds, truncation, None), input_signature=specs)
+            fn = tf.function(
+                lambda seeds, truncation: outputs(seeds, truncation, None), input_signature=specs
+            )
         archive.add_endpoint("serving_default", fn)
         return archive
 
@@ -322,16 +407,23 @@ class GanApp(App):
                 elif value.isdigit() and int(value) < max(1, len(names)):
                     cls = int(value)
                 else:
-                    raise UserError(f"class={value!r} is not one of {', '.join(names) or '(no classes)'}")
+                    raise UserError(
+                        f"class={value!r} is not one of {', '.join(names) or '(no classes)'}"
+                    )
             else:
                 try:
                     seeds.append(int(text))
                 except ValueError:
-                    raise UserError(f"{text!r} is not an integer seed; `ksuite predict RUN_DIR 0 1 2 "
-                                    "[truncation=0.7] [class=NAME]`") from None
+                    raise UserError(
+                        f"{text!r} is not an integer seed; `ksuite predict RUN_DIR 0 1 2 "
+                        "[truncation=0.7] [class=NAME]`"
+                    ) from None
         if not seeds:
             raise UserError("give at least one integer seed: ksuite predict RUN_DIR 0 1 2")
-        req = {"seeds": np.asarray(seeds, np.int64), "truncation": np.full(len(seeds), psi, np.float32)}
+        req = {
+            "seeds": np.asarray(seeds, np.int64),
+            "truncation": np.full(len(seeds), psi, np.float32),
+        }
         if info["conditional"]:
             req["class_ids"] = np.full(len(seeds), cls, np.int64)
         return "serving_default", req
@@ -358,20 +450,31 @@ class GanApp(App):
         dim, conditional = g.latent_dim, data.info["conditional"]
         archive = keras.export.ExportArchive()
         archive.track(g)
-        specs = [tf.TensorSpec([1, dim], tf.float32, name="z"), tf.TensorSpec([1], tf.float32, name="truncation")]
+        specs = [
+            tf.TensorSpec([1, dim], tf.float32, name="z"),
+            tf.TensorSpec([1], tf.float32, name="truncation"),
+        ]
         if conditional:
-            fn = tf.function(lambda z, truncation, class_ids: {"images": sampling.to_pixels(
-                g(z, class_ids, truncation, training=False))},
-                input_signature=specs + [tf.TensorSpec([1], tf.int64, name="class_ids")])
+            fn = tf.function(
+                lambda z, truncation, class_ids: {
+                    "images": sampling.to_pixels(g(z, class_ids, truncation, training=False))
+                },
+                input_signature=specs + [tf.TensorSpec([1], tf.int64, name="class_ids")],
+            )
         else:
-            fn = tf.function(lambda z, truncation: {"images": sampling.to_pixels(g(z, None, truncation,
-                                                                                 training=False))},
-                             input_signature=specs)
+            fn = tf.function(
+                lambda z, truncation: {
+                    "images": sampling.to_pixels(g(z, None, truncation, training=False))
+                },
+                input_signature=specs,
+            )
         archive.add_endpoint("serving_default", fn)
         path = str(Path(workdir) / "generator_fixed")
         archive.write_out(path, verbose=False)
         n = self._parity_count(cfg, data)
-        data.extras["keras_parity_images"] = sampling.generate(g, np.arange(n), 1.0, self._parity_classes(data, n))
+        data.extras["keras_parity_images"] = sampling.generate(
+            g, np.arange(n), 1.0, self._parity_classes(data, n)
+        )
 
         def representative_data():
             seeds = np.arange(CALIBRATION_SEED_BASE, CALIBRATION_SEED_BASE + 200)
@@ -382,8 +485,14 @@ class GanApp(App):
                     feed["class_ids"] = np.array([i % data.info["num_classes"]], np.int64)
                 yield feed
 
-        return [TFLiteTarget(name="generator", saved_model_dir=path, signature="serving_default",
-                             representative_data=representative_data)]
+        return [
+            TFLiteTarget(
+                name="generator",
+                saved_model_dir=path,
+                signature="serving_default",
+                representative_data=representative_data,
+            )
+        ]
 
     @staticmethod
     def _parity_count(cfg, data):
@@ -402,11 +511,13 @@ class GanApp(App):
         zs = sampling.latents_from_seeds(tf.constant(np.arange(n)), info["latent_dim"]).numpy()
         images = []
         for i in range(n):
-            feed = {"z": zs[i:i + 1], "truncation": np.ones([1], np.float32)}
+            feed = {"z": zs[i : i + 1], "truncation": np.ones([1], np.float32)}
             if info["conditional"]:
-                feed["class_ids"] = np.asarray(classes[i:i + 1], np.int64)
+                feed["class_ids"] = np.asarray(classes[i : i + 1], np.int64)
             size = info["image_size"]
-            images.append(np.asarray(run_signature(feed)["images"], np.float32).reshape(size, size, 3))
+            images.append(
+                np.asarray(run_signature(feed)["images"], np.float32).reshape(size, size, 3)
+            )
         images = np.clip(np.round(np.stack(images)), 0, 255).astype(np.uint8)
         fnet = load_feature_net(cfg, data.artifacts)
         feats = fnet(images)
@@ -415,14 +526,19 @@ class GanApp(App):
         keras_images = data.extras.get("keras_parity_images")
         if keras_images is not None:
             out[f"fid_vs_keras_{fnet.tag}"] = fid(fnet(keras_images), feats)
-            out["max_pixel_diff_vs_keras"] = float(np.abs(images.astype(np.int32) - keras_images).max())
+            out["max_pixel_diff_vs_keras"] = float(
+                np.abs(images.astype(np.int32) - keras_images).max()
+            )
         return out
 
 
 def _update_w_avg(g, w_mean, decay):
     """w_avg <- decay * w_avg + (1 - decay) * mean(w) (the truncation centre); the EMA
     generator copies it."""
+
     def update(strategy, var, value):
-        strategy.extended.update(var, lambda v, x: v.assign(decay * v + (1.0 - decay) * x), args=(value,))
+        strategy.extended.update(
+            var, lambda v, x: v.assign(decay * v + (1.0 - decay) * x), args=(value,)
+        )
 
     tf.distribute.get_replica_context().merge_call(update, args=(g.w_avg.value, w_mean))

@@ -13,6 +13,7 @@ separated; the paper's settings for images in [-1, 1]):
 Every draw is per example and stateless (from the step's seed): a per-example penalty
 (R1, WGAN-GP) stays exact, replicas draw differently and a resumed run draws the same.
 """
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -23,7 +24,9 @@ tf = common.quiet_import_tensorflow()
 
 def _uniform(shape, seed, salt, lo=0.0, hi=1.0):
     # salts 1..7 offset the caller's seed; the train step spaces its augment salts by 10
-    return tf.random.stateless_uniform(shape, seed + tf.constant([salt, 0], tf.int64), minval=lo, maxval=hi)
+    return tf.random.stateless_uniform(
+        shape, seed + tf.constant([salt, 0], tf.int64), minval=lo, maxval=hi
+    )
 
 
 def _color(x, seed):
@@ -37,7 +40,10 @@ def _color(x, seed):
 
 def _shift_indices(n, size, max_shift, seed, salt):
     """Per example: source index of every output row (or column), and whether it is inside."""
-    shift = tf.cast(tf.floor(_uniform([n, 1], seed, salt, 0.0, 1.0) * (2 * max_shift + 1)), tf.int32) - max_shift
+    shift = (
+        tf.cast(tf.floor(_uniform([n, 1], seed, salt, 0.0, 1.0) * (2 * max_shift + 1)), tf.int32)
+        - max_shift
+    )
     src = tf.range(size)[None, :] - shift  # [n, size]
     inside = (src >= 0) & (src < size)
     return tf.clip_by_value(src, 0, size - 1), inside
@@ -69,5 +75,7 @@ def _cutout(x, seed, ratio=0.5):
 def diff_augment(images, policy, seed):
     """images [N, H, W, C] in [-1, 1] -> augmented, differentiable in `images`."""
     for name in augment_policies(policy):
-        images = {"color": _color, "translation": _translation, "cutout": _cutout}[name](images, seed)
+        images = {"color": _color, "translation": _translation, "cutout": _cutout}[name](
+            images, seed
+        )
     return images

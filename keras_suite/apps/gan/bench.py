@@ -11,6 +11,7 @@ runs the discriminator once on the concatenated real+fake batch and adds label n
 ours runs it on real and fake separately (as Radford et al.) and also updates the EMA
 generator. Writes JSON (default bench-results/gan.json).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,7 +72,9 @@ class KerasIoGAN(keras.Model):
         z = tf.random.normal((batch_size, self.latent_dim))
         misleading = tf.zeros((batch_size, 1))
         with tf.GradientTape() as tape:
-            predictions = self.discriminator(self.generator(z, training=True), training=True)[:, None]
+            predictions = self.discriminator(self.generator(z, training=True), training=True)[
+                :, None
+            ]
             g_loss = self.loss_fn(misleading, predictions)
         grads = tape.gradient(g_loss, self.generator.trainable_weights)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
@@ -88,8 +91,11 @@ def main(argv=None) -> int:
     from keras_suite.common.precision import cpu_has_fast_bfloat16
     from keras_suite.common.training import EpochTimer, TrainContext, make_optimizer
 
-    p = argparse.ArgumentParser(prog="ksuite bench gan", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="ksuite bench gan",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--images", type=int, default=4000, help="built-in shapes images (32x32)")
     p.add_argument("--rounds", type=int, default=4, help="epochs per side (the first is warm-up)")
     p.add_argument("--steps", type=int, default=30, help="steps per epoch")
@@ -99,8 +105,16 @@ def main(argv=None) -> int:
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(0)
     cfg = default()
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps_per_epoch=args.steps, epochs=0,
-                                                             checkpoint_every_steps=0, log_every_steps=0))
+    cfg = dataclasses.replace(
+        cfg,
+        train=dataclasses.replace(
+            cfg.train,
+            steps_per_epoch=args.steps,
+            epochs=0,
+            checkpoint_every_steps=0,
+            log_every_steps=0,
+        ),
+    )
     size, batch = cfg.data.image_size, cfg.train.batch_size
     images, labels = shapes.classification_images(args.images, size, SHAPES_SEEDS["train"])
     info = {"image_size": size, "num_classes": 8, "conditional": False, "num_train": args.images}
@@ -109,19 +123,40 @@ def main(argv=None) -> int:
     # ours: the app's train_step in the shared loop (keras_suite.common.training.Trainer)
     state = app.build_state(cfg, info)
     state.build_optimizers()
-    data = Datasets(train_epoch=train_epoch_fn(images, labels, cfg), steps_per_epoch=args.steps, info=info)
+    data = Datasets(
+        train_epoch=train_epoch_fn(images, labels, cfg), steps_per_epoch=args.steps, info=info
+    )
     tmp = tempfile.TemporaryDirectory()
-    ctx = TrainContext(app=app, cfg=cfg, run_dir=Path(tmp.name), strategy=tf.distribute.get_strategy(),
-                       data=data, state=state)
-    trainer = _cached_trainer_class()(app, ctx)  # the shared loop (without the app's per-epoch sample grids)
+    ctx = TrainContext(
+        app=app,
+        cfg=cfg,
+        run_dir=Path(tmp.name),
+        strategy=tf.distribute.get_strategy(),
+        data=data,
+        state=state,
+    )
+    trainer = _cached_trainer_class()(
+        app, ctx
+    )  # the shared loop (without the app's per-epoch sample grids)
 
     # keras-io: the same networks (fresh copies) and optimizer settings under model.fit
-    gan = KerasIoGAN(build_discriminator(cfg, size, 8, "kio_d"), build_generator(cfg, size, 8, "kio_g"),
-                     cfg.model.latent_dim)
-    gan.compile(make_optimizer(cfg.discriminator, 0), make_optimizer(cfg.generator, 0),
-                keras.losses.BinaryCrossentropy(from_logits=True))
-    kio_ds = tf.data.Dataset.from_tensor_slices((images.astype(np.float32),)).shuffle(len(images), seed=0) \
-        .batch(batch, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE)
+    gan = KerasIoGAN(
+        build_discriminator(cfg, size, 8, "kio_d"),
+        build_generator(cfg, size, 8, "kio_g"),
+        cfg.model.latent_dim,
+    )
+    gan.compile(
+        make_optimizer(cfg.discriminator, 0),
+        make_optimizer(cfg.generator, 0),
+        keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    kio_ds = (
+        tf.data.Dataset.from_tensor_slices((images.astype(np.float32),))
+        .shuffle(len(images), seed=0)
+        .batch(batch, drop_remainder=True)
+        .repeat()
+        .prefetch(tf.data.AUTOTUNE)
+    )
     timer = EpochTimer()
 
     ours_rates, kio_rates = [], []
@@ -131,15 +166,24 @@ def main(argv=None) -> int:
         ours_rates.append(record["examples_per_sec"])
         gan.fit(kio_ds, epochs=1, steps_per_epoch=args.steps, callbacks=[timer], verbose=0)
         kio_rates.append(args.steps * batch / timer.seconds[-1])
-        print(f"round {r + 1}: ours {ours_rates[-1]:.1f} images/s, keras-io {kio_rates[-1]:.1f} images/s"
-              + (" (warm-up)" if r == 0 else ""), flush=True)
+        print(
+            f"round {r + 1}: ours {ours_rates[-1]:.1f} images/s, keras-io {kio_rates[-1]:.1f} images/s"
+            + (" (warm-up)" if r == 0 else ""),
+            flush=True,
+        )
     tmp.cleanup()
     ours, kio = float(np.mean(ours_rates[1:])), float(np.mean(kio_rates[1:]))
-    report = {"images_per_sec": {"ours_strategy_run_dcgan": ours, "kerasio_fit_train_step_dcgan": kio},
-              "ratio_ours_vs_kerasio": ours / kio, "per_round": {"ours": ours_rates, "kerasio": kio_rates},
-              "config": vars(args), "batch_size": batch, "image_size": size,
-              "cpu_has_fast_bfloat16": cpu_has_fast_bfloat16(), "tensorflow": tf.__version__,
-              "keras": keras.__version__}
+    report = {
+        "images_per_sec": {"ours_strategy_run_dcgan": ours, "kerasio_fit_train_step_dcgan": kio},
+        "ratio_ours_vs_kerasio": ours / kio,
+        "per_round": {"ours": ours_rates, "kerasio": kio_rates},
+        "config": vars(args),
+        "batch_size": batch,
+        "image_size": size,
+        "cpu_has_fast_bfloat16": cpu_has_fast_bfloat16(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
     print(f"ours (strategy.run loop)       {ours:8.1f} images/s")
     print(f"keras-io (train_step + fit)    {kio:8.1f} images/s")
     print(f"ours / keras-io:               {ours / kio:.2f}x")

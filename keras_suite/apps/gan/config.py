@@ -5,6 +5,7 @@ Sections: data, model (architecture and loss), one OptimizerConfig per network
 critic steps), `metrics` (FID/KID feature network, sample counts) and `train` (the shared
 loop's TrainConfig; its optimizer fields are unused here, the per-network sections win).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,9 @@ class DataConfig:
         if self.source == "folder" and not self.path:
             raise UserError("data.source=folder needs data.path (--set data.path=/my/images)")
         if self.image_size < 16 or self.image_size & (self.image_size - 1):
-            raise UserError(f"data.image_size={self.image_size}: use a power of two >= 16 (16, 32, 64, 128)")
+            raise UserError(
+                f"data.image_size={self.image_size}: use a power of two >= 16 (16, 32, 64, 128)"
+            )
         if not 0.0 < self.test_fraction < 1.0:
             raise UserError("data.test_fraction must be between 0 and 1")
 
@@ -52,7 +55,9 @@ class ModelConfig:
     g_channels: int = 256  # channels at 4x4; halved at every doubling (min 32)
     d_channels: int = 64  # channels at full resolution; doubled at every halving (max 512)
     d_norm: str = "batch"  # discriminator normalisation: batch (Radford) | layer | none
-    g_upsample: str = "resize"  # DCGAN generator: resize (nearest + 3x3 conv) | transposed (4x4, stride 2)
+    g_upsample: str = (
+        "resize"  # DCGAN generator: resize (nearest + 3x3 conv) | transposed (4x4, stride 2)
+    )
     d_arch: str = "auto"  # auto (dcgan: strided DCGAN, stylegan: residual) | dcgan | residual
     # Minibatch standard deviation in the discriminator (ProGAN/StyleGAN), group size; 0 = off
     minibatch_stddev: int = 0
@@ -76,15 +81,19 @@ class ModelConfig:
         if self.d_norm not in NORMS:
             raise UserError(f"model.d_norm={self.d_norm!r}: use {', '.join(NORMS)}")
         if self.loss == "wgan-gp" and self.d_norm == "batch":
-            raise UserError("model.loss=wgan-gp needs a critic without batch norm (its gradient penalty is "
-                            "per example); set model.d_norm=layer or none")
+            raise UserError(
+                "model.loss=wgan-gp needs a critic without batch norm (its gradient penalty is "
+                "per example); set model.d_norm=layer or none"
+            )
 
 
 @dataclass
 class StabilityConfig:
     ema_decay: float = 0.999  # EMA of the generator weights (the exported generator); 0 = copy
     ema_start_step: int = 0  # copy the weights (no averaging) before this generator step
-    critic_steps: int = 1  # discriminator updates per generator update (the batch is split between them)
+    critic_steps: int = (
+        1  # discriminator updates per generator update (the batch is split between them)
+    )
     r1_gamma: float = 0.0  # R1 penalty weight (gamma/2 * |grad D(x_real)|^2); 0 = off
     r1_every: int = 16  # lazy R1: every N steps, weighted by N
     gp_weight: float = 10.0  # WGAN-GP gradient penalty weight
@@ -98,10 +107,14 @@ class StabilityConfig:
     def validate(self) -> None:
         unknown = [p for p in augment_policies(self.augment) if p not in AUGMENT_POLICIES]
         if unknown:
-            raise UserError(f"stability.augment: {', '.join(unknown)} unknown; use a comma-separated "
-                            f"subset of {', '.join(AUGMENT_POLICIES)} (or '' for none)")
+            raise UserError(
+                f"stability.augment: {', '.join(unknown)} unknown; use a comma-separated "
+                f"subset of {', '.join(AUGMENT_POLICIES)} (or '' for none)"
+            )
         if self.instance_noise < 0:
-            raise UserError("stability.instance_noise is a standard deviation: >= 0 (0.1 is a start)")
+            raise UserError(
+                "stability.instance_noise is a standard deviation: >= 0 (0.1 is a start)"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError("stability.ema_decay must be in [0, 1)")
         if self.critic_steps < 1 or self.r1_every < 1:
@@ -114,7 +127,9 @@ class MetricsConfig:
     # on the run's own domain, offline) or "inception_v3" (needs the ImageNet weights download).
     features: str = "classifier"
     classifier_epochs: int = 8
-    classifier_images: int = 8000  # at most this many training images (built-in shapes when the data has no classes)
+    classifier_images: int = (
+        8000  # at most this many training images (built-in shapes when the data has no classes)
+    )
     num_samples: int = 2000  # generated and real images per FID/KID estimate
     kid_subset_size: int = 500
     knn: int = 3  # k of the k-NN manifolds (precision/recall, density/coverage)
@@ -128,7 +143,9 @@ class MetricsConfig:
 
 
 def _opt(lr, b1, b2) -> OptimizerConfig:
-    return OptimizerConfig(learning_rate=lr, optimizer="adam", beta_1=b1, beta_2=b2, lr_schedule="constant")
+    return OptimizerConfig(
+        learning_rate=lr, optimizer="adam", beta_1=b1, beta_2=b2, lr_schedule="constant"
+    )
 
 
 @dataclass
@@ -140,17 +157,28 @@ class Config:
     discriminator: OptimizerConfig = field(default_factory=lambda: _opt(2e-4, 0.5, 0.999))
     stability: StabilityConfig = field(default_factory=StabilityConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=20, batch_size=64, precision="float32", log_every_steps=50, checkpoint_every_steps=500))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=20,
+            batch_size=64,
+            precision="float32",
+            log_every_steps=50,
+            checkpoint_every_steps=500,
+        )
+    )
 
     def validate(self) -> None:
         if self.train.batch_size % self.stability.critic_steps:
-            raise UserError(f"train.batch_size={self.train.batch_size} must be divisible by "
-                            f"stability.critic_steps={self.stability.critic_steps} (each critic step "
-                            "takes its share of the batch)")
+            raise UserError(
+                f"train.batch_size={self.train.batch_size} must be divisible by "
+                f"stability.critic_steps={self.stability.critic_steps} (each critic step "
+                "takes its share of the batch)"
+            )
         if self.stability.r1_gamma > 0 and self.model.d_norm == "batch":
-            raise UserError("stability.r1_gamma > 0 needs a discriminator without batch norm (R1 is a "
-                            "per-example penalty); set model.d_norm=none or layer")
+            raise UserError(
+                "stability.r1_gamma > 0 needs a discriminator without batch norm (R1 is a "
+                "per-example penalty); set model.d_norm=none or layer"
+            )
 
 
 def smoke() -> Config:
@@ -158,17 +186,31 @@ def smoke() -> Config:
     return Config(
         data=DataConfig(image_size=16, num_train=512, num_test=128),
         model=ModelConfig(latent_dim=32, g_channels=64, d_channels=16),
-        metrics=MetricsConfig(classifier_epochs=1, classifier_images=512, num_samples=128,
-                              kid_subset_size=64, grid_seeds=16),
-        train=TrainConfig(epochs=2, batch_size=32, precision="float32", log_every_steps=4, checkpoint_every_steps=8))
+        metrics=MetricsConfig(
+            classifier_epochs=1,
+            classifier_images=512,
+            num_samples=128,
+            kid_subset_size=64,
+            grid_seeds=16,
+        ),
+        train=TrainConfig(
+            epochs=2,
+            batch_size=32,
+            precision="float32",
+            log_every_steps=4,
+            checkpoint_every_steps=8,
+        ),
+    )
 
 
 def default() -> Config:
     """DCGAN on 32x32 built-in shapes, 10-15 minutes on 2 CPU cores (docs/gan.md). Minibatch
     stddev and instance noise 0.2: FID 26.1 -> 14.1, recall 0.15 -> 0.21 (noise alone: 19.2;
     minibatch stddev alone did not stop the discriminator from winning by epoch 5)."""
-    return Config(model=ModelConfig(minibatch_stddev=4),
-                  stability=StabilityConfig(ema_decay=0.999, instance_noise=0.2))
+    return Config(
+        model=ModelConfig(minibatch_stddev=4),
+        stability=StabilityConfig(ema_decay=0.999, instance_noise=0.2),
+    )
 
 
 def stylegan() -> Config:
@@ -181,29 +223,52 @@ def stylegan() -> Config:
         # per step of 64 here, 16: 1.0 s); batch 32 gives twice the steps in the same time. 22 epochs
         # of 250 steps (~1,730 CPU-s, 15-19 min on 2 cores): FID 16.7, where 14 epochs gave 28.0
         model=ModelConfig(arch="stylegan", d_norm="none", g_channels=128, d_channels=16),
-        generator=_opt(2e-3, 0.0, 0.99), discriminator=_opt(2e-3, 0.0, 0.99),
+        generator=_opt(2e-3, 0.0, 0.99),
+        discriminator=_opt(2e-3, 0.0, 0.99),
         stability=StabilityConfig(ema_decay=0.995, r1_gamma=0.05, r1_every=16),
-        train=dataclasses.replace(cfg.train, epochs=22, batch_size=32))
+        train=dataclasses.replace(cfg.train, epochs=22, batch_size=32),
+    )
 
 
 def stylegan_smoke() -> Config:
     cfg = smoke()
     return dataclasses.replace(
-        cfg, model=ModelConfig(arch="stylegan", d_norm="none", latent_dim=32, w_dim=32, mapping_layers=2,
-                               g_channels=32, d_channels=16),
-        generator=_opt(2e-3, 0.0, 0.99), discriminator=_opt(2e-3, 0.0, 0.99),
-        stability=StabilityConfig(ema_decay=0.9, r1_gamma=0.05, r1_every=2))
+        cfg,
+        model=ModelConfig(
+            arch="stylegan",
+            d_norm="none",
+            latent_dim=32,
+            w_dim=32,
+            mapping_layers=2,
+            g_channels=32,
+            d_channels=16,
+        ),
+        generator=_opt(2e-3, 0.0, 0.99),
+        discriminator=_opt(2e-3, 0.0, 0.99),
+        stability=StabilityConfig(ema_decay=0.9, r1_gamma=0.05, r1_every=2),
+    )
 
 
 def full() -> Config:
     """A longer recipe for accelerators: 64x64, StyleGAN-lite, more data and epochs."""
     cfg = stylegan()
     return dataclasses.replace(
-        cfg, data=dataclasses.replace(cfg.data, image_size=64, num_train=50000, num_test=10000),
-        model=dataclasses.replace(cfg.model, g_channels=256, d_channels=32, w_dim=256, latent_dim=256),
-        metrics=dataclasses.replace(cfg.metrics, num_samples=10000, kid_subset_size=1000, classifier_images=20000),
-        train=dataclasses.replace(cfg.train, epochs=60, batch_size=64, checkpoint_every_steps=2000))
+        cfg,
+        data=dataclasses.replace(cfg.data, image_size=64, num_train=50000, num_test=10000),
+        model=dataclasses.replace(
+            cfg.model, g_channels=256, d_channels=32, w_dim=256, latent_dim=256
+        ),
+        metrics=dataclasses.replace(
+            cfg.metrics, num_samples=10000, kid_subset_size=1000, classifier_images=20000
+        ),
+        train=dataclasses.replace(cfg.train, epochs=60, batch_size=64, checkpoint_every_steps=2000),
+    )
 
 
-PRESETS = {"smoke": smoke, "default": default, "full": full, "stylegan": stylegan,
-           "stylegan-smoke": stylegan_smoke}
+PRESETS = {
+    "smoke": smoke,
+    "default": default,
+    "full": full,
+    "stylegan": stylegan,
+    "stylegan-smoke": stylegan_smoke,
+}

@@ -5,6 +5,7 @@ sub-folders. Images are resized (short side) and centre-cropped to the model res
 The training pipeline yields (images float32 0..255, labels int64); the test split is
 the real reference set of FID/KID and is kept in memory as uint8 (`extras["test_images"]`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,8 +43,10 @@ def scan_images(root: str | Path):
     log and dropped."""
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"data.path {str(root)!r} is not a folder; point it at a folder of images "
-                        "(optionally one sub-folder per class)")
+        raise UserError(
+            f"data.path {str(root)!r} is not a folder; point it at a folder of images "
+            "(optionally one sub-folder per class)"
+        )
     loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
     if subdirs and not loose:
@@ -55,17 +58,23 @@ def scan_images(root: str | Path):
 def load_images(paths: list[str], size: int) -> np.ndarray:
     """Decode + crop a list of files into uint8 [n, size, size, 3] (in-graph decoder)."""
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
-    ds = ds.map(lambda p: tf.cast(tf.round(decode_crop(tf.io.read_file(p), size)), tf.uint8),
-                num_parallel_calls=tf.data.AUTOTUNE).batch(256)
-    return np.concatenate([b.numpy() for b in ds]) if paths else np.zeros((0, size, size, 3), np.uint8)
+    ds = ds.map(
+        lambda p: tf.cast(tf.round(decode_crop(tf.io.read_file(p), size)), tf.uint8),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).batch(256)
+    return (
+        np.concatenate([b.numpy() for b in ds]) if paths else np.zeros((0, size, size, 3), np.uint8)
+    )
 
 
 def real_splits(cfg):
     """{"train": (uint8 images, labels), "test": (...)} and class names ([] = no classes)."""
     d = cfg.data
     if d.source == "shapes":
-        out = {s: shapes.classification_images(n, d.image_size, SHAPES_SEEDS[s])
-               for s, n in (("train", d.num_train), ("test", d.num_test))}
+        out = {
+            s: shapes.classification_images(n, d.image_size, SHAPES_SEEDS[s])
+            for s, n in (("train", d.num_train), ("test", d.num_test))
+        }
         return out, list(shapes.SHAPES)
     paths, labels, names = scan_images(d.path)
     _, _, test = split_indices(len(paths), 0.0, d.test_fraction, cfg.train.seed)
@@ -83,6 +92,8 @@ def train_epoch_fn(images: np.ndarray, labels: np.ndarray, cfg):
     to_float = lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int64))  # noqa: E731
 
     def train_epoch(epoch: int):
-        return train_pipeline(ds, cfg.train.batch_size, cfg.train.seed, epoch, len(images), None, to_float)
+        return train_pipeline(
+            ds, cfg.train.batch_size, cfg.train.seed, epoch, len(images), None, to_float
+        )
 
     return train_epoch

@@ -8,6 +8,7 @@ process score with the very same network. Every report names it
 ("FID (shapes-classifier features)"); the numbers compare runs with each other and with
 the held-out real set, not with published Inception FIDs.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,28 +64,55 @@ def train_classifier(cfg, real_train, real_test, class_names, artifacts) -> None
     model = build_classifier(cfg.data.image_size, len(names))
     keras.utils.set_random_seed(cfg.train.seed + 7)
     logits_model = keras.Model(model.input, model.outputs[1])
-    logits_model.compile(keras.optimizers.Adam(1e-3),
-                         keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    log.info("training the FID/KID feature classifier on %d %s images (%d classes, %d epochs)",
-             n, domain, len(names), cfg.metrics.classifier_epochs)
-    logits_model.fit(images.astype(np.float32), labels, batch_size=64, epochs=cfg.metrics.classifier_epochs,
-                     verbose=0, shuffle=True)
+    logits_model.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    log.info(
+        "training the FID/KID feature classifier on %d %s images (%d classes, %d epochs)",
+        n,
+        domain,
+        len(names),
+        cfg.metrics.classifier_epochs,
+    )
+    logits_model.fit(
+        images.astype(np.float32),
+        labels,
+        batch_size=64,
+        epochs=cfg.metrics.classifier_epochs,
+        verbose=0,
+        shuffle=True,
+    )
     accuracy = None
     if domain != "shapes" or cfg.data.source == "shapes":
         test_images, test_labels = real_test
         if len(test_images) and len(names) > 1:
-            pred = logits_model.predict(test_images.astype(np.float32), batch_size=256, verbose=0).argmax(1)
+            pred = logits_model.predict(
+                test_images.astype(np.float32), batch_size=256, verbose=0
+            ).argmax(1)
             accuracy = float((pred == test_labels).mean())
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / WEIGHTS
         model.save_weights(path)
         artifacts.write_bytes(WEIGHTS, path.read_bytes())
-    meta = {"name": f"{domain}-classifier", "domain": domain, "classes": names, "image_size": cfg.data.image_size,
-            "train_images": int(n), "epochs": cfg.metrics.classifier_epochs, "test_accuracy": accuracy,
-            "feature_dim": 128, "layer": "global average pool of the last conv (post-ReLU)"}
+    meta = {
+        "name": f"{domain}-classifier",
+        "domain": domain,
+        "classes": names,
+        "image_size": cfg.data.image_size,
+        "train_images": int(n),
+        "epochs": cfg.metrics.classifier_epochs,
+        "test_accuracy": accuracy,
+        "feature_dim": 128,
+        "layer": "global average pool of the last conv (post-ReLU)",
+    }
     artifacts.write_text(META, json.dumps(meta, indent=2))
-    log.info("feature classifier %s: test accuracy %s", meta["name"],
-             "n/a" if accuracy is None else f"{accuracy:.3f}")
+    log.info(
+        "feature classifier %s: test accuracy %s",
+        meta["name"],
+        "n/a" if accuracy is None else f"{accuracy:.3f}",
+    )
     # Back to the run's seed: the epoch shuffles (tf.data, op seed + global seed) and the
     # initial weights must not depend on whether this process trained the classifier, or a
     # resumed run would see other batches than the interrupted one.
@@ -96,12 +124,19 @@ class FeatureNet:
 
     def __init__(self, model, name: str, meta: dict):
         self.model, self.name, self.meta = model, name, meta
-        self._fn = tf.function(lambda x: model(x, training=False)[0] if isinstance(model.output, list)
-                               else model(x, training=False))
+        self._fn = tf.function(
+            lambda x: (
+                model(x, training=False)[0]
+                if isinstance(model.output, list)
+                else model(x, training=False)
+            )
+        )
 
     def __call__(self, images, batch_size=256) -> np.ndarray:
-        out = [self._fn(tf.constant(np.asarray(images[i:i + batch_size], np.float32))).numpy()
-               for i in range(0, len(images), batch_size)]
+        out = [
+            self._fn(tf.constant(np.asarray(images[i : i + batch_size], np.float32))).numpy()
+            for i in range(0, len(images), batch_size)
+        ]
         return np.concatenate(out).astype(np.float64)
 
     @property
@@ -125,9 +160,11 @@ def _inception(cfg) -> FeatureNet:
     try:
         base = keras.applications.InceptionV3(include_top=False, pooling="avg", weights="imagenet")
     except Exception as exc:  # no network, no cached weights
-        raise UserError(f"metrics.features=inception_v3 needs the ImageNet InceptionV3 weights, which could not "
-                        f"be loaded ({str(exc).splitlines()[0][:120]}); use metrics.features=classifier "
-                        "offline") from None
+        raise UserError(
+            f"metrics.features=inception_v3 needs the ImageNet InceptionV3 weights, which could not "
+            f"be loaded ({str(exc).splitlines()[0][:120]}); use metrics.features=classifier "
+            "offline"
+        ) from None
     inputs = keras.Input((cfg.data.image_size, cfg.data.image_size, 3))
     x = layers.Resizing(299, 299, interpolation="bilinear")(inputs)
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)

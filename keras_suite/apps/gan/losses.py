@@ -3,6 +3,7 @@
 exactly what one device would (the penalties need per-example gradients; a discriminator
 with batch norm would mix examples, which config.validate refuses).
 """
+
 from __future__ import annotations
 
 from keras_suite import common

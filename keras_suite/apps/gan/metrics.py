@@ -11,6 +11,7 @@ ImageNet InceptionV3 pool features when its weights can be downloaded.
     precision / recall   Kynkaanniemi et al. 2019: k-NN manifolds of real and fake
     density / coverage   Naeem et al. 2020: robust to outliers; coverage drops on collapse
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,9 +62,13 @@ def kid(features_a, features_b, subset_size=1000, subsets=50, seed=0) -> tuple[f
     inside a subset), as in Binkowski et al. and torch-fidelity."""
     rng = np.random.default_rng(seed)
     m = min(subset_size, len(features_a), len(features_b))
-    values = [polynomial_mmd_unbiased(features_a[rng.choice(len(features_a), m, replace=False)],
-                                      features_b[rng.choice(len(features_b), m, replace=False)])
-              for _ in range(subsets)]
+    values = [
+        polynomial_mmd_unbiased(
+            features_a[rng.choice(len(features_a), m, replace=False)],
+            features_b[rng.choice(len(features_b), m, replace=False)],
+        )
+        for _ in range(subsets)
+    ]
     return float(np.mean(values)), float(np.std(values))
 
 

@@ -20,6 +20,7 @@ Every generator takes (z, class_ids, truncation, noise_seed) and returns images 
 without it the generator uses fixed noise buffers stored with its weights, so serving
 and TFLite are deterministic functions of the seed.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,12 +34,12 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 
-
 def dcgan_init():
     """N(0, 0.02) (Radford et al.). A fresh initializer per layer: a shared module-level one
     would take its seed at import time, before the run seeds Keras, and make two runs of
     the same config start from different weights."""
     return keras.initializers.RandomNormal(0.0, 0.02)
+
 
 LRELU_GAIN = math.sqrt(2.0)
 
@@ -86,21 +87,33 @@ class _NoDefaultSignature:
 
 # ---- DCGAN ------------------------------------------------------------------------------
 class DCGANGenerator(_NoDefaultSignature, keras.Model):
-    def __init__(self, latent_dim, image_size, channels=256, num_classes=0, upsample="resize", **kw):
+    def __init__(
+        self, latent_dim, image_size, channels=256, num_classes=0, upsample="resize", **kw
+    ):
         super().__init__(**kw)
         self.latent_dim, self.image_size, self.num_classes = latent_dim, image_size, num_classes
         self.upsample = upsample
-        self.embed = layers.Embedding(num_classes, latent_dim, embeddings_initializer=dcgan_init(),
-                                      name="class_embed") if num_classes else None
-        self.project = layers.Dense(4 * 4 * channels, use_bias=False, kernel_initializer=dcgan_init(), name="project")
+        self.embed = (
+            layers.Embedding(
+                num_classes, latent_dim, embeddings_initializer=dcgan_init(), name="class_embed"
+            )
+            if num_classes
+            else None
+        )
+        self.project = layers.Dense(
+            4 * 4 * channels, use_bias=False, kernel_initializer=dcgan_init(), name="project"
+        )
         self.reshape = layers.Reshape((4, 4, channels))
         self.ups, self.bns = _Layers(self, "up"), _Layers(self, "bn")
         res, ch = 4, channels
         while res < image_size // 2:
             ch = max(32, ch // 2)
             self.ups.add(self._up_conv(ch, f"up{res * 2}", use_bias=False))
-            self.bns.add(FusedBatchNormalization(momentum=0.9, synchronized=sync_batch_norm(),
-                                                    name=f"bn{res * 2}"))
+            self.bns.add(
+                FusedBatchNormalization(
+                    momentum=0.9, synchronized=sync_batch_norm(), name=f"bn{res * 2}"
+                )
+            )
             res *= 2
         self.bn0 = FusedBatchNormalization(momentum=0.9, synchronized=sync_batch_norm(), name="bn4")
         self.to_rgb = self._up_conv(3, "to_rgb", use_bias=True)
@@ -112,11 +125,29 @@ class DCGANGenerator(_NoDefaultSignature, keras.Model):
         (a grey frame a discriminator spots at once: measured here, D loss -> 0.02 in 200
         steps on 32x32 shapes); resize-conv has no such edge and no checkerboard."""
         if self.upsample == "transposed":
-            return layers.Conv2DTranspose(filters, 4, 2, padding="same", use_bias=use_bias,
-                                          kernel_initializer=dcgan_init(), name=name)
-        return keras.Sequential([layers.UpSampling2D(2, interpolation="nearest"),
-                                 layers.Conv2D(filters, 3, padding="same", use_bias=use_bias,
-                                               kernel_initializer=dcgan_init(), name=f"{name}_conv")], name=name)
+            return layers.Conv2DTranspose(
+                filters,
+                4,
+                2,
+                padding="same",
+                use_bias=use_bias,
+                kernel_initializer=dcgan_init(),
+                name=name,
+            )
+        return keras.Sequential(
+            [
+                layers.UpSampling2D(2, interpolation="nearest"),
+                layers.Conv2D(
+                    filters,
+                    3,
+                    padding="same",
+                    use_bias=use_bias,
+                    kernel_initializer=dcgan_init(),
+                    name=f"{name}_conv",
+                ),
+            ],
+            name=name,
+        )
 
     def call(self, z, class_ids=None, truncation=None, noise_seed=None, training=False):
         if truncation is not None:  # the truncation trick in z space: shrink towards the mean (0)
@@ -145,9 +176,9 @@ class MinibatchStddev(layers.Layer):
     def call(self, x):
         n = tf.shape(x)[0]
         g = tf.where(n % self.group_size == 0, self.group_size, n)
-        groups = tf.reshape(x, tf.concat([[-1, g], tf.shape(x)[1:]], 0))       # [n/g, g, h, w, c]
+        groups = tf.reshape(x, tf.concat([[-1, g], tf.shape(x)[1:]], 0))  # [n/g, g, h, w, c]
         var = tf.reduce_mean(tf.square(groups - tf.reduce_mean(groups, 1, keepdims=True)), 1)
-        spread = tf.reduce_mean(tf.sqrt(var + 1e-8), [1, 2, 3])                 # [n/g]
+        spread = tf.reduce_mean(tf.sqrt(var + 1e-8), [1, 2, 3])  # [n/g]
         feature = tf.repeat(spread, g)[:, None, None, None] * tf.ones_like(x[..., :1])
         return tf.concat([x, feature], -1)
 
@@ -176,15 +207,32 @@ class DCGANDiscriminator(keras.Model):
         res, ch = image_size, channels
         while res > 4:
             first = not len(self.convs)
-            self.convs.add(layers.Conv2D(ch, 4, 2, padding="same", use_bias=first or norm == "none",
-                                            kernel_initializer=dcgan_init(), name=f"down{res // 2}"))
+            self.convs.add(
+                layers.Conv2D(
+                    ch,
+                    4,
+                    2,
+                    padding="same",
+                    use_bias=first or norm == "none",
+                    kernel_initializer=dcgan_init(),
+                    name=f"down{res // 2}",
+                )
+            )
             if not first and norm != "none":
                 self.norms.add(_d_norm(norm, f"norm{res // 2}"))
             res, ch = res // 2, min(512, ch * 2)
         self.flatten = layers.Flatten()
         self.logit = layers.Dense(1, kernel_initializer=dcgan_init(), name="logit")
-        self.embed = layers.Embedding(num_classes, 4 * 4 * (ch // 2), embeddings_initializer=dcgan_init(),
-                                      name="class_embed") if num_classes else None
+        self.embed = (
+            layers.Embedding(
+                num_classes,
+                4 * 4 * (ch // 2),
+                embeddings_initializer=dcgan_init(),
+                name="class_embed",
+            )
+            if num_classes
+            else None
+        )
 
     def call(self, images, class_ids=None, training=False):
         x = images
@@ -194,7 +242,11 @@ class DCGANDiscriminator(keras.Model):
             x = conv(x)
             if i > 0 and len(self.norms):
                 norm = self.norms[i - 1]
-                x = norm(x, training=training) if isinstance(norm, keras.layers.BatchNormalization) else norm(x)
+                x = (
+                    norm(x, training=training)
+                    if isinstance(norm, keras.layers.BatchNormalization)
+                    else norm(x)
+                )
             x = tf.nn.leaky_relu(x, 0.2)
         h = self.flatten(x)
         out = self.logit(h)[:, 0]
@@ -207,15 +259,26 @@ class DCGANDiscriminator(keras.Model):
 class EqDense(layers.Layer):
     def __init__(self, units, bias_init=0.0, lr_mul=1.0, activation=None, **kw):
         super().__init__(**kw)
-        self.units, self.bias_init, self.lr_mul, self.activation = units, bias_init, lr_mul, activation
+        self.units, self.bias_init, self.lr_mul, self.activation = (
+            units,
+            bias_init,
+            lr_mul,
+            activation,
+        )
 
     def build(self, input_shape):
         fan_in = int(input_shape[-1])
         self.scale = self.lr_mul / math.sqrt(fan_in)
-        self.kernel = self.add_weight(shape=(fan_in, self.units), initializer=keras.initializers.RandomNormal(
-            0.0, 1.0 / self.lr_mul), name="kernel")
-        self.bias = self.add_weight(shape=(self.units,), initializer=keras.initializers.Constant(
-            self.bias_init / self.lr_mul), name="bias")
+        self.kernel = self.add_weight(
+            shape=(fan_in, self.units),
+            initializer=keras.initializers.RandomNormal(0.0, 1.0 / self.lr_mul),
+            name="kernel",
+        )
+        self.bias = self.add_weight(
+            shape=(self.units,),
+            initializer=keras.initializers.Constant(self.bias_init / self.lr_mul),
+            name="bias",
+        )
 
     def call(self, x):
         y = tf.matmul(x, self.kernel * self.scale) + self.bias * self.lr_mul
@@ -230,9 +293,16 @@ class EqConv2D(layers.Layer):
     def build(self, input_shape):
         fan_in = int(input_shape[-1]) * self.k * self.k
         self.scale = 1.0 / math.sqrt(fan_in)
-        self.kernel = self.add_weight(shape=(self.k, self.k, int(input_shape[-1]), self.filters),
-                                      initializer=keras.initializers.RandomNormal(0.0, 1.0), name="kernel")
-        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias") if self.use_bias else None
+        self.kernel = self.add_weight(
+            shape=(self.k, self.k, int(input_shape[-1]), self.filters),
+            initializer=keras.initializers.RandomNormal(0.0, 1.0),
+            name="kernel",
+        )
+        self.bias = (
+            self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+            if self.use_bias
+            else None
+        )
 
     def call(self, x):
         y = tf.nn.conv2d(x, self.kernel * self.scale, 1, "SAME")
@@ -248,7 +318,9 @@ class ModulatedConv(layers.Layer):
     variance). Written as x*s -> conv -> *d, which is exactly StyleGAN2's weight
     modulation but needs only a standard conv (fast on CPU, builtin in TFLite)."""
 
-    def __init__(self, filters, kernel=3, demodulate=True, noise=True, resolution=4, activation="lrelu", **kw):
+    def __init__(
+        self, filters, kernel=3, demodulate=True, noise=True, resolution=4, activation="lrelu", **kw
+    ):
         super().__init__(**kw)
         self.filters, self.k, self.demodulate = filters, kernel, demodulate
         self.use_noise, self.resolution, self.activation = noise, resolution, activation
@@ -258,18 +330,28 @@ class ModulatedConv(layers.Layer):
         self.affine = EqDense(in_ch, bias_init=1.0, name="affine")
         self.affine.build((None, self.w_dim))
         self.scale = 1.0 / math.sqrt(in_ch * self.k * self.k)
-        self.kernel = self.add_weight(shape=(self.k, self.k, in_ch, self.filters),
-                                      initializer=keras.initializers.RandomNormal(0.0, 1.0), name="kernel")
+        self.kernel = self.add_weight(
+            shape=(self.k, self.k, in_ch, self.filters),
+            initializer=keras.initializers.RandomNormal(0.0, 1.0),
+            name="kernel",
+        )
         self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
         if self.use_noise:
-            self.noise_strength = self.add_weight(shape=(), initializer="zeros", name="noise_strength")
-            self.noise_const = self.add_weight(shape=(1, self.resolution, self.resolution, 1),
-                                               initializer=keras.initializers.RandomNormal(0.0, 1.0),
-                                               trainable=False, name="noise_const")
+            self.noise_strength = self.add_weight(
+                shape=(), initializer="zeros", name="noise_strength"
+            )
+            self.noise_const = self.add_weight(
+                shape=(1, self.resolution, self.resolution, 1),
+                initializer=keras.initializers.RandomNormal(0.0, 1.0),
+                trainable=False,
+                name="noise_const",
+            )
 
     def call(self, x, w, noise_seed=None):
         weight = self.kernel * self.scale
-        if self.k == 1:  # toRGB: StyleGAN2 scales its style by 1/sqrt(fan_in) instead of demodulating
+        if (
+            self.k == 1
+        ):  # toRGB: StyleGAN2 scales its style by 1/sqrt(fan_in) instead of demodulating
             styles = self.affine(w) * self.scale
             weight = self.kernel
         else:
@@ -291,17 +373,30 @@ class ModulatedConv(layers.Layer):
 
 
 class StyleGenerator(_NoDefaultSignature, keras.Model):
-    def __init__(self, latent_dim, image_size, channels=128, num_classes=0, w_dim=128, mapping_layers=4,
-                 **kw):
+    def __init__(
+        self, latent_dim, image_size, channels=128, num_classes=0, w_dim=128, mapping_layers=4, **kw
+    ):
         super().__init__(**kw)
-        self.latent_dim, self.image_size, self.num_classes, self.w_dim = latent_dim, image_size, num_classes, w_dim
-        self.embed = layers.Embedding(num_classes, latent_dim, name="class_embed") if num_classes else None
+        self.latent_dim, self.image_size, self.num_classes, self.w_dim = (
+            latent_dim,
+            image_size,
+            num_classes,
+            w_dim,
+        )
+        self.embed = (
+            layers.Embedding(num_classes, latent_dim, name="class_embed") if num_classes else None
+        )
         self.mapping_net = _Layers(self, "map")
         for i in range(mapping_layers):
             self.mapping_net.add(EqDense(w_dim, lr_mul=0.01, activation="lrelu", name=f"map{i}"))
-        self.const = self.add_weight(shape=(1, 4, 4, channels), initializer=keras.initializers.RandomNormal(0, 1),
-                                     name="const")
-        self.w_avg = self.add_weight(shape=(w_dim,), initializer="zeros", trainable=False, name="w_avg")
+        self.const = self.add_weight(
+            shape=(1, 4, 4, channels),
+            initializer=keras.initializers.RandomNormal(0, 1),
+            name="const",
+        )
+        self.w_avg = self.add_weight(
+            shape=(w_dim,), initializer="zeros", trainable=False, name="w_avg"
+        )
         self.convs, self.to_rgbs = _Layers(self, "conv"), _Layers(self, "to_rgb")
         res, ch = 4, channels
         self.convs.add(self._mod(ch, 3, True, True, res, "conv4"))
@@ -333,8 +428,13 @@ class StyleGenerator(_NoDefaultSignature, keras.Model):
 
     def synthesis(self, ws, noise_seed=None):
         """ws: [B, num_ws, w_dim] (one w per layer; style mixing gives different ones)."""
+
         def seed(i):
-            return None if noise_seed is None else noise_seed + tf.constant([1000 * (i + 1), 0], tf.int64)
+            return (
+                None
+                if noise_seed is None
+                else noise_seed + tf.constant([1000 * (i + 1), 0], tf.int64)
+            )
 
         x = tf.tile(self.const, [tf.shape(ws)[0], 1, 1, 1])
         x = self.convs[0](x, ws[:, 0], seed(0))
@@ -362,9 +462,15 @@ class ResidualDiscriminator(keras.Model):
 
     def __init__(self, image_size, channels=32, num_classes=0, mbstd_group=0, **kw):
         super().__init__(**kw)
-        self.mbstd = MinibatchStddev(mbstd_group, name="mbstd") if mbstd_group else None  # before the 4x4 conv
+        self.mbstd = (
+            MinibatchStddev(mbstd_group, name="mbstd") if mbstd_group else None
+        )  # before the 4x4 conv
         self.from_rgb = EqConv2D(channels, 1, name="from_rgb")
-        self.conv0s, self.conv1s, self.skips = _Layers(self, "conv0"), _Layers(self, "conv1"), _Layers(self, "skip")
+        self.conv0s, self.conv1s, self.skips = (
+            _Layers(self, "conv0"),
+            _Layers(self, "conv1"),
+            _Layers(self, "skip"),
+        )
         res, ch = image_size, channels
         while res > 4:
             out = min(512, ch * 2)
@@ -399,7 +505,9 @@ def build_generator(cfg, image_size: int, num_classes: int, name="generator"):
     m = cfg.model
     n = num_classes if m.conditional else 0
     if m.arch == "stylegan":
-        g = StyleGenerator(m.latent_dim, image_size, m.g_channels, n, m.w_dim, m.mapping_layers, name=name)
+        g = StyleGenerator(
+            m.latent_dim, image_size, m.g_channels, n, m.w_dim, m.mapping_layers, name=name
+        )
     else:
         g = DCGANGenerator(m.latent_dim, image_size, m.g_channels, n, m.g_upsample, name=name)
     z = tf.zeros([2, m.latent_dim])

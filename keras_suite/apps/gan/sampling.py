@@ -1,6 +1,7 @@
 """Seeds -> latents -> images: one definition for training grids, evaluation, `ksuite
 sample`, the serving signature and the TFLite parity check, so a seed means the same
 image everywhere."""
+
 from __future__ import annotations
 
 import io
@@ -18,8 +19,11 @@ def latents_from_seeds(seeds, dim: int):
     """int64 seeds [N] -> z [N, dim]: each row a stateless normal draw from its own seed
     (in graph: it is part of the serving signature)."""
     seeds = tf.cast(seeds, tf.int64)
-    return tf.map_fn(lambda s: tf.random.stateless_normal([dim], seed=tf.stack([s, tf.constant(0, tf.int64)])),
-                     seeds, fn_output_signature=tf.TensorSpec([dim], tf.float32))
+    return tf.map_fn(
+        lambda s: tf.random.stateless_normal([dim], seed=tf.stack([s, tf.constant(0, tf.int64)])),
+        seeds,
+        fn_output_signature=tf.TensorSpec([dim], tf.float32),
+    )
 
 
 def to_uint8(images):
@@ -45,10 +49,12 @@ def generate(generator, seeds, truncation=1.0, class_ids=None, batch_size=256) -
     fn = _generate_fn(generator)
     out = []
     for i in range(0, len(seeds), batch_size):
-        s = seeds[i:i + batch_size]
+        s = seeds[i : i + batch_size]
         psi = np.full(len(s), truncation, np.float32)
-        c = None if class_ids is None else np.asarray(class_ids, np.int64)[i:i + batch_size]
-        out.append(fn(tf.constant(s), tf.constant(psi), None if c is None else tf.constant(c)).numpy())
+        c = None if class_ids is None else np.asarray(class_ids, np.int64)[i : i + batch_size]
+        out.append(
+            fn(tf.constant(s), tf.constant(psi), None if c is None else tf.constant(c)).numpy()
+        )
     return np.concatenate(out) if out else np.zeros((0,), np.uint8)
 
 
@@ -62,7 +68,9 @@ def _generate_fn(generator):
 
         @tf.function(reduce_retracing=True)
         def fn(seeds, psi, class_ids):
-            return to_uint8(generator(latents_from_seeds(seeds, dim), class_ids, psi, training=False))
+            return to_uint8(
+                generator(latents_from_seeds(seeds, dim), class_ids, psi, training=False)
+            )
 
         _FNS.clear()  # one model at a time; avoids holding old models alive
         _FNS[key] = fn

@@ -1,4 +1,5 @@
 """`python -m keras_suite.apps.segmentation ARGS` is `ksuite train segmentation ARGS`."""
+
 import sys
 
 from keras_suite.cli import main

@@ -1,4 +1,5 @@
 """Semantic segmentation: the app contract implemented for U-Net and DeepLabV3+."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,6 @@ from keras_suite.common.errors import UserError
 from keras_suite.common.runlog import log, write_json_atomic
 
 tf = common.quiet_import_tensorflow()
-import keras  # noqa: E402
 
 EVAL_BATCH = 32
 
@@ -25,16 +25,22 @@ def _train_steps(cfg, num_train: int) -> int:
 
 def predict_ids(model, images: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
     """Class-id masks uint8 [n, S, S] of a model over uint8 images, batch by batch."""
-    run = tf.function(lambda x: tf.argmax(model(x, training=False), -1, output_type=tf.int32),
-                      reduce_retracing=True)
-    out = [run(tf.constant(images[i:i + batch], tf.float32)).numpy().astype(np.uint8)
-           for i in range(0, len(images), batch)]
+    run = tf.function(
+        lambda x: tf.argmax(model(x, training=False), -1, output_type=tf.int32),
+        reduce_retracing=True,
+    )
+    out = [
+        run(tf.constant(images[i : i + batch], tf.float32)).numpy().astype(np.uint8)
+        for i in range(0, len(images), batch)
+    ]
     return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.uint8)
 
 
 class SegmentationApp(App):
     name = "segmentation"
-    description = "Semantic segmentation (U-Net / DeepLabV3+) on shape scenes, mask PNG pairs or Pascal VOC"
+    description = (
+        "Semantic segmentation (U-Net / DeepLabV3+) on shape scenes, mask PNG pairs or Pascal VOC"
+    )
     presets = config_lib.PRESETS
     predict_inputs = "image files (JPEG/PNG/BMP/GIF)"
 
@@ -46,27 +52,50 @@ class SegmentationApp(App):
         train = splits["train"]
         batch = cfg.train.batch_size
         if len(train) < batch:
-            raise UserError(f"only {len(train)} training images for a global batch of {batch}; "
-                            "add images or lower train.batch_size")
-        log.info("%s data: %s images at %d px, %d classes", cfg.data.source,
-                 ", ".join(f"{s} {len(v)}" for s, v in splits.items()), cfg.data.image_size, len(names))
+            raise UserError(
+                f"only {len(train)} training images for a global batch of {batch}; "
+                "add images or lower train.batch_size"
+            )
+        log.info(
+            "%s data: %s images at %d px, %d classes",
+            cfg.data.source,
+            ", ".join(f"{s} {len(v)}" for s, v in splits.items()),
+            cfg.data.image_size,
+            len(names),
+        )
         train_ds = tf.data.Dataset.from_tensor_slices((train.images, train.masks))
         to_float = lambda x, y: (tf.cast(x, tf.float32), y)  # noqa: E731
 
         def train_epoch(epoch: int):
-            return train_pipeline(train_ds, batch, cfg.train.seed, epoch, len(train), element_map=to_float)
+            return train_pipeline(
+                train_ds, batch, cfg.train.seed, epoch, len(train), element_map=to_float
+            )
 
         def evaluation(split):
             if not len(split):
                 return None
-            return eval_pipeline(tf.data.Dataset.from_tensor_slices((split.images, split.masks)), batch, to_float)
+            return eval_pipeline(
+                tf.data.Dataset.from_tensor_slices((split.images, split.masks)), batch, to_float
+            )
 
-        info = {"class_names": names, "num_classes": len(names), "image_size": cfg.data.image_size,
-                "ignore_index": cfg.data.ignore_index, "source": cfg.data.source,
-                "num_train": len(train), "num_val": len(splits["val"]), "num_test": len(splits["test"])}
-        return Datasets(train_epoch=train_epoch, steps_per_epoch=_train_steps(cfg, len(train)),
-                        val=evaluation(splits["val"]), test=evaluation(splits["test"]), info=info,
-                        extras={"splits": splits})
+        info = {
+            "class_names": names,
+            "num_classes": len(names),
+            "image_size": cfg.data.image_size,
+            "ignore_index": cfg.data.ignore_index,
+            "source": cfg.data.source,
+            "num_train": len(train),
+            "num_val": len(splits["val"]),
+            "num_test": len(splits["test"]),
+        }
+        return Datasets(
+            train_epoch=train_epoch,
+            steps_per_epoch=_train_steps(cfg, len(train)),
+            val=evaluation(splits["val"]),
+            test=evaluation(splits["test"]),
+            info=info,
+            extras={"splits": splits},
+        )
 
     def build_state(self, cfg, info: dict):
         from keras_suite.apps.segmentation.model import build_segmenter
@@ -74,11 +103,15 @@ class SegmentationApp(App):
 
         weights = cfg.loss.class_weights
         if weights and len(weights) != info["num_classes"]:
-            raise UserError(f"loss.class_weights has {len(weights)} values but the data has "
-                            f"{info['num_classes']} classes ({', '.join(info['class_names'])})")
+            raise UserError(
+                f"loss.class_weights has {len(weights)} values but the data has "
+                f"{info['num_classes']} classes ({', '.join(info['class_names'])})"
+            )
         model = build_segmenter(cfg.model, info["image_size"], info["num_classes"])
         steps = _train_steps(cfg, info["num_train"]) * cfg.train.epochs
-        return TrainState(models={"model": model}, optimizers={"model": make_optimizer(cfg.train, steps)})
+        return TrainState(
+            models={"model": model}, optimizers={"model": make_optimizer(cfg.train, steps)}
+        )
 
     # ---- training (per replica) --------------------------------------------------------
     def train_step(self, state, batch, step) -> dict:
@@ -93,10 +126,21 @@ class SegmentationApp(App):
         model = state.model
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            losses = segmentation_loss(logits, masks, cfg.loss, model.output_shape[-1],
-                                       cfg.data.ignore_index, step.global_batch_size)
-        apply_gradients(tape, losses["loss"], model.trainable_variables, state.optimizers["model"],
-                        cfg.train.clip_norm)
+            losses = segmentation_loss(
+                logits,
+                masks,
+                cfg.loss,
+                model.output_shape[-1],
+                cfg.data.ignore_index,
+                step.global_batch_size,
+            )
+        apply_gradients(
+            tape,
+            losses["loss"],
+            model.trainable_variables,
+            state.optimizers["model"],
+            cfg.train.clip_norm,
+        )
         labels = tf.cast(masks, tf.int32)
         valid = tf.cast(tf.not_equal(labels, cfg.data.ignore_index), tf.float32)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
@@ -110,8 +154,11 @@ class SegmentationApp(App):
         labels, valid = valid_pixels(masks, step.cfg.data.ignore_index)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
-        return {"ce": tf.reduce_sum(ce * valid), "pixel_accuracy": tf.reduce_sum(correct * valid),
-                "count": tf.reduce_sum(valid)}
+        return {
+            "ce": tf.reduce_sum(ce * valid),
+            "pixel_accuracy": tf.reduce_sum(correct * valid),
+            "count": tf.reduce_sum(valid),
+        }
 
     # ---- evaluation --------------------------------------------------------------------
     def _splits(self, data):
@@ -139,17 +186,33 @@ class SegmentationApp(App):
             metrics["val_miou"] = val.result()["miou"]
         metrics["confusion_matrix"] = cm.matrix.tolist()
         # scalars first, then the tables (metrics.json reads top-down)
-        metrics = {**{k_: v for k_, v in metrics.items() if not isinstance(v, (dict, list))},
-                   **{k_: v for k_, v in metrics.items() if isinstance(v, (dict, list))}}
+        metrics = {
+            **{k_: v for k_, v in metrics.items() if not isinstance(v, (dict, list))},
+            **{k_: v for k_, v in metrics.items() if isinstance(v, (dict, list))},
+        }
         run_dir = Path(run_dir)
         shown = min(6, len(test))
-        plot_examples(test.images[:shown], test.masks[:shown], pred[:shown], names,
-                      run_dir / "plots" / "examples.png", f"test images — mIoU {metrics['miou']:.3f}")
-        plot_per_class_iou(metrics["per_class"], run_dir / "plots" / "per_class_iou.png",
-                           f"per-class IoU on {len(test)} test images (mIoU {metrics['miou']:.3f})")
+        plot_examples(
+            test.images[:shown],
+            test.masks[:shown],
+            pred[:shown],
+            names,
+            run_dir / "plots" / "examples.png",
+            f"test images — mIoU {metrics['miou']:.3f}",
+        )
+        plot_per_class_iou(
+            metrics["per_class"],
+            run_dir / "plots" / "per_class_iou.png",
+            f"per-class IoU on {len(test)} test images (mIoU {metrics['miou']:.3f})",
+        )
         write_json_atomic(run_dir / "per_class.json", metrics["per_class"])
-        log.info("test mIoU %.4f, pixel accuracy %.4f, mean Dice %.4f on %d images",
-                 metrics["miou"], metrics["pixel_accuracy"], metrics["mean_dice"], len(test))
+        log.info(
+            "test mIoU %.4f, pixel accuracy %.4f, mean Dice %.4f on %d images",
+            metrics["miou"],
+            metrics["pixel_accuracy"],
+            metrics["mean_dice"],
+            len(test),
+        )
         return metrics
 
     # ---- serving -------------------------------------------------------------------------
@@ -162,8 +225,13 @@ class SegmentationApp(App):
         from keras_suite.apps.segmentation.export import png_bytes
 
         test = self._splits(data)["test"]
-        encoded = np.array([png_bytes(test.images[i]) for i in range(min(2, len(test)))], dtype=object)
-        return {"serving_default": [{"images": encoded}], "probabilities": [{"images": encoded[:1]}]}
+        encoded = np.array(
+            [png_bytes(test.images[i]) for i in range(min(2, len(test)))], dtype=object
+        )
+        return {
+            "serving_default": [{"images": encoded}],
+            "probabilities": [{"images": encoded[:1]}],
+        }
 
     def predict_request(self, paths, info, cfg):
         from keras_suite.common.images import read_image_files
@@ -184,8 +252,12 @@ class SegmentationApp(App):
             h, w = int(np.asarray(outputs["height"])[i]), int(np.asarray(outputs["width"])[i])
             ids = np.asarray(outputs["class_ids"])[i, :h, :w]
             upscale = max(1, 256 // max(h, w))
-            written.append(save_png(side_by_side(image, ids, info["num_classes"], upscale),
-                                    out_dir / f"{Path(p).stem}_overlay.png"))
+            written.append(
+                save_png(
+                    side_by_side(image, ids, info["num_classes"], upscale),
+                    out_dir / f"{Path(p).stem}_overlay.png",
+                )
+            )
             png = np.asarray(outputs["mask_png"], dtype=object)[i]
             mask_path = out_dir / f"{Path(p).stem}_mask.png"
             mask_path.write_bytes(png if isinstance(png, bytes) else bytes(png))
@@ -225,8 +297,14 @@ class SegmentationApp(App):
             for image in calibration.images:
                 yield {"images": image[None].astype(np.float32)}
 
-        return [TFLiteTarget(name="segmenter", saved_model_dir=path, signature="serving_default",
-                             representative_data=representative_data)]
+        return [
+            TFLiteTarget(
+                name="segmenter",
+                saved_model_dir=path,
+                signature="serving_default",
+                representative_data=representative_data,
+            )
+        ]
 
     def tflite_evaluate(self, run_signature, data, cfg, info, target=None) -> dict:
         from keras_suite.apps.segmentation.metrics import ConfusionMatrix
@@ -237,4 +315,8 @@ class SegmentationApp(App):
             out = run_signature({"images": test.images[i][None].astype(np.float32)})
             cm.update(test.masks[i], np.asarray(out["class_ids"]).reshape(test.masks[i].shape))
         m = cm.result()
-        return {"miou": m["miou"], "pixel_accuracy": m["pixel_accuracy"], "mean_dice": m["mean_dice"]}
+        return {
+            "miou": m["miou"],
+            "pixel_accuracy": m["pixel_accuracy"],
+            "mean_dice": m["mean_dice"],
+        }

@@ -7,6 +7,7 @@ shape cut at the border continues as its mirror image with the right labels. The
 randomness is stateless and seeded by the step (`StepContext.seed`), so a resumed run
 augments exactly as the interrupted one would have.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,8 +53,13 @@ def augment(images, masks, seed, dcfg):
 
     def warp(x, interpolation):
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=x, transforms=transforms, output_shape=shape, fill_value=0.0,
-            interpolation=interpolation, fill_mode="REFLECT")
+            images=x,
+            transforms=transforms,
+            output_shape=shape,
+            fill_value=0.0,
+            interpolation=interpolation,
+            fill_mode="REFLECT",
+        )
 
     images = warp(images, "BILINEAR")
     masks = warp(tf.cast(masks[..., None], tf.float32), "NEAREST")[..., 0]

@@ -15,6 +15,7 @@ models   U-Net vs DeepLabV3+ under this app's default recipe: mIoU after the bud
 Throughput is images/s over the training time after the first (tracing) steps. Numbers
 are printed and written as JSON (default bench-results/segmentation.json).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,17 +55,29 @@ def train_ours(cfg, seconds: float, log_every: float = 0.0) -> dict:
     data = APP.datasets(cfg, None)
     state = APP.build_state(cfg, data.info)
     state.build_optimizers()
-    ctx = TrainContext(app=APP, cfg=cfg, run_dir=Path(tempfile.mkdtemp()), strategy=strategy,
-                       data=data, state=state)
+    ctx = TrainContext(
+        app=APP,
+        cfg=cfg,
+        run_dir=Path(tempfile.mkdtemp()),
+        strategy=strategy,
+        data=data,
+        state=state,
+    )
     trainer = Trainer(APP, ctx)
     step_fn = trainer._compiled_train()
     splits = data.extras["splits"]
     images, step, epoch, t_start, curve = 0, 0, 0, None, []
     start = time.perf_counter()
     while True:
-        iterator = iter(strategy.experimental_distribute_dataset(data.train_epoch(epoch).take(data.steps_per_epoch)))
+        iterator = iter(
+            strategy.experimental_distribute_dataset(
+                data.train_epoch(epoch).take(data.steps_per_epoch)
+            )
+        )
         for _ in range(data.steps_per_epoch):
-            step_fn(iterator, tf.constant(step, tf.int64), tf.constant(epoch, tf.int64))["loss"].numpy()
+            step_fn(iterator, tf.constant(step, tf.int64), tf.constant(epoch, tf.int64))[
+                "loss"
+            ].numpy()
             step += 1
             if step == WARMUP_STEPS:
                 t_start, images = time.perf_counter(), 0
@@ -73,7 +86,10 @@ def train_ours(cfg, seconds: float, log_every: float = 0.0) -> dict:
             if log_every and step % int(log_every) == 0:
                 m = _miou(state.model, splits["val"], cfg, data.info["class_names"])["miou"]
                 curve.append((step, round(time.perf_counter() - start, 1), m))
-                print(f"  step {step} ({time.perf_counter() - start:.0f}s): val mIoU {m:.4f}", flush=True)
+                print(
+                    f"  step {step} ({time.perf_counter() - start:.0f}s): val mIoU {m:.4f}",
+                    flush=True,
+                )
             if step > WARMUP_STEPS and time.perf_counter() - start >= seconds:
                 break
         else:
@@ -82,10 +98,18 @@ def train_ours(cfg, seconds: float, log_every: float = 0.0) -> dict:
         break
     train_time = time.perf_counter() - (t_start or start)
     metrics = _miou(state.model, splits["test"], cfg, data.info["class_names"])
-    return {"images_per_sec": images / train_time, "steps": step, "images_seen": step * cfg.train.batch_size,
-            "miou": metrics["miou"], "pixel_accuracy": metrics["pixel_accuracy"],
-            "per_class_iou": {k: v["iou"] for k, v in metrics["per_class"].items()},
-            "params": state.model.count_params(), "curve": curve, "model": state.model, "info": data.info}
+    return {
+        "images_per_sec": images / train_time,
+        "steps": step,
+        "images_seen": step * cfg.train.batch_size,
+        "miou": metrics["miou"],
+        "pixel_accuracy": metrics["pixel_accuracy"],
+        "per_class_iou": {k: v["iou"] for k, v in metrics["per_class"].items()},
+        "params": state.model.count_params(),
+        "curve": curve,
+        "model": state.model,
+        "info": data.info,
+    }
 
 
 def kerasio_unet(image_size: int, num_classes: int) -> keras.Model:
@@ -134,9 +158,13 @@ def train_kerasio(cfg, seconds: float) -> dict:
     train = splits["train"]
     model = kerasio_unet(cfg.data.image_size, len(names))
     model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="sparse_categorical_crossentropy")
-    ds = tf.data.Dataset.from_tensor_slices((train.images, train.masks)).shuffle(
-        len(train), seed=cfg.train.seed).batch(cfg.train.batch_size, drop_remainder=True).map(
-        lambda x, y: (tf.cast(x, tf.float32), y)).repeat()
+    ds = (
+        tf.data.Dataset.from_tensor_slices((train.images, train.masks))
+        .shuffle(len(train), seed=cfg.train.seed)
+        .batch(cfg.train.batch_size, drop_remainder=True)
+        .map(lambda x, y: (tf.cast(x, tf.float32), y))
+        .repeat()
+    )
     clock = {"start": time.perf_counter(), "t0": None, "steps": 0}
 
     class Budget(keras.callbacks.Callback):
@@ -147,14 +175,25 @@ def train_kerasio(cfg, seconds: float) -> dict:
             if clock["steps"] > WARMUP_STEPS and time.perf_counter() - clock["start"] >= seconds:
                 self.model.stop_training = True
 
-    model.fit(ds, epochs=10_000, steps_per_epoch=len(train) // cfg.train.batch_size,
-              callbacks=[Budget()], shuffle=False, verbose=0)
+    model.fit(
+        ds,
+        epochs=10_000,
+        steps_per_epoch=len(train) // cfg.train.batch_size,
+        callbacks=[Budget()],
+        shuffle=False,
+        verbose=0,
+    )
     train_time = time.perf_counter() - clock["t0"]
     images = (clock["steps"] - WARMUP_STEPS) * cfg.train.batch_size
     metrics = _miou(model, splits["test"], cfg, names)
-    return {"images_per_sec": images / train_time, "steps": clock["steps"],
-            "images_seen": clock["steps"] * cfg.train.batch_size, "miou": metrics["miou"],
-            "pixel_accuracy": metrics["pixel_accuracy"], "params": model.count_params()}
+    return {
+        "images_per_sec": images / train_time,
+        "steps": clock["steps"],
+        "images_seen": clock["steps"] * cfg.train.batch_size,
+        "miou": metrics["miou"],
+        "pixel_accuracy": metrics["pixel_accuracy"],
+        "params": model.count_params(),
+    }
 
 
 def tflite_numbers(model, info, workdir: Path, calibration) -> dict:
@@ -168,7 +207,11 @@ def tflite_numbers(model, info, workdir: Path, calibration) -> dict:
     feeds = {"images": calibration[:1].astype(np.float32)}
     out = {}
     for mode in ("float32", "int8"):
-        rep = (lambda: ({"images": im[None].astype(np.float32)} for im in calibration)) if mode == "int8" else None
+        rep = (
+            (lambda: ({"images": im[None].astype(np.float32)} for im in calibration))
+            if mode == "int8"
+            else None
+        )
         result = convert(path, "serving_default", mode, "float32", rep)
         file = workdir / f"{model.name}_{mode}.tflite"
         file.write_bytes(result.model)
@@ -180,8 +223,11 @@ def tflite_numbers(model, info, workdir: Path, calibration) -> dict:
 def main(argv=None) -> int:
     from keras_suite.apps.segmentation.config import default
 
-    p = argparse.ArgumentParser(prog="ksuite bench segmentation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="ksuite bench segmentation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--seconds", type=float, default=240.0, help="training budget of each contender")
     p.add_argument("--only", choices=("kerasio", "models"), help="run one of the two comparisons")
     p.add_argument("--log-every", type=int, default=0, help="print val mIoU every N steps (ours)")
@@ -195,22 +241,36 @@ def main(argv=None) -> int:
     for text in args.set:
         cfg = config_lib.merge(cfg, config_lib.parse_override(text))
     config_lib.validate(cfg)
-    report = {"seconds": args.seconds, "image_size": cfg.data.image_size, "num_train": cfg.data.num_train,
-              "batch_size": cfg.train.batch_size, "overrides": args.set, "tensorflow": tf.__version__,
-              "keras": keras.__version__}
+    report = {
+        "seconds": args.seconds,
+        "image_size": cfg.data.image_size,
+        "num_train": cfg.data.num_train,
+        "batch_size": cfg.train.batch_size,
+        "overrides": args.set,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
     if args.only in (None, "kerasio"):
-        print(f"== this app (U-Net, shared loop) vs keras-io recipe, {args.seconds:.0f}s each", flush=True)
+        print(
+            f"== this app (U-Net, shared loop) vs keras-io recipe, {args.seconds:.0f}s each",
+            flush=True,
+        )
         ours = train_ours(cfg, args.seconds, args.log_every)
         theirs = train_kerasio(cfg, args.seconds)
-        report["kerasio"] = {"ours": {k: v for k, v in ours.items() if k not in ("model", "info")},
-                             "kerasio": theirs,
-                             "ratio_images_per_sec": ours["images_per_sec"] / theirs["images_per_sec"],
-                             "ratio_miou": ours["miou"] / max(theirs["miou"], 1e-9)}
+        report["kerasio"] = {
+            "ours": {k: v for k, v in ours.items() if k not in ("model", "info")},
+            "kerasio": theirs,
+            "ratio_images_per_sec": ours["images_per_sec"] / theirs["images_per_sec"],
+            "ratio_miou": ours["miou"] / max(theirs["miou"], 1e-9),
+        }
         print(f"{'':10s} {'images/s':>9s} {'mIoU':>7s} {'params':>9s}")
         for name, r in (("this app", ours), ("keras-io", theirs)):
             print(f"{name:10s} {r['images_per_sec']:9.1f} {r['miou']:7.4f} {r['params']:9d}")
-        print(f"ratio (this app / keras-io): images/s {report['kerasio']['ratio_images_per_sec']:.2f}x, "
-              f"mIoU {report['kerasio']['ratio_miou']:.2f}x", flush=True)
+        print(
+            f"ratio (this app / keras-io): images/s {report['kerasio']['ratio_images_per_sec']:.2f}x, "
+            f"mIoU {report['kerasio']['ratio_miou']:.2f}x",
+            flush=True,
+        )
     if args.only in (None, "models"):
         print(f"== U-Net vs DeepLabV3+, {args.seconds:.0f}s each", flush=True)
         rows = {}
@@ -224,13 +284,17 @@ def main(argv=None) -> int:
             r["tflite"] = tflite_numbers(r.pop("model"), r.pop("info"), work, calibration)
             rows[arch] = r
         report["models"] = rows
-        print(f"{'model':14s} {'mIoU':>7s} {'params':>9s} {'train img/s':>11s} {'fp32 KB':>8s} "
-              f"{'fp32 ms':>8s} {'int8 KB':>8s} {'int8 ms':>8s}")
+        print(
+            f"{'model':14s} {'mIoU':>7s} {'params':>9s} {'train img/s':>11s} {'fp32 KB':>8s} "
+            f"{'fp32 ms':>8s} {'int8 KB':>8s} {'int8 ms':>8s}"
+        )
         for arch, r in rows.items():
             t = r["tflite"]
-            print(f"{arch:14s} {r['miou']:7.4f} {r['params']:9d} {r['images_per_sec']:11.1f} "
-                  f"{t['float32']['size_kb']:8.0f} {t['float32']['latency_ms']['p50_ms']:8.2f} "
-                  f"{t['int8']['size_kb']:8.0f} {t['int8']['latency_ms']['p50_ms']:8.2f}")
+            print(
+                f"{arch:14s} {r['miou']:7.4f} {r['params']:9d} {r['images_per_sec']:11.1f} "
+                f"{t['float32']['size_kb']:8.0f} {t['float32']['latency_ms']['p50_ms']:8.2f} "
+                f"{t['int8']['size_kb']:8.0f} {t['int8']['latency_ms']['p50_ms']:8.2f}"
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=float) + "\n")

@@ -1,4 +1,5 @@
 """Segmentation config: dataclass sections and the smoke/default/full presets."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ class DataConfig:
     num_val: int = 200
     num_test: int = 500
     max_objects: int = 6
-    min_radius: float = 0.08  # fraction of the image: the smallest shapes are ~10 px across at 64 px
+    min_radius: float = (
+        0.08  # fraction of the image: the smallest shapes are ~10 px across at 64 px
+    )
     max_radius: float = 0.25
     max_overlap: float = 0.4  # box IoU allowed between shapes (the top one wins in the mask)
     max_lines: int = 2  # thin strokes (class "line") drawn over each scene
@@ -39,12 +42,18 @@ class DataConfig:
 
     def validate(self) -> None:
         if self.source not in ("shapes", "pairs", "voc"):
-            raise UserError(f"data.source={self.source!r}: use shapes, pairs (images/ + masks/) or voc")
+            raise UserError(
+                f"data.source={self.source!r}: use shapes, pairs (images/ + masks/) or voc"
+            )
         if self.source != "shapes" and not self.path:
-            raise UserError(f"data.source={self.source} needs data.path (--set data.path=/my/dataset)")
+            raise UserError(
+                f"data.source={self.source} needs data.path (--set data.path=/my/dataset)"
+            )
         if self.image_size % 16:
-            raise UserError(f"data.image_size={self.image_size} must be a multiple of 16 "
-                            "(the networks downsample by 16); try 64, 96 or 128")
+            raise UserError(
+                f"data.image_size={self.image_size} must be a multiple of 16 "
+                "(the networks downsample by 16); try 64, 96 or 128"
+            )
         if not -1 <= self.ignore_index <= 255:
             raise UserError("data.ignore_index must be a mask value 0..255, or -1 for none")
         if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
@@ -93,19 +102,45 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=12, batch_size=32, learning_rate=3e-3, optimizer="adamw", weight_decay=1e-4,
-        warmup_steps=100, precision="float32", log_every_steps=20))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=12,
+            batch_size=32,
+            learning_rate=3e-3,
+            optimizer="adamw",
+            weight_decay=1e-4,
+            warmup_steps=100,
+            precision="float32",
+            log_every_steps=20,
+        )
+    )
 
 
 def smoke() -> Config:
     """Seconds: a tiny U-Net on 32 px images, for tests and the contract test."""
     return Config(
-        data=DataConfig(image_size=32, num_train=96, num_val=16, num_test=16, max_objects=3,
-                        min_radius=0.15, max_radius=0.3, max_lines=1, line_width=(2, 2)),
+        data=DataConfig(
+            image_size=32,
+            num_train=96,
+            num_val=16,
+            num_test=16,
+            max_objects=3,
+            min_radius=0.15,
+            max_radius=0.3,
+            max_lines=1,
+            line_width=(2, 2),
+        ),
         model=ModelConfig(width=0.5, depth=2),
-        train=TrainConfig(epochs=2, batch_size=16, learning_rate=5e-3, optimizer="adam",
-                          warmup_steps=0, precision="float32", log_every_steps=2))
+        train=TrainConfig(
+            epochs=2,
+            batch_size=16,
+            learning_rate=5e-3,
+            optimizer="adam",
+            warmup_steps=0,
+            precision="float32",
+            log_every_steps=2,
+        ),
+    )
 
 
 def default() -> Config:
@@ -119,20 +154,43 @@ def default() -> Config:
     return Config(
         data=DataConfig(num_train=16000, augment=False),
         loss=LossConfig(kind="ce+dice"),
-        train=TrainConfig(epochs=5, batch_size=16, learning_rate=2e-3, optimizer="adamw",
-                          weight_decay=1e-4, warmup_steps=200, precision="float32",
-                          log_every_steps=50))
+        train=TrainConfig(
+            epochs=5,
+            batch_size=16,
+            learning_rate=2e-3,
+            optimizer="adamw",
+            weight_decay=1e-4,
+            warmup_steps=200,
+            precision="float32",
+            log_every_steps=50,
+        ),
+    )
 
 
 def full() -> Config:
     """A longer recipe for accelerators: bigger images, wider net, more data and epochs."""
     return Config(
-        data=DataConfig(image_size=256, num_train=50000, num_val=1000, num_test=2000,
-                        max_objects=10, min_radius=0.03, max_lines=4),
+        data=DataConfig(
+            image_size=256,
+            num_train=50000,
+            num_val=1000,
+            num_test=2000,
+            max_objects=10,
+            min_radius=0.03,
+            max_lines=4,
+        ),
         model=ModelConfig(width=2.0),
         loss=LossConfig(kind="ce+dice"),
-        train=TrainConfig(epochs=40, batch_size=64, learning_rate=3e-3, optimizer="adamw",
-                          weight_decay=1e-4, warmup_steps=1000, precision="auto"))
+        train=TrainConfig(
+            epochs=40,
+            batch_size=64,
+            learning_rate=3e-3,
+            optimizer="adamw",
+            weight_decay=1e-4,
+            warmup_steps=1000,
+            precision="auto",
+        ),
+    )
 
 
 PRESETS = {"smoke": smoke, "default": default, "full": full}

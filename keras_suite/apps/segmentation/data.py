@@ -5,6 +5,7 @@ Every split is held in memory as uint8 arrays at the model size (images [n, S, S
 masks [n, S, S] of class ids, `ignore_index` where unlabelled): user images are resized
 with area averaging, masks with nearest neighbour so no new class id is invented.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,9 +27,29 @@ SHAPES_SEEDS = {"train": 1, "val": 2, "test": 3}
 LINE = "line"
 
 # Pascal VOC's 21 classes, in the order of its palette indices.
-VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-               "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-               "sheep", "sofa", "train", "tvmonitor")
+VOC_CLASSES = (
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 
 
 @dataclass
@@ -41,6 +62,7 @@ class Split:
 
 
 # ---- built-in scenes -----------------------------------------------------------------
+
 
 def shape_class_names(binary: bool = False) -> list[str]:
     return ["background", "foreground"] if binary else ["background", *shapes.SHAPES, LINE]
@@ -57,7 +79,9 @@ def _draw_lines(rng, image: np.ndarray, mask: np.ndarray, count: int, widths, va
         p1 = (int(round(cx - dx)), int(round(cy - dy)))
         p2 = (int(round(cx + dx)), int(round(cy + dy)))
         width = int(rng.integers(widths[0], widths[1] + 1))
-        below = image[int(np.clip(cy, 0, size - 1)), int(np.clip(cx, 0, size - 1))].astype(np.float32)
+        below = image[int(np.clip(cy, 0, size - 1)), int(np.clip(cx, 0, size - 1))].astype(
+            np.float32
+        )
         colour = rng.integers(0, 256, 3).astype(np.float32)
         for _ in range(20):  # a colour that stands out from what is under the line's centre
             if np.abs(colour - below).sum() > 160:
@@ -79,11 +103,24 @@ def shape_scenes(n: int, dcfg, seed: int) -> Split:
     masks = np.empty((n, size, size), np.uint8)
     line_value = len(shapes.SHAPES) + 1
     for i in range(n):
-        s = shapes.scene(rng, size, max_objects=dcfg.max_objects, min_radius=dcfg.min_radius,
-                         max_radius=dcfg.max_radius, max_overlap=dcfg.max_overlap)
+        s = shapes.scene(
+            rng,
+            size,
+            max_objects=dcfg.max_objects,
+            min_radius=dcfg.min_radius,
+            max_radius=dcfg.max_radius,
+            max_overlap=dcfg.max_overlap,
+        )
         image, mask = s.image.copy(), s.mask.copy()
         if dcfg.max_lines:
-            _draw_lines(rng, image, mask, int(rng.integers(0, dcfg.max_lines + 1)), dcfg.line_width, line_value)
+            _draw_lines(
+                rng,
+                image,
+                mask,
+                int(rng.integers(0, dcfg.max_lines + 1)),
+                dcfg.line_width,
+                line_value,
+            )
         images[i], masks[i] = image, mask
     if dcfg.binary:
         masks = (masks > 0).astype(np.uint8)
@@ -91,6 +128,7 @@ def shape_scenes(n: int, dcfg, seed: int) -> Split:
 
 
 # ---- user data -----------------------------------------------------------------------
+
 
 class Problems:
     """Pairs that were skipped, with file names and why, reported once per dataset."""
@@ -104,8 +142,12 @@ class Problems:
     def report(self, total: int, where: str) -> None:
         if not self.items:
             return
-        shown = "; ".join(self.items[:8]) + (f"; ... ({len(self.items) - 8} more)" if len(self.items) > 8 else "")
-        log.warning("skipped %d of %d image/mask pairs in %s: %s", len(self.items), total, where, shown)
+        shown = "; ".join(self.items[:8]) + (
+            f"; ... ({len(self.items) - 8} more)" if len(self.items) > 8 else ""
+        )
+        log.warning(
+            "skipped %d of %d image/mask pairs in %s: %s", len(self.items), total, where, shown
+        )
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -115,7 +157,9 @@ def read_mask(path: Path) -> np.ndarray:
 
     with Image.open(path) as img:
         if img.mode in ("RGB", "RGBA"):
-            raise ValueError(f"is an {img.mode} image; masks must be palette or greyscale PNGs of class ids")
+            raise ValueError(
+                f"is an {img.mode} image; masks must be palette or greyscale PNGs of class ids"
+            )
         if img.mode in ("LA", "PA"):
             img = img.getchannel(0)
         array = np.asarray(img)
@@ -145,15 +189,21 @@ def load_pair(image_path: Path, mask_path: Path, size: int, num_classes: int, ig
     except Exception as exc:  # PIL raises many kinds for broken files
         raise ValueError(f"{mask_path.name}: not a readable PNG ({type(exc).__name__})") from None
     if mask.shape != image.shape[:2]:
-        raise ValueError(f"{mask_path.name}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
-                         f"{image_path.name} is {image.shape[1]}x{image.shape[0]}")
+        raise ValueError(
+            f"{mask_path.name}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+            f"{image_path.name} is {image.shape[1]}x{image.shape[0]}"
+        )
     if mask.max(initial=0) > 255:
-        raise ValueError(f"{mask_path.name}: class id {int(mask.max())} above 255 (masks hold 8-bit ids)")
+        raise ValueError(
+            f"{mask_path.name}: class id {int(mask.max())} above 255 (masks hold 8-bit ids)"
+        )
     if num_classes:
         bad = np.unique(mask[(mask >= num_classes) & (mask != ignore)])
         if bad.size:
-            raise ValueError(f"{mask_path.name}: unknown class id(s) {', '.join(map(str, bad[:5]))} "
-                             f"(classes are 0..{num_classes - 1}, ignore {ignore})")
+            raise ValueError(
+                f"{mask_path.name}: unknown class id(s) {', '.join(map(str, bad[:5]))} "
+                f"(classes are 0..{num_classes - 1}, ignore {ignore})"
+            )
     image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     mask = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
     return image, mask
@@ -163,7 +213,9 @@ def _find_images(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
 
 
-def _load_all(pairs: list[tuple[Path, Path | None]], dcfg, num_classes: int, problems: Problems, where: str):
+def _load_all(
+    pairs: list[tuple[Path, Path | None]], dcfg, num_classes: int, problems: Problems, where: str
+):
     ignore = dcfg.ignore_index
     todo = [(i, m) for i, m in pairs if m is not None]
     for image_path, mask_path in pairs:
@@ -185,11 +237,15 @@ def _load_all(pairs: list[tuple[Path, Path | None]], dcfg, num_classes: int, pro
                 images.append(result[0])
                 masks.append(result[1])
     if not images:
-        raise UserError(f"no usable image/mask pairs in {where} ({len(pairs)} images; first problem: "
-                        f"{problems.items[0] if problems.items else 'none found'}); masks must be "
-                        "PNGs with the image's name and size")
+        raise UserError(
+            f"no usable image/mask pairs in {where} ({len(pairs)} images; first problem: "
+            f"{problems.items[0] if problems.items else 'none found'}); masks must be "
+            "PNGs with the image's name and size"
+        )
     size = dcfg.image_size
-    return Split(np.stack(images).reshape(-1, size, size, 3), np.stack(masks).reshape(-1, size, size))
+    return Split(
+        np.stack(images).reshape(-1, size, size, 3), np.stack(masks).reshape(-1, size, size)
+    )
 
 
 def _labels_txt(root: Path) -> list[str] | None:
@@ -202,15 +258,22 @@ def _labels_txt(root: Path) -> list[str] | None:
 
 def _pair_folders(root: Path) -> dict[str, tuple[Path, Path]]:
     """{split: (images dir, masks dir)}: root/images + root/masks, or per split folders."""
-    per_split = {s: (root / s / "images", root / s / "masks") for s in ("train", "val", "test")
-                 if (root / s / "images").is_dir()}
+    per_split = {
+        s: (root / s / "images", root / s / "masks")
+        for s in ("train", "val", "test")
+        if (root / s / "images").is_dir()
+    }
     if per_split:
         if "train" not in per_split:
-            raise UserError(f"{root} has split folders but no train/images; add train/images and train/masks")
+            raise UserError(
+                f"{root} has split folders but no train/images; add train/images and train/masks"
+            )
         return per_split
     if not (root / "images").is_dir() or not (root / "masks").is_dir():
-        raise UserError(f"{root} has no images/ and masks/ folders: put image files in images/ and "
-                        "PNG masks with the same names in masks/ (or train/images, train/masks, ...)")
+        raise UserError(
+            f"{root} has no images/ and masks/ folders: put image files in images/ and "
+            "PNG masks with the same names in masks/ (or train/images, train/masks, ...)"
+        )
     return {"all": (root / "images", root / "masks")}
 
 
@@ -218,7 +281,9 @@ def pairs_dataset(dcfg, seed: int):
     """{split: Split} and class names from images/ + masks/ folders."""
     root = Path(dcfg.path)
     if not root.is_dir():
-        raise UserError(f"data.path {str(root)!r} is not a folder; point it at a folder with images/ and masks/")
+        raise UserError(
+            f"data.path {str(root)!r} is not a folder; point it at a folder with images/ and masks/"
+        )
     folders = _pair_folders(root)
     names = _labels_txt(root)
     num_classes = len(names) if names else dcfg.num_classes
@@ -245,8 +310,10 @@ def voc_dataset(dcfg, seed: int):
             root = candidate
             break
     else:
-        raise UserError(f"{dcfg.path} is not a Pascal VOC folder (no SegmentationClass/); point data.path "
-                        "at VOC2012/ (with JPEGImages/, SegmentationClass/, ImageSets/Segmentation/)")
+        raise UserError(
+            f"{dcfg.path} is not a Pascal VOC folder (no SegmentationClass/); point data.path "
+            "at VOC2012/ (with JPEGImages/, SegmentationClass/, ImageSets/Segmentation/)"
+        )
     lists = root / "ImageSets" / "Segmentation"
     names = _labels_txt(root) or list(VOC_CLASSES)
     splits, problems, total = {}, Problems(), 0
@@ -309,8 +376,14 @@ def load_splits(dcfg, seed: int):
     key = (repr(dcfg), seed)
     if key not in _CACHE:
         if dcfg.source == "shapes":
-            splits = {name: shape_scenes(n, dcfg, SHAPES_SEEDS[name]) for name, n in (
-                ("train", dcfg.num_train), ("val", dcfg.num_val), ("test", dcfg.num_test))}
+            splits = {
+                name: shape_scenes(n, dcfg, SHAPES_SEEDS[name])
+                for name, n in (
+                    ("train", dcfg.num_train),
+                    ("val", dcfg.num_val),
+                    ("test", dcfg.num_test),
+                )
+            }
             names = shape_class_names(dcfg.binary)
         elif dcfg.source == "pairs":
             splits, names = pairs_dataset(dcfg, seed)

@@ -4,6 +4,7 @@ resolution out) and the fixed-shape TFLite one.
 Both wrap the trained Keras model in a keras.export.ExportArchive (DESIGN.md §11: the
 SavedModel flavour that TFLite converts with its weights) and use only core TF ops.
 """
+
 from __future__ import annotations
 
 import io
@@ -28,9 +29,14 @@ def _decode(encoded, size: int):
 
 
 def _model_probabilities(model, images_bytes, size: int):
-    pixels, hw = tf.map_fn(lambda b: _decode(b, size), images_bytes,
-                           fn_output_signature=(tf.TensorSpec([size, size, 3], tf.float32),
-                                                tf.TensorSpec([2], tf.int32)))
+    pixels, hw = tf.map_fn(
+        lambda b: _decode(b, size),
+        images_bytes,
+        fn_output_signature=(
+            tf.TensorSpec([size, size, 3], tf.float32),
+            tf.TensorSpec([2], tf.int32),
+        ),
+    )
     probs = tf.nn.softmax(tf.cast(model(pixels, training=False), tf.float32))
     return probs, hw
 
@@ -57,8 +63,14 @@ def serving_archive(model, info: dict) -> keras.export.ExportArchive:
             pad = [[0, top[0] - shape[0]], [0, top[1] - shape[1]], [0, 0]]
             return tf.pad(full, pad), tf.argmax(full, -1, output_type=tf.int32)
 
-        return tf.map_fn(one, (probs, hw), fn_output_signature=(
-            tf.TensorSpec([None, None, num_classes], tf.float32), tf.TensorSpec([None, None], tf.int32)))
+        return tf.map_fn(
+            one,
+            (probs, hw),
+            fn_output_signature=(
+                tf.TensorSpec([None, None, num_classes], tf.float32),
+                tf.TensorSpec([None, None], tf.int32),
+            ),
+        )
 
     @tf.function(input_signature=[spec])
     def serve_mask(images):
@@ -69,11 +81,19 @@ def serving_archive(model, info: dict) -> keras.export.ExportArchive:
             p, shape = args
             ids = tf.argmax(tf.image.resize(p, shape, method="bilinear"), -1, output_type=tf.int32)
             png = tf.io.encode_png(tf.cast(ids, tf.uint8)[..., None])
-            padded = tf.pad(ids, [[0, top[0] - shape[0]], [0, top[1] - shape[1]]], constant_values=PAD_CLASS)
+            padded = tf.pad(
+                ids, [[0, top[0] - shape[0]], [0, top[1] - shape[1]]], constant_values=PAD_CLASS
+            )
             return padded, png
 
-        ids, pngs = tf.map_fn(one, (probs, hw), fn_output_signature=(
-            tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.string)))
+        ids, pngs = tf.map_fn(
+            one,
+            (probs, hw),
+            fn_output_signature=(
+                tf.TensorSpec([None, None], tf.int32),
+                tf.TensorSpec([], tf.string),
+            ),
+        )
         return {"class_ids": ids, "mask_png": pngs, "height": hw[:, 0], "width": hw[:, 1]}
 
     @tf.function(input_signature=[spec])
@@ -98,8 +118,10 @@ def tflite_archive(model, info: dict) -> keras.export.ExportArchive:
     @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")])
     def segment(images):
         logits = tf.cast(model(images, training=False), tf.float32)
-        return {"probabilities": tf.nn.softmax(logits),
-                "class_ids": tf.argmax(logits, -1, output_type=tf.int32)}
+        return {
+            "probabilities": tf.nn.softmax(logits),
+            "class_ids": tf.argmax(logits, -1, output_type=tf.int32),
+        }
 
     archive.add_endpoint("serving_default", segment)
     return archive

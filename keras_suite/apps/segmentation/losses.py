@@ -5,6 +5,7 @@ global batch (`replica_weighted_mean`, whose denominator is all-reduced), Dice i
 per-image loss averaged over the global batch (`replica_mean`), so summing over replicas
 gives exactly what one device would compute on the whole batch.
 """
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -40,8 +41,9 @@ def dice_per_image(logits, labels, valid, num_classes: int, smooth: float = 1.0)
     return 1.0 - tf.reduce_mean((2.0 * inter + smooth) / (denom + smooth), -1)
 
 
-def segmentation_loss(logits, labels, loss_cfg, num_classes: int, ignore_index: int,
-                      global_batch_size: int) -> dict:
+def segmentation_loss(
+    logits, labels, loss_cfg, num_classes: int, ignore_index: int, global_batch_size: int
+) -> dict:
     """{"loss": total, "ce": ..., "dice": ...} per replica, summing to global values."""
     labels, valid = valid_pixels(labels, ignore_index)
     out = {}
@@ -51,11 +53,15 @@ def segmentation_loss(logits, labels, loss_cfg, num_classes: int, ignore_index: 
         if weights and len(weights) != num_classes:
             from keras_suite.common.errors import UserError
 
-            raise UserError(f"loss.class_weights has {len(weights)} values for {num_classes} classes")
+            raise UserError(
+                f"loss.class_weights has {len(weights)} values for {num_classes} classes"
+            )
         out["ce"] = cross_entropy(logits, labels, valid, weights)
         total += out["ce"]
     if loss_cfg.kind in ("dice", "ce+dice"):
-        out["dice"] = replica_mean(dice_per_image(logits, labels, valid, num_classes), global_batch_size)
+        out["dice"] = replica_mean(
+            dice_per_image(logits, labels, valid, num_classes), global_batch_size
+        )
         total += (loss_cfg.dice_weight if loss_cfg.kind == "ce+dice" else 1.0) * out["dice"]
     out["loss"] = total
     return out

@@ -1,5 +1,6 @@
 """Segmentation metrics from one confusion matrix accumulated over the whole test set
 (the way Pascal VOC and Cityscapes score: not an average of per-batch values)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,9 @@ def confusion_matrix(truth, pred, num_classes: int, ignore_index: int = 255) -> 
     keep = (truth >= 0) & (truth < num_classes)
     if ignore_index >= 0:
         keep &= truth != ignore_index
-    return np.bincount(truth[keep] * num_classes + pred[keep],
-                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return np.bincount(
+        truth[keep] * num_classes + pred[keep], minlength=num_classes * num_classes
+    ).reshape(num_classes, num_classes)
 
 
 class ConfusionMatrix:
@@ -48,14 +50,21 @@ def segmentation_metrics(matrix: np.ndarray, class_names=None) -> dict:
     dice = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros(k), where=present)
     total = matrix.sum()
     support = matrix.sum(1)
-    per_class = {names[c]: {"iou": float(iou[c]) if present[c] else None,
-                            "dice": float(dice[c]) if present[c] else None,
-                            "pixels": int(support[c])} for c in range(k)}
+    per_class = {
+        names[c]: {
+            "iou": float(iou[c]) if present[c] else None,
+            "dice": float(dice[c]) if present[c] else None,
+            "pixels": int(support[c]),
+        }
+        for c in range(k)
+    }
     return {
         "miou": float(iou[present].mean()) if present.any() else 0.0,
         "pixel_accuracy": float(tp.sum() / total) if total else 0.0,
         "mean_dice": float(dice[present].mean()) if present.any() else 0.0,
-        "mean_class_accuracy": float(np.mean(tp[support > 0] / support[support > 0])) if (support > 0).any() else 0.0,
+        "mean_class_accuracy": float(np.mean(tp[support > 0] / support[support > 0]))
+        if (support > 0).any()
+        else 0.0,
         "num_pixels": int(total),
         "per_class": per_class,
     }

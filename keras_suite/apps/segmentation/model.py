@@ -4,6 +4,7 @@ Both take float32 images in 0..255 of a fixed square size (rescaling is inside t
 model, so serving clients send plain pixels) and return float32 per-pixel logits
 [N, H, W, num_classes] at the input resolution, whatever the mixed-precision policy.
 """
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -22,20 +23,40 @@ def _channels(value: float) -> int:
     return max(8, int(value + 4) // 8 * 8)
 
 
-def conv_bn(x, filters, kernel=3, strides=1, dilation=1, activation="relu", name=None, depthwise=False):
+def conv_bn(
+    x, filters, kernel=3, strides=1, dilation=1, activation="relu", name=None, depthwise=False
+):
     if depthwise:  # depthwise 3x3 + pointwise 1x1: the cheap 3x3 of DeepLabV3+'s decoder/ASPP
-        x = layers.DepthwiseConv2D(kernel, strides, padding="same", dilation_rate=dilation,
-                                   use_bias=False, name=f"{name}_dw")(x)
-        x = FusedBatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=f"{name}_dw_bn")(x)
+        x = layers.DepthwiseConv2D(
+            kernel,
+            strides,
+            padding="same",
+            dilation_rate=dilation,
+            use_bias=False,
+            name=f"{name}_dw",
+        )(x)
+        x = FusedBatchNormalization(
+            momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=f"{name}_dw_bn"
+        )(x)
         x = layers.Activation("relu", name=f"{name}_dw_act")(x)
         kernel, dilation, strides = 1, 1, 1
-    x = layers.Conv2D(filters, kernel, strides, padding="same", dilation_rate=dilation, use_bias=False,
-                      name=f"{name}_conv")(x)
-    x = FusedBatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=f"{name}_bn")(x)
+    x = layers.Conv2D(
+        filters,
+        kernel,
+        strides,
+        padding="same",
+        dilation_rate=dilation,
+        use_bias=False,
+        name=f"{name}_conv",
+    )(x)
+    x = FusedBatchNormalization(
+        momentum=BN_MOMENTUM, synchronized=sync_batch_norm(), name=f"{name}_bn"
+    )(x)
     return layers.Activation(activation, name=f"{name}_act")(x) if activation else x
 
 
 # ---- U-Net ---------------------------------------------------------------------------
+
 
 def unet(inputs, cfg, num_classes: int):
     """Ronneberger et al. 2015 with batch norm and 'same' padding: an encoder of
@@ -65,6 +86,7 @@ def unet(inputs, cfg, num_classes: int):
 
 
 # ---- DeepLabV3+ ----------------------------------------------------------------------
+
 
 def _residual(x, filters, strides, dilation, name):
     """ResNet basic block; dilated instead of strided once the output stride is reached."""
@@ -100,7 +122,9 @@ def deeplabv3plus(inputs, cfg, num_classes: int):
     # ASPP
     branches = [conv_bn(x, c(96), 1, name="aspp_1x1")]
     for rate in cfg.atrous_rates:
-        branches.append(conv_bn(x, c(96), 3, dilation=rate, name=f"aspp_rate{rate}", depthwise=True))
+        branches.append(
+            conv_bn(x, c(96), 3, dilation=rate, name=f"aspp_rate{rate}", depthwise=True)
+        )
     pooled = layers.GlobalAveragePooling2D(keepdims=True, name="aspp_pool")(x)
     pooled = conv_bn(pooled, c(96), 1, name="aspp_pool_proj")
     branches.append(layers.UpSampling2D(feature, name="aspp_pool_up")(pooled))

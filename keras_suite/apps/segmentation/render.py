@@ -1,4 +1,5 @@
 """Pictures of masks: a colour palette, overlays, the evaluation figures."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,18 +22,28 @@ def colourise(mask: np.ndarray, num_classes: int) -> np.ndarray:
     return palette(num_classes)[np.clip(mask, 0, 255).astype(np.uint8)]
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = 0.75) -> np.ndarray:
+def overlay(
+    image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = 0.75
+) -> np.ndarray:
     """The image with non-background classes tinted in their colour."""
     colour = colourise(mask, num_classes).astype(np.float32)
     tint = (mask > 0)[..., None]
-    out = np.where(tint, (1 - alpha) * image.astype(np.float32) + alpha * colour, image.astype(np.float32))
+    out = np.where(
+        tint, (1 - alpha) * image.astype(np.float32) + alpha * colour, image.astype(np.float32)
+    )
     return out.astype(np.uint8)
 
 
 def side_by_side(image, mask, num_classes: int, upscale: int = 1) -> np.ndarray:
     """[image | colour mask | overlay], enlarged with nearest neighbour for small inputs."""
-    row = np.concatenate([image.astype(np.uint8), colourise(mask, num_classes), overlay(image, mask, num_classes)], 1)
-    return cv2.resize(row, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_NEAREST) if upscale > 1 else row
+    row = np.concatenate(
+        [image.astype(np.uint8), colourise(mask, num_classes), overlay(image, mask, num_classes)], 1
+    )
+    return (
+        cv2.resize(row, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_NEAREST)
+        if upscale > 1
+        else row
+    )
 
 
 def save_png(image: np.ndarray, path: str | Path) -> str:
@@ -53,9 +64,13 @@ def plot_examples(images, truths, preds, class_names, path, title: str = "") -> 
     colours = palette(k)
     fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n + 0.6), squeeze=False)
     for i in range(n):
-        for j, (picture, heading) in enumerate(((images[i], "image"),
-                                                (overlay(images[i], truths[i], k), "ground truth"),
-                                                (overlay(images[i], preds[i], k), "prediction"))):
+        for j, (picture, heading) in enumerate(
+            (
+                (images[i], "image"),
+                (overlay(images[i], truths[i], k), "ground truth"),
+                (overlay(images[i], preds[i], k), "prediction"),
+            )
+        ):
             axes[i, j].imshow(picture, interpolation="nearest")
             axes[i, j].axis("off")
             if i == 0:

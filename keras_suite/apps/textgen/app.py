@@ -1,8 +1,8 @@
 """Text generation: the app contract for the char-RNN and the GPT."""
+
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -13,18 +13,22 @@ from keras_suite.apps.textgen import config as cfg_lib
 from keras_suite.apps.textgen import data as data_lib
 from keras_suite.apps.textgen.corpus import load_corpus, split_documents
 from keras_suite.apps.textgen.evaluate import language_metrics, score_stream, stepwise_bits_per_char
-from keras_suite.apps.textgen.export import build_archive, decode_step_archive, generation_limits
+from keras_suite.apps.textgen.export import build_archive, decode_step_archive
 from keras_suite.apps.textgen.model import build_model
 from keras_suite.apps.textgen.ngram import KneserNey
 from keras_suite.apps.textgen.sampling import KerasDecoder, generate
 from keras_suite.apps.textgen.tokenizers import Tokenizer
 from keras_suite.common.app import App, Datasets, TFLiteTarget
 from keras_suite.common.errors import UserError
-from keras_suite.common.runlog import log, read_jsonl, write_json_atomic
-from keras_suite.common.training import TrainState, apply_gradients, make_optimizer, replica_weighted_mean
+from keras_suite.common.runlog import log, read_jsonl
+from keras_suite.common.training import (
+    TrainState,
+    apply_gradients,
+    make_optimizer,
+    replica_weighted_mean,
+)
 
 tf = common.quiet_import_tensorflow()
-import keras  # noqa: E402
 
 SAMPLE_PROMPTS = ("def ", "import ", "class ")
 
@@ -43,14 +47,18 @@ class TextGenApp(App):
     def datasets(self, cfg, artifacts):
         d, seed = cfg.data, cfg.train.seed
         corpus = load_corpus(d)
-        train_docs, val_docs = split_documents(corpus.documents, d.val_fraction, seed, d.split, d.block_chars)
+        train_docs, val_docs = split_documents(
+            corpus.documents, d.val_fraction, seed, d.split, d.block_chars
+        )
         train_texts = [t for _, t in train_docs]
         val_texts = [t for _, t in val_docs]
         if artifacts is not None and artifacts.exists("tokenizer.json"):
             tokenizer = Tokenizer.load(artifacts)
             if tokenizer.kind != d.tokenizer:
-                raise UserError(f"{artifacts.folder} holds a {tokenizer.kind} tokenizer but the config asks for "
-                                f"{d.tokenizer}; use a new --run-dir (or delete that artifacts folder)")
+                raise UserError(
+                    f"{artifacts.folder} holds a {tokenizer.kind} tokenizer but the config asks for "
+                    f"{d.tokenizer}; use a new --run-dir (or delete that artifacts folder)"
+                )
         else:
             tokenizer = Tokenizer.learn(d.tokenizer, train_texts, d.bpe_vocab_size, seed)
             if artifacts is not None:
@@ -59,7 +67,9 @@ class TextGenApp(App):
         val_stream = data_lib.token_stream(tokenizer, val_texts)
         batch, T = cfg.train.batch_size, d.seq_len
         if len(train_stream) < T + 2 or len(val_stream) < 2:
-            raise UserError(f"the corpus is too small for data.seq_len={T}: {len(train_stream)} training tokens")
+            raise UserError(
+                f"the corpus is too small for data.seq_len={T}: {len(train_stream)} training tokens"
+            )
         if cfg.model.stateful:
             pieces = data_lib.document_pieces(tokenizer, train_texts, T, d.doc_chunks)
             steps = data_lib.stateful_steps(pieces, batch, T)
@@ -74,25 +84,53 @@ class TextGenApp(App):
 
             def train_epoch(epoch):
                 return data_lib.stateless_epoch(train_stream, batch, T, windows, seed, epoch)
+
         if cfg.train.steps_per_epoch:
             steps = min(steps, cfg.train.steps_per_epoch)
         val = data_lib.eval_dataset(val_stream, T, batch)
         info = {
-            "vocab_size": tokenizer.vocab_size, "tokenizer": tokenizer.kind, "context": T,
-            "arch": cfg.model.arch, "stateful": bool(cfg.model.stateful),
-            "train_documents": len(train_docs), "val_documents": len(val_docs),
-            "train_chars": sum(map(len, train_texts)), "val_chars": sum(map(len, val_texts)),
-            "train_tokens": int(len(train_stream)), "val_tokens": int(len(val_stream)),
-            "skipped_files": len(corpus.skipped), "skipped_examples": [n for n, _ in corpus.skipped[:20]],
+            "vocab_size": tokenizer.vocab_size,
+            "tokenizer": tokenizer.kind,
+            "context": T,
+            "arch": cfg.model.arch,
+            "stateful": bool(cfg.model.stateful),
+            "train_documents": len(train_docs),
+            "val_documents": len(val_docs),
+            "train_chars": sum(map(len, train_texts)),
+            "val_chars": sum(map(len, val_texts)),
+            "train_tokens": int(len(train_stream)),
+            "val_tokens": int(len(val_stream)),
+            "skipped_files": len(corpus.skipped),
+            "skipped_examples": [n for n, _ in corpus.skipped[:20]],
             "duplicate_files": corpus.duplicates,
         }
-        log.info("corpus: %d train / %d val documents, %d / %d characters, %d / %d %s tokens (vocab %d)%s",
-                 len(train_docs), len(val_docs), info["train_chars"], info["val_chars"], len(train_stream),
-                 len(val_stream), tokenizer.kind, tokenizer.vocab_size,
-                 f", {len(corpus.skipped)} file(s) skipped" if corpus.skipped else "")
-        extras = {"tokenizer": tokenizer, "train_texts": train_texts, "val_texts": val_texts,
-                  "train_stream": train_stream, "val_stream": val_stream}
-        return Datasets(train_epoch=train_epoch, steps_per_epoch=steps, val=val, test=val, info=info, extras=extras)
+        log.info(
+            "corpus: %d train / %d val documents, %d / %d characters, %d / %d %s tokens (vocab %d)%s",
+            len(train_docs),
+            len(val_docs),
+            info["train_chars"],
+            info["val_chars"],
+            len(train_stream),
+            len(val_stream),
+            tokenizer.kind,
+            tokenizer.vocab_size,
+            f", {len(corpus.skipped)} file(s) skipped" if corpus.skipped else "",
+        )
+        extras = {
+            "tokenizer": tokenizer,
+            "train_texts": train_texts,
+            "val_texts": val_texts,
+            "train_stream": train_stream,
+            "val_stream": val_stream,
+        }
+        return Datasets(
+            train_epoch=train_epoch,
+            steps_per_epoch=steps,
+            val=val,
+            test=val,
+            info=info,
+            extras=extras,
+        )
 
     # ---- model --------------------------------------------------------------------------
     def build_state(self, cfg, info):
@@ -104,8 +142,11 @@ class TextGenApp(App):
         variables = {}
         if cfg.model.stateful:
             variables = self._carry_variables(model, cfg.train.batch_size)
-        return TrainState(models={"model": model}, optimizers={"model": make_optimizer(cfg.train, steps)},
-                          variables=variables)
+        return TrainState(
+            models={"model": model},
+            optimizers={"model": make_optimizer(cfg.train, steps)},
+            variables=variables,
+        )
 
     @staticmethod
     def _carry_variables(model, global_batch: int) -> dict:
@@ -119,18 +160,29 @@ class TextGenApp(App):
         strategy = tf.distribute.get_strategy()
         replicas = strategy.num_replicas_in_sync
         if global_batch % replicas:
-            raise UserError(f"stateful training needs train.batch_size ({global_batch}) divisible by the "
-                            f"number of replicas ({replicas})")
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
-                strategy.extended._num_workers > 1:  # noqa: SLF001 - no public accessor
-            raise UserError("stateful training keeps streams contiguous on one worker; with several "
-                            "workers use model.stateful=false")
+            raise UserError(
+                f"stateful training needs train.batch_size ({global_batch}) divisible by the "
+                f"number of replicas ({replicas})"
+            )
+        if (
+            isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._num_workers > 1
+        ):  # noqa: SLF001 - no public accessor
+            raise UserError(
+                "stateful training keeps streams contiguous on one worker; with several "
+                "workers use model.stateful=false"
+            )
         per_replica = global_batch // replicas
-        return {f"carry_{n}": tf.Variable(tf.zeros([per_replica, model.units]), trainable=False,
-                                          synchronization=tf.VariableSynchronization.ON_READ,
-                                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-                                          name=f"carry_{n}")
-                for n in model.state_names()}
+        return {
+            f"carry_{n}": tf.Variable(
+                tf.zeros([per_replica, model.units]),
+                trainable=False,
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+                name=f"carry_{n}",
+            )
+            for n in model.state_names()
+        }
 
     # ---- steps (per replica) ------------------------------------------------------------
     def train_step(self, state, batch, step):
@@ -142,7 +194,9 @@ class TextGenApp(App):
             initial = {n: state.variables[f"carry_{n}"] * keep for n in model.state_names()}
         with tf.GradientTape() as tape:
             logits, final = model.forward(batch["tokens"], initial, training=True)
-            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["targets"], tf.cast(logits, tf.float32))
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                batch["targets"], tf.cast(logits, tf.float32)
+            )
             loss = replica_weighted_mean(ce, batch["weights"])
         apply_gradients(tape, loss, model.trainable_variables, optimizer, step.cfg.train.clip_norm)
         if stateful:  # truncated backpropagation through time: carry values, not gradients
@@ -152,8 +206,13 @@ class TextGenApp(App):
 
     def test_step(self, state, batch, step):
         logits = state.model(batch["tokens"], training=False)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["targets"], tf.cast(logits, tf.float32))
-        return {"loss": tf.reduce_sum(ce * batch["weights"]), "count": tf.reduce_sum(batch["weights"])}
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            batch["targets"], tf.cast(logits, tf.float32)
+        )
+        return {
+            "loss": tf.reduce_sum(ce * batch["weights"]),
+            "count": tf.reduce_sum(batch["weights"]),
+        }
 
     # ---- evaluation ---------------------------------------------------------------------
     def evaluate(self, state, data, cfg, run_dir):
@@ -169,14 +228,24 @@ class TextGenApp(App):
         samples, speed = self._samples(state.model, tokenizer, cfg)
         metrics["generation_tokens_per_sec"] = speed
         metrics["tokenizer"] = tokenizer.kind
-        metrics["arch"] = cfg.model.arch + (f"-{cfg.model.cell}{'-stateful' if cfg.model.stateful else ''}"
-                                            if cfg.model.arch == "rnn" else "")
+        metrics["arch"] = cfg.model.arch + (
+            f"-{cfg.model.cell}{'-stateful' if cfg.model.stateful else ''}"
+            if cfg.model.arch == "rnn"
+            else ""
+        )
         metrics["parameters"] = int(state.model.count_params())
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "samples.txt").write_text("".join(f"--- prompt {p!r}\n{p}{s}\n\n" for p, s in samples))
+        (run_dir / "samples.txt").write_text(
+            "".join(f"--- prompt {p!r}\n{p}{s}\n\n" for p, s in samples)
+        )
         _plot_bits(metrics, run_dir / "plots" / "bits_per_char.png")
-        log.info("bits/char %.3f (n-gram baseline %.3f), perplexity %.2f per %s token",
-                 metrics["bits_per_char"], metrics["ngram_bits_per_char"], metrics["perplexity"], tokenizer.kind)
+        log.info(
+            "bits/char %.3f (n-gram baseline %.3f), perplexity %.2f per %s token",
+            metrics["bits_per_char"],
+            metrics["ngram_bits_per_char"],
+            metrics["perplexity"],
+            tokenizer.kind,
+        )
         return metrics
 
     def _baseline(self, data, cfg) -> float:
@@ -189,10 +258,16 @@ class TextGenApp(App):
         t0 = time.perf_counter()
         lm = KneserNey(cfg.eval.ngram_order).fit(data.extras["train_texts"])
         bits = lm.bits_per_char(data.extras["val_texts"])
-        log.info("Kneser-Ney %d-gram baseline: %.3f bits/char (%.0fs)", cfg.eval.ngram_order, bits,
-                 time.perf_counter() - t0)
+        log.info(
+            "Kneser-Ney %d-gram baseline: %.3f bits/char (%.0fs)",
+            cfg.eval.ngram_order,
+            bits,
+            time.perf_counter() - t0,
+        )
         if arts is not None:
-            arts.write_text(name, json.dumps({"bits_per_char": bits, "order": cfg.eval.ngram_order}))
+            arts.write_text(
+                name, json.dumps({"bits_per_char": bits, "order": cfg.eval.ngram_order})
+            )
         return bits
 
     def _samples(self, model, tokenizer, cfg):
@@ -201,7 +276,16 @@ class TextGenApp(App):
         out, tokens, seconds = [], 0, 0.0
         for i, prompt in enumerate(SAMPLE_PROMPTS):
             t0 = time.perf_counter()
-            r = generate(decoder, tokenizer, prompt, g.max_new_tokens, g.temperature, g.top_k, g.top_p, seed=i)
+            r = generate(
+                decoder,
+                tokenizer,
+                prompt,
+                g.max_new_tokens,
+                g.temperature,
+                g.top_k,
+                g.top_p,
+                seed=i,
+            )
             if i:  # the first call compiles the step
                 seconds += time.perf_counter() - t0
                 tokens += r["tokens"] + len(tokenizer.encode(prompt)) + 1
@@ -215,27 +299,35 @@ class TextGenApp(App):
     def _generate_inputs(self, prompts, cfg, info, max_new=None):
         n = len(prompts)
         g = cfg.generate
-        return {"prompts": np.array([p.encode("utf-8") for p in prompts], dtype=object),
-                "max_new_tokens": np.full([n], max_new or g.max_new_tokens, np.int32),
-                "temperature": np.full([n], g.temperature, np.float32),
-                "top_k": np.full([n], g.top_k, np.int32), "top_p": np.full([n], g.top_p, np.float32),
-                "seed": np.arange(n, dtype=np.int64)}
+        return {
+            "prompts": np.array([p.encode("utf-8") for p in prompts], dtype=object),
+            "max_new_tokens": np.full([n], max_new or g.max_new_tokens, np.int32),
+            "temperature": np.full([n], g.temperature, np.float32),
+            "top_k": np.full([n], g.top_k, np.int32),
+            "top_p": np.full([n], g.top_p, np.float32),
+            "seed": np.arange(n, dtype=np.int64),
+        }
 
     def sample_requests(self, data, info, cfg):
         prompts = ["def main(", "import "]
         gen = self._generate_inputs(prompts, cfg, info, max_new=8)
         gen["temperature"][1] = 0.0  # one greedy row
-        return {"serving_default": [{"text": np.array([p.encode() for p in prompts], dtype=object)}],
-                "generate": [gen]}
+        return {
+            "serving_default": [{"text": np.array([p.encode() for p in prompts], dtype=object)}],
+            "generate": [gen],
+        }
 
     def predict_request(self, inputs, info, cfg):
         if not inputs:
-            raise UserError("give one or more prompts: ksuite predict RUN_DIR \"def main(\"")
+            raise UserError('give one or more prompts: ksuite predict RUN_DIR "def main("')
         return "generate", self._generate_inputs(list(inputs), cfg, info)
 
     def render_predictions(self, inputs, outputs, info, out_dir):
         path = Path(out_dir) / "generations.txt"
-        texts = [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in outputs["text"]]
+        texts = [
+            t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t)
+            for t in outputs["text"]
+        ]
         path.write_text("".join(f"--- prompt {p!r}\n{p}{t}\n\n" for p, t in zip(inputs, texts)))
         return [str(path)]
 
@@ -260,20 +352,36 @@ class TextGenApp(App):
                 position = i % context if context else 0
                 if context and position == 0:
                     state_ = decoder.initial_state(1)
-                feeds = {"token": np.asarray([train_stream[i]], np.int32),
-                         "position": np.asarray([position], np.int32),
-                         **{k: np.asarray(v, np.float32) for k, v in state_.items()}}
+                feeds = {
+                    "token": np.asarray([train_stream[i]], np.int32),
+                    "position": np.asarray([position], np.int32),
+                    **{k: np.asarray(v, np.float32) for k, v in state_.items()},
+                }
                 yield feeds
                 _, state_ = decoder.step(feeds["token"], position, state_)
 
-        return [TFLiteTarget(name="decode_step", saved_model_dir=path, signature="decode_step",
-                             representative_data=representative_data,
-                             extras={"state_shapes": {n: list(s) for n, s in shapes.items()}, "context": context})]
+        return [
+            TFLiteTarget(
+                name="decode_step",
+                saved_model_dir=path,
+                signature="decode_step",
+                representative_data=representative_data,
+                extras={
+                    "state_shapes": {n: list(s) for n, s in shapes.items()},
+                    "context": context,
+                },
+            )
+        ]
 
     def tflite_evaluate(self, run_signature, data, cfg, info, target):
-        return stepwise_bits_per_char(run_signature, data.extras["val_stream"], data.extras["tokenizer"],
-                                      target.extras["state_shapes"], target.extras["context"],
-                                      cfg.eval.tflite_tokens)
+        return stepwise_bits_per_char(
+            run_signature,
+            data.extras["val_stream"],
+            data.extras["tokenizer"],
+            target.extras["state_shapes"],
+            target.extras["context"],
+            cfg.eval.tflite_tokens,
+        )
 
 
 def _training_speed(run_dir: Path, cfg) -> dict:
@@ -294,7 +402,10 @@ def _plot_bits(metrics: dict, path: Path) -> None:
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3))
-    names = [f"{metrics['arch']}\n({metrics['tokenizer']})", f"Kneser-Ney\n{metrics['ngram_order']}-gram"]
+    names = [
+        f"{metrics['arch']}\n({metrics['tokenizer']})",
+        f"Kneser-Ney\n{metrics['ngram_order']}-gram",
+    ]
     values = [metrics["bits_per_char"], metrics["ngram_bits_per_char"]]
     bars = ax.bar(names, values, color=["tab:blue", "tab:gray"])
     for bar, v in zip(bars, values):

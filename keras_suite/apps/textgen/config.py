@@ -1,4 +1,5 @@
 """Text generation config and presets."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,12 @@ TOKENIZERS = ("char", "byte", "bpe")
 class DataConfig:
     source: str = "stdlib"  # stdlib (the Python standard library's .py files) | files
     path: str = ""  # a UTF-8 text file or a folder of them (data.source=files)
-    extensions: tuple[str, ...] = (".txt", ".md", ".rst", ".py")  # files picked from a folder ("*": all)
+    extensions: tuple[str, ...] = (
+        ".txt",
+        ".md",
+        ".rst",
+        ".py",
+    )  # files picked from a folder ("*": all)
     max_chars: int = 4_000_000  # corpus size cap (stdlib: files are added in a fixed order)
     split: str = "auto"  # document | block | auto (document when there are >= 10 documents)
     val_fraction: float = 0.05  # of the characters, by whole documents or whole blocks
@@ -29,11 +35,15 @@ class DataConfig:
         if self.source not in ("stdlib", "files"):
             raise UserError(f"data.source={self.source!r}: use stdlib or files")
         if self.source == "files" and not self.path:
-            raise UserError("data.source=files needs data.path (--set data.path=/my/text_or_folder)")
+            raise UserError(
+                "data.source=files needs data.path (--set data.path=/my/text_or_folder)"
+            )
         if self.split not in ("auto", "document", "block"):
             raise UserError(f"data.split={self.split!r}: use auto, document or block")
         if self.tokenizer not in TOKENIZERS:
-            raise UserError(f"data.tokenizer={self.tokenizer!r}: use one of {', '.join(TOKENIZERS)}")
+            raise UserError(
+                f"data.tokenizer={self.tokenizer!r}: use one of {', '.join(TOKENIZERS)}"
+            )
         if not 0 < self.val_fraction < 0.5:
             raise UserError("data.val_fraction must be in (0, 0.5)")
         if self.seq_len < 4:
@@ -64,7 +74,9 @@ class ModelConfig:
         if self.cell not in ("gru", "lstm"):
             raise UserError(f"model.cell={self.cell!r}: use gru or lstm")
         if self.arch == "gpt" and self.d_model % self.num_heads:
-            raise UserError(f"model.d_model ({self.d_model}) must be a multiple of model.num_heads ({self.num_heads})")
+            raise UserError(
+                f"model.d_model ({self.d_model}) must be a multiple of model.num_heads ({self.num_heads})"
+            )
         if self.stateful and self.arch != "rnn":
             raise UserError("model.stateful applies to model.arch=rnn only")
 
@@ -92,22 +104,57 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=3, steps_per_epoch=450, batch_size=32, learning_rate=2e-3, optimizer="adamw",
-        weight_decay=0.05, beta_2=0.99, warmup_steps=100, clip_norm=1.0, precision="float32",
-        log_every_steps=50, checkpoint_every_steps=200))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=3,
+            steps_per_epoch=450,
+            batch_size=32,
+            learning_rate=2e-3,
+            optimizer="adamw",
+            weight_decay=0.05,
+            beta_2=0.99,
+            warmup_steps=100,
+            clip_norm=1.0,
+            precision="float32",
+            log_every_steps=50,
+            checkpoint_every_steps=200,
+        )
+    )
 
 
 def smoke() -> Config:
     """Seconds: a tiny GPT on 60k characters, for tests."""
     return Config(
-        data=DataConfig(max_chars=60_000, seq_len=32, windows_per_epoch=512, bpe_vocab_size=512, block_chars=10_000),
-        model=ModelConfig(arch="gpt", d_model=32, num_layers=1, num_heads=2, rnn_units=32, rnn_layers=1,
-                          embed_dim=16, dropout=0.0),
+        data=DataConfig(
+            max_chars=60_000,
+            seq_len=32,
+            windows_per_epoch=512,
+            bpe_vocab_size=512,
+            block_chars=10_000,
+        ),
+        model=ModelConfig(
+            arch="gpt",
+            d_model=32,
+            num_layers=1,
+            num_heads=2,
+            rnn_units=32,
+            rnn_layers=1,
+            embed_dim=16,
+            dropout=0.0,
+        ),
         generate=GenerateConfig(max_new_tokens=16, max_new_tokens_limit=24, max_prompt_tokens=8),
         eval=EvalConfig(tflite_tokens=120, calibration_tokens=40),
-        train=TrainConfig(epochs=2, batch_size=16, learning_rate=3e-3, warmup_steps=0, clip_norm=1.0,
-                          precision="float32", log_every_steps=8, checkpoint_every_steps=0))
+        train=TrainConfig(
+            epochs=2,
+            batch_size=16,
+            learning_rate=3e-3,
+            warmup_steps=0,
+            clip_norm=1.0,
+            precision="float32",
+            log_every_steps=8,
+            checkpoint_every_steps=0,
+        ),
+    )
 
 
 def default() -> Config:
@@ -116,7 +163,9 @@ def default() -> Config:
     source, over a 1,024-piece BPE learned from it (2.4 characters per token: the same
     compute reads 2.4 times more text than over characters)."""
     cfg = Config()
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, tokenizer="bpe", bpe_vocab_size=1024))
+    return dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, tokenizer="bpe", bpe_vocab_size=1024)
+    )
 
 
 def char_rnn() -> Config:
@@ -126,8 +175,11 @@ def char_rnn() -> Config:
     cfg = Config()
     return dataclasses.replace(
         cfg,
-        model=dataclasses.replace(cfg.model, arch="rnn", stateful=True, rnn_units=256, rnn_layers=2),
-        train=dataclasses.replace(cfg.train, epochs=2, steps_per_epoch=850, weight_decay=0.01))
+        model=dataclasses.replace(
+            cfg.model, arch="rnn", stateful=True, rnn_units=256, rnn_layers=2
+        ),
+        train=dataclasses.replace(cfg.train, epochs=2, steps_per_epoch=850, weight_decay=0.01),
+    )
 
 
 def full() -> Config:
@@ -135,9 +187,13 @@ def full() -> Config:
     cfg = Config()
     return dataclasses.replace(
         cfg,
-        data=dataclasses.replace(cfg.data, max_chars=40_000_000, tokenizer="bpe", bpe_vocab_size=4096, seq_len=256),
+        data=dataclasses.replace(
+            cfg.data, max_chars=40_000_000, tokenizer="bpe", bpe_vocab_size=4096, seq_len=256
+        ),
         model=dataclasses.replace(cfg.model, d_model=384, num_layers=6, num_heads=6, dropout=0.1),
-        train=dataclasses.replace(cfg.train, epochs=10, batch_size=64, learning_rate=1e-3, warmup_steps=1000),
+        train=dataclasses.replace(
+            cfg.train, epochs=10, batch_size=64, learning_rate=1e-3, warmup_steps=1000
+        ),
     )
 
 

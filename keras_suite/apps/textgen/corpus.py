@@ -1,6 +1,7 @@
 """Text documents: the built-in corpus (the standard library's source on this machine),
 user text files or folders, and the train/validation split that keeps windows from
 leaking (whole documents, or whole contiguous blocks of one long text)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,12 @@ def stdlib_files() -> list[Path]:
     """Every .py file of the standard library, ordered by a hash of its relative path:
     a fixed order (the same on every machine with the same Python) that mixes packages."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = [p for p in root.rglob("*.py")
-             if not (_STDLIB_SKIP & set(p.relative_to(root).parts)) and "test" not in p.relative_to(root).parts[0]]
+    files = [
+        p
+        for p in root.rglob("*.py")
+        if not (_STDLIB_SKIP & set(p.relative_to(root).parts))
+        and "test" not in p.relative_to(root).parts[0]
+    ]
     return sorted(files, key=lambda p: hashlib.sha1(str(p.relative_to(root)).encode()).hexdigest())
 
 
@@ -41,11 +46,18 @@ def user_files(path: str, extensions) -> list[Path]:
         raise UserError(f"data.path {path!r} is neither a file nor a folder")
     everything = not extensions or "*" in extensions
     exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions if e != "*"}
-    files = sorted(f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.parts)
-                   and (everything or f.suffix.lower() in exts))
+    files = sorted(
+        f
+        for f in p.rglob("*")
+        if f.is_file()
+        and not any(part.startswith(".") for part in f.parts)
+        and (everything or f.suffix.lower() in exts)
+    )
     if not files:
-        raise UserError(f"no text files ({', '.join(sorted(exts))}) under {path!r}; set data.extensions to "
-                        "the endings your files have, or data.extensions='*' for every file")
+        raise UserError(
+            f"no text files ({', '.join(sorted(exts))}) under {path!r}; set data.extensions to "
+            "the endings your files have, or data.extensions='*' for every file"
+        )
     return files
 
 
@@ -95,11 +107,15 @@ def load_corpus(cfg) -> Corpus:
     root = Path(cfg.path) if Path(cfg.path).is_dir() else None
     corpus = read_documents(user_files(cfg.path, cfg.extensions), cfg.max_chars, root)
     if not corpus.documents:
-        raise UserError(f"no readable UTF-8 text in {cfg.path!r} ({len(corpus.skipped)} file(s) skipped)")
+        raise UserError(
+            f"no readable UTF-8 text in {cfg.path!r} ({len(corpus.skipped)} file(s) skipped)"
+        )
     return corpus
 
 
-def split_documents(documents, val_fraction: float, seed: int, mode: str = "auto", block_chars: int = 20_000):
+def split_documents(
+    documents, val_fraction: float, seed: int, mode: str = "auto", block_chars: int = 20_000
+):
     """(train, val) lists of (name, text): whole documents, or whole contiguous blocks.
 
     Every window is cut from inside one side of the split, so no character of a
@@ -112,10 +128,12 @@ def split_documents(documents, val_fraction: float, seed: int, mode: str = "auto
         text = "".join(t for _, t in documents)
         n_blocks = max(2, -(-len(text) // block_chars))
         size = -(-len(text) // n_blocks)
-        documents = [(f"block{i}", text[i * size:(i + 1) * size]) for i in range(n_blocks)]
+        documents = [(f"block{i}", text[i * size : (i + 1) * size]) for i in range(n_blocks)]
         documents = [d for d in documents if d[1]]
     if len(documents) < 2:
-        raise UserError("the corpus has fewer than 2 documents or blocks; add text or lower data.block_chars")
+        raise UserError(
+            "the corpus has fewer than 2 documents or blocks; add text or lower data.block_chars"
+        )
     order = np.random.default_rng(seed).permutation(len(documents))
     total = sum(len(t) for _, t in documents)
     val, held = [], 0
@@ -127,5 +145,7 @@ def split_documents(documents, val_fraction: float, seed: int, mode: str = "auto
     if len(val) == len(documents):
         val = val[:-1]
     chosen = set(val)
-    return ([documents[i] for i in range(len(documents)) if i not in chosen],
-            [documents[i] for i in sorted(chosen)])
+    return (
+        [documents[i] for i in range(len(documents)) if i not in chosen],
+        [documents[i] for i in sorted(chosen)],
+    )

@@ -13,14 +13,14 @@ batches are dicts {tokens, targets, weights, reset} of [B, T] (reset: [B]):
 
 Validation batches are non-overlapping windows of the validation stream.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from keras_suite import common
-from keras_suite.common.data import epoch_seed
-
 from keras_suite.apps.textgen.tokenizers import DOC
+from keras_suite.common.data import epoch_seed
 
 tf = common.quiet_import_tensorflow()
 
@@ -39,7 +39,7 @@ def document_pieces(tokenizer, texts, seq_len: int, doc_chunks: int) -> list:
     pieces = []
     for t in texts:
         ids = np.concatenate([[DOC], tokenizer.encode(t)]).astype(np.int32)
-        pieces += [ids[i:i + size + 1] for i in range(0, max(len(ids) - 1, 1), size)]
+        pieces += [ids[i : i + size + 1] for i in range(0, max(len(ids) - 1, 1), size)]
     return [p for p in pieces if len(p) >= 2]
 
 
@@ -62,11 +62,11 @@ def stateful_epoch_arrays(pieces, batch: int, seq_len: int, steps: int, seed: in
             for start in range(0, len(piece) - 1, seq_len):
                 if s >= steps:
                     break
-                x = piece[start:start + seq_len]
-                y = piece[start + 1:start + seq_len + 1]
-                tokens[s, row, :len(y)] = x[:len(y)]
-                targets[s, row, :len(y)] = y
-                weights[s, row, :len(y)] = 1.0
+                x = piece[start : start + seq_len]
+                y = piece[start + 1 : start + seq_len + 1]
+                tokens[s, row, : len(y)] = x[: len(y)]
+                targets[s, row, : len(y)] = y
+                weights[s, row, : len(y)] = 1.0
                 reset[s, row] = 1.0 if start == 0 else 0.0
                 s += 1
     return tokens, targets, weights, reset
@@ -77,17 +77,27 @@ def stateful_steps(pieces, batch: int, seq_len: int) -> int:
     return chunks // batch
 
 
-def stateless_epoch(stream: np.ndarray, batch: int, seq_len: int, windows: int, seed: int, epoch: int):
-    offsets = np.random.default_rng(epoch_seed(seed, epoch)).integers(0, len(stream) - seq_len - 1, size=windows)
+def stateless_epoch(
+    stream: np.ndarray, batch: int, seq_len: int, windows: int, seed: int, epoch: int
+):
+    offsets = np.random.default_rng(epoch_seed(seed, epoch)).integers(
+        0, len(stream) - seq_len - 1, size=windows
+    )
     data = tf.constant(stream)
     span = tf.range(seq_len + 1)
 
     def gather(offs):
         w = tf.gather(data, offs[:, None] + span[None])
-        return {"tokens": w[:, :-1], "targets": w[:, 1:], "weights": tf.ones(tf.shape(w[:, 1:]), tf.float32),
-                "reset": tf.ones(tf.shape(offs), tf.float32)}
+        return {
+            "tokens": w[:, :-1],
+            "targets": w[:, 1:],
+            "weights": tf.ones(tf.shape(w[:, 1:]), tf.float32),
+            "reset": tf.ones(tf.shape(offs), tf.float32),
+        }
 
-    ds = tf.data.Dataset.from_tensor_slices(offsets.astype(np.int32)).batch(batch, drop_remainder=True)
+    ds = tf.data.Dataset.from_tensor_slices(offsets.astype(np.int32)).batch(
+        batch, drop_remainder=True
+    )
     return ds.map(gather).prefetch(2)
 
 
@@ -98,15 +108,20 @@ def window_arrays(stream: np.ndarray, seq_len: int):
     targets = np.zeros_like(tokens)
     weights = np.zeros([n, seq_len], np.float32)
     for i in range(n):
-        x = stream[i * seq_len:(i + 1) * seq_len]
-        y = stream[i * seq_len + 1:(i + 1) * seq_len + 1]
-        tokens[i, :len(y)], targets[i, :len(y)] = x[:len(y)], y
-        weights[i, :len(y)] = 1.0
+        x = stream[i * seq_len : (i + 1) * seq_len]
+        y = stream[i * seq_len + 1 : (i + 1) * seq_len + 1]
+        tokens[i, : len(y)], targets[i, : len(y)] = x[: len(y)], y
+        weights[i, : len(y)] = 1.0
     return tokens, targets, weights
 
 
 def eval_dataset(stream: np.ndarray, seq_len: int, batch: int):
     tokens, targets, weights = window_arrays(stream, seq_len)
     return tf.data.Dataset.from_tensor_slices(
-        {"tokens": tokens, "targets": targets, "weights": weights,
-         "reset": np.ones([len(tokens)], np.float32)}).batch(batch)
+        {
+            "tokens": tokens,
+            "targets": targets,
+            "weights": weights,
+            "reset": np.ones([len(tokens)], np.float32),
+        }
+    ).batch(batch)

@@ -5,6 +5,7 @@ bits/char = total nats of the validation tokens / characters of the validation t
 (document separators are inputs, never scored; the character count is that of the
 documents' text, so the number is comparable across tokenizers and with the n-gram).
 """
+
 from __future__ import annotations
 
 import math
@@ -38,10 +39,10 @@ def gpt_windows(stream: np.ndarray, context: int, stride: int):
     weights = np.zeros([len(starts), context], np.float32)
     done = 0
     for i, s in enumerate(starts):
-        x, y = stream[s:s + context], stream[s + 1:s + context + 1]
-        tokens[i, :len(y)], targets[i, :len(y)] = x[:len(y)], y
+        x, y = stream[s : s + context], stream[s + 1 : s + context + 1]
+        tokens[i, : len(y)], targets[i, : len(y)] = x[: len(y)], y
         first = max(done - s, 0)
-        weights[i, first:len(y)] = 1.0
+        weights[i, first : len(y)] = 1.0
         done = s + len(y)
     return tokens, targets, weights
 
@@ -54,36 +55,42 @@ def score_stream(model, stream: np.ndarray, seq_len: int, batch: int = 32) -> di
         tokens, targets, weights = gpt_windows(stream, model.context, max(model.context // 2, 1))
         weights = weights * (targets != DOC)
         for i in range(0, len(tokens), batch):
-            ce, _ = nll(tokens[i:i + batch], targets[i:i + batch], {})
-            total += float(np.sum(ce.numpy() * weights[i:i + batch]))
-            count += int(weights[i:i + batch].sum())
+            ce, _ = nll(tokens[i : i + batch], targets[i : i + batch], {})
+            total += float(np.sum(ce.numpy() * weights[i : i + batch]))
+            count += int(weights[i : i + batch].sum())
         return {"nats": total, "tokens": count}
     # RNN: `batch` contiguous segments side by side, the state carried chunk to chunk
     n = len(stream) - 1
     rows = max(1, min(batch, n // max(seq_len, 1)))
     seg = -(-n // rows)
     pad = np.zeros(rows * seg + 1, np.int32)
-    pad[:len(stream)] = stream
-    tokens = np.stack([pad[r * seg:(r + 1) * seg] for r in range(rows)])
-    targets = np.stack([pad[r * seg + 1:(r + 1) * seg + 1] for r in range(rows)])
+    pad[: len(stream)] = stream
+    tokens = np.stack([pad[r * seg : (r + 1) * seg] for r in range(rows)])
+    targets = np.stack([pad[r * seg + 1 : (r + 1) * seg + 1] for r in range(rows)])
     index = np.arange(rows)[:, None] * seg + np.arange(seg)[None]
     weights = ((index < n) & (targets != DOC)).astype(np.float32)
     states = model.initial_state(rows)
     for i in range(0, seg, seq_len):
-        ce, states = nll(tokens[:, i:i + seq_len], targets[:, i:i + seq_len], states)
-        total += float(np.sum(ce.numpy() * weights[:, i:i + seq_len]))
-        count += int(weights[:, i:i + seq_len].sum())
+        ce, states = nll(tokens[:, i : i + seq_len], targets[:, i : i + seq_len], states)
+        total += float(np.sum(ce.numpy() * weights[:, i : i + seq_len]))
+        count += int(weights[:, i : i + seq_len].sum())
     return {"nats": total, "tokens": count}
 
 
 def language_metrics(nats: float, tokens: int, chars: int) -> dict:
     per_token = nats / max(tokens, 1)
-    return {"bits_per_char": nats / max(chars, 1) / math.log(2), "val_loss": per_token,
-            "perplexity": math.exp(min(per_token, 700.0)), "val_tokens": tokens, "val_chars": chars}
+    return {
+        "bits_per_char": nats / max(chars, 1) / math.log(2),
+        "val_loss": per_token,
+        "perplexity": math.exp(min(per_token, 700.0)),
+        "val_tokens": tokens,
+        "val_chars": chars,
+    }
 
 
-def stepwise_bits_per_char(run_signature, stream: np.ndarray, tokenizer, state_shapes: dict, context,
-                           max_tokens: int) -> dict:
+def stepwise_bits_per_char(
+    run_signature, stream: np.ndarray, tokenizer, state_shapes: dict, context, max_tokens: int
+) -> dict:
     """The reference decoding loop of the TFLite step: feed the validation stream one token
     at a time, the state coming back from the model itself; a GPT's cache starts again
     every `context` tokens. Scores the first `max_tokens` targets (DOC targets excluded)."""
@@ -106,5 +113,9 @@ def stepwise_bits_per_char(run_signature, stream: np.ndarray, tokenizer, state_s
         nats += float(np.log(np.exp(logits).sum()) - logits[target])
         scored.append(target)
     chars = len(tokenizer.decode(scored))
-    return {"bits_per_char": nats / max(chars, 1) / math.log(2), "loss": nats / max(len(scored), 1),
-            "tokens": len(scored), "chars": chars}
+    return {
+        "bits_per_char": nats / max(chars, 1) / math.log(2),
+        "loss": nats / max(len(scored), 1),
+        "tokens": len(scored),
+        "chars": chars,
+    }

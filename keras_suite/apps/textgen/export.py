@@ -13,6 +13,7 @@ SavedModel signatures (core TF + TF Text ops only, DESIGN.md §7):
       a row's output depends only on its own inputs, also when TF Serving batches requests.
 TFLite: decode_step(token [1], position [1], state...) -> logits [1, V], next_<state>...
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,9 +40,14 @@ def graph_sample(logits, temperature, top_k, top_p, seeds):
     keep = (tf.cumsum(sorted_p, -1) - sorted_p) < top_p[:, None]
     smallest_kept = tf.reduce_min(tf.where(keep, sorted_p, 2.0), -1)
     z = tf.where(probs < smallest_kept[:, None], tf.constant(-np.inf, z.dtype), z)
-    uniform = tf.map_fn(lambda s: tf.random.stateless_uniform([vocab], s, 1e-7, 1.0), seeds,
-                        fn_output_signature=tf.float32)
-    sampled = tf.argmax(z - tf.math.log(-tf.math.log(uniform)), -1, output_type=tf.int32)  # Gumbel-max
+    uniform = tf.map_fn(
+        lambda s: tf.random.stateless_uniform([vocab], s, 1e-7, 1.0),
+        seeds,
+        fn_output_signature=tf.float32,
+    )
+    sampled = tf.argmax(
+        z - tf.math.log(-tf.math.log(uniform)), -1, output_type=tf.int32
+    )  # Gumbel-max
     return tf.where(temperature <= 0, greedy, sampled)
 
 
@@ -88,16 +94,20 @@ def make_generate(model, gtok, gcfg):
         out = tf.TensorArray(tf.int32, size=steps, element_shape=[None])
         state = model.initial_state(n)
         _, _, _, out = tf.while_loop(
-            lambda t, *_: t < steps, body,
+            lambda t, *_: t < steps,
+            body,
             (tf.constant(0), tf.zeros([n], tf.int32), state, out),
-            maximum_iterations=max_prompt + limit + 1)
+            maximum_iterations=max_prompt + limit + 1,
+        )
         produced = tf.transpose(tf.reshape(out.stack(), [steps, n]))  # [N, steps]
         index = tf.range(steps)[None] - (lengths[:, None] - 1)  # 0 = the first new token
         wanted = (index >= 0) & (index < max_new[:, None])
         ended = tf.cumsum(tf.cast(wanted & tf.equal(produced, DOC), tf.int32), axis=1) > 0
         mask = wanted & ~ended
-        return {"text": gtok.detokenize(produced, mask),
-                "num_tokens": tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)}
+        return {
+            "text": gtok.detokenize(produced, mask),
+            "num_tokens": tf.reduce_sum(tf.cast(mask, tf.int32), axis=1),
+        }
 
     return generate
 
@@ -112,10 +122,12 @@ def make_score(model, gtok):
         last = tf.gather(log_probs, lengths - 1, batch_dims=1)
         picked = tf.gather(log_probs[:, :-1], tokens[:, 1:], batch_dims=2)
         valid = tf.sequence_mask(lengths - 1, tf.shape(tokens)[1] - 1)
-        return {"next_token_log_probs": last,
-                "log_likelihood": tf.reduce_sum(tf.where(valid, picked, 0.0), -1),
-                "num_tokens": lengths - 1,
-                "num_chars": tf.strings.length(text, unit="UTF8_CHAR")}
+        return {
+            "next_token_log_probs": last,
+            "log_likelihood": tf.reduce_sum(tf.where(valid, picked, 0.0), -1),
+            "num_tokens": lengths - 1,
+            "num_chars": tf.strings.length(text, unit="UTF8_CHAR"),
+        }
 
     return score
 
@@ -128,15 +140,21 @@ def build_archive(model, tokenizer, gcfg):
         archive.track(resource)
     score = make_score(model, gtok)
     generate = make_generate(model, gtok, gcfg)
-    archive.add_endpoint("serving_default", score,
-                         input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    archive.add_endpoint("generate", generate, input_signature=[
-        tf.TensorSpec([None], tf.string, name="prompts"),
-        tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
-        tf.TensorSpec([None], tf.float32, name="temperature"),
-        tf.TensorSpec([None], tf.int32, name="top_k"),
-        tf.TensorSpec([None], tf.float32, name="top_p"),
-        tf.TensorSpec([None], tf.int64, name="seed")])
+    archive.add_endpoint(
+        "serving_default", score, input_signature=[tf.TensorSpec([None], tf.string, name="text")]
+    )
+    archive.add_endpoint(
+        "generate",
+        generate,
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="prompts"),
+            tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
+            tf.TensorSpec([None], tf.float32, name="temperature"),
+            tf.TensorSpec([None], tf.int32, name="top_k"),
+            tf.TensorSpec([None], tf.float32, name="top_p"),
+            tf.TensorSpec([None], tf.int64, name="seed"),
+        ],
+    )
     return archive
 
 
@@ -144,7 +162,10 @@ def decode_step_archive(model):
     """A SavedModel for TFLite: one decoding step, batch 1, the state as inputs/outputs."""
     names = model.state_names()
     shapes = model.state_shapes(1)
-    specs = [tf.TensorSpec([1], tf.int32, name="token"), tf.TensorSpec([1], tf.int32, name="position")]
+    specs = [
+        tf.TensorSpec([1], tf.int32, name="token"),
+        tf.TensorSpec([1], tf.int32, name="position"),
+    ]
     specs += [tf.TensorSpec(shapes[n], tf.float32, name=n) for n in names]
 
     def decode_step(token, position, *states):

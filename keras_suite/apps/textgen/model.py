@@ -14,6 +14,7 @@ scatter), attending to positions <= `position`.
 Both step functions take and return a dict of named state tensors, which is what the
 serving loop, the TFLite decoding step and the Python samplers carry between tokens.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,17 +23,33 @@ from keras_suite import common
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
-from keras import layers, ops  # noqa: E402
+from keras import layers  # noqa: E402
 
 
 class CharRNN(keras.Model):
-    def __init__(self, vocab_size: int, cell: str = "gru", units: int = 256, num_layers: int = 2,
-                 embed_dim: int = 64, dropout: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str = "gru",
+        units: int = 256,
+        num_layers: int = 2,
+        embed_dim: int = 64,
+        dropout: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        self.vocab_size, self.cell_type, self.units, self.num_layers = vocab_size, cell, units, num_layers
+        self.vocab_size, self.cell_type, self.units, self.num_layers = (
+            vocab_size,
+            cell,
+            units,
+            num_layers,
+        )
         self.embedding = layers.Embedding(vocab_size, embed_dim, name="embedding")
         rnn = layers.GRU if cell == "gru" else layers.LSTM
-        self.rnns = [rnn(units, return_sequences=True, return_state=True, name=f"rnn{i}") for i in range(num_layers)]
+        self.rnns = [
+            rnn(units, return_sequences=True, return_state=True, name=f"rnn{i}")
+            for i in range(num_layers)
+        ]
         self.drop = layers.Dropout(dropout)
         self.head = layers.Dense(vocab_size, name="logits")
 
@@ -49,7 +66,7 @@ class CharRNN(keras.Model):
     def _split(self, states: dict) -> list:
         per = 1 if self.cell_type == "gru" else 2
         names = self.state_names()
-        return [[states[n] for n in names[i * per:(i + 1) * per]] for i in range(self.num_layers)]
+        return [[states[n] for n in names[i * per : (i + 1) * per]] for i in range(self.num_layers)]
 
     def forward(self, tokens, states: dict | None = None, training=False):
         """logits [B, T, V] and the states after the last token."""
@@ -76,7 +93,7 @@ class CharRNN(keras.Model):
         names = iter(self.state_names())
         for rnn, state in zip(self.rnns, self._split(states)):
             x, new = rnn.cell(x, state)
-            for s in (new if isinstance(new, (list, tuple)) else [new]):
+            for s in new if isinstance(new, (list, tuple)) else [new]:
                 out[next(names)] = s
         return self.head(x), out
 
@@ -88,8 +105,13 @@ class CausalSelfAttention(layers.Layer):
         init = keras.initializers.RandomNormal(stddev=0.02)
         self.qkv = layers.Dense(3 * d_model, kernel_initializer=init, name="qkv")
         # GPT-2: residual projections scaled by 1/sqrt(2 * layers)
-        self.proj = layers.Dense(d_model, name="proj",
-                                 kernel_initializer=keras.initializers.RandomNormal(stddev=0.02 / math.sqrt(2 * num_layers)))
+        self.proj = layers.Dense(
+            d_model,
+            name="proj",
+            kernel_initializer=keras.initializers.RandomNormal(
+                stddev=0.02 / math.sqrt(2 * num_layers)
+            ),
+        )
 
     def _heads(self, x):  # [B, T, d] -> [B, H, T, hd]
         b, t = tf.shape(x)[0], tf.shape(x)[1]
@@ -133,9 +155,16 @@ class Block(layers.Layer):
         self.attn = CausalSelfAttention(d_model, num_heads, num_layers, name="attn")
         self.ln2 = layers.LayerNormalization(epsilon=1e-5, name="ln2")
         init = keras.initializers.RandomNormal(stddev=0.02)
-        self.fc = layers.Dense(mlp_ratio * d_model, activation="gelu", kernel_initializer=init, name="fc")
-        self.out = layers.Dense(d_model, name="out",
-                                kernel_initializer=keras.initializers.RandomNormal(stddev=0.02 / math.sqrt(2 * num_layers)))
+        self.fc = layers.Dense(
+            mlp_ratio * d_model, activation="gelu", kernel_initializer=init, name="fc"
+        )
+        self.out = layers.Dense(
+            d_model,
+            name="out",
+            kernel_initializer=keras.initializers.RandomNormal(
+                stddev=0.02 / math.sqrt(2 * num_layers)
+            ),
+        )
         self.drop = layers.Dropout(dropout)
 
     def call(self, x, training=False):
@@ -149,18 +178,37 @@ class Block(layers.Layer):
 
 
 class GPT(keras.Model):
-    def __init__(self, vocab_size: int, context: int, d_model: int = 128, num_layers: int = 4,
-                 num_heads: int = 4, mlp_ratio: int = 4, dropout: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        vocab_size: int,
+        context: int,
+        d_model: int = 128,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: int = 4,
+        dropout: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.vocab_size, self.context, self.d_model = vocab_size, context, d_model
         self.num_layers, self.num_heads, self.head_dim = num_layers, num_heads, d_model // num_heads
-        self.tok_emb = layers.Embedding(vocab_size, d_model, name="tok_emb",
-                                        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02))
-        self.pos_emb = layers.Embedding(context, d_model, name="pos_emb",
-                                        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.01))
+        self.tok_emb = layers.Embedding(
+            vocab_size,
+            d_model,
+            name="tok_emb",
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )
+        self.pos_emb = layers.Embedding(
+            context,
+            d_model,
+            name="pos_emb",
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        )
         self.drop = layers.Dropout(dropout)
-        self.blocks = [Block(d_model, num_heads, num_layers, mlp_ratio, dropout, name=f"block{i}")
-                       for i in range(num_layers)]
+        self.blocks = [
+            Block(d_model, num_heads, num_layers, mlp_ratio, dropout, name=f"block{i}")
+            for i in range(num_layers)
+        ]
         self.ln_f = layers.LayerNormalization(epsilon=1e-5, name="ln_f")
 
     def _logits(self, h):  # weight tying: the output layer is the token embedding
@@ -184,8 +232,10 @@ class GPT(keras.Model):
         return {n: (batch, self.num_heads, self.context, self.head_dim) for n in self.state_names()}
 
     def initial_state(self, batch) -> dict:
-        return {n: tf.zeros(tf.stack([batch, self.num_heads, self.context, self.head_dim]))
-                for n in self.state_names()}
+        return {
+            n: tf.zeros(tf.stack([batch, self.num_heads, self.context, self.head_dim]))
+            for n in self.state_names()
+        }
 
     def step(self, tokens, position, states: dict):
         """tokens [B] int32 at `position` (int32 scalar < context) -> logits [B, V], new caches."""
@@ -201,10 +251,25 @@ class GPT(keras.Model):
 def build_model(mcfg, vocab_size: int, context: int):
     """A built model (weights exist, so a checkpoint or .weights.h5 loads into it)."""
     if mcfg.arch == "rnn":
-        model = CharRNN(vocab_size, mcfg.cell, mcfg.rnn_units, mcfg.rnn_layers, mcfg.embed_dim,
-                        mcfg.dropout, name="char_rnn")
+        model = CharRNN(
+            vocab_size,
+            mcfg.cell,
+            mcfg.rnn_units,
+            mcfg.rnn_layers,
+            mcfg.embed_dim,
+            mcfg.dropout,
+            name="char_rnn",
+        )
     else:
-        model = GPT(vocab_size, context, mcfg.d_model, mcfg.num_layers, mcfg.num_heads, mcfg.mlp_ratio,
-                    mcfg.dropout, name="gpt")
+        model = GPT(
+            vocab_size,
+            context,
+            mcfg.d_model,
+            mcfg.num_layers,
+            mcfg.num_heads,
+            mcfg.mlp_ratio,
+            mcfg.dropout,
+            name="gpt",
+        )
     model(tf.zeros([1, min(4, context)], tf.int32))
     return model

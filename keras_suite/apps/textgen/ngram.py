@@ -11,6 +11,7 @@ character of any text has a probability and the distribution sums to one. A cont
 never seen in training falls back to the next lower order. Documents start with n-1
 padding symbols (never predicted).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,7 @@ class KneserNey:
         top: Counter = Counter()
         for t in texts:
             s = pad + t
-            top.update(s[i - n + 1:i + 1] for i in range(n - 1, len(s)))
+            top.update(s[i - n + 1 : i + 1] for i in range(n - 1, len(s)))
         counts = {n: top}
         for k in range(n - 1, 0, -1):  # continuation counts: distinct left extensions
             counts[k] = Counter(g[1:] for g in counts[k + 1])
@@ -57,7 +58,7 @@ class KneserNey:
         """P(char | the last order-1 characters of context), context already padded."""
         p = 1.0 / self.vocab_size
         for k in range(1, self.order + 1):  # build up from the lowest order
-            h = context[len(context) - (k - 1):] if k > 1 else ""
+            h = context[len(context) - (k - 1) :] if k > 1 else ""
             total = self.context_total[k].get(h, 0)
             if not total:
                 continue  # unseen context: this order passes the lower one through
@@ -70,7 +71,7 @@ class KneserNey:
         """-ln P(text), each document started with the padding symbols."""
         s = self.bos * (self.order - 1) + text
         k = self.order - 1
-        return -sum(math.log(self.prob(s[i - k:i], s[i])) for i in range(k, len(s)))
+        return -sum(math.log(self.prob(s[i - k : i], s[i])) for i in range(k, len(s)))
 
     def bits_per_char(self, texts) -> float:
         texts = list(texts)

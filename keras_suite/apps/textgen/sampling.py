@@ -5,6 +5,7 @@ A decoder is anything with `initial_state(batch) -> {name: array}`, `step(tokens
 position int, state) -> (logits [B, V], state)` and `context` (None for an RNN, the KV
 cache length for the GPT).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,9 @@ import numpy as np
 from keras_suite.apps.textgen.tokenizers import DOC
 
 
-def filter_logits(logits: np.ndarray, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> np.ndarray:
+def filter_logits(
+    logits: np.ndarray, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
+) -> np.ndarray:
     """Probabilities [..., V] after temperature, top-k and top-p (nucleus) filtering.
     temperature <= 0 is greedy (all mass on the argmax)."""
     logits = np.asarray(logits, np.float64)
@@ -59,7 +62,7 @@ class _Prefix:
     def feed(self, tokens: np.ndarray):
         ctx = self.decoder.context
         if ctx is not None and self.position >= ctx:
-            keep = self.history[-(ctx // 2):]
+            keep = self.history[-(ctx // 2) :]
             self.state, self.position, self.history = self.decoder.initial_state(self.batch), 0, []
             for t in keep:
                 self._step(t)
@@ -73,8 +76,18 @@ class _Prefix:
         return np.asarray(logits, np.float32)
 
 
-def generate(decoder, tokenizer, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
-             top_k: int = 0, top_p: float = 1.0, seed: int = 0, stop: tuple = (), on_text=None) -> dict:
+def generate(
+    decoder,
+    tokenizer,
+    prompt: str,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    stop: tuple = (),
+    on_text=None,
+) -> dict:
     """Sample a continuation of `prompt`; `on_text(new_text)` is called as text appears
     (whole characters only). Stops at max_new_tokens, the end-of-document token or the
     first stop string (which is cut off)."""
@@ -118,14 +131,22 @@ def _stop_prefix(text: str, stop) -> int:
     return max((k for s in stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
 
 
-def beam_search(decoder, tokenizer, prompt: str, max_new_tokens: int = 50, beam_width: int = 4,
-                length_penalty: float = 1.0) -> dict:
+def beam_search(
+    decoder,
+    tokenizer,
+    prompt: str,
+    max_new_tokens: int = 50,
+    beam_width: int = 4,
+    length_penalty: float = 1.0,
+) -> dict:
     """Beam search over the decoder: keeps the `beam_width` best partial continuations by
     total log-probability; finished ones (end-of-document) are ranked by
     logp / length**length_penalty. The context must hold prompt + max_new_tokens."""
     prompt_ids = [DOC, *tokenizer.encode(prompt)]
     if decoder.context is not None and len(prompt_ids) + max_new_tokens > decoder.context:
-        raise ValueError(f"beam search needs prompt + max_new_tokens <= the context ({decoder.context})")
+        raise ValueError(
+            f"beam search needs prompt + max_new_tokens <= the context ({decoder.context})"
+        )
     state = decoder.initial_state(1)
     for pos, t in enumerate(prompt_ids):
         logits, state = decoder.step(np.asarray([t], np.int32), pos, state)
@@ -179,7 +200,9 @@ class KerasDecoder:
         shapes = model.state_shapes(1)
         spec = {n: tf.TensorSpec([None, *shapes[n][1:]], tf.float32) for n in names}
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32), spec])
+        @tf.function(
+            input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32), spec]
+        )
         def step(tokens, position, state):
             return model.step(tokens, position, state)
 
@@ -208,7 +231,12 @@ class SignatureDecoder:
         return {n: np.zeros(s, np.float32) for n, s in self.shapes.items()}
 
     def step(self, tokens, position, state):
-        feeds = {"token": np.asarray(tokens, np.int32).reshape(1), "position": np.asarray([position], np.int32),
-                 **{n: np.asarray(v, np.float32) for n, v in state.items()}}
+        feeds = {
+            "token": np.asarray(tokens, np.int32).reshape(1),
+            "position": np.asarray([position], np.int32),
+            **{n: np.asarray(v, np.float32) for n, v in state.items()},
+        }
         out = self.run(feeds)
-        return np.asarray(out["logits"], np.float32).reshape(1, -1), {n: out[f"next_{n}"] for n in self.shapes}
+        return np.asarray(out["logits"], np.float32).reshape(1, -1), {
+            n: out[f"next_{n}"] for n in self.shapes
+        }

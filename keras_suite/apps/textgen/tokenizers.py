@@ -6,6 +6,7 @@ TF Serving links) that goes into the SavedModel. Ids 0-2 are the same for all:
 PAD (never predicted), DOC (document separator: begins every document, ends generation)
 and UNK (characters the training split never had).
 """
+
 from __future__ import annotations
 
 import io
@@ -51,7 +52,9 @@ class Tokenizer:
         """The UTF-8 bytes of `ids` (specials dropped); may end inside a character."""
         ids = [int(i) for i in ids if int(i) >= UNK]
         if self.kind == "char":
-            return "".join("\ufffd" if i == UNK else self.chars[i - OFFSET] for i in ids).encode("utf-8")
+            return "".join("\ufffd" if i == UNK else self.chars[i - OFFSET] for i in ids).encode(
+                "utf-8"
+            )
         if self.kind == "byte":
             return bytes(i - OFFSET for i in ids if i >= OFFSET)
         return self._sp.decode(ids).encode("utf-8")
@@ -63,8 +66,13 @@ class Tokenizer:
     def save(self, artifacts) -> None:
         if self.kind == "bpe":
             artifacts.write_bytes("bpe.model", self.bpe_model)
-        artifacts.write_text("tokenizer.json", json.dumps(
-            {"kind": self.kind, "vocab_size": self.vocab_size, "chars": self.chars}, ensure_ascii=False))
+        artifacts.write_text(
+            "tokenizer.json",
+            json.dumps(
+                {"kind": self.kind, "vocab_size": self.vocab_size, "chars": self.chars},
+                ensure_ascii=False,
+            ),
+        )
 
     @classmethod
     def load(cls, artifacts) -> "Tokenizer":
@@ -73,7 +81,9 @@ class Tokenizer:
         return cls(meta["kind"], meta.get("chars"), model)
 
     @classmethod
-    def learn(cls, kind: str, texts: list, bpe_vocab_size: int = 1024, seed: int = 0) -> "Tokenizer":
+    def learn(
+        cls, kind: str, texts: list, bpe_vocab_size: int = 1024, seed: int = 0
+    ) -> "Tokenizer":
         if kind == "byte":
             return cls("byte")
         if kind == "char":
@@ -97,7 +107,7 @@ def _train_bpe(texts: list, vocab_size: int) -> bytes:
     def pieces():  # sentences of at most 4k characters: newlines stay inside them
         for t in texts:
             for i in range(0, len(t), 4000):
-                yield t[i:i + 4000]
+                yield t[i : i + 4000]
 
     chars = set()
     for t in texts:
@@ -107,21 +117,43 @@ def _train_bpe(texts: list, vocab_size: int) -> bytes:
     if vocab_size < needed:
         from keras_suite.common.runlog import log
 
-        log.warning("data.bpe_vocab_size=%d is too small for %d distinct characters + 256 byte pieces; "
-                    "using %d", vocab_size, len(chars), needed)
+        log.warning(
+            "data.bpe_vocab_size=%d is too small for %d distinct characters + 256 byte pieces; "
+            "using %d",
+            vocab_size,
+            len(chars),
+            needed,
+        )
         vocab_size = needed
     out = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=pieces(), model_writer=out, vocab_size=vocab_size, model_type="bpe",
-            byte_fallback=True, normalization_rule_name="identity", add_dummy_prefix=False,
-            remove_extra_whitespaces=False, allow_whitespace_only_pieces=True, split_digits=True,
-            pad_id=PAD, bos_id=DOC, unk_id=UNK, eos_id=-1, character_coverage=0.9995,
-            max_sentence_length=16384, input_sentence_size=200_000, shuffle_input_sentence=True,
-            num_threads=2, minloglevel=2)
+            sentence_iterator=pieces(),
+            model_writer=out,
+            vocab_size=vocab_size,
+            model_type="bpe",
+            byte_fallback=True,
+            normalization_rule_name="identity",
+            add_dummy_prefix=False,
+            remove_extra_whitespaces=False,
+            allow_whitespace_only_pieces=True,
+            split_digits=True,
+            pad_id=PAD,
+            bos_id=DOC,
+            unk_id=UNK,
+            eos_id=-1,
+            character_coverage=0.9995,
+            max_sentence_length=16384,
+            input_sentence_size=200_000,
+            shuffle_input_sentence=True,
+            num_threads=2,
+            minloglevel=2,
+        )
     except RuntimeError as error:
-        raise UserError(f"could not learn a BPE vocabulary of {vocab_size} ({str(error).splitlines()[-1]}); "
-                        "change data.bpe_vocab_size or add text") from None
+        raise UserError(
+            f"could not learn a BPE vocabulary of {vocab_size} ({str(error).splitlines()[-1]}); "
+            "change data.bpe_vocab_size or add text"
+        ) from None
     return out.getvalue()
 
 
@@ -147,7 +179,9 @@ class GraphTokenizer:
             keys = [bytes([b]) for b in range(256)]
             strings = [b"", b"", b""] + keys
         init = tf.lookup.KeyValueTensorInitializer(
-            tf.constant(keys, tf.string), tf.constant(np.arange(OFFSET, OFFSET + len(keys)), tf.int64))
+            tf.constant(keys, tf.string),
+            tf.constant(np.arange(OFFSET, OFFSET + len(keys)), tf.int64),
+        )
         self._table = tf.lookup.StaticHashTable(init, default_value=UNK)
         self.resources.append(self._table)
         self._strings = tf.constant(strings, tf.string)

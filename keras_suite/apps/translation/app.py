@@ -1,4 +1,5 @@
 """Translation: the app contract implemented for the seq2seq models."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,12 @@ from keras_suite.apps.translation.tokenizer import END_ID, PAD_ID
 from keras_suite.common.app import App
 from keras_suite.common.errors import UserError
 from keras_suite.common.runlog import log
-from keras_suite.common.training import TrainState, apply_gradients, make_optimizer, replica_weighted_mean
+from keras_suite.common.training import (
+    TrainState,
+    apply_gradients,
+    make_optimizer,
+    replica_weighted_mean,
+)
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
@@ -27,7 +33,9 @@ class Translator(tf.Module):
     """strings -> strings in graph: tokenize, decode (greedy or beam), detokenize. What the
     SavedModel serves, and what `evaluate` scores (so both see exactly the same path)."""
 
-    def __init__(self, model, source_tokenizer, target_tokenizer, info: dict, length_penalty: float):
+    def __init__(
+        self, model, source_tokenizer, target_tokenizer, info: dict, length_penalty: float
+    ):
         super().__init__(name="translator")
         self.model = model
         self.source_tokenizer, self.target_tokenizer = source_tokenizer, target_tokenizer
@@ -37,7 +45,9 @@ class Translator(tf.Module):
 
     def source_ids(self, sentences):
         ragged = self.source_tokenizer.tokenize(sentences)
-        return ragged[:, :self.max_source].to_tensor(default_value=PAD_ID, shape=[None, self.max_source])
+        return ragged[:, : self.max_source].to_tensor(
+            default_value=PAD_ID, shape=[None, self.max_source]
+        )
 
     def greedy(self, sentences):
         ids = greedy_decode(self.model, self.source_ids(sentences), self.max_steps)
@@ -46,8 +56,12 @@ class Translator(tf.Module):
     def beam(self, sentences, beam_width):
         """beam_width: int32 [N] (one per sentence, as TF Serving batches inputs); the
         batch uses the largest, clipped to 1..16."""
-        width = tf.clip_by_value(tf.reduce_max(tf.concat([tf.reshape(beam_width, [-1]), [1]], 0)), 1, MAX_BEAM)
-        ids, scores = beam_search(self.model, self.source_ids(sentences), self.max_steps, width, self.length_penalty)
+        width = tf.clip_by_value(
+            tf.reduce_max(tf.concat([tf.reshape(beam_width, [-1]), [1]], 0)), 1, MAX_BEAM
+        )
+        ids, scores = beam_search(
+            self.model, self.source_ids(sentences), self.max_steps, width, self.length_penalty
+        )
         return {"translations": self.target_tokenizer.detokenize(ids), "scores": scores}
 
 
@@ -59,7 +73,7 @@ def make_translator(model, cfg, info, artifacts) -> Translator:
 def translate_all(fn, sentences: list[str], batch: int = 64) -> list[str]:
     out = []
     for i in range(0, len(sentences), batch):
-        result = fn(tf.constant(sentences[i:i + batch]))
+        result = fn(tf.constant(sentences[i : i + batch]))
         out += [t.decode("utf-8") for t in result["translations"].numpy()]
     return out
 
@@ -73,18 +87,24 @@ def read_sentences(inputs: list[str]) -> list[str]:
             try:
                 lines = path.read_text(encoding="utf-8").splitlines()
             except UnicodeDecodeError:
-                raise UserError(f"{item} is not UTF-8 text; save it as UTF-8, one sentence a line") from None
+                raise UserError(
+                    f"{item} is not UTF-8 text; save it as UTF-8, one sentence a line"
+                ) from None
             sentences += [line.strip() for line in lines if line.strip()]
         else:
             sentences.append(item)
     if not sentences:
-        raise UserError("no sentence to translate: give sentences, or a .txt file with one sentence a line")
+        raise UserError(
+            "no sentence to translate: give sentences, or a .txt file with one sentence a line"
+        )
     return sentences
 
 
 class TranslationApp(App):
     name = "translation"
-    description = "Translation: Transformer or RNN+attention seq2seq, WordPiece, beam search, BLEU/chrF"
+    description = (
+        "Translation: Transformer or RNN+attention seq2seq, WordPiece, beam search, BLEU/chrF"
+    )
     presets = cfg_lib.PRESETS
     predict_inputs = "sentences (or a .txt file, one a line)"
 
@@ -93,8 +113,12 @@ class TranslationApp(App):
 
     def build_state(self, cfg, info):
         model = build_translator(cfg.model, info)
-        steps = cfg.train.epochs * info.get("steps_per_epoch", info["num_train"] // cfg.train.batch_size)
-        return TrainState(models={"model": model}, optimizers={"model": make_optimizer(cfg.train, steps)})
+        steps = cfg.train.epochs * info.get(
+            "steps_per_epoch", info["num_train"] // cfg.train.batch_size
+        )
+        return TrainState(
+            models={"model": model}, optimizers={"model": make_optimizer(cfg.train, steps)}
+        )
 
     # ---- steps (per replica) ------------------------------------------------------------
     @staticmethod
@@ -103,24 +127,34 @@ class TranslationApp(App):
         target_in, target_out = target[:, :-1], target[:, 1:]
         logits = model({"source": source, "target_in": target_in}, training=training)
         labels = tf.one_hot(target_out, tf.shape(logits)[-1], dtype=logits.dtype)
-        per_token = keras.losses.categorical_crossentropy(labels, logits, from_logits=True,
-                                                          label_smoothing=label_smoothing)
+        per_token = keras.losses.categorical_crossentropy(
+            labels, logits, from_logits=True, label_smoothing=label_smoothing
+        )
         weights = tf.cast(target_out != PAD_ID, tf.float32)
-        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), target_out), tf.float32)
+        correct = tf.cast(
+            tf.equal(tf.argmax(logits, -1, output_type=tf.int32), target_out), tf.float32
+        )
         return per_token, correct, weights
 
     def train_step(self, state, batch, step):
         model, optimizer = state.model, state.optimizers["model"]
         with tf.GradientTape() as tape:
-            per_token, correct, weights = self._token_losses(model, batch, True, step.cfg.model.label_smoothing)
-            loss = replica_weighted_mean(per_token, weights)  # over real target tokens of all replicas
+            per_token, correct, weights = self._token_losses(
+                model, batch, True, step.cfg.model.label_smoothing
+            )
+            loss = replica_weighted_mean(
+                per_token, weights
+            )  # over real target tokens of all replicas
         apply_gradients(tape, loss, model.trainable_variables, optimizer, step.cfg.train.clip_norm)
         return {"loss": loss, "token_accuracy": replica_weighted_mean(correct, weights)}
 
     def test_step(self, state, batch, step):
         per_token, correct, weights = self._token_losses(state.model, batch, False, 0.0)
-        return {"loss": tf.reduce_sum(per_token * weights), "token_accuracy": tf.reduce_sum(correct * weights),
-                "count": tf.reduce_sum(weights)}
+        return {
+            "loss": tf.reduce_sum(per_token * weights),
+            "token_accuracy": tf.reduce_sum(correct * weights),
+            "count": tf.reduce_sum(weights),
+        }
 
     # ---- evaluation ---------------------------------------------------------------------
     def evaluate(self, state, data, cfg, run_dir):
@@ -137,22 +171,37 @@ class TranslationApp(App):
             beam = tf.function(lambda s: translator.beam(s, width))
             rows["beam"] = translate_all(beam, sources)
             scored = translation_metrics(rows["beam"], references)
-            metrics.update({f"beam{cfg.decode.beam_width}_{k}": scored[k] for k in ("bleu", "chrf", "exact_match")})
+            metrics.update(
+                {
+                    f"beam{cfg.decode.beam_width}_{k}": scored[k]
+                    for k in ("bleu", "chrf", "exact_match")
+                }
+            )
         if data.val is not None and data.extras.get("val"):
             val = data.extras["val"][:500]
-            metrics["val_bleu"] = translation_metrics(translate_all(greedy, [p[0] for p in val]),
-                                                      [p[1] for p in val])["bleu"]
-        metrics["skipped_lines"] = int(sum(r["count"] for r in data.info.get("skipped", {}).values()))
+            metrics["val_bleu"] = translation_metrics(
+                translate_all(greedy, [p[0] for p in val]), [p[1] for p in val]
+            )["bleu"]
+        metrics["skipped_lines"] = int(
+            sum(r["count"] for r in data.info.get("skipped", {}).values())
+        )
         with open(run_dir / "test_translations.tsv", "w", encoding="utf-8") as f:
             f.write("source\treference\t" + "\t".join(rows) + "\n")
             for i, (s, r) in enumerate(zip(sources, references)):
                 f.write("\t".join([s, r] + [rows[k][i] for k in rows]) + "\n")
         # the longest of the first test sentences: a one-word source makes an empty picture
         count = max(cfg.decode.heatmap_sentences, 0)
-        shown = sorted(sources[:40], key=lambda s: len(s.split()))[len(sources[:40]) - count:]
-        plot_attention(state.model, translator, shown, data.artifacts, run_dir / "plots" / "attention.png")
-        log.info("test: BLEU %.2f, chrF %.2f, exact match %.2f%% (greedy, %d sentences)",
-                 metrics["bleu"], metrics["chrf"], 100 * metrics["exact_match"], len(references))
+        shown = sorted(sources[:40], key=lambda s: len(s.split()))[len(sources[:40]) - count :]
+        plot_attention(
+            state.model, translator, shown, data.artifacts, run_dir / "plots" / "attention.png"
+        )
+        log.info(
+            "test: BLEU %.2f, chrF %.2f, exact match %.2f%% (greedy, %d sentences)",
+            metrics["bleu"],
+            metrics["chrf"],
+            100 * metrics["exact_match"],
+            len(references),
+        )
         return metrics
 
     # ---- serving ------------------------------------------------------------------------
@@ -164,27 +213,42 @@ class TranslationApp(App):
         archive.track(state.model)
         archive.track(translator.source_tokenizer)  # their lookup tables and vocab assets
         archive.track(translator.target_tokenizer)
-        archive.add_endpoint("serving_default", tf.function(translator.greedy), input_signature=[
-            tf.TensorSpec([None], tf.string, name="sentences")])
-        archive.add_endpoint("translate_beam", tf.function(translator.beam), input_signature=[
-            tf.TensorSpec([None], tf.string, name="sentences"), tf.TensorSpec([None], tf.int32, name="beam_width")])
+        archive.add_endpoint(
+            "serving_default",
+            tf.function(translator.greedy),
+            input_signature=[tf.TensorSpec([None], tf.string, name="sentences")],
+        )
+        archive.add_endpoint(
+            "translate_beam",
+            tf.function(translator.beam),
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="sentences"),
+                tf.TensorSpec([None], tf.int32, name="beam_width"),
+            ],
+        )
         return archive
 
     def sample_requests(self, data, info, cfg):
         sentences = np.array([p[0] for p in data.extras["test"][:2]], dtype=object)
         width = np.full([len(sentences)], max(cfg.decode.beam_width, 1), np.int32)
-        return {"serving_default": [{"sentences": sentences}],
-                "translate_beam": [{"sentences": sentences, "beam_width": width}]}
+        return {
+            "serving_default": [{"sentences": sentences}],
+            "translate_beam": [{"sentences": sentences, "beam_width": width}],
+        }
 
     def predict_request(self, inputs, info, cfg):
         return "serving_default", {"sentences": np.array(read_sentences(inputs), dtype=object)}
 
     def render_predictions(self, inputs, outputs, info, out_dir):
         sentences = read_sentences(inputs)
-        translations = [t.decode("utf-8") if isinstance(t, bytes) else str(t)
-                        for t in np.asarray(outputs["translations"]).reshape(-1)]
+        translations = [
+            t.decode("utf-8") if isinstance(t, bytes) else str(t)
+            for t in np.asarray(outputs["translations"]).reshape(-1)
+        ]
         path = Path(out_dir) / "translations.tsv"
-        path.write_text("".join(f"{s}\t{t}\n" for s, t in zip(sentences, translations)), encoding="utf-8")
+        path.write_text(
+            "".join(f"{s}\t{t}\n" for s, t in zip(sentences, translations)), encoding="utf-8"
+        )
         for s, t in zip(sentences, translations):
             print(f"{s}\n  -> {t}")
         return [str(path)]
@@ -202,7 +266,9 @@ class TranslationApp(App):
         from keras_suite.apps.translation.export import write_tflite_targets
 
         targets = write_tflite_targets(state.model, data, cfg, workdir)
-        data.extras["tflite_targets"] = {t.name: t for t in targets}  # the step target runs with the encoder
+        data.extras["tflite_targets"] = {
+            t.name: t for t in targets
+        }  # the step target runs with the encoder
         return targets
 
     def tflite_evaluate(self, run_signature, data, cfg, info, target):
@@ -212,8 +278,8 @@ class TranslationApp(App):
         targets = data.extras.get("tflite_targets", {})
         if name not in targets:
             raise UserError(f"unknown TFLite target {name!r}; convert the run again")
-        sentences = data.extras["test"][:cfg.decode.tflite_sentences]
-        ids = data.extras["arrays"]["test"][0][:len(sentences)]
+        sentences = data.extras["test"][: cfg.decode.tflite_sentences]
+        ids = data.extras["arrays"]["test"][0][: len(sentences)]
         vocab = data.artifacts.read_text(TARGET_VOCAB).splitlines()
         hypotheses = tflite_translate(run_signature, targets[name], targets, ids, vocab)
         m = translation_metrics(hypotheses, [p[1] for p in sentences])
@@ -232,7 +298,9 @@ def plot_attention(model, translator, sentences, artifacts, path):
     source = translator.source_ids(tf.constant(sentences))
     output = greedy_decode(model, source, translator.max_steps).numpy()
     start = np.full([len(sentences), 1], 2, np.int32)  # START, then the decoded pieces
-    weights, _ = model.attention_weights(source, tf.constant(np.concatenate([start, output], 1)[:, :-1]))
+    weights, _ = model.attention_weights(
+        source, tf.constant(np.concatenate([start, output], 1)[:, :-1])
+    )
     weights = weights.numpy()
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(sentences), figsize=(5.5 * len(sentences), 5), squeeze=False)
@@ -244,6 +312,9 @@ def plot_attention(model, translator, sentences, artifacts, path):
         ax.set_yticks(range(stop), [target_vocab[i] for i in out[:stop]], fontsize=8)
         ax.set_xlabel("source pieces")
         ax.set_ylabel("output pieces")
-    fig.suptitle("Cross-attention (last decoder layer, mean over heads)" if hasattr(model, "decoder_layers")
-                 else "Attention weights")
+    fig.suptitle(
+        "Cross-attention (last decoder layer, mean over heads)"
+        if hasattr(model, "decoder_layers")
+        else "Attention weights"
+    )
     return save_figure(fig, path, dpi=90)

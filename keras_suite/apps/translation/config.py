@@ -1,4 +1,5 @@
 """Translation config and presets."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +24,9 @@ class DataConfig:
     max_pairs: int = 0  # tsv: keep the first N usable pairs (0 = all)
     max_source_words: int = 40  # longer pairs are skipped (counted, with the reason)
     max_target_words: int = 40
-    max_source_tokens: int = 32  # subword pieces; the models' fixed lengths (+2 on the target for START/END)
+    max_source_tokens: int = (
+        32  # subword pieces; the models' fixed lengths (+2 on the target for START/END)
+    )
     max_target_tokens: int = 32
     source_vocab_size: int = 4000
     target_vocab_size: int = 4000
@@ -31,15 +34,21 @@ class DataConfig:
     # vocab files: pairs that share a script (names, numbers, cognates) then share pieces.
     shared_vocabulary: bool = False
     lowercase: bool = False
-    bucket_boundaries: tuple[int, ...] = (8, 16, 24)  # source lengths (pieces) that start a new bucket
+    bucket_boundaries: tuple[int, ...] = (
+        8,
+        16,
+        24,
+    )  # source lengths (pieces) that start a new bucket
     shuffle_buffer: int = 50000
 
     def validate(self) -> None:
         if self.source not in ("numbers", "tsv"):
             raise UserError(f"data.source={self.source!r}: use numbers (built-in) or tsv")
         if self.source == "tsv" and not self.path:
-            raise UserError("data.source=tsv needs data.path (--set data.path=fra.txt); lines are "
-                            "source<TAB>target[<TAB>anything], UTF-8")
+            raise UserError(
+                "data.source=tsv needs data.path (--set data.path=fra.txt); lines are "
+                "source<TAB>target[<TAB>anything], UTF-8"
+            )
         if min(self.max_source_tokens, self.max_target_tokens) < 2:
             raise UserError("data.max_source_tokens and data.max_target_tokens must be >= 2")
         if min(self.source_vocab_size, self.target_vocab_size) < 16:
@@ -73,9 +82,13 @@ class ModelConfig:
         if self.cell not in ("gru", "lstm"):
             raise UserError(f"model.cell={self.cell!r}: use gru or lstm")
         if self.attention not in ("bahdanau", "luong_dot", "luong_general"):
-            raise UserError(f"model.attention={self.attention!r}: use bahdanau, luong_dot or luong_general")
+            raise UserError(
+                f"model.attention={self.attention!r}: use bahdanau, luong_dot or luong_general"
+            )
         if self.embed_dim % self.num_heads:
-            raise UserError(f"model.embed_dim={self.embed_dim} must be a multiple of model.num_heads={self.num_heads}")
+            raise UserError(
+                f"model.embed_dim={self.embed_dim} must be a multiple of model.num_heads={self.num_heads}"
+            )
         if not 0 <= self.label_smoothing < 1:
             raise UserError("model.label_smoothing must be in [0, 1)")
 
@@ -86,7 +99,9 @@ class DecodeConfig:
     length_penalty: float = 0.6  # GNMT: score / ((5 + length) / 6) ** alpha
     evaluate_beam: bool = True  # also score beam search in `evaluate`
     heatmap_sentences: int = 3
-    tflite_sentences: int = 200  # test sentences the TFLite parity report translates (per model file)
+    tflite_sentences: int = (
+        200  # test sentences the TFLite parity report translates (per model file)
+    )
 
 
 @dataclass
@@ -94,22 +109,53 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=16, batch_size=64, learning_rate=1e-3, optimizer="adamw", weight_decay=1e-4,
-        warmup_steps=300, clip_norm=1.0, precision="float32", log_every_steps=50))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=16,
+            batch_size=64,
+            learning_rate=1e-3,
+            optimizer="adamw",
+            weight_decay=1e-4,
+            warmup_steps=300,
+            clip_norm=1.0,
+            precision="float32",
+            log_every_steps=50,
+        )
+    )
 
 
 def smoke() -> Config:
     """Seconds: a tiny Transformer on 768 pairs, for tests."""
     return Config(
-        data=DataConfig(num_train=768, num_val=64, num_test=64, max_source_tokens=20,
-                        max_target_tokens=22, source_vocab_size=200, target_vocab_size=200,
-                        bucket_boundaries=(8,)),
-        model=ModelConfig(embed_dim=32, num_heads=2, ff_dim=64, encoder_layers=1, decoder_layers=1,
-                          rnn_units=32, dropout=0.0),
+        data=DataConfig(
+            num_train=768,
+            num_val=64,
+            num_test=64,
+            max_source_tokens=20,
+            max_target_tokens=22,
+            source_vocab_size=200,
+            target_vocab_size=200,
+            bucket_boundaries=(8,),
+        ),
+        model=ModelConfig(
+            embed_dim=32,
+            num_heads=2,
+            ff_dim=64,
+            encoder_layers=1,
+            decoder_layers=1,
+            rnn_units=32,
+            dropout=0.0,
+        ),
         decode=DecodeConfig(beam_width=2, heatmap_sentences=2, tflite_sentences=16),
-        train=TrainConfig(epochs=2, batch_size=32, learning_rate=2e-3, warmup_steps=0,
-                          precision="float32", log_every_steps=5))
+        train=TrainConfig(
+            epochs=2,
+            batch_size=32,
+            learning_rate=2e-3,
+            warmup_steps=0,
+            precision="float32",
+            log_every_steps=5,
+        ),
+    )
 
 
 def default() -> Config:
@@ -123,11 +169,20 @@ def full() -> Config:
     cfg = Config()
     return dataclasses.replace(
         cfg,
-        data=dataclasses.replace(cfg.data, num_train=200000, source_vocab_size=8000, target_vocab_size=8000,
-                                 max_source_tokens=48, max_target_tokens=48),
-        model=dataclasses.replace(cfg.model, embed_dim=256, num_heads=8, ff_dim=1024, encoder_layers=4,
-                                  decoder_layers=4),
-        train=dataclasses.replace(cfg.train, epochs=30, batch_size=128, learning_rate=7e-4, warmup_steps=2000),
+        data=dataclasses.replace(
+            cfg.data,
+            num_train=200000,
+            source_vocab_size=8000,
+            target_vocab_size=8000,
+            max_source_tokens=48,
+            max_target_tokens=48,
+        ),
+        model=dataclasses.replace(
+            cfg.model, embed_dim=256, num_heads=8, ff_dim=1024, encoder_layers=4, decoder_layers=4
+        ),
+        train=dataclasses.replace(
+            cfg.train, epochs=30, batch_size=128, learning_rate=7e-4, warmup_steps=2000
+        ),
     )
 
 

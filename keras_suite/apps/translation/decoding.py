@@ -3,6 +3,7 @@ the models' `encode` / `initial_cache` / `decode_step` (apps/translation/model.p
 stopping early once every sentence has produced END. Nothing here runs Python per token,
 so it exports into a SavedModel (DESIGN.md §11).
 """
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -31,13 +32,18 @@ def greedy_decode(model, source, max_length: int):
 
     def body(i, token, finished, cache, tokens):
         logits, cache = model.decode_step(token, i, cache, memory)
-        nxt = tf.where(finished, PAD_ID, tf.argmax(_never_pad_or_start(logits), -1, output_type=tf.int32))
+        nxt = tf.where(
+            finished, PAD_ID, tf.argmax(_never_pad_or_start(logits), -1, output_type=tf.int32)
+        )
         return i + 1, nxt, finished | (nxt == END_ID), cache, tokens.write(i, nxt)
 
     start = tf.fill([batch], START_ID)
     i, _, _, _, tokens = tf.while_loop(
-        cond, body, (tf.constant(0), start, tf.zeros([batch], tf.bool), cache, tokens),
-        maximum_iterations=max_length)
+        cond,
+        body,
+        (tf.constant(0), start, tf.zeros([batch], tf.bool), cache, tokens),
+        maximum_iterations=max_length,
+    )
     ids = tf.transpose(tokens.gather(tf.range(i)))
     return tf.reshape(ids, [batch, i])
 
@@ -76,7 +82,9 @@ def beam_search(model, source, max_length: int, beam_width, length_penalty: floa
         logits, cache = model.decode_step(token, i, cache, memory)
         vocab = tf.shape(logits)[-1]
         logp = tf.reshape(tf.nn.log_softmax(_never_pad_or_start(logits)), [batch, k, vocab])
-        pad_only = tf.where(tf.range(vocab) == PAD_ID, 0.0, NEG)  # a finished beam's one continuation
+        pad_only = tf.where(
+            tf.range(vocab) == PAD_ID, 0.0, NEG
+        )  # a finished beam's one continuation
         logp = tf.where(finished[..., None], pad_only[None, None], logp)
         total = tf.reshape(scores[..., None] + logp, [batch, k * vocab])
         scores, flat = tf.math.top_k(total, k=k)
@@ -93,7 +101,8 @@ def beam_search(model, source, max_length: int, beam_width, length_penalty: floa
     state = (tf.constant(0), token, scores, ids, finished, lengths, cache)
     loose = tf.nest.map_structure(lambda t: tf.TensorShape([None] * t.shape.rank), state)
     _, _, scores, ids, finished, lengths, _ = tf.while_loop(
-        cond, body, state, shape_invariants=loose, maximum_iterations=max_length)
+        cond, body, state, shape_invariants=loose, maximum_iterations=max_length
+    )
     normalised = scores / _length_penalty(lengths, length_penalty)
     best = tf.argmax(normalised, -1, output_type=tf.int32)
     return tf.gather(ids, best, batch_dims=1), tf.gather(normalised, best, batch_dims=1)

@@ -15,6 +15,7 @@ converter's `run_signature` (the SavedModel reference, then each .tflite file), 
 other half runs from its float SavedModel. So the encoder row shows what quantizing the
 encoder costs, and the decoder_step row what quantizing the step costs, each alone.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,19 +51,25 @@ def write_tflite_targets(model, data, cfg, workdir) -> list[TFLiteTarget]:
 
     encoder_archive = keras.export.ExportArchive()
     encoder_archive.track(model)
-    encoder_archive.add_endpoint("serving_default", tf.function(lambda source_ids: model.encode(source_ids)),
-                                 input_signature=[tf.TensorSpec([1, source_len], tf.int32, name="source_ids")])
+    encoder_archive.add_endpoint(
+        "serving_default",
+        tf.function(lambda source_ids: model.encode(source_ids)),
+        input_signature=[tf.TensorSpec([1, source_len], tf.int32, name="source_ids")],
+    )
     encoder_dir = str(Path(workdir) / "translation_encoder")
     encoder_archive.write_out(encoder_dir, verbose=False)
 
     def step(token, index, *tensors):
-        state = dict(zip(cache_keys, tensors[:len(cache_keys)]))
-        mem = dict(zip(step_keys, tensors[len(cache_keys):]))
+        state = dict(zip(cache_keys, tensors[: len(cache_keys)]))
+        mem = dict(zip(step_keys, tensors[len(cache_keys) :]))
         logits, new_cache = model.decode_step(token, index[0], state, mem)
         return {"logits": logits, **new_cache}
 
-    signature = ([tf.TensorSpec([1], tf.int32, name="token"), tf.TensorSpec([1], tf.int32, name="index")]
-                 + [_spec(cache[k], k) for k in cache_keys] + [_spec(memory[k], k) for k in step_keys])
+    signature = (
+        [tf.TensorSpec([1], tf.int32, name="token"), tf.TensorSpec([1], tf.int32, name="index")]
+        + [_spec(cache[k], k) for k in cache_keys]
+        + [_spec(memory[k], k) for k in step_keys]
+    )
     step_archive = keras.export.ExportArchive()
     step_archive.track(model)
     step_archive.add_endpoint("serving_default", tf.function(step), input_signature=signature)
@@ -70,10 +77,16 @@ def write_tflite_targets(model, data, cfg, workdir) -> list[TFLiteTarget]:
     step_archive.write_out(step_dir, verbose=False)
 
     # int8 calibration from the validation split (the report scores the test split)
-    calibration = data.extras["arrays"]["val"][0] if len(data.extras["arrays"]["val"][0]) else \
-        data.extras["arrays"]["train"][0][:64]
-    init = {k: np.zeros(cache[k].shape, cache[k].dtype.as_numpy_dtype) for k in cache_keys
-            if k not in memory}
+    calibration = (
+        data.extras["arrays"]["val"][0]
+        if len(data.extras["arrays"]["val"][0])
+        else data.extras["arrays"]["train"][0][:64]
+    )
+    init = {
+        k: np.zeros(cache[k].shape, cache[k].dtype.as_numpy_dtype)
+        for k in cache_keys
+        if k not in memory
+    }
 
     def encoder_samples():
         for row in calibration:
@@ -86,8 +99,12 @@ def write_tflite_targets(model, data, cfg, workdir) -> list[TFLiteTarget]:
             state = {k: (mem[k] if k in mem else init[k]) for k in cache_keys}
             token = np.array([START_ID], np.int32)
             for i in range(max_steps):
-                feeds = {"token": token, "index": np.array([i], np.int32), **state,
-                         **{k: mem[k] for k in step_keys}}
+                feeds = {
+                    "token": token,
+                    "index": np.array([i], np.int32),
+                    **state,
+                    **{k: mem[k] for k in step_keys},
+                }
                 yield feeds
                 out = step(*[tf.constant(feeds[s.name]) for s in signature])
                 token = np.array([int(np.argmax(out["logits"].numpy()[0]))], np.int32)
@@ -95,25 +112,48 @@ def write_tflite_targets(model, data, cfg, workdir) -> list[TFLiteTarget]:
                 if token[0] == END_ID:
                     break
 
-    extras = {"source_length": source_len, "max_steps": max_steps, "cache_keys": cache_keys,
-              "step_memory_keys": list(step_keys), "zero_cache": {k: list(v.shape) for k, v in init.items()},
-              "encoder_dir": encoder_dir, "decoder_step_dir": step_dir}
-    splits = {"calibration_split": f"val ({len(calibration)} sentences; the step: their greedy decoding steps)",
-              "evaluation_split": f"test (the first {min(cfg.decode.tflite_sentences, len(data.extras['test']))} "
-                                  "sentences, greedy)"}
-    return [TFLiteTarget(name="encoder", saved_model_dir=encoder_dir, representative_data=encoder_samples,
-                    extras=extras, **splits),
-            TFLiteTarget(name="decoder_step", saved_model_dir=step_dir, representative_data=step_samples,
-                    extras=extras, **splits)]
+    extras = {
+        "source_length": source_len,
+        "max_steps": max_steps,
+        "cache_keys": cache_keys,
+        "step_memory_keys": list(step_keys),
+        "zero_cache": {k: list(v.shape) for k, v in init.items()},
+        "encoder_dir": encoder_dir,
+        "decoder_step_dir": step_dir,
+    }
+    splits = {
+        "calibration_split": f"val ({len(calibration)} sentences; the step: their greedy decoding steps)",
+        "evaluation_split": f"test (the first {min(cfg.decode.tflite_sentences, len(data.extras['test']))} "
+        "sentences, greedy)",
+    }
+    return [
+        TFLiteTarget(
+            name="encoder",
+            saved_model_dir=encoder_dir,
+            representative_data=encoder_samples,
+            extras=extras,
+            **splits,
+        ),
+        TFLiteTarget(
+            name="decoder_step",
+            saved_model_dir=step_dir,
+            representative_data=step_samples,
+            extras=extras,
+            **splits,
+        ),
+    ]
 
 
 def _saved_signature(path):
     fn = tf.saved_model.load(path).signatures["serving_default"]
-    return lambda feeds: {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in feeds.items()}).items()}
+    return lambda feeds: {
+        k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in feeds.items()}).items()
+    }
 
 
-def tflite_translate(run_signature, target: TFLiteTarget, targets: dict, source_ids: np.ndarray,
-                     vocab: list[str]) -> list[str]:
+def tflite_translate(
+    run_signature, target: TFLiteTarget, targets: dict, source_ids: np.ndarray, vocab: list[str]
+) -> list[str]:
     """Greedy translation of each row of source_ids [N, S] with batch-1 calls: the
     target being evaluated through run_signature, the other half from its SavedModel."""
     x = target.extras
@@ -131,12 +171,20 @@ def greedy_loop(encode, step, meta: dict, source_ids: np.ndarray, vocab: list[st
     out = []
     for row in source_ids:
         memory = encode({"source_ids": row[None].astype(np.int32)})
-        state = {k: (memory[k] if k in memory else np.zeros(meta["zero_cache"][k], np.float32))
-                 for k in meta["cache_keys"]}
+        state = {
+            k: (memory[k] if k in memory else np.zeros(meta["zero_cache"][k], np.float32))
+            for k in meta["cache_keys"]
+        }
         token, pieces = START_ID, []
         for i in range(meta["max_steps"]):
-            result = step({"token": np.array([token], np.int32), "index": np.array([i], np.int32), **state,
-                           **{k: memory[k] for k in meta["step_memory_keys"]}})
+            result = step(
+                {
+                    "token": np.array([token], np.int32),
+                    "index": np.array([i], np.int32),
+                    **state,
+                    **{k: memory[k] for k in meta["step_memory_keys"]},
+                }
+            )
             logits = np.asarray(result["logits"], np.float32).reshape(-1).copy()
             logits[[PAD_ID, START_ID]] = -np.inf  # as the in-graph decoder does
             token = int(np.argmax(logits))
@@ -148,8 +196,14 @@ def greedy_loop(encode, step, meta: dict, source_ids: np.ndarray, vocab: list[st
     return out
 
 
-def tflite_files_translate(encoder_path, step_path, source_ids: np.ndarray, vocab: list[str], max_steps: int,
-                           num_threads: int = 2) -> list[str]:
+def tflite_files_translate(
+    encoder_path,
+    step_path,
+    source_ids: np.ndarray,
+    vocab: list[str],
+    max_steps: int,
+    num_threads: int = 2,
+) -> list[str]:
     """Translate with the two .tflite files alone (`ksuite translate-tflite`); the loop's
     metadata is read from the step model's own inputs and outputs."""
     from keras_suite.tflite.runtime import LiteRTSignature
@@ -157,7 +211,12 @@ def tflite_files_translate(encoder_path, step_path, source_ids: np.ndarray, voca
     encode = LiteRTSignature(str(encoder_path), num_threads=num_threads)
     step = LiteRTSignature(str(step_path), num_threads=num_threads)
     cache_keys = sorted(k for k in step.outputs if k != "logits")
-    meta = {"max_steps": max_steps, "cache_keys": cache_keys,
-            "step_memory_keys": sorted(k for k in step.inputs if k not in ("token", "index", *cache_keys)),
-            "zero_cache": {k: [int(d) for d in step.inputs[k]["shape"]] for k in cache_keys}}
+    meta = {
+        "max_steps": max_steps,
+        "cache_keys": cache_keys,
+        "step_memory_keys": sorted(
+            k for k in step.inputs if k not in ("token", "index", *cache_keys)
+        ),
+        "zero_cache": {k: [int(d) for d in step.inputs[k]["shape"]] for k in cache_keys},
+    }
     return greedy_loop(encode, step, meta, source_ids, vocab)

@@ -5,6 +5,7 @@ Written from the definitions (Papineni et al. 2002 with mteval-v13a tokenisation
 ignored) so the app needs no metric library at run time; tests/test_translation_metrics.py
 checks both against sacrebleu on the same outputs.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,12 @@ _13A_RULES = [
 def tokenize_13a(line: str) -> list[str]:
     line = line.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
     if "&" in line:
-        line = (line.replace("&quot;", '"').replace("&amp;", "&")
-                .replace("&lt;", "<").replace("&gt;", ">"))
+        line = (
+            line.replace("&quot;", '"')
+            .replace("&amp;", "&")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+        )
     line = f" {line} "
     for pattern, repl in _13A_RULES:
         line = pattern.sub(repl, line)
@@ -33,7 +38,7 @@ def tokenize_13a(line: str) -> list[str]:
 
 
 def _ngrams(tokens, n: int) -> Counter:
-    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
 def corpus_bleu(hypotheses: list[str], references: list[str], max_order: int = 4) -> dict:
@@ -67,16 +72,23 @@ def corpus_bleu(hypotheses: list[str], references: list[str], max_order: int = 4
         bp = 1.0 if hyp_len >= ref_len else math.exp(1 - ref_len / hyp_len)
     logs = [math.log(p) if p > 0 else -9999999999 for p in precisions]
     score = bp * math.exp(sum(logs) / max_order) if any(correct) else 0.0
-    return {"bleu": score, "precisions": precisions, "brevity_penalty": bp,
-            "hyp_len": hyp_len, "ref_len": ref_len}
+    return {
+        "bleu": score,
+        "precisions": precisions,
+        "brevity_penalty": bp,
+        "hyp_len": hyp_len,
+        "ref_len": ref_len,
+    }
 
 
 def _char_ngrams(text: str, n: int) -> Counter:
     text = "".join(text.split())  # chrF ignores whitespace by default
-    return Counter(text[i:i + n] for i in range(len(text) - n + 1))
+    return Counter(text[i : i + n] for i in range(len(text) - n + 1))
 
 
-def corpus_chrf(hypotheses: list[str], references: list[str], char_order: int = 6, beta: float = 2.0) -> float:
+def corpus_chrf(
+    hypotheses: list[str], references: list[str], char_order: int = 6, beta: float = 2.0
+) -> float:
     """chrF (0-100): statistics summed over the corpus, then the F-beta of the precision
     and recall averaged over the n-gram orders that both sides have."""
     if len(hypotheses) != len(references):
@@ -100,7 +112,7 @@ def corpus_chrf(hypotheses: list[str], references: list[str], char_order: int = 
     if orders == 0:
         return 0.0
     precision, recall = precision / orders, recall / orders
-    b2 = beta ** 2
+    b2 = beta**2
     if precision + recall == 0:
         return 0.0
     return 100.0 * (1 + b2) * precision * recall / (b2 * precision + recall)
@@ -116,7 +128,11 @@ def exact_match(hypotheses: list[str], references: list[str]) -> float:
 
 def translation_metrics(hypotheses: list[str], references: list[str]) -> dict:
     bleu = corpus_bleu(hypotheses, references)
-    return {"bleu": bleu["bleu"], "chrf": corpus_chrf(hypotheses, references),
-            "exact_match": exact_match(hypotheses, references),
-            "bleu_precisions": bleu["precisions"], "brevity_penalty": bleu["brevity_penalty"],
-            "num_sentences": len(references)}
+    return {
+        "bleu": bleu["bleu"],
+        "chrf": corpus_chrf(hypotheses, references),
+        "exact_match": exact_match(hypotheses, references),
+        "bleu_precisions": bleu["precisions"],
+        "brevity_penalty": bleu["brevity_penalty"],
+        "num_sentences": len(references),
+    }

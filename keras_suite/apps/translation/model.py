@@ -21,6 +21,7 @@ and the TFLite targets are exactly `encode` and `decode_step` at batch 1.
   attention reads the decoder's current state and its context is combined with it
   (Luong et al. 2015's placement; the score function is what the option selects).
 """
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -34,16 +35,35 @@ import keras_hub  # noqa: E402
 def build_translator(mcfg, info: dict, unroll: bool = False):
     """unroll: RNN encoder without a while loop (TFLite: int8 calibration of a converted
     while loop crashes; fixed shapes make unrolling possible). Same weights."""
-    common_args = dict(source_vocab=info["source_vocab_size"], target_vocab=info["target_vocab_size"],
-                       max_source=info["max_source_tokens"], max_target=info["max_target_tokens"] + 1)
+    common_args = dict(
+        source_vocab=info["source_vocab_size"],
+        target_vocab=info["target_vocab_size"],
+        max_source=info["max_source_tokens"],
+        max_target=info["max_target_tokens"] + 1,
+    )
     if mcfg.arch == "transformer":
         model = TransformerTranslator(
-            **common_args, embed_dim=mcfg.embed_dim, num_heads=mcfg.num_heads, ff_dim=mcfg.ff_dim,
-            encoder_layers=mcfg.encoder_layers, decoder_layers=mcfg.decoder_layers, positions=mcfg.positions,
-            normalize_first=mcfg.normalize_first, tie_embeddings=mcfg.tie_embeddings, dropout=mcfg.dropout)
+            **common_args,
+            embed_dim=mcfg.embed_dim,
+            num_heads=mcfg.num_heads,
+            ff_dim=mcfg.ff_dim,
+            encoder_layers=mcfg.encoder_layers,
+            decoder_layers=mcfg.decoder_layers,
+            positions=mcfg.positions,
+            normalize_first=mcfg.normalize_first,
+            tie_embeddings=mcfg.tie_embeddings,
+            dropout=mcfg.dropout,
+        )
     else:
-        model = RNNTranslator(**common_args, embed_dim=mcfg.embed_dim, units=mcfg.rnn_units, cell=mcfg.cell,
-                              attention=mcfg.attention, dropout=mcfg.dropout, unroll=unroll)
+        model = RNNTranslator(
+            **common_args,
+            embed_dim=mcfg.embed_dim,
+            units=mcfg.rnn_units,
+            cell=mcfg.cell,
+            attention=mcfg.attention,
+            dropout=mcfg.dropout,
+            unroll=unroll,
+        )
     # build every weight now (the checkpoint restores into them, export traces them)
     source = tf.zeros([1, info["max_source_tokens"]], tf.int32)
     model({"source": source, "target_in": tf.zeros([1, 2], tf.int32)})
@@ -68,28 +88,67 @@ class _Positions(keras.layers.Layer):
 
 
 class TransformerTranslator(keras.Model):
-    def __init__(self, source_vocab, target_vocab, max_source, max_target, embed_dim=128, num_heads=4,
-                 ff_dim=256, encoder_layers=2, decoder_layers=2, positions="learned", normalize_first=False,
-                 tie_embeddings=False, dropout=0.1, **kwargs):
+    def __init__(
+        self,
+        source_vocab,
+        target_vocab,
+        max_source,
+        max_target,
+        embed_dim=128,
+        num_heads=4,
+        ff_dim=256,
+        encoder_layers=2,
+        decoder_layers=2,
+        positions="learned",
+        normalize_first=False,
+        tie_embeddings=False,
+        dropout=0.1,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.max_source, self.max_target = max_source, max_target
         self.num_heads, self.head_dim = num_heads, embed_dim // num_heads
         self.scale = float(embed_dim) ** 0.5
-        self.source_embedding = keras.layers.Embedding(source_vocab, embed_dim, name="source_embedding")
+        self.source_embedding = keras.layers.Embedding(
+            source_vocab, embed_dim, name="source_embedding"
+        )
         self.target_embedding = keras_hub.layers.ReversibleEmbedding(
-            target_vocab, embed_dim, tie_weights=tie_embeddings, name="target_embedding")
-        self.source_positions = _Positions(positions, max_source, embed_dim, name="source_positions")
-        self.target_positions = _Positions(positions, max_target, embed_dim, name="target_positions")
+            target_vocab, embed_dim, tie_weights=tie_embeddings, name="target_embedding"
+        )
+        self.source_positions = _Positions(
+            positions, max_source, embed_dim, name="source_positions"
+        )
+        self.target_positions = _Positions(
+            positions, max_target, embed_dim, name="target_positions"
+        )
         self.embedding_dropout = keras.layers.Dropout(dropout)
-        self.encoder_layers = [keras_hub.layers.TransformerEncoder(
-            ff_dim, num_heads, dropout=dropout, normalize_first=normalize_first, name=f"encoder_{i}")
-            for i in range(encoder_layers)]
-        self.decoder_layers = [keras_hub.layers.TransformerDecoder(
-            ff_dim, num_heads, dropout=dropout, normalize_first=normalize_first, name=f"decoder_{i}")
-            for i in range(decoder_layers)]
+        self.encoder_layers = [
+            keras_hub.layers.TransformerEncoder(
+                ff_dim,
+                num_heads,
+                dropout=dropout,
+                normalize_first=normalize_first,
+                name=f"encoder_{i}",
+            )
+            for i in range(encoder_layers)
+        ]
+        self.decoder_layers = [
+            keras_hub.layers.TransformerDecoder(
+                ff_dim,
+                num_heads,
+                dropout=dropout,
+                normalize_first=normalize_first,
+                name=f"decoder_{i}",
+            )
+            for i in range(decoder_layers)
+        ]
         # pre-norm stacks end with a norm (the residual stream is otherwise unnormalised)
-        self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-5) if normalize_first else None
-        self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-5) if normalize_first else None
+        self.encoder_norm = (
+            keras.layers.LayerNormalization(epsilon=1e-5) if normalize_first else None
+        )
+        self.decoder_norm = (
+            keras.layers.LayerNormalization(epsilon=1e-5) if normalize_first else None
+        )
         self.tie_embeddings = tie_embeddings
 
     # -- pieces ---------------------------------------------------------------------------
@@ -116,7 +175,9 @@ class TransformerTranslator(keras.Model):
         encoded, mask = self.encode_sequence(inputs["source"], training)
         x = self._embed_target(inputs["target_in"], training=training)
         for layer in self.decoder_layers:
-            x = layer(x, encoded, encoder_padding_mask=mask, use_causal_mask=True, training=training)
+            x = layer(
+                x, encoded, encoder_padding_mask=mask, use_causal_mask=True, training=training
+            )
         return self._logits(x)
 
     def attention_weights(self, source, target_in):
@@ -138,8 +199,12 @@ class TransformerTranslator(keras.Model):
         if not last.normalize_first:
             h = last._self_attention_layer_norm(h)
         query = last._cross_attention_layer_norm(h) if last.normalize_first else h
-        out, scores = last._cross_attention_layer(query=query, value=encoded, attention_mask=mask[:, None, :],
-                                                 return_attention_scores=True)
+        out, scores = last._cross_attention_layer(
+            query=query,
+            value=encoded,
+            attention_mask=mask[:, None, :],
+            return_attention_scores=True,
+        )
         return tf.reduce_mean(tf.cast(scores, tf.float32), axis=1), (out, h)
 
     # -- cached decoding ------------------------------------------------------------------
@@ -160,15 +225,22 @@ class TransformerTranslator(keras.Model):
             # update index 0 makes the layer fill its cross cache from `encoded`; the
             # output for the dummy query is discarded
             _, _, memory[f"cross_cache_{i}"] = layer(
-                probe, encoded, encoder_padding_mask=mask, self_attention_cache=empty_self,
-                self_attention_cache_update_index=0, cross_attention_cache=empty_cross,
-                cross_attention_cache_update_index=0)
+                probe,
+                encoded,
+                encoder_padding_mask=mask,
+                self_attention_cache=empty_self,
+                self_attention_cache_update_index=0,
+                cross_attention_cache=empty_cross,
+                cross_attention_cache_update_index=0,
+            )
         return memory
 
     def initial_cache(self, memory):
         cross = memory["cross_cache_0"]
-        return {f"self_cache_{i}": self._zeros_cache(tf.shape(cross)[0], self.max_target, cross.dtype)
-                for i in range(len(self.decoder_layers))}
+        return {
+            f"self_cache_{i}": self._zeros_cache(tf.shape(cross)[0], self.max_target, cross.dtype)
+            for i in range(len(self.decoder_layers))
+        }
 
     def decode_step(self, token, index, cache, memory):
         """Logits of the token after `token`, which sits at position `index`."""
@@ -180,9 +252,15 @@ class TransformerTranslator(keras.Model):
         updated = {}
         for i, layer in enumerate(self.decoder_layers):
             x, updated[f"self_cache_{i}"], _ = layer(
-                x, stand_in, encoder_padding_mask=mask, use_causal_mask=True,
-                self_attention_cache=cache[f"self_cache_{i}"], self_attention_cache_update_index=index,
-                cross_attention_cache=memory[f"cross_cache_{i}"], cross_attention_cache_update_index=None)
+                x,
+                stand_in,
+                encoder_padding_mask=mask,
+                use_causal_mask=True,
+                self_attention_cache=cache[f"self_cache_{i}"],
+                self_attention_cache_update_index=index,
+                cross_attention_cache=memory[f"cross_cache_{i}"],
+                cross_attention_cache_update_index=None,
+            )
         return self._logits(x)[:, 0], updated
 
     def step_memory_keys(self):
@@ -218,25 +296,45 @@ class _Attention(keras.layers.Layer):
 
 
 class RNNTranslator(keras.Model):
-    def __init__(self, source_vocab, target_vocab, max_source, max_target, embed_dim=128, units=256, cell="gru",
-                 attention="bahdanau", dropout=0.1, unroll=False, **kwargs):
+    def __init__(
+        self,
+        source_vocab,
+        target_vocab,
+        max_source,
+        max_target,
+        embed_dim=128,
+        units=256,
+        cell="gru",
+        attention="bahdanau",
+        dropout=0.1,
+        unroll=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.max_source, self.max_target = max_source, max_target
         self.cell_type, self.units = cell, units
         rnn = keras.layers.GRU if cell == "gru" else keras.layers.LSTM
-        self.source_embedding = keras.layers.Embedding(source_vocab, embed_dim, name="source_embedding")
-        self.target_embedding = keras.layers.Embedding(target_vocab, embed_dim, name="target_embedding")
+        self.source_embedding = keras.layers.Embedding(
+            source_vocab, embed_dim, name="source_embedding"
+        )
+        self.target_embedding = keras.layers.Embedding(
+            target_vocab, embed_dim, name="target_embedding"
+        )
         # bidirectional by hand: the backward RNN reads each sentence reversed within its
         # own length (tf.reverse_sequence), so padding never sits between it and the
         # words. (Keras's Bidirectional with a mask and unroll=True, which the TFLite
         # export needs, gave wrong backward outputs here.)
-        self.encoder_forward = rnn(units, return_sequences=True, return_state=True, unroll=unroll,
-                                   name="encoder_forward")
-        self.encoder_backward = rnn(units, return_sequences=True, return_state=True, unroll=unroll,
-                                    name="encoder_backward")
+        self.encoder_forward = rnn(
+            units, return_sequences=True, return_state=True, unroll=unroll, name="encoder_forward"
+        )
+        self.encoder_backward = rnn(
+            units, return_sequences=True, return_state=True, unroll=unroll, name="encoder_backward"
+        )
         dec_units = 2 * units
-        self.bridge = [keras.layers.Dense(dec_units, activation="tanh", name=f"bridge_{i}")
-                       for i in range(1 if cell == "gru" else 2)]
+        self.bridge = [
+            keras.layers.Dense(dec_units, activation="tanh", name=f"bridge_{i}")
+            for i in range(1 if cell == "gru" else 2)
+        ]
         self.decoder = rnn(dec_units, return_sequences=True, return_state=True, name="decoder")
         self.attention = _Attention(attention, dec_units, name="attention")
         self.combine = keras.layers.Dense(dec_units, activation="tanh", name="combine")
@@ -256,18 +354,28 @@ class RNNTranslator(keras.Model):
         if self.cell_type == "gru":  # [fwd_h, bwd_h]
             states = [self.bridge[0](tf.concat(finals, -1))]
         else:  # [fwd_h, fwd_c, bwd_h, bwd_c]
-            states = [self.bridge[0](tf.concat([finals[0], finals[2]], -1)),
-                      self.bridge[1](tf.concat([finals[1], finals[3]], -1))]
+            states = [
+                self.bridge[0](tf.concat([finals[0], finals[2]], -1)),
+                self.bridge[1](tf.concat([finals[1], finals[3]], -1)),
+            ]
         return encoded, mask, states
 
     def _output(self, hidden, memory, training=False):
-        context, weights = self.attention(hidden, memory["keys"], memory["encoded"], memory["source_mask"] > 0)
+        context, weights = self.attention(
+            hidden, memory["keys"], memory["encoded"], memory["source_mask"] > 0
+        )
         combined = self.combine(tf.concat([hidden, context], -1))
-        return tf.cast(self.output_dense(self.dropout(combined, training=training)), tf.float32), weights
+        return tf.cast(
+            self.output_dense(self.dropout(combined, training=training)), tf.float32
+        ), weights
 
     def call(self, inputs, training=False, return_attention=False):
         encoded, mask, states = self._encode(inputs["source"], training)
-        memory = {"encoded": encoded, "keys": self.attention.keys(encoded), "source_mask": tf.cast(mask, tf.int32)}
+        memory = {
+            "encoded": encoded,
+            "keys": self.attention.keys(encoded),
+            "source_mask": tf.cast(mask, tf.int32),
+        }
         x = self.dropout(self.target_embedding(inputs["target_in"]), training=training)
         hidden = self.decoder(x, initial_state=states, training=training)[0]
         logits, weights = self._output(hidden, memory, training)
@@ -279,7 +387,11 @@ class RNNTranslator(keras.Model):
 
     def encode(self, source):
         encoded, mask, states = self._encode(source)
-        memory = {"encoded": encoded, "keys": self.attention.keys(encoded), "source_mask": tf.cast(mask, tf.int32)}
+        memory = {
+            "encoded": encoded,
+            "keys": self.attention.keys(encoded),
+            "source_mask": tf.cast(mask, tf.int32),
+        }
         memory.update({f"state_{i}": s for i, s in enumerate(states)})
         return memory
 

@@ -7,15 +7,20 @@ before "mille"), drops "un" before "cent" and "mille"; the English side varies
 ("three hundred and five" or "three hundred five"). Held-out (val/test) numbers are
 >= 100 and never occur in training; 0-99, the task's vocabulary, are all trained on.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-_EN_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-             "fourteen fifteen sixteen seventeen eighteen nineteen").split()
+_EN_UNITS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+    "fourteen fifteen sixteen seventeen eighteen nineteen"
+).split()
 _EN_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_FR_UNITS = ("zéro un deux trois quatre cinq six sept huit neuf dix onze douze treize "
-             "quatorze quinze seize dix-sept dix-huit dix-neuf").split()
+_FR_UNITS = (
+    "zéro un deux trois quatre cinq six sept huit neuf dix onze douze treize "
+    "quatorze quinze seize dix-sept dix-huit dix-neuf"
+).split()
 _FR_TENS = "_ _ vingt trente quarante cinquante soixante".split()
 
 
@@ -77,8 +82,9 @@ def french(n: int) -> str:
     return head if rest == 0 else f"{head} {below_1000(rest, True)}"
 
 
-def number_pairs(count: int, seed: int, min_value: int = 0,
-                 max_value: int = 999_999) -> tuple[list[int], list[tuple[str, str]]]:
+def number_pairs(
+    count: int, seed: int, min_value: int = 0, max_value: int = 999_999
+) -> tuple[list[int], list[tuple[str, str]]]:
     """`count` distinct numbers in [min_value, max_value] (magnitudes drawn evenly: as many
     3-digit as 6-digit ones where there are enough) and their (English, French) pairs, in
     a seeded order."""
@@ -89,7 +95,7 @@ def number_pairs(count: int, seed: int, min_value: int = 0,
     limit = min(count, max_value - min_value + 1)
     while len(out) < limit:
         d = int(rng.integers(first, last + 1))
-        low, high = max(0 if d == 1 else 10 ** (d - 1), min_value), min(10 ** d - 1, max_value)
+        low, high = max(0 if d == 1 else 10 ** (d - 1), min_value), min(10**d - 1, max_value)
         n = int(rng.integers(low, high + 1))
         if n not in chosen:
             chosen.add(n)

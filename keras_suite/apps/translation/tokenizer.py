@@ -8,6 +8,7 @@ line number = id) kept as a run artifact; `SubwordTokenizer` reads it through lo
 tables initialised from that file, so a SavedModel that tracks the tokenizer carries the
 file in its assets/ folder and TF Serving (which links TF Text's ops) runs it.
 """
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -30,10 +31,14 @@ def learn_vocabulary(sentences: list[str], size: int, lowercase: bool) -> list[s
     """A WordPiece vocabulary of at most `size` pieces (reserved tokens first)."""
     import keras_hub
 
-    words = tf.data.Dataset.from_tensor_slices(sentences).batch(1024).map(
-        lambda s: tf.strings.split(normalize(s, lowercase)))
+    words = (
+        tf.data.Dataset.from_tensor_slices(sentences)
+        .batch(1024)
+        .map(lambda s: tf.strings.split(normalize(s, lowercase)))
+    )
     return keras_hub.tokenizers.compute_word_piece_vocabulary(
-        words, size, lowercase=False, strip_accents=False, split=False, reserved_tokens=RESERVED)
+        words, size, lowercase=False, strip_accents=False, split=False, reserved_tokens=RESERVED
+    )
 
 
 class SubwordTokenizer(tf.Module):
@@ -44,16 +49,28 @@ class SubwordTokenizer(tf.Module):
         self.lowercase = lowercase
         self.vocab_file = tf.saved_model.Asset(str(vocab_path))
         ids = tf.lookup.TextFileInitializer(
-            self.vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-            tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER)
+            self.vocab_file,
+            tf.string,
+            tf.lookup.TextFileIndex.WHOLE_LINE,
+            tf.int64,
+            tf.lookup.TextFileIndex.LINE_NUMBER,
+        )
         self.piece_to_id = tf.lookup.StaticHashTable(ids, default_value=UNK_ID)
         pieces = tf.lookup.TextFileInitializer(
-            self.vocab_file, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE)
+            self.vocab_file,
+            tf.int64,
+            tf.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string,
+            tf.lookup.TextFileIndex.WHOLE_LINE,
+        )
         self.id_to_piece = tf.lookup.StaticHashTable(pieces, default_value=UNK)
         self.wordpiece = tf_text.WordpieceTokenizer(
-            self.piece_to_id, suffix_indicator="##", max_bytes_per_word=100,
-            token_out_type=tf.int64, unknown_token=UNK)
+            self.piece_to_id,
+            suffix_indicator="##",
+            max_bytes_per_word=100,
+            token_out_type=tf.int64,
+            unknown_token=UNK,
+        )
 
     def tokenize(self, sentences):
         """Ragged int32 ids [N, (pieces)], no START/END."""

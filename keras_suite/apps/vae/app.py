@@ -1,4 +1,5 @@
 """Variational autoencoder (and plain/denoising autoencoders): the app contract."""
+
 from __future__ import annotations
 
 import io
@@ -17,7 +18,13 @@ from keras_suite.common.app import App, TFLiteTarget
 from keras_suite.common.errors import UserError
 from keras_suite.common.images import decode_resize, is_readable_image
 from keras_suite.common.runlog import log
-from keras_suite.common.training import TrainState, apply_gradients, global_sum, make_optimizer, replica_mean
+from keras_suite.common.training import (
+    TrainState,
+    apply_gradients,
+    global_sum,
+    make_optimizer,
+    replica_mean,
+)
 
 tf = common.quiet_import_tensorflow()
 
@@ -27,7 +34,9 @@ def forward_terms(state, x, step, training: bool):
     cfg = step.cfg.model
     x_in = x
     if cfg.kind == "dae" and training:  # corrupt the input, score the clean image
-        noise = tf.random.stateless_normal(tf.shape(x), seed=step.seed(1)) * (cfg.denoise_std * 255.0)
+        noise = tf.random.stateless_normal(tf.shape(x), seed=step.seed(1)) * (
+            cfg.denoise_std * 255.0
+        )
         x_in = tf.clip_by_value(x + noise, 0.0, 255.0)
     mean, logvar = state.models["encoder"](x_in, training=training)
     mean, logvar = tf.cast(mean, tf.float32), tf.cast(logvar, tf.float32)
@@ -44,8 +53,10 @@ def forward_terms(state, x, step, training: bool):
 
 class VAEApp(App):
     name = "vae"
-    description = ("Convolutional VAE (Bernoulli / discretised logistic / Gaussian decoders), "
-                   "plain and denoising autoencoders, VQ-VAE")
+    description = (
+        "Convolutional VAE (Bernoulli / discretised logistic / Gaussian decoders), "
+        "plain and denoising autoencoders, VQ-VAE"
+    )
     presets = cfg_lib.PRESETS
     predict_inputs = "image files (JPEG/PNG/BMP/GIF) to reconstruct"
 
@@ -57,13 +68,21 @@ class VAEApp(App):
         if cfg.model.kind == "vqvae":
             models = vq.build_models(cfg.model, size, channels)
         else:
-            models = {"encoder": build_encoder(cfg.model, size, channels),
-                      "decoder": build_decoder(cfg.model, size, channels, cfg.model.likelihood)}
+            models = {
+                "encoder": build_encoder(cfg.model, size, channels),
+                "decoder": build_decoder(cfg.model, size, channels, cfg.model.likelihood),
+            }
         steps = cfg.train.epochs * (info["num_train"] // cfg.train.batch_size)
         if cfg.train.steps_per_epoch:
-            steps = cfg.train.epochs * min(cfg.train.steps_per_epoch, info["num_train"] // cfg.train.batch_size)
-        return TrainState(models=models, optimizers={"model": make_optimizer(cfg.train, steps)},
-                          optimizer_models={"model": tuple(models)}, exported=tuple(models))
+            steps = cfg.train.epochs * min(
+                cfg.train.steps_per_epoch, info["num_train"] // cfg.train.batch_size
+            )
+        return TrainState(
+            models=models,
+            optimizers={"model": make_optimizer(cfg.train, steps)},
+            optimizer_models={"model": tuple(models)},
+            exported=tuple(models),
+        )
 
     # ---- steps (per replica) --------------------------------------------------------------
     def train_step(self, state, batch, step):
@@ -83,16 +102,21 @@ class VAEApp(App):
                     # Free bits (Kingma et al. 2016): a dim whose KL, averaged over the GLOBAL
                     # batch, is under the allowance costs the allowance and gets no gradient.
                     batch_kl = tf.stop_gradient(global_sum(tf.reduce_sum(kl_per_dim, 0)) / gb)
-                    kl_term = tf.reduce_sum(tf.where(batch_kl[None] > cfg.free_bits, kl_per_dim,
-                                                     cfg.free_bits), -1)
+                    kl_term = tf.reduce_sum(
+                        tf.where(batch_kl[None] > cfg.free_bits, kl_per_dim, cfg.free_bits), -1
+                    )
                 objective = recon + weight * kl_term
             loss = replica_mean(objective, gb)
         apply_gradients(tape, loss, variables, state.optimizers["model"], step.cfg.train.clip_norm)
         out = {"loss": loss, "recon": replica_mean(recon, gb)}
         if cfg.kind == "vae":
             neg_elbo = replica_mean(recon + kl, gb)
-            out.update(kl=replica_mean(kl, gb), neg_elbo=neg_elbo, bits_per_dim=losses.bits_per_dim(neg_elbo, dims),
-                       kl_weight=replica_mean(tf.fill(tf.shape(recon), weight), gb))
+            out.update(
+                kl=replica_mean(kl, gb),
+                neg_elbo=neg_elbo,
+                bits_per_dim=losses.bits_per_dim(neg_elbo, dims),
+                kl_weight=replica_mean(tf.fill(tf.shape(recon), weight), gb),
+            )
         return out
 
     def _vq_train_step(self, state, batch, step, variables, dims):
@@ -102,17 +126,26 @@ class VAEApp(App):
             loss = replica_mean(recon + codebook_loss + cfg.commitment * commitment, gb)
         apply_gradients(tape, loss, variables, state.optimizers["model"], step.cfg.train.clip_norm)
         neg_elbo = replica_mean(recon, gb) + replica_mean(
-            tf.fill(tf.shape(recon), vq.prior_nats(cfg, batch.shape[1])), gb)
-        return {"loss": loss, "recon": replica_mean(recon, gb), "neg_elbo": neg_elbo,
-                "bits_per_dim": losses.bits_per_dim(neg_elbo, dims),
-                "codebook_loss": replica_mean(codebook_loss, gb), "commitment": replica_mean(commitment, gb)}
+            tf.fill(tf.shape(recon), vq.prior_nats(cfg, batch.shape[1])), gb
+        )
+        return {
+            "loss": loss,
+            "recon": replica_mean(recon, gb),
+            "neg_elbo": neg_elbo,
+            "bits_per_dim": losses.bits_per_dim(neg_elbo, dims),
+            "codebook_loss": replica_mean(codebook_loss, gb),
+            "commitment": replica_mean(commitment, gb),
+        }
 
     def test_step(self, state, batch, step):
         if step.cfg.model.kind == "vqvae":
             recon = vq.forward_terms(state, batch, step.cfg.model, training=False)[0]
             prior = vq.prior_nats(step.cfg.model, batch.shape[1])
-            return {"recon": tf.reduce_sum(recon), "neg_elbo": tf.reduce_sum(recon + prior),
-                    "count": tf.cast(tf.shape(recon)[0], tf.float32)}
+            return {
+                "recon": tf.reduce_sum(recon),
+                "neg_elbo": tf.reduce_sum(recon + prior),
+                "count": tf.cast(tf.shape(recon)[0], tf.float32),
+            }
         recon, kl_per_dim = forward_terms(state, batch, step, training=False)
         kl = tf.reduce_sum(kl_per_dim, -1)
         out = {"recon": tf.reduce_sum(recon), "count": tf.cast(tf.shape(recon)[0], tf.float32)}
@@ -127,20 +160,33 @@ class VAEApp(App):
             images = split_images(data)
             metrics = vq.metrics(model, images, cfg)
             written = vq.plots(model, images, cfg, run_dir)
-            log.info("test: %s; plots %s", ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
-                                                     if isinstance(v, float)), ", ".join(p.name for p in written))
+            log.info(
+                "test: %s; plots %s",
+                ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
+                ", ".join(p.name for p in written),
+            )
             return metrics
-        model = eval_lib.Model(state.models["encoder"], state.models["decoder"], cfg.model.likelihood)
+        model = eval_lib.Model(
+            state.models["encoder"], state.models["decoder"], cfg.model.likelihood
+        )
         images = split_images(data)
         metrics, scores = eval_lib.metrics(model, images, cfg)
-        if cfg.model.kind == "dae":  # the denoising task itself: noisy test image in, clean one scored
+        if (
+            cfg.model.kind == "dae"
+        ):  # the denoising task itself: noisy test image in, clean one scored
             rng = np.random.default_rng(cfg.eval.seed)
-            noisy = np.clip(images + rng.normal(0, cfg.model.denoise_std * 255, images.shape), 0, 255)
-            metrics["denoise_mse"] = float(np.mean(np.square((model.reconstruct(noisy.astype(np.float32))
-                                                              - images) / 255.0)))
+            noisy = np.clip(
+                images + rng.normal(0, cfg.model.denoise_std * 255, images.shape), 0, 255
+            )
+            metrics["denoise_mse"] = float(
+                np.mean(np.square((model.reconstruct(noisy.astype(np.float32)) - images) / 255.0))
+            )
         written = eval_lib.plots(model, images, scores["mean"], cfg, run_dir)
-        log.info("test: %s; plots %s", ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
-                                                 if isinstance(v, float)), ", ".join(p.name for p in written))
+        log.info(
+            "test: %s; plots %s",
+            ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
+            ", ".join(p.name for p in written),
+        )
         return metrics
 
     # ---- serving --------------------------------------------------------------------------------
@@ -151,12 +197,17 @@ class VAEApp(App):
 
     def sample_requests(self, data, info, cfg):
         images = split_images(data, 2)
-        return {"serving_default": [{"images": images}], "reconstruct": [{"images": images}],
-                "encode": [{"images": images}],
-                "decode": [{"latents": np.zeros((2, info["latent_dim"]), np.float32)}
-                           if info["kind"] != "vqvae" else
-                           {"codes": np.zeros((2, info["latent_grid"], info["latent_grid"]), np.int32)}],
-                "sample": [{"seed": np.array(0, np.int64), "n": np.array(2, np.int32)}]}
+        return {
+            "serving_default": [{"images": images}],
+            "reconstruct": [{"images": images}],
+            "encode": [{"images": images}],
+            "decode": [
+                {"latents": np.zeros((2, info["latent_dim"]), np.float32)}
+                if info["kind"] != "vqvae"
+                else {"codes": np.zeros((2, info["latent_grid"], info["latent_grid"]), np.int32)}
+            ],
+            "sample": [{"seed": np.array(0, np.int64), "n": np.array(2, np.int32)}],
+        }
 
     def predict_request(self, paths, info, cfg):
         return "reconstruct", {"images": read_images(paths, info)}
@@ -167,8 +218,13 @@ class VAEApp(App):
         written = []
         for path, x, y in zip(paths, inputs, np.asarray(outputs["images"], np.float32)):
             target = Path(out_dir) / f"{Path(path).stem}_reconstruction.png"
-            written.append(str(render.save_png(render.tile(np.stack([x, y]), 2),
-                                               target, max(1, 128 // info["image_size"]))))
+            written.append(
+                str(
+                    render.save_png(
+                        render.tile(np.stack([x, y]), 2), target, max(1, 128 // info["image_size"])
+                    )
+                )
+            )
         return written
 
     def predict_examples(self, data, info, cfg, out_dir):
@@ -189,15 +245,23 @@ class VAEApp(App):
             archives = vq.tflite_archives(state.models, info)
         else:
             model = eval_lib.Model(encoder, decoder, cfg.model.likelihood)
-            archives = {"encoder": export_lib.encoder_tflite_archive(encoder, info),
-                        "decoder": export_lib.decoder_tflite_archive(decoder, info)}
+            archives = {
+                "encoder": export_lib.encoder_tflite_archive(encoder, info),
+                "decoder": export_lib.decoder_tflite_archive(decoder, info),
+            }
         targets = []
         for half, archive in archives.items():
             path = str(Path(workdir) / f"vae_{half}")
             archive.write_out(path, verbose=False)
-            targets.append(TFLiteTarget(name=half, saved_model_dir=path, signature="serving_default",
-                                        representative_data=_calibration(half, model, data, cfg),
-                                        extras={"half": half, "model": model}))
+            targets.append(
+                TFLiteTarget(
+                    name=half,
+                    saved_model_dir=path,
+                    signature="serving_default",
+                    representative_data=_calibration(half, model, data, cfg),
+                    extras={"half": half, "model": model},
+                )
+            )
         # tflite_evaluate may be handed the target's name only; the same extras by name:
         return targets
 
@@ -215,7 +279,11 @@ class VAEApp(App):
         images = split_images(data, cfg.eval.tflite_examples)
         if cfg.model.kind == "vqvae":
             return vq.tflite_evaluate(run_signature, images, model, half, cfg)
-        eps = np.random.default_rng(cfg.eval.seed).standard_normal((len(images), model.latent_dim)).astype(np.float32)
+        eps = (
+            np.random.default_rng(cfg.eval.seed)
+            .standard_normal((len(images), model.latent_dim))
+            .astype(np.float32)
+        )
         recon, kl, max_diff = [], [], 0.0
         for x, e in zip(images, eps):
             x = x[None]
@@ -223,27 +291,48 @@ class VAEApp(App):
             reference = model.images(keras_mean)
             if half == "encoder":
                 out = run_signature({"images": x})
-                mean, logvar = np.asarray(out["mean"], np.float32), np.asarray(out["log_variance"], np.float32)
+                mean, logvar = (
+                    np.asarray(out["mean"], np.float32),
+                    np.asarray(out["log_variance"], np.float32),
+                )
                 z = mean + np.exp(0.5 * logvar) * e
                 params = model.decode(tf.constant(z))
                 shown = model.images(mean)
             else:
                 mean, logvar = keras_mean, keras_logvar
                 z = mean + np.exp(0.5 * logvar) * e
-                params = export_lib.params_from_outputs(run_signature({"latents": z.astype(np.float32)}), likelihood)
+                params = export_lib.params_from_outputs(
+                    run_signature({"latents": z.astype(np.float32)}), likelihood
+                )
                 shown = np.asarray(run_signature({"latents": mean})["images"], np.float32)
-            recon.append(-float(losses.log_likelihood(tf.constant(x), [tf.constant(np.asarray(p, np.float32))
-                                                                      for p in params], likelihood)[0]))
+            recon.append(
+                -float(
+                    losses.log_likelihood(
+                        tf.constant(x),
+                        [tf.constant(np.asarray(p, np.float32)) for p in params],
+                        likelihood,
+                    )[0]
+                )
+            )
             kl.append(float(losses.gaussian_kl(mean, logvar)[0]))
             max_diff = max(max_diff, float(np.abs(shown - reference).max()))
         dims = int(np.prod(images.shape[1:]))
         recon_mean = float(np.mean(recon))
         if cfg.model.kind != "vae":  # no ELBO for a deterministic autoencoder
-            return {"recon_nll": recon_mean, "max_pixel_diff": max_diff, "num_examples": len(images)}
+            return {
+                "recon_nll": recon_mean,
+                "max_pixel_diff": max_diff,
+                "num_examples": len(images),
+            }
         neg_elbo = recon_mean + float(np.mean(kl))
-        return {"neg_elbo": neg_elbo, "bits_per_dim": float(losses.bits_per_dim(neg_elbo, dims)),
-                "recon": recon_mean, "kl": float(np.mean(kl)), "max_pixel_diff": max_diff,
-                "num_examples": len(images)}
+        return {
+            "neg_elbo": neg_elbo,
+            "bits_per_dim": float(losses.bits_per_dim(neg_elbo, dims)),
+            "recon": recon_mean,
+            "kl": float(np.mean(kl)),
+            "max_pixel_diff": max_diff,
+            "num_examples": len(images),
+        }
 
 
 def _calibration(half: str, model, data, cfg):
@@ -263,7 +352,11 @@ def _calibration(half: str, model, data, cfg):
                 yield {"latents": model.quantize(tf.constant(x))[1].numpy()}
             else:  # what the decoder sees: posterior samples of real images
                 mean, logvar = (v.numpy() for v in model.encode(tf.constant(x)))
-                yield {"latents": (mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)).astype(np.float32)}
+                yield {
+                    "latents": (
+                        mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)
+                    ).astype(np.float32)
+                }
 
     return representative_data
 
@@ -275,7 +368,9 @@ def read_images(paths, info) -> np.ndarray:
     for path in paths:
         data = Path(path).read_bytes()
         if not is_readable_image(data):
-            raise UserError(f"{path} is not a readable image (JPEG/PNG/BMP/GIF); remove it or convert it")
+            raise UserError(
+                f"{path} is not a readable image (JPEG/PNG/BMP/GIF); remove it or convert it"
+            )
         rgb = decode_resize(tf.constant(data), size)
         out.append(to_model_pixels(rgb, info["channels"], info["binarize"]).numpy())
     return np.stack(out).astype(np.float32)

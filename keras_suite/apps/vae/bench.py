@@ -16,6 +16,7 @@
 
 Both write JSON (default bench-results/vae*.json) and print the numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,17 @@ def ours(work: Path, overrides: list[str], epochs: int, steps: int, tag: str) ->
     from keras_suite.common.runlog import read_jsonl
 
     run_dir = work / f"ours-{tag}"
-    train_run("vae", "default", overrides=overrides + [f"train.epochs={epochs}", f"train.steps_per_epoch={steps}"],
-              strategy_name="default", run_dir=run_dir, evaluate=False)
-    records = [r for r in read_jsonl(run_dir / "logs" / "metrics.jsonl") if r.get("kind") == "epoch"]
+    train_run(
+        "vae",
+        "default",
+        overrides=overrides + [f"train.epochs={epochs}", f"train.steps_per_epoch={steps}"],
+        strategy_name="default",
+        run_dir=run_dir,
+        evaluate=False,
+    )
+    records = [
+        r for r in read_jsonl(run_dir / "logs" / "metrics.jsonl") if r.get("kind") == "epoch"
+    ]
     later = records[1:] or records
     return float(np.mean([r["examples_per_sec"] for r in later]))
 
@@ -67,7 +76,9 @@ class KerasIOVAE(keras.Model):
             epsilon = keras.random.normal(keras.ops.shape(z_mean), seed=self.seed_generator)
             z = z_mean + keras.ops.exp(0.5 * z_log_var) * epsilon
             params = decode_params(self.decoder, z, training=True)
-            reconstruction_loss = keras.ops.mean(-losses.log_likelihood(data, params, self.likelihood))
+            reconstruction_loss = keras.ops.mean(
+                -losses.log_likelihood(data, params, self.likelihood)
+            )
             kl_loss = -0.5 * (1 + z_log_var - keras.ops.square(z_mean) - keras.ops.exp(z_log_var))
             kl_loss = keras.ops.mean(keras.ops.sum(kl_loss, axis=1))
             total_loss = reconstruction_loss + kl_loss
@@ -89,69 +100,127 @@ def kerasio_fit(overrides: list[str], epochs: int, steps: int) -> float:
     cfg = config_lib.resolve(APP.presets, "default", None, overrides)
     data = APP.datasets(cfg, None)
     size, channels = data.info["image_size"], data.info["channels"]
-    vae = KerasIOVAE(build_encoder(cfg.model, size, channels),
-                     build_decoder(cfg.model, size, channels, cfg.model.likelihood), cfg.model.likelihood)
+    vae = KerasIOVAE(
+        build_encoder(cfg.model, size, channels),
+        build_decoder(cfg.model, size, channels, cfg.model.likelihood),
+        cfg.model.likelihood,
+    )
     vae.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate))
     timer = EpochTimer()
 
-    vae.fit(data.train_epoch(0).repeat(), epochs=epochs, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+    vae.fit(
+        data.train_epoch(0).repeat(),
+        epochs=epochs,
+        steps_per_epoch=steps,
+        callbacks=[timer],
+        verbose=0,
+    )
     later = timer.seconds[1:] or timer.seconds
     return float(steps * cfg.train.batch_size / np.mean(later))
 
 
 def speed(argv) -> int:
-    p = argparse.ArgumentParser(prog="ksuite bench vae", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=3, help="epochs per variant and round (the first is warm-up)")
+    p = argparse.ArgumentParser(
+        prog="ksuite bench vae",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--epochs", type=int, default=3, help="epochs per variant and round (the first is warm-up)"
+    )
     p.add_argument("--steps", type=int, default=40, help="steps per epoch")
     p.add_argument("--rounds", type=int, default=2, help="alternations of the two variants")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for both sides (e.g. model.likelihood=gaussian)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for both sides (e.g. model.likelihood=gaussian)",
+    )
     p.add_argument("--out", default="bench-results/vae.json", help="JSON output path")
     args = p.parse_args(argv)
     # no KL warm-up or cosine schedule: both sides do exactly the same arithmetic per step
-    overrides = ["data.num_train=4000", "model.kl_warmup_steps=0", "train.lr_schedule=constant"] + args.set
+    overrides = [
+        "data.num_train=4000",
+        "model.kl_warmup_steps=0",
+        "train.lr_schedule=constant",
+    ] + args.set
     results: dict = {"ours": [], "kerasio_fit": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             results["ours"].append(ours(Path(tmp), overrides, args.epochs, args.steps, str(r)))
             results["kerasio_fit"].append(kerasio_fit(overrides, args.epochs, args.steps))
     med = {k: float(np.median(v)) for k, v in results.items()}
-    report = {"images_per_sec": med, "per_round": results,
-              "ratio_ours_vs_kerasio": med["ours"] / med["kerasio_fit"],
-              "config": {**vars(args), "overrides": overrides},
-              "tensorflow": tf.__version__, "keras": keras.__version__}
+    report = {
+        "images_per_sec": med,
+        "per_round": results,
+        "ratio_ours_vs_kerasio": med["ours"] / med["kerasio_fit"],
+        "config": {**vars(args), "overrides": overrides},
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
     for name, value in med.items():
-        print(f"{name:12s} {value:8.1f} images/s   (rounds: {', '.join(f'{v:.1f}' for v in results[name])})")
+        print(
+            f"{name:12s} {value:8.1f} images/s   (rounds: {', '.join(f'{v:.1f}' for v in results[name])})"
+        )
     print(f"ours / keras-io fit: {report['ratio_ours_vs_kerasio']:.2f}x")
     return _write(report, args.out)
 
 
-QUALITY_KEYS = ("neg_elbo", "neg_iwae", "bits_per_dim", "iwae_bits_per_dim", "recon", "kl", "iwae_k",
-                "iwae_examples", "active_units", "latent_dim", "recon_nll", "recon_nll_at_mean",
-                "recon_bits_per_dim_at_mean", "recon_mse", "num_examples")
+QUALITY_KEYS = (
+    "neg_elbo",
+    "neg_iwae",
+    "bits_per_dim",
+    "iwae_bits_per_dim",
+    "recon",
+    "kl",
+    "iwae_k",
+    "iwae_examples",
+    "active_units",
+    "latent_dim",
+    "recon_nll",
+    "recon_nll_at_mean",
+    "recon_bits_per_dim_at_mean",
+    "recon_mse",
+    "num_examples",
+)
 
 
 def quality(argv) -> int:
     p = argparse.ArgumentParser(prog="ksuite bench vae quality")
     p.add_argument("--vae", required=True, help="run directory of the VAE (`ksuite train vae`)")
-    p.add_argument("--ae", required=True, help="run directory of the plain autoencoder (--set model.kind=ae)")
+    p.add_argument(
+        "--ae", required=True, help="run directory of the plain autoencoder (--set model.kind=ae)"
+    )
     p.add_argument("--out", default="bench-results/vae_quality.json")
     args = p.parse_args(argv)
     table = {}
     for name, run in (("vae", args.vae), ("ae", args.ae)):
         m = json.loads((Path(run) / "metrics.json").read_text())
-        log = [json.loads(line) for line in (Path(run) / "logs" / "metrics.jsonl").read_text().splitlines()]
+        log = [
+            json.loads(line)
+            for line in (Path(run) / "logs" / "metrics.jsonl").read_text().splitlines()
+        ]
         epochs = [r for r in log if r.get("kind") == "epoch"]
-        table[name] = {**{k: m[k] for k in QUALITY_KEYS if k in m},
-                       "train_seconds": float(sum(r.get("epoch_seconds", 0.0) for r in epochs)),
-                       "epochs": len(epochs), "run_dir": str(run)}
-    keys = [k for k in QUALITY_KEYS + ("train_seconds", "epochs") if any(k in t for t in table.values())]
+        table[name] = {
+            **{k: m[k] for k in QUALITY_KEYS if k in m},
+            "train_seconds": float(sum(r.get("epoch_seconds", 0.0) for r in epochs)),
+            "epochs": len(epochs),
+            "run_dir": str(run),
+        }
+    keys = [
+        k for k in QUALITY_KEYS + ("train_seconds", "epochs") if any(k in t for t in table.values())
+    ]
     print(f"{'metric':28s} {'vae':>12s} {'ae':>12s}")
     for k in keys:
         cells = [table[n].get(k) for n in ("vae", "ae")]
-        print(f"{k:28s} " + " ".join(f"{c:12.4f}" if isinstance(c, float) else f"{'-' if c is None else c:>12}"
-                                      for c in cells))
+        print(
+            f"{k:28s} "
+            + " ".join(
+                f"{c:12.4f}" if isinstance(c, float) else f"{'-' if c is None else c:>12}"
+                for c in cells
+            )
+        )
     return _write({"runs": table}, args.out)
 
 

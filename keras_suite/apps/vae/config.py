@@ -1,4 +1,5 @@
 """VAE config and presets."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,9 @@ class DataConfig:
     path: str = ""  # folder root; root/train, root/val, root/test are used when present
     image_size: int = 32  # images are resized to image_size x image_size
     channels: int = 3  # 3 = colour, 1 = greyscale (converted from colour if needed)
-    binarize: bool = False  # threshold at 128 (pixels 0 or 255): the data a Bernoulli decoder models
+    binarize: bool = (
+        False  # threshold at 128 (pixels 0 or 255): the data a Bernoulli decoder models
+    )
     num_train: int = 8000  # built-in data only
     num_val: int = 500
     num_test: int = 1000
@@ -38,7 +41,9 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     kind: str = "vae"  # vae | ae (plain autoencoder) | dae (denoising autoencoder) | vqvae
-    likelihood: str = "logistic"  # bernoulli (binarised data) | logistic | gaussian (discretised, learned scale)
+    likelihood: str = (
+        "logistic"  # bernoulli (binarised data) | logistic | gaussian (discretised, learned scale)
+    )
     latent_dim: int = 32  # vqvae: the dimension of each code vector
     base_filters: int = 32  # channels of the first conv; doubled at each down-sampling
     num_downsamples: int = 3  # stride-2 convs; image_size must be divisible by 2**num_downsamples
@@ -53,13 +58,19 @@ class ModelConfig:
         if self.kind not in KINDS:
             raise UserError(f"model.kind={self.kind!r}: use one of {', '.join(KINDS)}")
         if self.likelihood not in LIKELIHOODS:
-            raise UserError(f"model.likelihood={self.likelihood!r}: use one of {', '.join(LIKELIHOODS)}")
+            raise UserError(
+                f"model.likelihood={self.likelihood!r}: use one of {', '.join(LIKELIHOODS)}"
+            )
         if self.latent_dim < 1 or self.base_filters < 1 or self.num_downsamples < 1:
-            raise UserError("model.latent_dim, model.base_filters and model.num_downsamples must be >= 1")
+            raise UserError(
+                "model.latent_dim, model.base_filters and model.num_downsamples must be >= 1"
+            )
         if self.kind == "vqvae" and self.codebook_size < 2:
             raise UserError("model.codebook_size must be >= 2")
         if self.beta < 0 or self.free_bits < 0 or self.kl_warmup_steps < 0 or self.denoise_std < 0:
-            raise UserError("model.beta, model.free_bits, model.kl_warmup_steps and model.denoise_std must be >= 0")
+            raise UserError(
+                "model.beta, model.free_bits, model.kl_warmup_steps and model.denoise_std must be >= 0"
+            )
 
 
 @dataclass
@@ -77,33 +88,61 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        # 100-step probes of the default preset (docs/vae.md): lr 3e-3 threw the posterior
-        # means past 100 and the KL to 565 nats within 25 steps and ended at 7.91 bits/dim;
-        # 2e-3 with clipping 7.67, 1e-3 7.68. Gradient norms (nats per image) were 4,000-20,000
-        # with a 128,000 spike at step 0: clipping at 10,000 cuts the spikes only.
-        epochs=20, batch_size=64, learning_rate=2e-3, optimizer="adam", lr_schedule="cosine",
-        warmup_steps=0, clip_norm=10000.0, precision="float32", log_every_steps=50))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            # 100-step probes of the default preset (docs/vae.md): lr 3e-3 threw the posterior
+            # means past 100 and the KL to 565 nats within 25 steps and ended at 7.91 bits/dim;
+            # 2e-3 with clipping 7.67, 1e-3 7.68. Gradient norms (nats per image) were 4,000-20,000
+            # with a 128,000 spike at step 0: clipping at 10,000 cuts the spikes only.
+            epochs=20,
+            batch_size=64,
+            learning_rate=2e-3,
+            optimizer="adam",
+            lr_schedule="cosine",
+            warmup_steps=0,
+            clip_norm=10000.0,
+            precision="float32",
+            log_every_steps=50,
+        )
+    )
 
     def validate(self) -> None:
-        factor = 2 ** self.model.num_downsamples
+        factor = 2**self.model.num_downsamples
         if self.data.image_size % factor or self.data.image_size < factor:
-            raise UserError(f"data.image_size={self.data.image_size} must be a multiple of "
-                            f"2**model.num_downsamples = {factor}; change one of them")
+            raise UserError(
+                f"data.image_size={self.data.image_size} must be a multiple of "
+                f"2**model.num_downsamples = {factor}; change one of them"
+            )
         if self.model.likelihood == "bernoulli" and not self.data.binarize:
-            raise UserError("model.likelihood=bernoulli models binary pixels; set data.binarize=true, "
-                            "or use model.likelihood=logistic for 8-bit images")
+            raise UserError(
+                "model.likelihood=bernoulli models binary pixels; set data.binarize=true, "
+                "or use model.likelihood=logistic for 8-bit images"
+            )
 
 
 def smoke() -> Config:
     """Seconds: greyscale binarised 16x16 images and a tiny Bernoulli VAE, for tests."""
     return Config(
-        data=DataConfig(image_size=16, channels=1, binarize=True, num_train=512, num_val=64, num_test=64),
-        model=ModelConfig(likelihood="bernoulli", latent_dim=4, base_filters=8, num_downsamples=2,
-                          kl_warmup_steps=10),
+        data=DataConfig(
+            image_size=16, channels=1, binarize=True, num_train=512, num_val=64, num_test=64
+        ),
+        model=ModelConfig(
+            likelihood="bernoulli",
+            latent_dim=4,
+            base_filters=8,
+            num_downsamples=2,
+            kl_warmup_steps=10,
+        ),
         eval=EvalConfig(iwae_samples=100, iwae_chunk=100, tflite_examples=16),
-        train=TrainConfig(epochs=2, batch_size=32, learning_rate=2e-3, precision="float32",
-                          log_every_steps=4, checkpoint_every_steps=0))
+        train=TrainConfig(
+            epochs=2,
+            batch_size=32,
+            learning_rate=2e-3,
+            precision="float32",
+            log_every_steps=4,
+            checkpoint_every_steps=0,
+        ),
+    )
 
 
 def default() -> Config:
@@ -116,10 +155,13 @@ def full() -> Config:
     cfg = default()
     return dataclasses.replace(
         cfg,
-        data=dataclasses.replace(cfg.data, image_size=64, num_train=50000, num_val=2000, num_test=5000),
+        data=dataclasses.replace(
+            cfg.data, image_size=64, num_train=50000, num_val=2000, num_test=5000
+        ),
         model=dataclasses.replace(cfg.model, latent_dim=64, base_filters=64, num_downsamples=4),
         eval=dataclasses.replace(cfg.eval, iwae_samples=1000),
-        train=dataclasses.replace(cfg.train, epochs=100, batch_size=128, precision="auto"))
+        train=dataclasses.replace(cfg.train, epochs=100, batch_size=128, precision="auto"),
+    )
 
 
 PRESETS = {"smoke": smoke, "default": default, "full": full}

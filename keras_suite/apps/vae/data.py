@@ -4,6 +4,7 @@ Pixels are whole numbers 0..255 (the discretised likelihoods score 256 levels pe
 sub-pixel), or exactly 0/255 when binarised for a Bernoulli decoder. Labels, if a folder
 has class sub-folders, are ignored: a VAE models the images alone.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,11 +52,23 @@ def _folder_splits(cfg):
         raise UserError(f"data.path {str(root)!r} is not a folder; point it at a folder of images")
     present = [s for s in ("train", "val", "test") if (root / s).is_dir()]
     # a train/ folder with any of val/, test/; or one tree: missing splits are carved out of train
-    lists = {s: readable_images(root / s) for s in present} if "train" in present else {"train": readable_images(root)}
-    keep, carved = carve_missing_splits(len(lists["train"]), [s for s in ("val", "test") if s not in lists],
-                                        cfg.data.val_fraction, cfg.data.test_fraction, cfg.train.seed)
+    lists = (
+        {s: readable_images(root / s) for s in present}
+        if "train" in present
+        else {"train": readable_images(root)}
+    )
+    keep, carved = carve_missing_splits(
+        len(lists["train"]),
+        [s for s in ("val", "test") if s not in lists],
+        cfg.data.val_fraction,
+        cfg.data.test_fraction,
+        cfg.train.seed,
+    )
     train = lists["train"]
-    lists.update({split: [train[i] for i in idx] for split, idx in carved.items()}, train=[train[i] for i in keep])
+    lists.update(
+        {split: [train[i] for i in idx] for split, idx in carved.items()},
+        train=[train[i] for i in keep],
+    )
     size = cfg.data.image_size
     out = {}
     for split, paths in lists.items():
@@ -63,8 +76,10 @@ def _folder_splits(cfg):
             continue
         ds = tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
         # kept as 8-bit RGB: a quarter of the memory of float32 when cached
-        ds = ds.map(lambda p: tf.cast(tf.round(decode_resize(tf.io.read_file(p), size)), tf.uint8),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(
+            lambda p: tf.cast(tf.round(decode_resize(tf.io.read_file(p), size)), tf.uint8),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         out[split] = (ds.cache() if cfg.data.cache else ds), len(paths)
     return out
 
@@ -73,32 +88,64 @@ def build_datasets(cfg) -> Datasets:
     d = cfg.data
     splits = _shapes_splits(cfg) if d.source == "shapes" else _folder_splits(cfg)
     counts = {s: n for s, (_, n) in splits.items()}
-    log.info("%s data: %s images, %dx%dx%d%s", d.source, ", ".join(f"{s} {n}" for s, n in counts.items()),
-             d.image_size, d.image_size, d.channels, " binarised" if d.binarize else "")
+    log.info(
+        "%s data: %s images, %dx%dx%d%s",
+        d.source,
+        ", ".join(f"{s} {n}" for s, n in counts.items()),
+        d.image_size,
+        d.image_size,
+        d.channels,
+        " binarised" if d.binarize else "",
+    )
     batch = cfg.train.batch_size
     if counts.get("train", 0) < batch:
-        raise UserError(f"only {counts.get('train', 0)} training images for a global batch of {batch}; "
-                        "add images or lower train.batch_size")
+        raise UserError(
+            f"only {counts.get('train', 0)} training images for a global batch of {batch}; "
+            "add images or lower train.batch_size"
+        )
     if not counts.get("test"):
         raise UserError("no test images: raise data.test_fraction or add a test/ folder")
     prepare = lambda x: to_model_pixels(x, d.channels, d.binarize)  # noqa: E731
 
     def train_epoch(epoch: int):
-        return train_pipeline(splits["train"][0], batch, cfg.train.seed, epoch,
-                              min(d.shuffle_buffer, counts["train"]), None, prepare)
+        return train_pipeline(
+            splits["train"][0],
+            batch,
+            cfg.train.seed,
+            epoch,
+            min(d.shuffle_buffer, counts["train"]),
+            None,
+            prepare,
+        )
 
     evaluate = lambda s: eval_pipeline(splits[s][0], batch, prepare) if counts.get(s) else None  # noqa: E731
     steps = counts["train"] // batch
     if cfg.train.steps_per_epoch:
         steps = min(steps, cfg.train.steps_per_epoch)
-    info = {"image_size": d.image_size, "channels": d.channels, "binarize": d.binarize,
-            "likelihood": cfg.model.likelihood, "kind": cfg.model.kind, "latent_dim": cfg.model.latent_dim,
-            "source": d.source, "num_train": counts["train"], "num_val": counts.get("val", 0),
-            "num_test": counts["test"]}
+    info = {
+        "image_size": d.image_size,
+        "channels": d.channels,
+        "binarize": d.binarize,
+        "likelihood": cfg.model.likelihood,
+        "kind": cfg.model.kind,
+        "latent_dim": cfg.model.latent_dim,
+        "source": d.source,
+        "num_train": counts["train"],
+        "num_val": counts.get("val", 0),
+        "num_test": counts["test"],
+    }
     if cfg.model.kind == "vqvae":
-        info.update(latent_grid=d.image_size // 2 ** cfg.model.num_downsamples, codebook_size=cfg.model.codebook_size)
-    return Datasets(train_epoch=train_epoch, steps_per_epoch=steps, val=evaluate("val"),
-                    test=evaluate("test"), info=info)
+        info.update(
+            latent_grid=d.image_size // 2**cfg.model.num_downsamples,
+            codebook_size=cfg.model.codebook_size,
+        )
+    return Datasets(
+        train_epoch=train_epoch,
+        steps_per_epoch=steps,
+        val=evaluate("val"),
+        test=evaluate("test"),
+        info=info,
+    )
 
 
 def split_images(data: Datasets, limit: int = 0) -> np.ndarray:

@@ -12,6 +12,7 @@ TFLite (batch 1): the encoder and the decoder are converted separately (a phone 
 only need one of them); the decoder returns its likelihood parameters besides the image,
 so the parity report can score the ELBO with the converted half.
 """
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -47,10 +48,16 @@ def serving_archive(encoder, decoder, info: dict) -> keras.export.ExportArchive:
     def decode(latents):
         return {"images": _decoded(decoder, latents, likelihood)}
 
-    @tf.function(input_signature=[tf.TensorSpec([], tf.int64, name="seed"),
-                                  tf.TensorSpec([], tf.int32, name="n")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([], tf.int64, name="seed"),
+            tf.TensorSpec([], tf.int32, name="n"),
+        ]
+    )
     def sample(seed, n):
-        z = tf.random.stateless_normal(tf.stack([n, latent]), seed=tf.stack([seed, tf.constant(0, tf.int64)]))
+        z = tf.random.stateless_normal(
+            tf.stack([n, latent]), seed=tf.stack([seed, tf.constant(0, tf.int64)])
+        )
         return {"images": _decoded(decoder, z, likelihood), "latents": z}
 
     archive.add_endpoint("serving_default", tf.function(reconstruct, input_signature=[image_spec]))
@@ -66,7 +73,9 @@ def encoder_tflite_archive(encoder, info: dict) -> keras.export.ExportArchive:
     archive = keras.export.ExportArchive()
     archive.track(encoder)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, size, size, channels], tf.float32, name="images")])
+    @tf.function(
+        input_signature=[tf.TensorSpec([1, size, size, channels], tf.float32, name="images")]
+    )
     def encode(images):
         mean, logvar = encoder(images, training=False)
         return {"mean": mean, "log_variance": logvar}
@@ -80,7 +89,9 @@ def decoder_tflite_archive(decoder, info: dict) -> keras.export.ExportArchive:
     archive = keras.export.ExportArchive()
     archive.track(decoder)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, info["latent_dim"]], tf.float32, name="latents")])
+    @tf.function(
+        input_signature=[tf.TensorSpec([1, info["latent_dim"]], tf.float32, name="latents")]
+    )
     def decode(latents):
         params = decode_params(decoder, latents)
         names = ["logits"] if likelihood == "bernoulli" else ["loc", "log_scale"]

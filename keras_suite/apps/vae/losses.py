@@ -7,6 +7,7 @@ in PixelCNN++, or Gaussian) put each sub-pixel in one of 256 bins of width 2/255
 tails; so the numbers are log-probabilities of the 8-bit image, comparable across
 models and convertible to bits/dim. The Bernoulli decoder scores binarised pixels.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,12 @@ def log_ndtr(a):
     middle = tf.math.log(0.5 * tf.math.erfc(-tf.clip_by_value(a, -10.0, 0.0) / math.sqrt(2.0)))
     t = tf.minimum(a, -10.0)  # asymptotic series (Abramowitz & Stegun 26.2.12), error < 1e-6 here
     inv2 = 1.0 / (t * t)
-    tail = (-0.5 * t * t - tf.math.log(-t) - 0.5 * LOG_2PI
-            + tf.math.log1p(-inv2 + 3.0 * inv2 * inv2 - 15.0 * inv2 * inv2 * inv2))
+    tail = (
+        -0.5 * t * t
+        - tf.math.log(-t)
+        - 0.5 * LOG_2PI
+        + tf.math.log1p(-inv2 + 3.0 * inv2 * inv2 - 15.0 * inv2 * inv2 * inv2)
+    )
     return tf.where(a > 0.0, upper, tf.where(a > -10.0, middle, tail))
 
 
@@ -146,6 +151,7 @@ def bits_per_dim(nats, dims: int):
 
 # ---- the importance-weighted bound (Burda, Grosse & Salakhutdinov 2015) ----------------
 
+
 def iwae_log_weights(mean, logvar, log_px_given_z, k: int, chunk: int, seed):
     """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), z_i ~ q, for i < k -> [batch, k].
 
@@ -156,8 +162,10 @@ def iwae_log_weights(mean, logvar, log_px_given_z, k: int, chunk: int, seed):
     pieces = []
     for start in range(0, k, chunk):
         c = min(chunk, k - start)
-        eps = tf.random.stateless_normal(tf.concat([tf.shape(mean)[:1], [c], tf.shape(mean)[1:]], 0),
-                                         seed=seed + tf.constant([0, 1], tf.int64) * start)
+        eps = tf.random.stateless_normal(
+            tf.concat([tf.shape(mean)[:1], [c], tf.shape(mean)[1:]], 0),
+            seed=seed + tf.constant([0, 1], tf.int64) * start,
+        )
         z = mean[:, None] + tf.exp(0.5 * logvar)[:, None] * eps
         log_q = -0.5 * tf.reduce_sum(LOG_2PI + logvar[:, None] + tf.square(eps), axis=-1)
         log_p = -0.5 * tf.reduce_sum(LOG_2PI + tf.square(z), axis=-1)

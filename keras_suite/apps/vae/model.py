@@ -15,6 +15,7 @@ default preset (lr 3e-3, KL weight near 0 early in its warm-up) drove it to -700
 then +84 within 80 steps; exp(84) in the KL and its gradient are inf, and Adam turned
 the inf into NaN weights.
 """
+
 from __future__ import annotations
 
 from keras_suite import common
@@ -45,7 +46,9 @@ def _kernel_init(transposed: bool = False):
 
 
 def _conv(filters, kernel, strides=1):
-    return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", kernel_initializer=_kernel_init())
+    return keras.layers.Conv2D(
+        filters, kernel, strides=strides, padding="same", kernel_initializer=_kernel_init()
+    )
 
 
 def _dense(units):
@@ -73,8 +76,15 @@ def upsampling_trunk(x, cfg_model):
     f = cfg_model.base_filters
     for i in reversed(range(cfg_model.num_downsamples)):
         width = f * 2 ** min(i, 3)
-        x = _act(keras.layers.Conv2DTranspose(width, 4, strides=2, padding="same",
-                                              kernel_initializer=_kernel_init(transposed=True))(x))
+        x = _act(
+            keras.layers.Conv2DTranspose(
+                width,
+                4,
+                strides=2,
+                padding="same",
+                kernel_initializer=_kernel_init(transposed=True),
+            )(x)
+        )
         x = _act(_conv(width, 3)(x))
     return x
 
@@ -89,12 +99,19 @@ def likelihood_heads(x, channels: int, likelihood: str) -> list:
     stopped carrying it, and it stayed wide (measured after 20 epochs: location vs
     target correlation 0.95 for green, 0.12 red, 0.01 blue; 7.37 bits/dim). A shared
     scale weighs every channel's error alike."""
+
     # Small head weights: at initialisation the outputs vary a little with z (std ~0.3 for
     # the location, ~0.2 for the log-scale around -2) instead of by 2 units on [-1, 1].
     def head(filters, name, scale, bias=0.0):
-        return keras.layers.Conv2D(filters, 3, padding="same", name=name, dtype="float32",
-                                   kernel_initializer=keras.initializers.VarianceScaling(scale, "fan_in"),
-                                   bias_initializer=keras.initializers.Constant(bias))(x)
+        return keras.layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            name=name,
+            dtype="float32",
+            kernel_initializer=keras.initializers.VarianceScaling(scale, "fan_in"),
+            bias_initializer=keras.initializers.Constant(bias),
+        )(x)
 
     if likelihood == "bernoulli":
         return [head(channels, "logits", 0.1)]
@@ -115,8 +132,13 @@ def build_encoder(cfg_model, image_size: int, channels: int) -> keras.Model:
     x = _act(_dense(max(256, 2 * cfg_model.latent_dim))(x))
     mean = keras.layers.Dense(cfg_model.latent_dim, name="mean", dtype="float32")(x)
     if cfg_model.kind == "vae":
-        raw = keras.layers.Dense(cfg_model.latent_dim, name="log_variance", dtype="float32",
-                                 kernel_initializer="zeros", bias_initializer="zeros")(x)
+        raw = keras.layers.Dense(
+            cfg_model.latent_dim,
+            name="log_variance",
+            dtype="float32",
+            kernel_initializer="zeros",
+            bias_initializer="zeros",
+        )(x)
         logvar = bounded_log_variance(raw)  # -0.63 at initialisation (std 0.73)
     else:
         logvar = keras.ops.zeros_like(mean) + POINT_MASS_LOGVAR
@@ -125,7 +147,7 @@ def build_encoder(cfg_model, image_size: int, channels: int) -> keras.Model:
 
 def build_decoder(cfg_model, image_size: int, channels: int, likelihood: str) -> keras.Model:
     n = cfg_model.num_downsamples
-    start = image_size // 2 ** n
+    start = image_size // 2**n
     top = cfg_model.base_filters * 2 ** min(n - 1, 3)
     z = keras.Input((cfg_model.latent_dim,), name="latents")
     x = _act(_dense(max(256, 2 * cfg_model.latent_dim))(z))

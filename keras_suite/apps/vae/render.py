@@ -1,5 +1,6 @@
 """PNGs a person looks at: image grids, reconstructions beside inputs, latent traversals
 and the 2-D manifold."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,11 +29,13 @@ def save_reconstructions(inputs: np.ndarray, recons: np.ndarray, path, cols: int
     cols = min(cols, n)
     rows = []
     for start in range(0, n, cols):
-        rows += [inputs[start:start + cols], recons[start:start + cols]]
+        rows += [inputs[start : start + cols], recons[start : start + cols]]
     return save_png(tile(np.concatenate(rows), cols), path, _upscale(inputs.shape[1]))
 
 
-def save_traversals(images: np.ndarray, dims: list[int], values: np.ndarray, path, title: str) -> Path:
+def save_traversals(
+    images: np.ndarray, dims: list[int], values: np.ndarray, path, title: str
+) -> Path:
     """images [len(dims) * len(values), h, w, c]: one row per latent dim, z_d swept over values."""
     from keras_suite.common.plots import _pyplot, save_figure
 
@@ -43,7 +46,9 @@ def save_traversals(images: np.ndarray, dims: list[int], values: np.ndarray, pat
     h = images.shape[1] + 2
     ax.set_yticks([2 + h * i + h / 2 - 1 for i in range(len(dims))], [f"z{d}" for d in dims])
     w = images.shape[2] + 2
-    ax.set_xticks([2 + w * i + w / 2 - 1 for i in range(len(values))], [f"{v:+.1f}" for v in values])
+    ax.set_xticks(
+        [2 + w * i + w / 2 - 1 for i in range(len(values))], [f"{v:+.1f}" for v in values]
+    )
     ax.tick_params(length=0, labelsize=8)
     ax.set_title(title, fontsize=10)
     return save_figure(fig, path, dpi=110)

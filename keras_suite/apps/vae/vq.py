@@ -15,6 +15,7 @@ and is not reported. Samples drawn from that uniform prior (`sample`) look like 
 textures: VQ-VAE gets good samples from a learned prior over codes (a PixelCNN), which
 this app does not train.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,14 +40,19 @@ class VectorQuantizer(keras.layers.Layer):
 
     def build(self, input_shape):
         self.codebook = self.add_weight(
-            shape=(self.num_codes, self.code_dim), name="codebook",
-            initializer=keras.initializers.VarianceScaling(distribution="uniform"))
+            shape=(self.num_codes, self.code_dim),
+            name="codebook",
+            initializer=keras.initializers.VarianceScaling(distribution="uniform"),
+        )
 
     def call(self, z_e):
         flat = keras.ops.reshape(z_e, (-1, self.code_dim))
         codebook = keras.ops.cast(self.codebook, flat.dtype)
-        distances = (keras.ops.sum(flat ** 2, axis=1, keepdims=True) - 2.0 * flat @ keras.ops.transpose(codebook)
-                     + keras.ops.sum(codebook ** 2, axis=1)[None])
+        distances = (
+            keras.ops.sum(flat**2, axis=1, keepdims=True)
+            - 2.0 * flat @ keras.ops.transpose(codebook)
+            + keras.ops.sum(codebook**2, axis=1)[None]
+        )
         # tf.argmin, not keras.ops.argmin: Keras's adds signed-zero handling (BitwiseAnd),
         # which has no TFLite builtin kernel
         codes = tf.argmin(distances, axis=1, output_type=tf.int32)
@@ -61,7 +67,7 @@ class VectorQuantizer(keras.layers.Layer):
 
 
 def grid_size(cfg_model, image_size: int) -> int:
-    return image_size // 2 ** cfg_model.num_downsamples
+    return image_size // 2**cfg_model.num_downsamples
 
 
 def build_models(cfg_model, image_size: int, channels: int) -> dict:
@@ -70,7 +76,9 @@ def build_models(cfg_model, image_size: int, channels: int) -> dict:
     z_e = keras.layers.Conv2D(d, 1, name="z_e", dtype="float32")(conv_trunk(images, cfg_model))
     encoder = keras.Model(images, z_e, name="encoder")
     latents = keras.Input((g, g, d), name="latents")
-    codes, z_q = VectorQuantizer(cfg_model.codebook_size, d, name="quantizer", dtype="float32")(latents)
+    codes, z_q = VectorQuantizer(cfg_model.codebook_size, d, name="quantizer", dtype="float32")(
+        latents
+    )
     codebook = keras.Model(latents, [codes, z_q], name="codebook")
     z = keras.Input((g, g, d), name="latents")
     top = cfg_model.base_filters * 2 ** min(cfg_model.num_downsamples - 1, 3)
@@ -104,7 +112,10 @@ class VQModel:
     def __init__(self, models: dict, likelihood: str):
         encoder, codebook, decoder = models["encoder"], models["codebook"], models["decoder"]
         self.likelihood = likelihood
-        self.grid, self.code_dim = int(encoder.outputs[0].shape[1]), int(encoder.outputs[0].shape[-1])
+        self.grid, self.code_dim = (
+            int(encoder.outputs[0].shape[1]),
+            int(encoder.outputs[0].shape[-1]),
+        )
         self.num_codes = int(codebook.get_layer("quantizer").num_codes)
         self.quantize = tf.function(lambda x: codebook(encoder(x, training=False), training=False))
         self.decode = tf.function(lambda z: decode_params(decoder, z))
@@ -120,16 +131,17 @@ class VQModel:
         return self.images(self.quantize(tf.constant(x, tf.float32))[1])
 
     def random_codes(self, n: int, seed: int) -> np.ndarray:
-        return tf.random.stateless_uniform([n, self.grid, self.grid], seed=[seed, 0], maxval=self.num_codes,
-                                           dtype=tf.int32).numpy()
+        return tf.random.stateless_uniform(
+            [n, self.grid, self.grid], seed=[seed, 0], maxval=self.num_codes, dtype=tf.int32
+        ).numpy()
 
 
 def metrics(model: VQModel, images: np.ndarray, cfg) -> dict:
     dims = int(np.prod(images.shape[1:]))
-    prior = model.grid ** 2 * math.log(model.num_codes)
+    prior = model.grid**2 * math.log(model.num_codes)
     recon, mse, counts = [], [], np.zeros(model.num_codes, np.int64)
     for start in range(0, len(images), 128):
-        x = tf.constant(images[start:start + 128])
+        x = tf.constant(images[start : start + 128])
         codes, z_q = model.quantize(x)
         params = model.decode(z_q)
         recon.append(-losses.log_likelihood(x, params, model.likelihood).numpy())
@@ -140,24 +152,37 @@ def metrics(model: VQModel, images: np.ndarray, cfg) -> dict:
     p = counts / counts.sum()
     neg_elbo = float(recon.mean() + prior)
     return {
-        "neg_elbo": neg_elbo, "bits_per_dim": float(losses.bits_per_dim(neg_elbo, dims)),
-        "recon": float(recon.mean()), "kl": float(prior),  # KL to the uniform prior over codes
+        "neg_elbo": neg_elbo,
+        "bits_per_dim": float(losses.bits_per_dim(neg_elbo, dims)),
+        "recon": float(recon.mean()),
+        "kl": float(prior),  # KL to the uniform prior over codes
         "recon_mse": float(mse.mean()),
         "codebook_perplexity": float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum())),
-        "codes_used": int((counts > 0).sum()), "codebook_size": model.num_codes,
-        "latent_grid": [model.grid, model.grid], "num_examples": int(len(images)), "dims_per_image": dims,
+        "codes_used": int((counts > 0).sum()),
+        "codebook_size": model.num_codes,
+        "latent_grid": [model.grid, model.grid],
+        "num_examples": int(len(images)),
+        "dims_per_image": dims,
     }
 
 
 def plots(model: VQModel, images: np.ndarray, cfg, run_dir) -> list[Path]:
     plots_dir = Path(run_dir) / "plots"
     n = min(32, len(images))
-    return [render.save_reconstructions(images[:n], model.reconstruct(images[:n]), plots_dir / "reconstructions.png"),
-            render.save_grid(model.images_from_codes(model.random_codes(64, cfg.eval.seed)),
-                             plots_dir / "samples_uniform_prior.png", cols=8)]
+    return [
+        render.save_reconstructions(
+            images[:n], model.reconstruct(images[:n]), plots_dir / "reconstructions.png"
+        ),
+        render.save_grid(
+            model.images_from_codes(model.random_codes(64, cfg.eval.seed)),
+            plots_dir / "samples_uniform_prior.png",
+            cols=8,
+        ),
+    ]
 
 
 # ---- deployment ----------------------------------------------------------------------------
+
 
 def serving_archive(models: dict, info: dict) -> keras.export.ExportArchive:
     """reconstruct (= serving_default), encode (images -> codes [N,h,w] int32, latents),
@@ -187,10 +212,19 @@ def serving_archive(models: dict, info: dict) -> keras.export.ExportArchive:
     def decode(codes):
         return {"images": decode_codes(tf.clip_by_value(codes, 0, num_codes - 1))}
 
-    @tf.function(input_signature=[tf.TensorSpec([], tf.int64, name="seed"), tf.TensorSpec([], tf.int32, name="n")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([], tf.int64, name="seed"),
+            tf.TensorSpec([], tf.int32, name="n"),
+        ]
+    )
     def sample(seed, n):
-        codes = tf.random.stateless_uniform(tf.stack([n, grid, grid]), seed=tf.stack([seed, tf.constant(0, tf.int64)]),
-                                            maxval=num_codes, dtype=tf.int32)
+        codes = tf.random.stateless_uniform(
+            tf.stack([n, grid, grid]),
+            seed=tf.stack([seed, tf.constant(0, tf.int64)]),
+            maxval=num_codes,
+            dtype=tf.int32,
+        )
         return {"images": decode_codes(codes), "codes": codes}
 
     archive.add_endpoint("serving_default", tf.function(reconstruct, input_signature=[image_spec]))
@@ -203,13 +237,20 @@ def serving_archive(models: dict, info: dict) -> keras.export.ExportArchive:
 
 def tflite_archives(models: dict, info: dict) -> dict:
     """Batch 1: encoder (images -> codes, latents = z_q) and decoder (latents -> images + parameters)."""
-    size, channels, likelihood, grid = info["image_size"], info["channels"], info["likelihood"], info["latent_grid"]
+    size, channels, likelihood, grid = (
+        info["image_size"],
+        info["channels"],
+        info["likelihood"],
+        info["latent_grid"],
+    )
     encoder, codebook, decoder = models["encoder"], models["codebook"], models["decoder"]
     enc = keras.export.ExportArchive()
     enc.track(encoder)
     enc.track(codebook)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, size, size, channels], tf.float32, name="images")])
+    @tf.function(
+        input_signature=[tf.TensorSpec([1, size, size, channels], tf.float32, name="images")]
+    )
     def encode(images):
         codes, z_q = codebook(encoder(images, training=False), training=False)
         return {"codes": codes, "latents": z_q}
@@ -218,7 +259,11 @@ def tflite_archives(models: dict, info: dict) -> dict:
     dec = keras.export.ExportArchive()
     dec.track(decoder)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, grid, grid, info["latent_dim"]], tf.float32, name="latents")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([1, grid, grid, info["latent_dim"]], tf.float32, name="latents")
+        ]
+    )
     def decode(latents):
         params = decode_params(decoder, latents)
         names = ["logits"] if likelihood == "bernoulli" else ["loc", "log_scale"]
@@ -241,18 +286,28 @@ def tflite_evaluate(run_signature, images: np.ndarray, model: VQModel, half: str
         if half == "encoder":
             out = run_signature({"images": x})
             z_q = np.asarray(out["latents"], np.float32)
-            agree.append(float(np.mean(np.asarray(out["codes"]).reshape(keras_codes.shape) == keras_codes)))
+            agree.append(
+                float(np.mean(np.asarray(out["codes"]).reshape(keras_codes.shape) == keras_codes))
+            )
             params, shown = model.decode(tf.constant(z_q)), model.images(z_q)
         else:
             out = run_signature({"latents": keras_zq.astype(np.float32)})
-            params, shown = params_from_outputs(out, likelihood), np.asarray(out["images"], np.float32)
+            params, shown = (
+                params_from_outputs(out, likelihood),
+                np.asarray(out["images"], np.float32),
+            )
         params = [tf.constant(np.asarray(p, np.float32)) for p in params]
         recon.append(-float(losses.log_likelihood(tf.constant(x), params, likelihood)[0]))
         max_diff = max(max_diff, float(np.abs(shown - reference).max()))
-    prior = model.grid ** 2 * math.log(model.num_codes)
+    prior = model.grid**2 * math.log(model.num_codes)
     neg_elbo = float(np.mean(recon)) + prior
-    out = {"neg_elbo": neg_elbo, "bits_per_dim": float(losses.bits_per_dim(neg_elbo, int(np.prod(images.shape[1:])))),
-           "recon": float(np.mean(recon)), "max_pixel_diff": max_diff, "num_examples": len(images)}
+    out = {
+        "neg_elbo": neg_elbo,
+        "bits_per_dim": float(losses.bits_per_dim(neg_elbo, int(np.prod(images.shape[1:])))),
+        "recon": float(np.mean(recon)),
+        "max_pixel_diff": max_diff,
+        "num_examples": len(images),
+    }
     if agree:
         out["code_agreement"] = float(np.mean(agree))
     return out

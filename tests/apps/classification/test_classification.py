@@ -1,4 +1,5 @@
 """Classification: data loaders, metrics, the trained smoke run and its serving signatures."""
+
 import json
 
 import numpy as np
@@ -16,13 +17,17 @@ import keras  # noqa: E402
 
 
 def _write_folder(root, per_class=6, corrupt=0, size=20):
-    images, labels = shapes.classification_images(per_class * 3, size, seed=5, classes=shapes.SHAPES[:3])
+    images, labels = shapes.classification_images(
+        per_class * 3, size, seed=5, classes=shapes.SHAPES[:3]
+    )
     for i, (img, label) in enumerate(zip(images, labels)):
         folder = root / shapes.SHAPES[label]
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{i}.png").write_bytes(_png_bytes(img))
     for i in range(corrupt):
-        (root / shapes.SHAPES[0] / f"broken{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+        (root / shapes.SHAPES[0] / f"broken{i}.jpg").write_bytes(
+            b"\xff\xd8\xff\xe0 not really a jpeg"
+        )
     return len(images)
 
 
@@ -41,9 +46,17 @@ def test_metrics_match_hand_computation():
 
 def test_folder_data_skips_corrupt_images_and_counts_them(tmp_path, caplog):
     n = _write_folder(tmp_path / "imgs", corrupt=2)
-    cfg = config.resolve(APP.presets, "smoke", overrides=[
-        "data.source=folder", f"data.path={tmp_path / 'imgs'}", "train.batch_size=4",
-        "data.val_fraction=0.2", "data.test_fraction=0.2"])
+    cfg = config.resolve(
+        APP.presets,
+        "smoke",
+        overrides=[
+            "data.source=folder",
+            f"data.path={tmp_path / 'imgs'}",
+            "train.batch_size=4",
+            "data.val_fraction=0.2",
+            "data.test_fraction=0.2",
+        ],
+    )
     with caplog.at_level("WARNING", logger="ksuite"):
         data = APP.datasets(cfg)
     assert "skipped 2 of 20 images" in caplog.text and "broken0.jpg" in caplog.text
@@ -58,7 +71,9 @@ def test_folder_data_skips_corrupt_images_and_counts_them(tmp_path, caplog):
 def test_folder_with_only_corrupt_images_fails_clearly(tmp_path):
     (tmp_path / "cat").mkdir()
     (tmp_path / "cat" / "a.png").write_bytes(b"garbage")
-    cfg = config.resolve(APP.presets, "smoke", overrides=["data.source=folder", f"data.path={tmp_path}"])
+    cfg = config.resolve(
+        APP.presets, "smoke", overrides=["data.source=folder", f"data.path={tmp_path}"]
+    )
     with pytest.raises(UserError, match="none of the 1 images .* could be decoded"):
         APP.datasets(cfg)
 
@@ -66,11 +81,21 @@ def test_folder_with_only_corrupt_images_fails_clearly(tmp_path):
 def test_tfrecords_with_labels_txt(tmp_path):
     images, labels = shapes.classification_images(40, 24, seed=9, classes=shapes.SHAPES[:4])
     encoded = [_png_bytes(i) for i in images]
-    write_tfrecord(tmp_path / "train-00000.tfrecord", encoded[:30] + [b"corrupt"], list(labels[:30]) + [0])
+    write_tfrecord(
+        tmp_path / "train-00000.tfrecord", encoded[:30] + [b"corrupt"], list(labels[:30]) + [0]
+    )
     write_tfrecord(tmp_path / "test.tfrecord", encoded[30:], labels[30:])
     (tmp_path / "labels.txt").write_text("\n".join(shapes.SHAPES[:4]) + "\n")
-    cfg = config.resolve(APP.presets, "smoke", overrides=[
-        "data.source=tfrecord", f"data.path={tmp_path}", "train.batch_size=5", "data.val_fraction=0.2"])
+    cfg = config.resolve(
+        APP.presets,
+        "smoke",
+        overrides=[
+            "data.source=tfrecord",
+            f"data.path={tmp_path}",
+            "train.batch_size=5",
+            "data.val_fraction=0.2",
+        ],
+    )
     data = APP.datasets(cfg)
     assert data.info["class_names"] == list(shapes.SHAPES[:4])
     assert (data.info["num_train"], data.info["num_val"], data.info["num_test"]) == (24, 6, 10)
@@ -89,12 +114,23 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
 
 def test_smoke_run_learns_and_writes_its_run_dir(smoke_classification_run):
     run = smoke_classification_run
-    for name in ("config.yaml", "run.json", "info.json", "model.weights.h5", "metrics.json",
-                 "plots/confusion_matrix.png", "plots/training_curves.png", "logs/metrics.jsonl"):
+    for name in (
+        "config.yaml",
+        "run.json",
+        "info.json",
+        "model.weights.h5",
+        "metrics.json",
+        "plots/confusion_matrix.png",
+        "plots/training_curves.png",
+        "logs/metrics.jsonl",
+    ):
         assert (run / name).exists(), name
     assert list((run / "logs" / "tensorboard").rglob("events.out.tfevents.*"))
-    epochs = [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()
-              if '"kind": "epoch"' in line]
+    epochs = [
+        json.loads(line)
+        for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()
+        if '"kind": "epoch"' in line
+    ]
     assert [e["epoch"] for e in epochs] == [1, 2, 3]
     assert epochs[-1]["loss"] < epochs[0]["loss"]
     metrics = json.loads((run / "metrics.json").read_text())
@@ -146,12 +182,21 @@ def test_keras_hub_backbone_from_a_local_preset(tmp_path):
     from keras_suite.apps.classification.model import build_classifier
 
     backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 32],
-        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
-        use_pre_activation=False, image_shape=(None, None, 3))
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 32],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(None, None, 3),
+    )
     backbone.save_to_preset(str(tmp_path / "preset"))
-    cfg = config.resolve(APP.presets, "smoke", overrides=[
-        f"model.arch=hub:{tmp_path / 'preset'}", "model.pretrained=true"])
+    cfg = config.resolve(
+        APP.presets,
+        "smoke",
+        overrides=[f"model.arch=hub:{tmp_path / 'preset'}", "model.pretrained=true"],
+    )
     model = build_classifier(cfg.model, 32, 8)
     assert model(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 8)
     loaded = [l for l in model.layers if isinstance(l, keras_hub.models.Backbone)][0]
@@ -184,6 +229,8 @@ def test_mixed_precision_run_loads_as_float32_for_deployment(smoke_classificatio
         keras.mixed_precision.set_global_policy("float32")
     for a, b in zip(trained.state.model.weights, deployed.state.model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    (target,) = deployed.app.tflite_targets(deployed.state, deployed.datasets(), deployed.cfg, tmp_path)
+    (target,) = deployed.app.tflite_targets(
+        deployed.state, deployed.datasets(), deployed.cfg, tmp_path
+    )
     conversion = convert(target.saved_model_dir, target.signature, "float32")
     assert conversion.flex_ops == [] and "CONV_2D" in conversion.ops

@@ -1,6 +1,7 @@
 """Classification on the folder layouts users actually have: every combination of split
 folders, empty class folders, augmentation switches, and int8 calibration that never
 touches the images the parity report scores."""
+
 import numpy as np
 import pytest
 
@@ -26,14 +27,25 @@ def _write(root, n_per_class, seed):
 
 
 def _cfg(path, *extra):
-    return config.resolve(APP.presets, "smoke", overrides=[
-        "data.source=folder", f"data.path={path}", "train.batch_size=4", "data.val_fraction=0.2",
-        "data.test_fraction=0.25", *extra])
+    return config.resolve(
+        APP.presets,
+        "smoke",
+        overrides=[
+            "data.source=folder",
+            f"data.path={path}",
+            "train.batch_size=4",
+            "data.val_fraction=0.2",
+            "data.test_fraction=0.25",
+            *extra,
+        ],
+    )
 
 
-@pytest.mark.parametrize("layout", [(), ("train",), ("train", "val"), ("train", "test"),
-                                    ("train", "val", "test")],
-                         ids=["no-split-folders", "train-only", "train+val", "train+test", "train+val+test"])
+@pytest.mark.parametrize(
+    "layout",
+    [(), ("train",), ("train", "val"), ("train", "test"), ("train", "val", "test")],
+    ids=["no-split-folders", "train-only", "train+val", "train+test", "train+val+test"],
+)
 def test_every_split_layout_gives_train_val_and_test(tmp_path, layout, caplog):
     sizes = {"train": 8, "val": 2, "test": 3}
     if layout:
@@ -58,7 +70,12 @@ def test_every_split_layout_gives_train_val_and_test(tmp_path, layout, caplog):
         assert info["num_test"] == round(train_images * 0.25)
     assert f"train {info['num_train']}" in caplog.text and f"test {info['num_test']}" in caplog.text
     # every image is in exactly one split
-    seen = [tuple(np.asarray(x).ravel()[:64]) for ds in (data.val, data.test) for xs, _ in ds for x in xs.numpy()]
+    seen = [
+        tuple(np.asarray(x).ravel()[:64])
+        for ds in (data.val, data.test)
+        for xs, _ in ds
+        for x in xs.numpy()
+    ]
     assert len(seen) == len(set(seen))
 
 
@@ -87,10 +104,16 @@ def test_images_of_unknown_classes_in_val_are_counted(tmp_path, caplog):
     _write(tmp_path / "train", 6, seed=0)
     _write(tmp_path / "val", 2, seed=1)
     (tmp_path / "val" / "zebra").mkdir()
-    (tmp_path / "val" / "zebra" / "z.png").write_bytes((tmp_path / "val" / CLASSES[0]).glob("*.png").__next__().read_bytes())
+    (tmp_path / "val" / "zebra" / "z.png").write_bytes(
+        (tmp_path / "val" / CLASSES[0]).glob("*.png").__next__().read_bytes()
+    )
     with caplog.at_level("WARNING", logger="ksuite"):
         data = APP.datasets(_cfg(tmp_path))
-    assert data.info["num_val"] == 6 and "skipped 1 images" in caplog.text and "zebra (1)" in caplog.text
+    assert (
+        data.info["num_val"] == 6
+        and "skipped 1 images" in caplog.text
+        and "zebra (1)" in caplog.text
+    )
 
 
 def test_augmentation_defaults_keep_orientation_and_are_logged(tmp_path, caplog):
@@ -99,10 +122,17 @@ def test_augmentation_defaults_keep_orientation_and_are_logged(tmp_path, caplog)
     flip = augmentation_layers(cfg.data, 0)[0]
     assert names[0] == "RandomFlip" and flip.mode == "horizontal"  # no vertical flip by default
     assert "RandomRotation" not in names and "RandomBrightness" not in names
-    off = config.resolve(APP.presets, "default", overrides=["data.hflip=false", "data.rotation=0.05",
-                                                            "data.color_jitter=0.2"])
+    off = config.resolve(
+        APP.presets,
+        "default",
+        overrides=["data.hflip=false", "data.rotation=0.05", "data.color_jitter=0.2"],
+    )
     names = [type(layer).__name__ for layer in augmentation_layers(off.data, 0)]
-    assert "RandomFlip" not in names and {"RandomRotation", "RandomBrightness", "RandomContrast"} <= set(names)
+    assert "RandomFlip" not in names and {
+        "RandomRotation",
+        "RandomBrightness",
+        "RandomContrast",
+    } <= set(names)
     assert "vertical flip off" in describe_augmentation(cfg.data)
     _write(tmp_path, 6, seed=0)
     with caplog.at_level("INFO", logger="ksuite"):
@@ -128,8 +158,24 @@ def test_ksuite_data_check_reports_what_a_run_would_see(tmp_path, capsys):
     _write(tmp_path / "train", 6, seed=0)
     (tmp_path / "train" / "zebra").mkdir()
     (tmp_path / "train" / CLASSES[0] / "broken.jpg").write_bytes(b"not an image")
-    assert main(["data", "check", "classification", "--preset", "smoke", "--set", "data.source=folder",
-                 "--set", f"data.path={tmp_path}", "--set", "train.batch_size=4"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "check",
+                "classification",
+                "--preset",
+                "smoke",
+                "--set",
+                "data.source=folder",
+                "--set",
+                f"data.path={tmp_path}",
+                "--set",
+                "train.batch_size=4",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"classes (3): {', '.join(CLASSES)}" in out
     assert "test: " in out and "carved from train (data.test_fraction=0.1)" in out

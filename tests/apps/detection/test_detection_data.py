@@ -1,5 +1,6 @@
 """Training pipeline (exact reshuffle per epoch, mosaic, box-aware augmentation) and the
 task-aligned assigner, without training a model."""
+
 import dataclasses
 
 import numpy as np
@@ -23,7 +24,9 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
     dcfg = dataclasses.replace(cfg.data, flip=False, translate=0.0, zoom=0.0, mosaic=0.5)
     pipe = data_lib.TrainPipeline(split, dcfg, 8, seed=1, epochs=4)
     first = [b["boxes"].numpy() for b in pipe(0)]
-    again = [b["boxes"].numpy() for b in data_lib.TrainPipeline(split, dcfg, 8, seed=1, epochs=4)(0)]
+    again = [
+        b["boxes"].numpy() for b in data_lib.TrainPipeline(split, dcfg, 8, seed=1, epochs=4)(0)
+    ]
     other = [b["boxes"].numpy() for b in pipe(1)]
     assert len(first) == 4  # 32 images / batch 8, remainder dropped
     np.testing.assert_array_equal(np.stack(first), np.stack(again))
@@ -35,7 +38,11 @@ def test_augmented_boxes_stay_valid_and_follow_the_pixels():
     dcfg = dataclasses.replace(cfg.data, mosaic=1.0, close_mosaic_epochs=0, zoom=0.2)
     size = dcfg.image_size
     for batch in data_lib.TrainPipeline(split, dcfg, 8, seed=3, epochs=2)(0):
-        boxes, classes, images = batch["boxes"].numpy(), batch["classes"].numpy(), batch["images"].numpy()
+        boxes, classes, images = (
+            batch["boxes"].numpy(),
+            batch["classes"].numpy(),
+            batch["images"].numpy(),
+        )
         valid = classes >= 0
         assert valid.any()
         b = boxes[valid]
@@ -45,7 +52,7 @@ def test_augmented_boxes_stay_valid_and_follow_the_pixels():
         # every kept box holds pixels that differ from the fill colour / flat background
         for img, bx in zip(images, boxes):
             for x1, y1, x2, y2 in bx[(bx[:, 2] > 0)]:
-                patch = img[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))]
+                patch = img[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))]
                 assert patch.std() > 1.0
 
 
@@ -55,7 +62,8 @@ def test_progressive_resizing_downscales_early_epochs_only():
     dcfg = dataclasses.replace(cfg.data, flip=False, translate=0.0, zoom=0.0, mosaic=0.5)
     full = data_lib.TrainPipeline(split, dcfg, 8, seed=2, epochs=3)
     early = data_lib.TrainPipeline(
-        split, dataclasses.replace(dcfg, early_image_size=32, early_epochs=2), 8, seed=2, epochs=3)
+        split, dataclasses.replace(dcfg, early_image_size=32, early_epochs=2), 8, seed=2, epochs=3
+    )
     assert [early.image_size(e) for e in range(3)] == [32, 32, 64]
     for small, big in zip(early(1), full(1)):  # same shuffle and augmentation, then resized
         assert small["images"].shape == (8, 32, 32, 3)
@@ -91,7 +99,9 @@ def test_assigner_picks_anchors_inside_the_box_with_its_class():
     cls = tf.constant([[2, -1]], tf.int64)
     # predictions: every anchor predicts the gt box with a moderate score for class 2
     pred_boxes = tf.tile(gt[:, :1], [1, a, 1])
-    scores = tf.concat([tf.fill([1, a, 2], 0.1), tf.fill([1, a, 1], 0.5), tf.fill([1, a, 1], 0.1)], -1)
+    scores = tf.concat(
+        [tf.fill([1, a, 2], 0.1), tf.fill([1, a, 1], 0.5), tf.fill([1, a, 1], 0.1)], -1
+    )
     t_boxes, t_scores, fg = assign(scores, pred_boxes, tf.constant(points), gt, cls, 4, topk=5)
     fg = fg.numpy()[0].astype(bool)
     assert fg.sum() == 5
@@ -111,14 +121,24 @@ def test_ciou_assigner_prefers_centred_predictions():
     from keras_suite.apps.detection.loss import assign
 
     gt = tf.constant([[[10.0, 10.0, 30.0, 30.0]]])
-    side = 20.0 / 0.675 ** 0.5
-    pred = tf.constant([[[12.0, 12.0, 32.0, 32.0], [20 - side / 2, 20 - side / 2, 20 + side / 2, 20 + side / 2]]])
+    side = 20.0 / 0.675**0.5
+    pred = tf.constant(
+        [[[12.0, 12.0, 32.0, 32.0], [20 - side / 2, 20 - side / 2, 20 + side / 2, 20 + side / 2]]]
+    )
     iou, ciou = box_iou(gt[0], pred[0]).numpy(), box_ciou(gt[0], pred[0]).numpy()
     assert iou[0] > iou[1] and ciou[0] < ciou[1]
     points = tf.constant([[19.0, 19.0], [21.0, 21.0]])  # both anchor centres inside the box
     picked = {}
     for overlap in ("iou", "ciou"):
-        _, _, fg = assign(tf.fill([1, 2, 1], 0.5), pred, points, gt, tf.constant([[0]], tf.int64), 1, topk=1,
-                          overlap=overlap)
+        _, _, fg = assign(
+            tf.fill([1, 2, 1], 0.5),
+            pred,
+            points,
+            gt,
+            tf.constant([[0]], tf.int64),
+            1,
+            topk=1,
+            overlap=overlap,
+        )
         picked[overlap] = fg.numpy()[0].tolist()
     assert picked == {"iou": [1.0, 0.0], "ciou": [0.0, 1.0]}

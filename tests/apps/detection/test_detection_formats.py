@@ -1,5 +1,6 @@
 """User detection formats: YOLO txt, COCO JSON, Pascal VOC XML via data.yaml; invalid boxes
 are reported with file and line, skipped, and the valid ones survive resizing intact."""
+
 import json
 import logging
 
@@ -41,21 +42,37 @@ def test_yolo_with_invalid_lines(tmp_path, caplog, capsys):
     labels = tmp_path / "labels" / "train"
     labels.mkdir(parents=True)
     for path, boxes, classes, (w, h) in truth:
-        lines = [f"{c} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} "
-                 f"{(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}" for b, c in zip(boxes, classes)]
+        lines = [
+            f"{c} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} "
+            f"{(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}"
+            for b, c in zip(boxes, classes)
+        ]
         (labels / f"{path.stem}.txt").write_text("\n".join(lines) + "\n")
     bad = labels / "img0.txt"
     good_lines = bad.read_text().splitlines()
-    bad.write_text("\n".join(good_lines + ["3 1.4 0.5 0.2 0.2",  # outside the image
-                                           "2 0.5 0.5 0.0 0.3",  # zero width
-                                           "9 0.5 0.5 0.2 0.2",  # unknown class
-                                           "1 0.5 0.5"]) + "\n")  # malformed
-    (tmp_path / "data.yaml").write_text(yaml.safe_dump(
-        {"path": ".", "train": "images/train", "val": "images/train", "names": NAMES}))
+    bad.write_text(
+        "\n".join(
+            good_lines
+            + [
+                "3 1.4 0.5 0.2 0.2",  # outside the image
+                "2 0.5 0.5 0.0 0.3",  # zero width
+                "9 0.5 0.5 0.2 0.2",  # unknown class
+                "1 0.5 0.5",
+            ]
+        )
+        + "\n"
+    )  # malformed
+    (tmp_path / "data.yaml").write_text(
+        yaml.safe_dump(
+            {"path": ".", "train": "images/train", "val": "images/train", "names": NAMES}
+        )
+    )
     with caplog.at_level(logging.WARNING, logger="ksuite"):
         records, names, report = formats.read_records(tmp_path / "data.yaml")
     n = len(good_lines)
-    assert [p.split(": ")[0] for p in report.problems[:4]] == [f"{bad}:{n + k}" for k in (1, 2, 3, 4)]
+    assert [p.split(": ")[0] for p in report.problems[:4]] == [
+        f"{bad}:{n + k}" for k in (1, 2, 3, 4)
+    ]
     assert "outside" in report.problems[0] and "zero" in report.problems[1]
     assert "unknown class 9" in report.problems[2] and "expected" in report.problems[3]
     assert "8 invalid boxes" in caplog.text  # 4 bad lines in train + the same 4 in val
@@ -79,11 +96,21 @@ def test_coco_json(tmp_path):
     for i, (path, boxes, classes, (w, h)) in enumerate(truth):
         images.append({"id": 10 + i, "file_name": path.name, "width": w, "height": h})
         for b, c in zip(boxes, classes):
-            anns.append({"id": len(anns) + 1, "image_id": 10 + i, "category_id": int(c) + 1,
-                         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
-                         "iscrowd": 0})
-    anns.append({"id": 900, "image_id": 10, "category_id": 1, "bbox": [-30, 5, 10, 10], "iscrowd": 0})
-    anns.append({"id": 901, "image_id": 10, "category_id": 77, "bbox": [5, 5, 10, 10], "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": 10 + i,
+                    "category_id": int(c) + 1,
+                    "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                    "iscrowd": 0,
+                }
+            )
+    anns.append(
+        {"id": 900, "image_id": 10, "category_id": 1, "bbox": [-30, 5, 10, 10], "iscrowd": 0}
+    )
+    anns.append(
+        {"id": 901, "image_id": 10, "category_id": 77, "bbox": [5, 5, 10, 10], "iscrowd": 0}
+    )
     cats = [{"id": k + 1, "name": n} for k, n in enumerate(NAMES)]
     ann_file = tmp_path / "imgs" / "instances.json"
     ann_file.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
@@ -106,18 +133,23 @@ def test_voc_xml(tmp_path):
         objs = "".join(
             f"<object>\n<name>{NAMES[c]}</name>\n<bndbox><xmin>{b[0] + 1:.3f}</xmin><ymin>{b[1] + 1:.3f}</ymin>"
             f"<xmax>{b[2]:.3f}</xmax><ymax>{b[3]:.3f}</ymax></bndbox>\n</object>\n"
-            for b, c in zip(boxes, classes))
+            for b, c in zip(boxes, classes)
+        )
         if path.stem == "img1":
             objs += "<object>\n<name>dragon</name>\n<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>\n</object>\n"
         (ann_dir / f"{path.stem}.xml").write_text(
             f"<annotation>\n<filename>{path.name}</filename>\n<size><width>{w}</width>"
-            f"<height>{h}</height><depth>3</depth></size>\n{objs}</annotation>\n")
-    (tmp_path / "data.yaml").write_text(yaml.safe_dump(
-        {"train": "voc/Annotations", "names": NAMES}))
+            f"<height>{h}</height><depth>3</depth></size>\n{objs}</annotation>\n"
+        )
+    (tmp_path / "data.yaml").write_text(
+        yaml.safe_dump({"train": "voc/Annotations", "names": NAMES})
+    )
     _, _, report = formats.read_records(tmp_path / "data.yaml")
     assert len(report.problems) == 1
     n_objects = len(truth[1][1])
-    assert report.problems[0].startswith(f"{ann_dir / 'img1.xml'}:{4 + 4 * n_objects}: unknown class 'dragon'")
+    assert report.problems[0].startswith(
+        f"{ann_dir / 'img1.xml'}:{4 + 4 * n_objects}: unknown class 'dragon'"
+    )
     splits, _ = formats.load_dataset(tmp_path / "data.yaml", 64, 8)
     _check_loaded(splits["train"], truth, 64)
 
@@ -135,9 +167,12 @@ def _write_yolo_train(root, n):
     truth = _write_images(root / "images" / "train", n=n)
     (root / "labels" / "train").mkdir(parents=True)
     for path, boxes, classes, (w, h) in truth:
-        (root / "labels" / "train" / f"{path.stem}.txt").write_text("".join(
-            f"{c} {(b[0] + b[2]) / 2 / w} {(b[1] + b[3]) / 2 / h} {(b[2] - b[0]) / w} {(b[3] - b[1]) / h}\n"
-            for b, c in zip(boxes, classes)))
+        (root / "labels" / "train" / f"{path.stem}.txt").write_text(
+            "".join(
+                f"{c} {(b[0] + b[2]) / 2 / w} {(b[1] + b[3]) / 2 / h} {(b[2] - b[0]) / w} {(b[3] - b[1]) / h}\n"
+                for b, c in zip(boxes, classes)
+            )
+        )
     return truth
 
 
@@ -148,11 +183,21 @@ def test_app_datasets_from_a_user_yaml(tmp_path):
     from keras_suite.apps.detection.config import smoke
 
     _write_yolo_train(tmp_path, n=4)
-    (tmp_path / "data.yaml").write_text(yaml.safe_dump(
-        {"train": "images/train", "test": "images/train", "names": {i: n for i, n in enumerate(NAMES)}}))
+    (tmp_path / "data.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "train": "images/train",
+                "test": "images/train",
+                "names": {i: n for i, n in enumerate(NAMES)},
+            }
+        )
+    )
     cfg = smoke()
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=str(tmp_path / "data.yaml")),
-                              train=dataclasses.replace(cfg.train, batch_size=2))
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, source=str(tmp_path / "data.yaml")),
+        train=dataclasses.replace(cfg.train, batch_size=2),
+    )
     data = APP.datasets(cfg)
     assert data.info["class_names"] == NAMES and data.steps_per_epoch == 2
     batch = next(iter(data.train_epoch(0)))
@@ -167,12 +212,17 @@ def test_missing_val_and_test_are_carved_from_train(tmp_path, caplog):
     from keras_suite.apps.detection.config import smoke
 
     _write_yolo_train(tmp_path, n=10)
-    (tmp_path / "data.yaml").write_text(yaml.safe_dump(
-        {"train": "images/train", "names": {i: n for i, n in enumerate(NAMES)}}))
+    (tmp_path / "data.yaml").write_text(
+        yaml.safe_dump({"train": "images/train", "names": {i: n for i, n in enumerate(NAMES)}})
+    )
     cfg = smoke()
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=str(tmp_path / "data.yaml"),
-                                                            val_fraction=0.2, test_fraction=0.2),
-                              train=dataclasses.replace(cfg.train, batch_size=2))
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(
+            cfg.data, source=str(tmp_path / "data.yaml"), val_fraction=0.2, test_fraction=0.2
+        ),
+        train=dataclasses.replace(cfg.train, batch_size=2),
+    )
     with caplog.at_level("INFO", logger="ksuite"):
         data = APP.datasets(cfg)
     assert data.info["split_sizes"] == {"train": 6, "val": 2, "test": 2}
@@ -189,19 +239,31 @@ def test_coco_crowd_regions_are_kept_for_evaluation_not_training(tmp_path):
     for i, (path, boxes, classes, (w, h)) in enumerate(truth):
         images.append({"id": i + 1, "file_name": path.name, "width": w, "height": h})
         for b, c in zip(boxes, classes):
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(c) + 1,
-                         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])], "iscrowd": 0})
-    anns.append({"id": 500, "image_id": 1, "category_id": 2, "bbox": [2.0, 4.0, 20.0, 10.0], "iscrowd": 1})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": int(c) + 1,
+                    "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                    "iscrowd": 0,
+                }
+            )
+    anns.append(
+        {"id": 500, "image_id": 1, "category_id": 2, "bbox": [2.0, 4.0, 20.0, 10.0], "iscrowd": 1}
+    )
     cats = [{"id": k + 1, "name": n} for k, n in enumerate(NAMES)]
-    (tmp_path / "imgs" / "instances.json").write_text(json.dumps({"images": images, "annotations": anns,
-                                                                  "categories": cats}))
+    (tmp_path / "imgs" / "instances.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": cats})
+    )
     (tmp_path / "data.yaml").write_text(yaml.safe_dump({"train": "imgs/instances.json"}))
     splits, _ = formats.load_dataset(tmp_path / "data.yaml", 96, 8)
     train = splits["train"]
     _check_loaded(train, truth, 96)  # the crowd region is not among the training boxes
     (w, h) = truth[0][3]
     regions, classes = train.crowd[0]
-    np.testing.assert_allclose(regions, [[2 * 96 / w, 4 * 96 / h, 22 * 96 / w, 14 * 96 / h]], rtol=1e-5)
+    np.testing.assert_allclose(
+        regions, [[2 * 96 / w, 4 * 96 / h, 22 * 96 / w, 14 * 96 / h]], rtol=1e-5
+    )
     assert classes.tolist() == [1] and len(train.crowd[1][0]) == 0
     assert train.take([1]).crowd == [train.crowd[1]]
 
@@ -212,11 +274,13 @@ def test_voc_difficult_objects_are_evaluation_only_unless_asked(tmp_path):
     objects = "".join(
         f"<object><name>{NAMES[c]}</name><difficult>{int(k == 0)}</difficult><bndbox><xmin>{b[0] + 1}</xmin>"
         f"<ymin>{b[1] + 1}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
-        for k, (b, c) in enumerate(zip(boxes, classes)))
+        for k, (b, c) in enumerate(zip(boxes, classes))
+    )
     (tmp_path / "Annotations").mkdir()
     (tmp_path / "Annotations" / f"{path.stem}.xml").write_text(
         f"<annotation><filename>{path.name}</filename><size><width>{w}</width><height>{h}</height></size>"
-        f"{objects}</annotation>")
+        f"{objects}</annotation>"
+    )
     (tmp_path / "data.yaml").write_text(yaml.safe_dump({"train": "Annotations", "names": NAMES}))
     for train_difficult in (False, True):
         splits, _ = formats.load_dataset(tmp_path / "data.yaml", 96, 8, train_difficult)
@@ -254,13 +318,23 @@ def test_exif_rotated_jpeg_gets_the_right_boxes(tmp_path, fmt):
     if fmt == "yolo":
         (tmp_path / "labels" / "train").mkdir(parents=True)
         (tmp_path / "labels" / "train" / "phone.txt").write_text(
-            f"1 {(box[0] + box[2]) / 200} {(box[1] + box[3]) / 80} {(box[2] - box[0]) / 100} {(box[3] - box[1]) / 40}\n")
+            f"1 {(box[0] + box[2]) / 200} {(box[1] + box[3]) / 80} {(box[2] - box[0]) / 100} {(box[3] - box[1]) / 40}\n"
+        )
         desc = {"train": "images/train", "names": NAMES}
     elif fmt == "coco":
-        ann = {"images": [{"id": 1, "file_name": "phone.jpg", "width": 100, "height": 40}],
-               "annotations": [{"id": 1, "image_id": 1, "category_id": 2, "iscrowd": 0,
-                                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]}],
-               "categories": [{"id": k + 1, "name": n} for k, n in enumerate(NAMES)]}
+        ann = {
+            "images": [{"id": 1, "file_name": "phone.jpg", "width": 100, "height": 40}],
+            "annotations": [
+                {
+                    "id": 1,
+                    "image_id": 1,
+                    "category_id": 2,
+                    "iscrowd": 0,
+                    "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                }
+            ],
+            "categories": [{"id": k + 1, "name": n} for k, n in enumerate(NAMES)],
+        }
         (tmp_path / "images" / "train" / "instances.json").write_text(json.dumps(ann))
         desc = {"train": "images/train/instances.json"}
     else:
@@ -268,19 +342,22 @@ def test_exif_rotated_jpeg_gets_the_right_boxes(tmp_path, fmt):
         (tmp_path / "Annotations" / "phone.xml").write_text(
             f"<annotation><filename>../images/train/phone.jpg</filename><object><name>{NAMES[1]}</name><bndbox>"
             f"<xmin>{box[0] + 1}</xmin><ymin>{box[1] + 1}</ymin><xmax>{box[2]}</xmax><ymax>{box[3]}</ymax>"
-            "</bndbox></object></annotation>")
+            "</bndbox></object></annotation>"
+        )
         desc = {"train": "Annotations", "names": NAMES}
     (tmp_path / "data.yaml").write_text(yaml.safe_dump(desc))
     splits, _, report = formats.read_records(tmp_path / "data.yaml")
     assert report.problems == []  # the box is inside the 100 x 40 picture
     loaded = formats.load_dataset(tmp_path / "data.yaml", 64, 4)[0]["train"]
     got = loaded.boxes[0][0]
-    np.testing.assert_allclose(got, [box[0] * 0.64, box[1] * 1.6, box[2] * 0.64, box[3] * 1.6], atol=0.5)
+    np.testing.assert_allclose(
+        got, [box[0] * 0.64, box[1] * 1.6, box[2] * 0.64, box[3] * 1.6], atol=0.5
+    )
     # and the pixels agree with the box: bright inside, dark outside
     x1, y1, x2, y2 = np.round(got).astype(int)
     image_pixels = loaded.images[0].astype(float)
-    assert image_pixels[y1 + 3:y2 - 3, x1 + 3:x2 - 3].mean() > 200
-    assert image_pixels[:, :x1 - 3].mean() < 60
+    assert image_pixels[y1 + 3 : y2 - 3, x1 + 3 : x2 - 3].mean() > 200
+    assert image_pixels[:, : x1 - 3].mean() < 60
 
 
 def test_predict_sends_exif_rotated_photos_upright(tmp_path):

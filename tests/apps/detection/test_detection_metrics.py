@@ -1,4 +1,5 @@
 """Our COCO mAP against pycocotools on the same predictions (agreement within 0.001)."""
+
 import contextlib
 import io
 
@@ -38,8 +39,13 @@ def _random_case(seed, n_images=40, num_classes=5):
             scores.append(rng.uniform(0.01, 0.7))
             classes.append(rng.integers(0, num_classes))
         gts.append((gb.reshape(-1, 4), gc))
-        preds.append((np.asarray(boxes, float).reshape(-1, 4), np.asarray(scores, float),
-                       np.asarray(classes, int)))
+        preds.append(
+            (
+                np.asarray(boxes, float).reshape(-1, 4),
+                np.asarray(scores, float),
+                np.asarray(classes, int),
+            )
+        )
     return gts, preds
 
 
@@ -48,18 +54,36 @@ def _pycocotools_stats(gts, preds, num_classes, crowd=None):
     anns, dets = [], []
     crowd = crowd or [(np.zeros((0, 4)), np.zeros(0, int))] * len(gts)
     for i, ((gb, gc), (pb, ps, pc), (cb, cc)) in enumerate(zip(gts, preds, crowd)):
-        for b, c, is_crowd in [(b, c, 0) for b, c in zip(gb, gc)] + [(b, c, 1) for b, c in zip(cb, cc)]:
+        for b, c, is_crowd in [(b, c, 0) for b, c in zip(gb, gc)] + [
+            (b, c, 1) for b, c in zip(cb, cc)
+        ]:
             w, h = b[2] - b[0], b[3] - b[1]
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(c) + 1,
-                         "bbox": [float(b[0]), float(b[1]), float(w), float(h)],
-                         "area": float(w * h), "iscrowd": is_crowd})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": int(c) + 1,
+                    "bbox": [float(b[0]), float(b[1]), float(w), float(h)],
+                    "area": float(w * h),
+                    "iscrowd": is_crowd,
+                }
+            )
         for b, s, c in zip(pb, ps, pc):
-            dets.append({"image_id": i + 1, "category_id": int(c) + 1, "score": float(s),
-                         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+            dets.append(
+                {
+                    "image_id": i + 1,
+                    "category_id": int(c) + 1,
+                    "score": float(s),
+                    "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                }
+            )
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
-        coco.dataset = {"images": images, "annotations": anns,
-                        "categories": [{"id": c + 1, "name": str(c)} for c in range(num_classes)]}
+        coco.dataset = {
+            "images": images,
+            "annotations": anns,
+            "categories": [{"id": c + 1, "name": str(c)} for c in range(num_classes)],
+        }
         coco.createIndex()
         result = coco.loadRes(dets)
         ev = COCOeval(coco, result, "bbox")
@@ -114,8 +138,13 @@ def _with_crowd_regions(gts, preds, seed):
                 extra_classes.append(c)
         new_gts.append((gb[~is_crowd], gc[~is_crowd]))
         crowd.append((grown.reshape(-1, 4), gc[is_crowd]))
-        new_preds.append((np.concatenate([pb, np.asarray(extra_boxes, float).reshape(-1, 4)]),
-                          np.concatenate([ps, extra_scores]), np.concatenate([pc, extra_classes]).astype(int)))
+        new_preds.append(
+            (
+                np.concatenate([pb, np.asarray(extra_boxes, float).reshape(-1, 4)]),
+                np.concatenate([ps, extra_scores]),
+                np.concatenate([pc, extra_classes]).astype(int),
+            )
+        )
     return new_gts, new_preds, crowd
 
 
@@ -149,14 +178,19 @@ def test_iou_matrix():
     np.testing.assert_allclose(iou_matrix(a, b), [[1.0, 50 / 150, 0.0]])
 
 
-@pytest.mark.parametrize("num_classes,anchors,max_detections,pre_nms_topk", [
-    (1, 336, 100, 50),   # one class, fewer candidates than output rows
-    (4, 21, 100, 200),   # 32 px images: 21 anchors
-    (1, 21, 100, 200),
-    (80, 336, 100, 200),  # many classes
-    (3, 336, 20, 200),
-])
-def test_postprocess_never_crashes_and_pads_to_max_detections(num_classes, anchors, max_detections, pre_nms_topk):
+@pytest.mark.parametrize(
+    "num_classes,anchors,max_detections,pre_nms_topk",
+    [
+        (1, 336, 100, 50),  # one class, fewer candidates than output rows
+        (4, 21, 100, 200),  # 32 px images: 21 anchors
+        (1, 21, 100, 200),
+        (80, 336, 100, 200),  # many classes
+        (3, 336, 20, 200),
+    ],
+)
+def test_postprocess_never_crashes_and_pads_to_max_detections(
+    num_classes, anchors, max_detections, pre_nms_topk
+):
     from keras_suite import common
     from keras_suite.apps.detection.postprocess import nms_single
 
@@ -165,8 +199,9 @@ def test_postprocess_never_crashes_and_pads_to_max_detections(num_classes, ancho
     xy = rng.uniform(0, 100, (anchors, 2))
     boxes = tf.constant(np.concatenate([xy, xy + rng.uniform(2, 30, (anchors, 2))], 1), tf.float32)
     scores = tf.constant(rng.uniform(0, 1, (anchors, num_classes)), tf.float32)
-    out_boxes, out_scores, out_classes, count = nms_single(boxes, scores, num_classes, max_detections,
-                                                           pre_nms_topk, 0.6, 0.1)
+    out_boxes, out_scores, out_classes, count = nms_single(
+        boxes, scores, num_classes, max_detections, pre_nms_topk, 0.6, 0.1
+    )
     assert out_boxes.shape == (max_detections, 4) and out_scores.shape == (max_detections,)
     n = int(count)
     assert 0 < n <= min(max_detections, anchors, pre_nms_topk * num_classes)
@@ -179,7 +214,12 @@ def test_invalid_postprocess_settings_are_one_line_errors():
     from keras_suite.common import config as config_lib
     from keras_suite.common.errors import UserError
 
-    for bad in ("post.max_detections=0", "post.pre_nms_topk=0", "post.iou_threshold=0", "post.score_threshold=1.5"):
+    for bad in (
+        "post.max_detections=0",
+        "post.pre_nms_topk=0",
+        "post.iou_threshold=0",
+        "post.score_threshold=1.5",
+    ):
         with pytest.raises(UserError):
             config_lib.resolve(PRESETS, "smoke", overrides=[bad])
 
@@ -196,8 +236,10 @@ def test_voc_difficult_objects_are_ignored_hand_computed():
     b, d2 = [50, 50, 60, 60], [70, 70, 80, 80]
     gts = [(np.array([a], float), np.array([0])), (np.array([b], float), np.array([0]))]
     hard = [(np.array([d], float), np.array([0])), (np.array([d2], float), np.array([0]))]
-    preds = [(np.array([d, d, a], float), np.array([0.95, 0.94, 0.9]), np.array([0, 0, 0])),
-             (np.array([b], float), np.array([0.8]), np.array([0]))]
+    preds = [
+        (np.array([d, d, a], float), np.array([0.95, 0.94, 0.9]), np.array([0, 0, 0])),
+        (np.array([b], float), np.array([0.8]), np.array([0])),
+    ]
     assert evaluate_detections(preds, gts, 1, difficult=hard)["map_50_95"] == pytest.approx(1.0)
     dropped = evaluate_detections(preds, gts, 1)["map_50"]
     assert dropped == pytest.approx(0.5, abs=1e-9)
@@ -241,7 +283,7 @@ def test_coco_protocol_candidates_are_multi_label_and_per_class():
     size, reg_max, num_classes = 64, 4, 3
     anchors = len(anchor_points(size)[0])
     raw = np.full((1, anchors, 4 * reg_max + num_classes), -10.0, np.float32)
-    raw[0, :, :4 * reg_max] = 0.0  # uniform distance bins: a box around every anchor
+    raw[0, :, : 4 * reg_max] = 0.0  # uniform distance bins: a box around every anchor
     raw[0, 5, 4 * reg_max + 0] = 4.0  # anchor 5: classes 0 and 2 both likely
     raw[0, 5, 4 * reg_max + 2] = 3.0
 
@@ -249,10 +291,15 @@ def test_coco_protocol_candidates_are_multi_label_and_per_class():
         def __call__(self, images, training=False):
             return tf.constant(raw)
 
-    cfg = SimpleNamespace(model=SimpleNamespace(reg_max=reg_max),
-                          post=SimpleNamespace(iou_threshold=0.6, eval_score_threshold=0.01))
-    split = Split(np.zeros((1, size, size, 3), np.uint8), np.zeros((1, 1, 4)), -np.ones((1, 1), np.int64))
-    ((boxes, scores, classes),) = predict_split_coco(FakeModel(), split, cfg,
-                                                     {"num_classes": num_classes, "image_size": size})
+    cfg = SimpleNamespace(
+        model=SimpleNamespace(reg_max=reg_max),
+        post=SimpleNamespace(iou_threshold=0.6, eval_score_threshold=0.01),
+    )
+    split = Split(
+        np.zeros((1, size, size, 3), np.uint8), np.zeros((1, 1, 4)), -np.ones((1, 1), np.int64)
+    )
+    ((boxes, scores, classes),) = predict_split_coco(
+        FakeModel(), split, cfg, {"num_classes": num_classes, "image_size": size}
+    )
     assert sorted(classes.tolist()) == [0, 2]
     np.testing.assert_allclose(boxes[0], boxes[1])

@@ -1,9 +1,9 @@
 """End to end with the smoke preset: train (loss falls), evaluate (COCO metrics + plots),
 export the serving signature and call it on encoded image bytes, convert to TFLite with
 builtin ops only, render predictions. One training run shared by every test here."""
+
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,21 +51,26 @@ def test_serving_signature_on_image_bytes(trained, tmp_path):
     run.app.export_archive(run.state, run.info, cfg).write_out(str(export_dir), verbose=False)
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     image = data.extras["splits"]["test"].images[0]
-    big = cv2.resize(image, (image.shape[1] * 3, image.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
+    big = cv2.resize(
+        image, (image.shape[1] * 3, image.shape[0] * 2), interpolation=cv2.INTER_NEAREST
+    )
     # A batch of two differently sized images: boxes come back in each one's own pixels.
-    out = {k: v.numpy() for k, v in serve(images=tf.constant([png_bytes(image), png_bytes(big)])).items()}
+    out = {
+        k: v.numpy()
+        for k, v in serve(images=tf.constant([png_bytes(image), png_bytes(big)])).items()
+    }
     d = run.cfg.post.max_detections
     assert out["boxes"].shape == (2, d, 4) and out["scores"].shape == (2, d)
     assert out["classes"].dtype == np.int32 and out["class_names"].dtype == object
     n = out["num_detections"]
     assert n[0] > 0, "the smoke model found nothing at all in a test image"
-    names = [c.decode() for c in out["class_names"][0, :n[0]]]
-    assert names == [run.info["class_names"][c] for c in out["classes"][0, :n[0]]]
-    assert (out["classes"][0, n[0]:] == -1).all() and (out["scores"][0, n[0]:] == 0).all()
+    names = [c.decode() for c in out["class_names"][0, : n[0]]]
+    assert names == [run.info["class_names"][c] for c in out["classes"][0, : n[0]]]
+    assert (out["classes"][0, n[0] :] == -1).all() and (out["scores"][0, n[0] :] == 0).all()
     # The best detections reappear on the enlarged copy, scaled by (3, 2).
     from keras_suite.apps.detection.metrics import iou_matrix
 
-    scaled_back = out["boxes"][1, :n[1]] / [3, 2, 3, 2]
+    scaled_back = out["boxes"][1, : n[1]] / [3, 2, 3, 2]
     best = iou_matrix(out["boxes"][0, :3], scaled_back).max(1)
     assert (best > 0.9).all(), best
     # The sample requests (used for TF Serving warm-up) run through the same signature.
@@ -75,7 +80,9 @@ def test_serving_signature_on_image_bytes(trained, tmp_path):
     path = tmp_path / "in.png"
     path.write_bytes(png_bytes(big))
     sig, feeds = run.app.predict_request([str(path)], run.info, run.cfg)
-    outputs = {k: v.numpy() for k, v in serve(**{n_: tf.constant(v) for n_, v in feeds.items()}).items()}
+    outputs = {
+        k: v.numpy() for k, v in serve(**{n_: tf.constant(v) for n_, v in feeds.items()}).items()
+    }
     written = run.app.render_predictions([str(path)], outputs, run.info, tmp_path / "pred")
     drawn = cv2.imread(written[0])
     assert drawn.shape[:2] == big.shape[:2] and not np.array_equal(drawn[..., ::-1], big)
@@ -99,8 +106,13 @@ def test_tflite_builtins_only_and_parity(trained, tmp_path):
 
     results = {}
     for mode in ("float32", "int8"):
-        conv = convert(target.saved_model_dir, target.signature, mode,
-                       representative_data=target.representative_data, num_calibration=16)
+        conv = convert(
+            target.saved_model_dir,
+            target.signature,
+            mode,
+            representative_data=target.representative_data,
+            num_calibration=16,
+        )
         assert conv.flex_ops == [] and "NON_MAX_SUPPRESSION_V5" in conv.ops, conv.ops
         results[mode] = run.app.tflite_evaluate(runner(conv.model), data, run.cfg, run.info)
         if mode == "float32":
@@ -111,8 +123,14 @@ def test_tflite_builtins_only_and_parity(trained, tmp_path):
             assert int(got["num_detections"][0]) == n
             np.testing.assert_allclose(got["boxes"][0, :n], want["boxes"][0, :n], atol=0.05)
     keras_map = run.app.tflite_evaluate(
-        lambda feeds: {k: v.numpy() for k, v in reference(**{n_: tf.constant(v) for n_, v in feeds.items()}).items()},
-        data, run.cfg, run.info)
+        lambda feeds: {
+            k: v.numpy()
+            for k, v in reference(**{n_: tf.constant(v) for n_, v in feeds.items()}).items()
+        },
+        data,
+        run.cfg,
+        run.info,
+    )
     assert results["float32"]["map_50"] == pytest.approx(keras_map["map_50"], abs=1e-3)
     assert set(results["int8"]) == {"map_50_95", "map_50", "map_75"}
 
@@ -122,8 +140,9 @@ def test_progressive_resizing_runs_small_and_calibrates_full_size(trained, tmp_p
     """The same weights train on the early, smaller batches (anchors follow the batch), and
     int8 calibration sees the exported size, not the early one."""
     _, _, run = trained
-    cfg = dataclasses.replace(run.cfg, data=dataclasses.replace(run.cfg.data, early_image_size=32,
-                                                                early_epochs=2))
+    cfg = dataclasses.replace(
+        run.cfg, data=dataclasses.replace(run.cfg.data, early_image_size=32, early_epochs=2)
+    )
     data = run.app.datasets(cfg)
     batch = next(iter(data.train_epoch(0)))
     assert batch["images"].shape[1:] == (32, 32, 3)
@@ -144,8 +163,18 @@ def test_mirrored_training_on_two_logical_cpus(trained, tmp_path):
 
     run_dir, _, _ = trained
     mirrored_dir = tmp_path / "mirrored"
-    proc = run_ksuite("train", "detection", "--preset", "smoke", "--strategy", "mirrored",
-                      "--cpu-devices", "2", "--run-dir", str(mirrored_dir))
+    proc = run_ksuite(
+        "train",
+        "detection",
+        "--preset",
+        "smoke",
+        "--strategy",
+        "mirrored",
+        "--cpu-devices",
+        "2",
+        "--run-dir",
+        str(mirrored_dir),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((mirrored_dir / "run.json").read_text())
     assert meta["replicas"] == 2 and "MirroredStrategy" in meta["strategy"]
@@ -177,8 +206,10 @@ def _int8_decode_error(decode_fn) -> float:
         peak = rng.integers(0, 16, shape[:-1])[..., None]
         return (6.0 * (np.arange(16) == peak) + rng.normal(0, 1, shape)).astype(np.float32)
 
-    fn = tf.function(lambda d: {"boxes": decode_fn(d, points, strides)},
-                     input_signature=[tf.TensorSpec(shape, tf.float32)])
+    fn = tf.function(
+        lambda d: {"boxes": decode_fn(d, points, strides)},
+        input_signature=[tf.TensorSpec(shape, tf.float32)],
+    )
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([logits()] for _ in range(16))

@@ -1,5 +1,6 @@
 """A tiny fake Atari environment whose frames, rewards and lives are known in advance,
 so the preprocessing wrappers can be checked against hand-computed values."""
+
 from __future__ import annotations
 
 import gymnasium as gym

@@ -1,6 +1,7 @@
 """DQN building blocks against hand-computed values: Atari preprocessing wrappers on a
 fake emulator with known frames, the sum-tree, the frame-deduplicating replay buffer
 (stacking, n-step returns, validity, importance weights), and the Q-learning targets."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,8 @@ from keras_suite.apps.dqn.config import cartpole, smoke
 from keras_suite.apps.dqn.replay import ReplayBuffer, SumTree
 from tests.apps.dqn.helpers import FakeAtari
 
-
 # ---- preprocessing wrappers ----------------------------------------------------------
+
 
 def test_max_and_skip_sums_rewards_and_maxes_last_two_frames():
     env = W.MaxAndSkip(FakeAtari(), skip=4)
@@ -108,11 +109,14 @@ def test_full_atari_chain_on_fake_env():
 
 # ---- sum-tree ----------------------------------------------------------------------
 
+
 def test_sum_tree_prefix_search_and_updates():
     tree = SumTree(5)  # not a power of two on purpose
     tree.update([0, 1, 2, 3], [1.0, 2.0, 3.0, 4.0])
     assert tree.total == 10.0
-    np.testing.assert_array_equal(tree.find([0, 0.99, 1, 2.99, 3, 5.99, 6, 9.99]), [0, 0, 1, 1, 2, 2, 3, 3])
+    np.testing.assert_array_equal(
+        tree.find([0, 0.99, 1, 2.99, 3, 5.99, 6, 9.99]), [0, 0, 1, 1, 2, 2, 3, 3]
+    )
     tree.update([1, 4], [0.0, 5.0])
     assert tree.total == 13.0
     np.testing.assert_array_equal(tree.find([0.5, 1.0, 3.9, 4.0, 8.0, 12.9]), [0, 2, 2, 3, 4, 4])
@@ -130,9 +134,17 @@ def test_sum_tree_sampling_is_proportional():
 
 # ---- replay buffer -----------------------------------------------------------------
 
+
 def _vector_buffer(**kw):
-    args = dict(capacity=20, num_envs=1, frame_shape=(2,), frame_dtype=np.float32, stack=1,
-                n_step=3, gamma=0.5)
+    args = dict(
+        capacity=20,
+        num_envs=1,
+        frame_shape=(2,),
+        frame_dtype=np.float32,
+        stack=1,
+        n_step=3,
+        gamma=0.5,
+    )
     args.update(kw)
     return ReplayBuffer(**args)
 
@@ -152,8 +164,9 @@ def test_n_step_returns_with_termination_and_truncation():
     buf.add_last(0, [8, 8])
     pos = np.array([0, 2, 3, 4, 6, 7])
     returns, next_pos, disc = buf.n_step_targets(np.zeros(6, np.int64), pos)
-    np.testing.assert_allclose(returns, [1 + 0.5 * 2 + 0.25 * 3, 3 + 0.5 * 4 + 0.25 * 5, 4 + 0.5 * 5, 5,
-                                         1 + 0.5 * 1, 1])
+    np.testing.assert_allclose(
+        returns, [1 + 0.5 * 2 + 0.25 * 3, 3 + 0.5 * 4 + 0.25 * 5, 4 + 0.5 * 5, 5, 1 + 0.5 * 1, 1]
+    )
     np.testing.assert_allclose(disc, [0.125, 0, 0, 0, 0.25, 0.5])
     assert next_pos[0] == 3 and next_pos[4] == 8 and next_pos[5] == 8
     np.testing.assert_array_equal(np.flatnonzero(buf.valid[0]), [0, 1, 2, 3, 4, 6, 7])
@@ -165,8 +178,15 @@ def test_n_step_returns_with_termination_and_truncation():
 
 
 def test_stacking_repeats_first_frame_across_episode_start():
-    buf = ReplayBuffer(capacity=16, num_envs=1, frame_shape=(2, 2), frame_dtype=np.uint8, stack=4,
-                       n_step=1, gamma=0.9)
+    buf = ReplayBuffer(
+        capacity=16,
+        num_envs=1,
+        frame_shape=(2, 2),
+        frame_dtype=np.uint8,
+        stack=4,
+        n_step=1,
+        gamma=0.9,
+    )
     for t in range(3):
         buf.add(0, np.full((2, 2), t), 0, 0.0, False, t == 0)
     buf.add_last(0, np.full((2, 2), 3))
@@ -174,15 +194,19 @@ def test_stacking_repeats_first_frame_across_episode_start():
         buf.add(0, np.full((2, 2), t), 0, 0.0, False, t == 4)
     stacks = buf._stacked(np.zeros(5, np.int64), np.array([1, 2, 3, 4, 5]))
     assert stacks.shape == (5, 2, 2, 4)
-    np.testing.assert_array_equal(stacks[:, 0, 0], [[0, 0, 0, 1], [0, 0, 1, 2], [0, 1, 2, 3],
-                                                    [4, 4, 4, 4], [4, 4, 4, 5]])
+    np.testing.assert_array_equal(
+        stacks[:, 0, 0], [[0, 0, 0, 1], [0, 0, 1, 2], [0, 1, 2, 3], [4, 4, 4, 4], [4, 4, 4, 5]]
+    )
     returns, next_pos, disc = buf.n_step_targets(np.zeros(1, np.int64), np.array([2]))
-    assert next_pos[0] == 3 and disc[0] == pytest.approx(0.9)  # truncated: bootstraps from the final frame
+    assert next_pos[0] == 3 and disc[0] == pytest.approx(
+        0.9
+    )  # truncated: bootstraps from the final frame
 
 
 def test_ring_overwrite_invalidates_broken_stacks():
-    buf = ReplayBuffer(capacity=8, num_envs=1, frame_shape=(1,), frame_dtype=np.uint8, stack=4,
-                       n_step=1, gamma=0.9)
+    buf = ReplayBuffer(
+        capacity=8, num_envs=1, frame_shape=(1,), frame_dtype=np.uint8, stack=4, n_step=1, gamma=0.9
+    )
     for t in range(12):  # one long episode; absolute slots 4..11 remain
         buf.add(0, [t], 0, 0.0, False, t == 0)
     # sampleable: stack reaches 3 back (>= abs 4) and the next slot exists -> abs 7..10
@@ -191,11 +215,20 @@ def test_ring_overwrite_invalidates_broken_stacks():
 
 
 def test_each_frame_stored_once_and_memory_reported():
-    buf = ReplayBuffer(capacity=1000, num_envs=4, frame_shape=(84, 84), frame_dtype=np.uint8, stack=4,
-                       n_step=3, gamma=0.99)
+    buf = ReplayBuffer(
+        capacity=1000,
+        num_envs=4,
+        frame_shape=(84, 84),
+        frame_dtype=np.uint8,
+        stack=4,
+        n_step=3,
+        gamma=0.99,
+    )
     assert buf.frames.shape == (4, 250, 84, 84) and buf.frames.nbytes == 1000 * 84 * 84
     per_transition = buf.nbytes / 1000
-    assert 84 * 84 < per_transition < 84 * 84 + 64  # vs 2 * 4 * 7056 bytes for stored (s, s') stacks
+    assert (
+        84 * 84 < per_transition < 84 * 84 + 64
+    )  # vs 2 * 4 * 7056 bytes for stored (s, s') stacks
 
 
 def test_prioritized_sampling_and_importance_weights():
@@ -215,6 +248,7 @@ def test_prioritized_sampling_and_importance_weights():
 
 # ---- targets, loss, heads, schedules ------------------------------------------------
 
+
 def test_double_and_nature_dqn_targets():
     from keras_suite.apps.dqn.learner import bootstrap_targets
 
@@ -224,7 +258,9 @@ def test_double_and_nature_dqn_targets():
     discounts = np.array([0.5, 0.25], np.float32)
     double = bootstrap_targets(q_online, q_target, returns, discounts, double=True)
     nature = bootstrap_targets(q_online, q_target, returns, discounts, double=False)
-    np.testing.assert_allclose(double.numpy(), [1 + 0.5 * 0.0, 2 + 0.25 * 2.0])  # online picks 1 and 2
+    np.testing.assert_allclose(
+        double.numpy(), [1 + 0.5 * 0.0, 2 + 0.25 * 2.0]
+    )  # online picks 1 and 2
     np.testing.assert_allclose(nature.numpy(), [1 + 0.5 * 4.0, 2 + 0.25 * 7.0])  # max of target
 
 
@@ -232,8 +268,10 @@ def test_huber_and_dueling_head():
     from keras_suite.apps.dqn.learner import huber
     from keras_suite.apps.dqn.model import DuelingQ
 
-    np.testing.assert_allclose(huber(np.array([-3.0, -0.5, 0.0, 0.5, 2.0], np.float32)).numpy(),
-                               [2.5, 0.125, 0.0, 0.125, 1.5])
+    np.testing.assert_allclose(
+        huber(np.array([-3.0, -0.5, 0.0, 0.5, 2.0], np.float32)).numpy(),
+        [2.5, 0.125, 0.0, 0.125, 1.5],
+    )
     q = DuelingQ()(np.array([[1.0]], np.float32), np.array([[1.0, 2.0, 3.0]], np.float32))
     np.testing.assert_allclose(np.asarray(q), [[0.0, 1.0, 2.0]])
 
@@ -264,10 +302,14 @@ def test_learner_step_loss_and_soft_target_update():
     opt = keras.optimizers.SGD(0.1)
     learner = Learner(tf.distribute.get_strategy(), online, target, opt, cfg.agent, cfg.train)
     rng = np.random.default_rng(0)
-    batch = {"obs": rng.normal(size=(4, 3)).astype(np.float32), "actions": np.array([0, 1, 1, 0], np.int32),
-             "returns": np.array([1, 0, 2, 1], np.float32), "discounts": np.array([0.9, 0, 0.81, 0.9], np.float32),
-             "next_obs": rng.normal(size=(4, 3)).astype(np.float32),
-             "weights": np.array([1, 0.5, 1, 0.25], np.float32)}
+    batch = {
+        "obs": rng.normal(size=(4, 3)).astype(np.float32),
+        "actions": np.array([0, 1, 1, 0], np.int32),
+        "returns": np.array([1, 0, 2, 1], np.float32),
+        "discounts": np.array([0.9, 0, 0.81, 0.9], np.float32),
+        "next_obs": rng.normal(size=(4, 3)).astype(np.float32),
+        "weights": np.array([1, 0.5, 1, 0.25], np.float32),
+    }
     q = online(batch["obs"]).numpy()
     q_next_on, q_next_t = online(batch["next_obs"]).numpy(), target(batch["next_obs"]).numpy()
     y = batch["returns"] + batch["discounts"] * q_next_t[np.arange(4), q_next_on.argmax(1)]

@@ -1,6 +1,7 @@
 """DQN end to end on tiny configs: a `smoke` run through the shared pipeline, resume
 from a checkpoint, the serving export, TFLite conversion with the parity report,
 `ksuite play`, and the learner under MirroredStrategy."""
+
 from __future__ import annotations
 
 import json
@@ -30,12 +31,19 @@ def smoke_run(tmp_path_factory):
 @pytest.mark.slow
 def test_smoke_run_trains_logs_and_evaluates(smoke_run):
     run_dir, metrics = smoke_run
-    for name in ("model.weights.h5", "target.weights.h5", "config.yaml", "info.json", "metrics.json"):
+    for name in (
+        "model.weights.h5",
+        "target.weights.h5",
+        "config.yaml",
+        "info.json",
+        "metrics.json",
+    ):
         assert (run_dir / name).exists(), name
     assert metrics["episodes"] == 2 and np.isfinite(metrics["mean_return"])
     assert metrics["random_score"] == -20.7 and metrics["human_score"] == 14.6
     assert metrics["human_normalized_percent"] == pytest.approx(
-        100 * (metrics["mean_return"] + 20.7) / (14.6 + 20.7))
+        100 * (metrics["mean_return"] + 20.7) / (14.6 + 20.7)
+    )
     assert metrics["agent_steps_trained"] == 240 and metrics["frames_trained"] == 960
     records = read_jsonl(run_dir / "logs" / "metrics.jsonl")
     steps = [r for r in records if r["kind"] == "step"]
@@ -65,8 +73,15 @@ def test_resume_continues_counters_weights_and_rng(tmp_path):
         data = APP.datasets(cfg)
         state = APP.build_state(cfg, data.info)
         state.build_optimizers()
-        return TrainContext(app=APP, cfg=cfg, run_dir=tmp_path, strategy=tf.distribute.get_strategy(),
-                            data=data, state=state, logger=RunLogger(tmp_path))
+        return TrainContext(
+            app=APP,
+            cfg=cfg,
+            run_dir=tmp_path,
+            strategy=tf.distribute.get_strategy(),
+            data=data,
+            state=state,
+            logger=RunLogger(tmp_path),
+        )
 
     first = context(120)
     DQNTrainer(first).fit()
@@ -88,7 +103,9 @@ def test_resume_continues_counters_weights_and_rng(tmp_path):
     assert int(second.state.variables["env_steps"].numpy()) == 240
     # after resuming, the replay refills learning_starts transitions before learning again
     assert int(second.state.variables["updates"].numpy()) > updates_first
-    steps = [r["step"] for r in read_jsonl(tmp_path / "logs" / "metrics.jsonl") if r["kind"] == "step"]
+    steps = [
+        r["step"] for r in read_jsonl(tmp_path / "logs" / "metrics.jsonl") if r["kind"] == "step"
+    ]
     assert steps == sorted(steps) and steps[-1] == 240
 
 
@@ -153,9 +170,9 @@ def test_play_records_gif(smoke_run, tmp_path):
 
 
 def test_bad_config_is_a_user_error():
+    from keras_suite.apps.dqn import APP
     from keras_suite.common.config import resolve
     from keras_suite.common.errors import UserError
-    from keras_suite.apps.dqn import APP
 
     with pytest.raises(UserError, match="agent.network=mlp"):
         resolve(APP.presets, "default", overrides=["env.id=CartPole-v1"])
@@ -204,8 +221,14 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_learner_matches_under_mirrored_strategy():
     """2 logical CPU replicas must give the same losses, TD errors and weights as one."""
-    proc = subprocess.Popen([sys.executable, "-c", MIRRORED_SCRIPT], cwd=ROOT, env=subprocess_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MIRRORED_SCRIPT],
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -215,4 +238,6 @@ def test_learner_matches_under_mirrored_strategy():
     assert out["mirrored"]["replicas"] == 2
     np.testing.assert_allclose(out["mirrored"]["losses"], out["default"]["losses"], rtol=1e-4)
     np.testing.assert_allclose(out["mirrored"]["td"], out["default"]["td"], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(out["mirrored"]["weights"], out["default"]["weights"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        out["mirrored"]["weights"], out["default"]["weights"], rtol=1e-4, atol=1e-6
+    )

@@ -1,5 +1,6 @@
 """GAN metrics and losses: FID/KID against independent formulas and on real images,
 KID's unbiasedness, mode-collapse detection, per-example penalties."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 from keras_suite import common
 from keras_suite.apps.gan import losses, metrics
-from keras_suite.apps.gan.features import build_classifier, FeatureNet
+from keras_suite.apps.gan.features import FeatureNet, build_classifier
 from keras_suite.common import shapes
 
 tf = common.quiet_import_tensorflow()
@@ -21,15 +22,21 @@ def test_frechet_distance_matches_closed_form_and_eigen_reference():
     mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
     s1, s2 = rng.uniform(0.5, 2, 5), rng.uniform(0.5, 2, 5)
     want = ((mu1 - mu2) ** 2).sum() + (s1 + s2 - 2 * np.sqrt(s1 * s2)).sum()
-    assert metrics.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(want, rel=1e-10)
+    assert metrics.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(
+        want, rel=1e-10
+    )
     # general covariances: pytorch-fid's tr sqrtm(S1 S2), here from the eigenvalues of S1 S2
     # (real and >= 0 for PSD S1, S2): a different route to the same trace
     a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
     c1, c2 = a @ a.T + 0.1 * np.eye(6), b @ b.T + 0.1 * np.eye(6)
     eig = np.linalg.eigvals(c1 @ c2)
     ref = np.trace(c1) + np.trace(c2) - 2 * np.sqrt(eig.real).sum()
-    assert metrics.frechet_distance(np.zeros(6), c1, np.zeros(6), c2) == pytest.approx(ref, rel=1e-8)
-    assert metrics.frechet_distance(mu1, np.diag(s1), mu1, np.diag(s1)) == pytest.approx(0.0, abs=1e-10)
+    assert metrics.frechet_distance(np.zeros(6), c1, np.zeros(6), c2) == pytest.approx(
+        ref, rel=1e-8
+    )
+    assert metrics.frechet_distance(mu1, np.diag(s1), mu1, np.diag(s1)) == pytest.approx(
+        0.0, abs=1e-10
+    )
 
 
 def _naive_unbiased_mmd(x, y):
@@ -45,10 +52,13 @@ def _naive_unbiased_mmd(x, y):
 def test_kid_matches_a_naive_loop_and_is_unbiased():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(12, 4)), rng.normal(0.3, 1.0, size=(9, 4))
-    assert metrics.polynomial_mmd_unbiased(x, y) == pytest.approx(_naive_unbiased_mmd(x, y), rel=1e-10)
+    assert metrics.polynomial_mmd_unbiased(x, y) == pytest.approx(
+        _naive_unbiased_mmd(x, y), rel=1e-10
+    )
     # equal distributions: the unbiased estimate averages to ~0 at every sample size (no
     # drift with n), while the biased (V-statistic, diagonals kept) one shrinks like 1/n
     d = 16
+
     def biased(a, b):
         k = lambda p, q: (p @ q.T / d + 1.0) ** 3  # noqa: E731
         return k(a, a).mean() + k(b, b).mean() - 2 * k(a, b).mean()
@@ -63,7 +73,9 @@ def test_kid_matches_a_naive_loop_and_is_unbiased():
         assert abs(means[m]) < 0.1 * biased_means[20], (means, biased_means)
     assert abs(means[20] - means[200]) < 0.1 * (biased_means[20] - biased_means[200])
     # a real difference is detected
-    shifted = metrics.kid(rng.normal(size=(300, d)), rng.normal(0.5, 1.0, size=(300, d)), 100, 10)[0]
+    shifted = metrics.kid(rng.normal(size=(300, d)), rng.normal(0.5, 1.0, size=(300, d)), 100, 10)[
+        0
+    ]
     assert shifted > 20 * max(abs(means[20]), abs(means[200]))
 
 
@@ -75,7 +87,9 @@ def feature_net():
     images, labels = shapes.classification_images(2000, 16, seed=5)
     model = build_classifier(16, len(shapes.SHAPES))
     head = keras.Model(model.input, model.outputs[1])
-    head.compile(keras.optimizers.Adam(2e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    head.compile(
+        keras.optimizers.Adam(2e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     head.fit(images.astype(np.float32), labels, batch_size=64, epochs=3, verbose=0)
     return FeatureNet(model, "shapes-classifier", {"name": "shapes-classifier"})
 
@@ -143,13 +157,13 @@ def test_gradient_penalty_and_r1_are_per_example():
     eps = tf.random.stateless_uniform([5, 1, 1, 1], seed=seed)
     r1 = losses.r1_penalty(d, real, None).numpy()
     for i in range(5):  # one example at a time: the reference
-        x_hat = eps[i:i + 1] * real[i:i + 1] + (1 - eps[i:i + 1]) * fake[i:i + 1]
+        x_hat = eps[i : i + 1] * real[i : i + 1] + (1 - eps[i : i + 1]) * fake[i : i + 1]
         with tf.GradientTape() as tape:
             tape.watch(x_hat)
             y = d(x_hat)
         norm = float(tf.norm(tape.gradient(y, x_hat)))
         assert gp[i] == pytest.approx((norm - 1.0) ** 2, rel=1e-4)
-        x = real[i:i + 1]
+        x = real[i : i + 1]
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = d(x)
@@ -163,8 +177,9 @@ def test_losses_have_the_textbook_values():
     np.testing.assert_allclose(ns, want, rtol=1e-5)
     np.testing.assert_allclose(losses.d_loss("hinge", real, fake).numpy(), [0.0 + 0.0, 2.0 + 1.5])
     np.testing.assert_allclose(losses.d_loss("wgan-gp", real, fake).numpy(), [-5.0, 1.5])
-    np.testing.assert_allclose(losses.g_loss("nonsaturating", fake).numpy(), np.log1p(np.exp(-fake.numpy())),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.g_loss("nonsaturating", fake).numpy(), np.log1p(np.exp(-fake.numpy())), rtol=1e-5
+    )
 
 
 def test_config_refuses_penalties_with_batch_norm():
@@ -177,5 +192,9 @@ def test_config_refuses_penalties_with_batch_norm():
     with pytest.raises(UserError, match="R1"):
         validate(merge(default(), {"stability": {"r1_gamma": 1.0}}))
     with pytest.raises(UserError, match="divisible"):
-        validate(merge(default(), {"model": {"loss": "wgan-gp", "d_norm": "layer"},
-                                   "stability": {"critic_steps": 5}}))
+        validate(
+            merge(
+                default(),
+                {"model": {"loss": "wgan-gp", "d_norm": "layer"}, "stability": {"critic_steps": 5}},
+            )
+        )

@@ -1,4 +1,5 @@
 """GAN training, resume, sampling, serving and data: one smoke run shared by the tests."""
+
 from __future__ import annotations
 
 import json
@@ -34,15 +35,32 @@ def smoke_run(tmp_path_factory):
 def test_smoke_run_writes_named_metrics_grids_and_gif(smoke_run):
     run_dir, metrics = smoke_run
     tag = "shapes_classifier"
-    for key in (f"fid_{tag}", f"kid_{tag}", "precision", "recall", "coverage",
-                f"fid_{tag}_real_heldout", f"fid_{tag}_untrained"):
+    for key in (
+        f"fid_{tag}",
+        f"kid_{tag}",
+        "precision",
+        "recall",
+        "coverage",
+        f"fid_{tag}_real_heldout",
+        f"fid_{tag}_untrained",
+    ):
         assert np.isfinite(metrics[key]), key
     assert metrics["feature_network"]["report_name"] == "FID (shapes-classifier features)"
     assert metrics["generator"] == "generator_ema"
-    assert sorted(p.name for p in (run_dir / "samples").glob("epoch_*.png")) == ["epoch_001.png", "epoch_002.png"]
-    for name in ("samples.png", "interpolation.png", "training_progress.gif", "truncation_1.0_0.7_0.4_0.0.png"):
+    assert sorted(p.name for p in (run_dir / "samples").glob("epoch_*.png")) == [
+        "epoch_001.png",
+        "epoch_002.png",
+    ]
+    for name in (
+        "samples.png",
+        "interpolation.png",
+        "training_progress.gif",
+        "truncation_1.0_0.7_0.4_0.0.png",
+    ):
         assert (run_dir / "plots" / name).stat().st_size > 0, name
-    steps = [json.loads(line) for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line) for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines()
+    ]
     logged = set().union(*[r.keys() for r in steps if r.get("kind") == "step"])
     assert {"d_loss", "g_loss", "d_grad_norm", "g_grad_norm"} <= logged
 
@@ -50,10 +68,19 @@ def test_smoke_run_writes_named_metrics_grids_and_gif(smoke_run):
 def _state_values(state):
     values = {}
     for name, model in state.models.items():
-        values.update({f"{name}/{i}/{v.path.split('/', 1)[-1]}": keras.ops.convert_to_numpy(v)
-                       for i, v in enumerate(model.weights)})
-    for name, opt in state.optimizers.items():  # by position: optimizer names are numbered per process
-        values.update({f"opt_{name}/{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(opt.variables)})
+        values.update(
+            {
+                f"{name}/{i}/{v.path.split('/', 1)[-1]}": keras.ops.convert_to_numpy(v)
+                for i, v in enumerate(model.weights)
+            }
+        )
+    for (
+        name,
+        opt,
+    ) in state.optimizers.items():  # by position: optimizer names are numbered per process
+        values.update(
+            {f"opt_{name}/{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(opt.variables)}
+        )
     return values
 
 
@@ -66,19 +93,33 @@ def test_checkpoint_restores_both_networks_both_optimizers_and_the_ema(tmp_path)
     data = build_datasets(app, cfg, tmp_path)
     trained = app.build_state(cfg, data.info)
     trained.build_optimizers()
-    ctx = TrainContext(app=app, cfg=cfg, run_dir=tmp_path, strategy=tf.distribute.get_strategy(), data=data,
-                       state=trained)
+    ctx = TrainContext(
+        app=app,
+        cfg=cfg,
+        run_dir=tmp_path,
+        strategy=tf.distribute.get_strategy(),
+        data=data,
+        state=trained,
+    )
     app.train(ctx)
     after = _state_values(trained)
-    kernel = {m: next(v for k, v in after.items() if k.startswith(m + "/") and k.endswith("/kernel"))
-              for m in ("generator", "generator_ema")}
+    kernel = {
+        m: next(v for k, v in after.items() if k.startswith(m + "/") and k.endswith("/kernel"))
+        for m in ("generator", "generator_ema")
+    }
     assert not np.allclose(kernel["generator"], kernel["generator_ema"])  # the EMA is its own state
     keras.utils.set_random_seed(123)  # a fresh state with other initial weights
     fresh = app.build_state(cfg, data.info)
     fresh.build_optimizers()
     before = _state_values(fresh)
-    ctx2 = TrainContext(app=app, cfg=cfg, run_dir=tmp_path, strategy=tf.distribute.get_strategy(), data=data,
-                        state=fresh)
+    ctx2 = TrainContext(
+        app=app,
+        cfg=cfg,
+        run_dir=tmp_path,
+        strategy=tf.distribute.get_strategy(),
+        data=data,
+        state=fresh,
+    )
     assert Trainer(app, ctx2).restore()
     restored = _state_values(fresh)
     assert len(restored) == len(after) and any(k.startswith("opt_discriminator") for k in restored)
@@ -88,21 +129,43 @@ def test_checkpoint_restores_both_networks_both_optimizers_and_the_ema(tmp_path)
         np.testing.assert_array_equal(restored[key], value, err_msg=key)
 
 
-@pytest.mark.parametrize("preset,overrides", [
-    ("stylegan-smoke", []),
-    ("smoke", ["model.loss=wgan-gp", "model.d_norm=layer", "stability.critic_steps=2", "model.conditional=true"]),
-    ("smoke", ["model.loss=hinge", "stability.augment=color,translation,cutout"]),
-    ("smoke", ["model.minibatch_stddev=4", "stability.instance_noise=0.1"]),
-    ("stylegan-smoke", ["model.conditional=true", "stability.r1_every=1", "stability.augment=translation,cutout"]),
-])
+@pytest.mark.parametrize(
+    "preset,overrides",
+    [
+        ("stylegan-smoke", []),
+        (
+            "smoke",
+            [
+                "model.loss=wgan-gp",
+                "model.d_norm=layer",
+                "stability.critic_steps=2",
+                "model.conditional=true",
+            ],
+        ),
+        ("smoke", ["model.loss=hinge", "stability.augment=color,translation,cutout"]),
+        ("smoke", ["model.minibatch_stddev=4", "stability.instance_noise=0.1"]),
+        (
+            "stylegan-smoke",
+            [
+                "model.conditional=true",
+                "stability.r1_every=1",
+                "stability.augment=translation,cutout",
+            ],
+        ),
+    ],
+)
 def test_train_step_variants(preset, overrides):
     """Each architecture/loss/conditioning trains a few steps with finite, logged values."""
     app = GanApp()
     cfg = PRESETS[preset]()
     for o in overrides:
         cfg = merge(cfg, parse_override(o))
-    info = {"image_size": cfg.data.image_size, "num_classes": 8, "conditional": cfg.model.conditional,
-            "num_train": 512}
+    info = {
+        "image_size": cfg.data.image_size,
+        "num_classes": 8,
+        "conditional": cfg.model.conditional,
+        "num_train": 512,
+    }
     state = app.build_state(cfg, info)
     state.build_optimizers()
     b, s = cfg.train.batch_size, cfg.data.image_size
@@ -138,8 +201,9 @@ def test_minibatch_stddev_sees_a_collapsed_group_and_keeps_replica_slices_whole(
     # contiguous groups: a replica's half of the batch gets the features the whole batch gives it
     np.testing.assert_allclose(MinibatchStddev(4)(x[4:]).numpy(), y[4:], rtol=1e-6)
     # a batch the group size does not divide is one group
-    np.testing.assert_allclose(MinibatchStddev(4)(x[:6]).numpy()[..., 3],
-                               np.sqrt(x[:6].var(0) + 1e-8).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        MinibatchStddev(4)(x[:6]).numpy()[..., 3], np.sqrt(x[:6].var(0) + 1e-8).mean(), rtol=1e-5
+    )
 
 
 def test_diff_augment_is_per_example_seeded_and_keeps_the_range_of_shifted_pixels():
@@ -180,7 +244,9 @@ def test_serving_signature_matches_sample_and_returns_png(smoke_run, tmp_path):
     assert np.abs(images[:2].astype(int) - want.astype(int)).max() <= 1
     decoded = tf.io.decode_png(out["png"].numpy()[1]).numpy()
     np.testing.assert_array_equal(decoded, images[1])
-    truncated = fn(seeds=tf.constant([5], tf.int64), truncation=tf.constant([0.0]))["images"].numpy()
+    truncated = fn(seeds=tf.constant([5], tf.int64), truncation=tf.constant([0.0]))[
+        "images"
+    ].numpy()
     zero = fn(seeds=tf.constant([9], tf.int64), truncation=tf.constant([0.0]))["images"].numpy()
     np.testing.assert_array_equal(truncated, zero)  # psi 0: every seed gives the mean image
 
@@ -197,13 +263,30 @@ def test_int8_tflite_generator_keeps_the_pixels_of_float(smoke_run, tmp_path):
     run = load_run(smoke_run[0])
     data = run.datasets()
     target = run.app.tflite_targets(run.state, data, run.cfg, str(tmp_path))[0]
-    runners = {mode: LiteRTSignature(convert(target.saved_model_dir, target.signature, mode, "float32",
-                                             target.representative_data).model, target.signature, 1)
-               for mode in ("float32", "int8")}
+    runners = {
+        mode: LiteRTSignature(
+            convert(
+                target.saved_model_dir,
+                target.signature,
+                mode,
+                "float32",
+                target.representative_data,
+            ).model,
+            target.signature,
+            1,
+        )
+        for mode in ("float32", "int8")
+    }
     zs = sampling.latents_from_seeds(tf.constant(np.arange(32)), run.info["latent_dim"]).numpy()
-    out = {mode: np.stack([r({"z": z[None], "truncation": np.ones([1], np.float32)})["images"][0] for z in zs])
-           for mode, r in runners.items()}
-    keras_pixels = sampling.generate(run.state.models["generator_ema"], np.arange(32)).astype(np.float32)
+    out = {
+        mode: np.stack(
+            [r({"z": z[None], "truncation": np.ones([1], np.float32)})["images"][0] for z in zs]
+        )
+        for mode, r in runners.items()
+    }
+    keras_pixels = sampling.generate(run.state.models["generator_ema"], np.arange(32)).astype(
+        np.float32
+    )
     assert np.abs(out["float32"] - keras_pixels).max() <= 1.0
     diff = np.abs(out["int8"] - out["float32"])
     assert diff.mean() < 4.0, diff.mean()
@@ -216,7 +299,23 @@ def test_sample_command_writes_a_grid(smoke_run):
 
     run_dir = smoke_run[0]
     out = run_dir / "grid.png"
-    assert main(["sample", str(run_dir), "--n", "8", "--seed", "3", "--truncation", "0.7", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(run_dir),
+                "--n",
+                "8",
+                "--seed",
+                "3",
+                "--truncation",
+                "0.7",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     from PIL import Image
 
     with Image.open(out) as img:
@@ -231,13 +330,17 @@ def test_folder_data_with_and_without_classes_skips_unreadable(tmp_path):
     for cls in ("a", "b"):
         (tmp_path / "classes" / cls).mkdir(parents=True)
         for i in range(3):
-            (tmp_path / "classes" / cls / f"{i}.png").write_bytes(png_bytes(rng.integers(0, 255, (20, 30, 3), np.uint8)))
+            (tmp_path / "classes" / cls / f"{i}.png").write_bytes(
+                png_bytes(rng.integers(0, 255, (20, 30, 3), np.uint8))
+            )
     (tmp_path / "classes" / "a" / "broken.png").write_bytes(b"not an image")
     paths, labels, names = scan_images(tmp_path / "classes")
     assert names == ["a", "b"] and len(paths) == 6 and sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
     (tmp_path / "flat").mkdir()
     for i in range(4):
-        (tmp_path / "flat" / f"{i}.png").write_bytes(png_bytes(rng.integers(0, 255, (40, 20, 3), np.uint8)))
+        (tmp_path / "flat" / f"{i}.png").write_bytes(
+            png_bytes(rng.integers(0, 255, (40, 20, 3), np.uint8))
+        )
     (tmp_path / "flat" / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
     paths, labels, names = scan_images(tmp_path / "flat")
     assert len(paths) == 4 and names == []
@@ -261,9 +364,16 @@ def test_resume_after_sigkill_finishes_like_an_uninterrupted_run(smoke_run, tmp_
     args = ["train", "gan", "--preset", "smoke", "--strategy", "default"]
     env = subprocess_env()
     killed = tmp_path / "killed"
-    shutil.copytree(whole / "artifacts", killed / "artifacts")  # the same FID network, not retrained
-    proc = subprocess.Popen(ksuite_cmd(*args, "--run-dir", str(killed)), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    shutil.copytree(
+        whole / "artifacts", killed / "artifacts"
+    )  # the same FID network, not retrained
+    proc = subprocess.Popen(
+        ksuite_cmd(*args, "--run-dir", str(killed)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not list((killed / "checkpoints").glob("ckpt-*.index")):
         time.sleep(0.1)
@@ -271,8 +381,13 @@ def test_resume_after_sigkill_finishes_like_an_uninterrupted_run(smoke_run, tmp_
     proc.wait()
     assert list((killed / "checkpoints").glob("ckpt-*.index")), "no checkpoint before the kill"
     assert not (killed / "generator_ema.weights.h5").exists(), "the run finished before the kill"
-    resumed = subprocess.run(ksuite_cmd(*args, "--run-dir", str(killed)), env=env, capture_output=True, text=True,
-                             timeout=300)
+    resumed = subprocess.run(
+        ksuite_cmd(*args, "--run-dir", str(killed)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stderr
 
@@ -387,8 +502,13 @@ def test_two_replicas_penalties_and_train_steps(tmp_path):
     over the GLOBAL batch give the single-device value and gradient; whole StyleGAN (lazy R1,
     style mixing, w_avg) and WGAN-GP (2 critic steps) train steps keep both replicas'
     networks, optimizers and EMA identical."""
-    out = subprocess.run([os.environ.get("PYTHON", __import__("sys").executable), "-c", MIRRORED_CHECK],
-                         capture_output=True, text=True, timeout=400, env=subprocess_env())
+    out = subprocess.run(
+        [os.environ.get("PYTHON", __import__("sys").executable), "-c", MIRRORED_CHECK],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=subprocess_env(),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["penalty"][0] == pytest.approx(report["penalty"][1], rel=1e-5)
@@ -405,8 +525,23 @@ def test_conditional_export_takes_class_ids_and_predict_parses_seeds(tmp_path):
 
     app = GanApp()
     cfg = merge(PRESETS["stylegan-smoke"](), {"model": {"conditional": True}})
-    info = {"image_size": 16, "num_classes": 8, "conditional": True, "num_train": 512, "latent_dim": 32,
-            "class_names": ["circle", "square", "triangle", "diamond", "star", "cross", "hexagon", "ring"]}
+    info = {
+        "image_size": 16,
+        "num_classes": 8,
+        "conditional": True,
+        "num_train": 512,
+        "latent_dim": 32,
+        "class_names": [
+            "circle",
+            "square",
+            "triangle",
+            "diamond",
+            "star",
+            "cross",
+            "hexagon",
+            "ring",
+        ],
+    }
     state = app.build_state(cfg, info)
     app.export_archive(state, info, cfg).write_out(str(tmp_path / "sm"), verbose=False)
     fn = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
@@ -414,8 +549,14 @@ def test_conditional_export_takes_class_ids_and_predict_parses_seeds(tmp_path):
     assert signature == "serving_default" and request["class_ids"].tolist() == [4, 4]
     out = fn(**{k: tf.constant(v) for k, v in request.items()})
     assert out["images"].shape == (2, 16, 16, 3) and out["png"].shape == (2,)
-    other = fn(seeds=tf.constant([3], tf.int64), truncation=tf.constant([0.5]), class_ids=tf.constant([0], tf.int64))
-    assert not np.array_equal(other["images"].numpy()[0], out["images"].numpy()[0])  # the class matters
+    other = fn(
+        seeds=tf.constant([3], tf.int64),
+        truncation=tf.constant([0.5]),
+        class_ids=tf.constant([0], tf.int64),
+    )
+    assert not np.array_equal(
+        other["images"].numpy()[0], out["images"].numpy()[0]
+    )  # the class matters
     with pytest.raises(UserError, match="integer seed"):
         app.predict_request(["zebra"], info, cfg)
     with pytest.raises(UserError, match="not one of"):

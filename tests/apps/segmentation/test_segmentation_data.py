@@ -1,5 +1,6 @@
 """Segmentation data: built-in scenes, user image/mask pairs and VOC with bad pairs
 reported and skipped, and augmentation that moves image and mask together."""
+
 import dataclasses
 import logging
 
@@ -9,8 +10,14 @@ import pytest
 from PIL import Image
 
 from keras_suite.apps.segmentation import config as config_lib
-from keras_suite.apps.segmentation.data import (VOC_CLASSES, load_splits, pairs_dataset, shape_class_names,
-                                    shape_scenes, voc_dataset)
+from keras_suite.apps.segmentation.data import (
+    VOC_CLASSES,
+    load_splits,
+    pairs_dataset,
+    shape_class_names,
+    shape_scenes,
+    voc_dataset,
+)
 from keras_suite.common.errors import UserError
 
 
@@ -71,7 +78,9 @@ def test_pairs_good_and_bad(tmp_path, caplog):
     _png(tmp_path / "masks" / "bad_id.png", np.full((40, 48), 7))
     _png(tmp_path / "images" / "rgb_mask.png", rng.integers(0, 256, (40, 48, 3)))
     _png(tmp_path / "masks" / "rgb_mask.png", rng.integers(0, 3, (40, 48, 3)))
-    d = _dcfg(source="pairs", path=str(tmp_path), image_size=32, val_fraction=0.2, test_fraction=0.2)
+    d = _dcfg(
+        source="pairs", path=str(tmp_path), image_size=32, val_fraction=0.2, test_fraction=0.2
+    )
     with caplog.at_level(logging.WARNING, logger="ksuite"):
         splits, names = pairs_dataset(d, seed=0)
     assert names == ["background", "square", "bar"]
@@ -132,8 +141,12 @@ def test_augmentation_moves_image_and_mask_together():
     # an image whose pixels spell their class: after the same warp, the warped image must
     # still spell the warped mask (except where bilinear blends two classes at an edge)
     coded = np.repeat(split.masks[..., None].astype(np.float32) * 20.0, 3, -1)
-    images, masks = augment(tf.constant(coded), tf.constant(split.masks), tf.constant([3, 4], tf.int64),
-                            dataclasses.replace(d, rotation=15.0, scale=(0.8, 1.25)))
+    images, masks = augment(
+        tf.constant(coded),
+        tf.constant(split.masks),
+        tf.constant([3, 4], tf.int64),
+        dataclasses.replace(d, rotation=15.0, scale=(0.8, 1.25)),
+    )
     images, masks = images.numpy(), masks.numpy()
     assert masks.dtype == np.int32 and set(np.unique(masks)) <= set(np.unique(split.masks))
     agree = np.mean(np.abs(images[..., 0] / 20.0 - masks) < 0.5)
@@ -141,11 +154,15 @@ def test_augmentation_moves_image_and_mask_together():
     assert not np.array_equal(masks, split.masks)  # something did move
     # flips alone are exact
     flip_only = dataclasses.replace(d, rotation=0.0, scale=(1.0, 1.0))
-    images, masks = augment(tf.constant(coded), tf.constant(split.masks), tf.constant([5, 6], tf.int64), flip_only)
+    images, masks = augment(
+        tf.constant(coded), tf.constant(split.masks), tf.constant([5, 6], tf.int64), flip_only
+    )
     np.testing.assert_array_equal(images.numpy()[..., 0] / 20.0, masks.numpy())
     for i in range(8):
         m = split.masks[i]
-        assert any(np.array_equal(masks.numpy()[i], v) for v in (m, m[:, ::-1], m[::-1], m[::-1, ::-1]))
+        assert any(
+            np.array_equal(masks.numpy()[i], v) for v in (m, m[:, ::-1], m[::-1], m[::-1, ::-1])
+        )
 
 
 def test_load_splits_is_cached_and_sized():
@@ -153,8 +170,11 @@ def test_load_splits_is_cached_and_sized():
     a, names = load_splits(cfg.data, cfg.train.seed)
     b, _ = load_splits(cfg.data, cfg.train.seed)
     assert a is b and names == shape_class_names()
-    assert {k: len(v) for k, v in a.items()} == {"train": cfg.data.num_train, "val": cfg.data.num_val,
-                                                  "test": cfg.data.num_test}
+    assert {k: len(v) for k, v in a.items()} == {
+        "train": cfg.data.num_train,
+        "val": cfg.data.num_val,
+        "test": cfg.data.num_test,
+    }
 
 
 def test_check_command_lists_skipped_pairs(tmp_path, caplog, capsys):

@@ -1,11 +1,15 @@
 """Segmentation metrics: one confusion matrix over the whole test set, checked against
 keras.metrics.MeanIoU / IoU (with the ignore index) on the same predictions."""
+
+import keras
 import numpy as np
 import pytest
 
-import keras
-
-from keras_suite.apps.segmentation.metrics import ConfusionMatrix, confusion_matrix, segmentation_metrics
+from keras_suite.apps.segmentation.metrics import (
+    ConfusionMatrix,
+    confusion_matrix,
+    segmentation_metrics,
+)
 
 IGNORE = 255
 
@@ -47,8 +51,14 @@ def test_miou_matches_keras_meaniou_with_ignore():
 def test_accumulated_over_the_set_not_averaged_per_batch():
     k = 5
     batches = _batches(seed=1, k=k)
-    whole = segmentation_metrics(confusion_matrix(np.concatenate([t for t, _ in batches]),
-                                                  np.concatenate([p for _, p in batches]), k, IGNORE))
+    whole = segmentation_metrics(
+        confusion_matrix(
+            np.concatenate([t for t, _ in batches]),
+            np.concatenate([p for _, p in batches]),
+            k,
+            IGNORE,
+        )
+    )
     acc = ConfusionMatrix(k, IGNORE)
     per_batch = []
     for truth, pred in batches:

@@ -1,5 +1,6 @@
 """Segmentation networks (U-Net both upsamplings, DeepLabV3+) and losses: ignore pixels
 left out, class weights, Dice, and the loss under two replicas equal to one device's."""
+
 import dataclasses
 import subprocess
 import sys
@@ -15,10 +16,15 @@ from keras_suite.apps.segmentation.model import build_segmenter
 from tests.helpers import ROOT, subprocess_env
 
 
-@pytest.mark.parametrize("arch,extra", [("unet", {"upsampling": "transpose"}),
-                                        ("unet", {"upsampling": "resize", "depth": 3}),
-                                        ("deeplabv3plus", {"output_stride": 8}),
-                                        ("deeplabv3plus", {"output_stride": 16})])
+@pytest.mark.parametrize(
+    "arch,extra",
+    [
+        ("unet", {"upsampling": "transpose"}),
+        ("unet", {"upsampling": "resize", "depth": 3}),
+        ("deeplabv3plus", {"output_stride": 8}),
+        ("deeplabv3plus", {"output_stride": 16}),
+    ],
+)
 def test_networks_give_logits_at_input_resolution(arch, extra):
     cfg = dataclasses.replace(config_lib.ModelConfig(), arch=arch, width=0.25, **extra)
     model = build_segmenter(cfg, 64, 5)
@@ -36,8 +42,12 @@ def test_networks_give_logits_at_input_resolution(arch, extra):
 
 
 def test_width_multiplier_scales_parameters():
-    small = build_segmenter(dataclasses.replace(config_lib.ModelConfig(), width=0.5), 32, 4).count_params()
-    big = build_segmenter(dataclasses.replace(config_lib.ModelConfig(), width=1.0), 32, 4).count_params()
+    small = build_segmenter(
+        dataclasses.replace(config_lib.ModelConfig(), width=0.5), 32, 4
+    ).count_params()
+    big = build_segmenter(
+        dataclasses.replace(config_lib.ModelConfig(), width=1.0), 32, 4
+    ).count_params()
     assert 3 < big / small < 5  # channels x2 -> conv weights ~x4
 
 
@@ -65,7 +75,9 @@ def test_cross_entropy_ignores_pixels_and_weights_classes():
     assert float(got["loss"]) == pytest.approx(_manual_ce(logits, labels), rel=1e-5)
     weighted = config_lib.LossConfig(kind="ce", class_weights=(0.5, 1.0, 3.0))
     got = segmentation_loss(tf.constant(logits), tf.constant(labels), weighted, 3, 255, 4)
-    assert float(got["loss"]) == pytest.approx(_manual_ce(logits, labels, [0.5, 1.0, 3.0]), rel=1e-5)
+    assert float(got["loss"]) == pytest.approx(
+        _manual_ce(logits, labels, [0.5, 1.0, 3.0]), rel=1e-5
+    )
 
 
 def test_dice_is_zero_for_perfect_and_summed_with_ce():
@@ -73,12 +85,22 @@ def test_dice_is_zero_for_perfect_and_summed_with_ce():
     labels = np.where(labels == 255, 0, labels)
     perfect = tf.one_hot(labels, 3) * 40.0
     valid = tf.ones(labels.shape)
-    assert np.allclose(dice_per_image(perfect, tf.constant(labels), valid, 3).numpy(), 0.0, atol=1e-4)
+    assert np.allclose(
+        dice_per_image(perfect, tf.constant(labels), valid, 3).numpy(), 0.0, atol=1e-4
+    )
     logits, labels = _batch(seed=1)
-    both = segmentation_loss(tf.constant(logits), tf.constant(labels),
-                             config_lib.LossConfig(kind="ce+dice", dice_weight=0.5), 3, 255, 4)
+    both = segmentation_loss(
+        tf.constant(logits),
+        tf.constant(labels),
+        config_lib.LossConfig(kind="ce+dice", dice_weight=0.5),
+        3,
+        255,
+        4,
+    )
     assert 0 < float(both["dice"]) < 1
-    assert float(both["loss"]) == pytest.approx(float(both["ce"]) + 0.5 * float(both["dice"]), rel=1e-6)
+    assert float(both["loss"]) == pytest.approx(
+        float(both["ce"]) + 0.5 * float(both["dice"]), rel=1e-6
+    )
 
 
 SCRIPT = textwrap.dedent("""
@@ -103,8 +125,14 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_loss_over_two_replicas_equals_one_device():
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=180,
-                          cwd=ROOT, env=subprocess_env())
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env=subprocess_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json
 

@@ -2,6 +2,7 @@
 serving signatures (masks at each input's resolution, PNG bytes, probabilities) ->
 TFLite parity -> predict renderings. The contract test runs the CLI; these tests check
 what is specific to segmentation."""
+
 import io
 import json
 
@@ -44,7 +45,10 @@ def test_training_writes_metrics_and_plots(smoke_run):
     assert np.asarray(metrics["confusion_matrix"]).sum() == metrics["num_pixels"] == 16 * 32 * 32
     for name in ("examples.png", "per_class_iou.png", "training_curves.png"):
         assert (run.run_dir / "plots" / name).stat().st_size > 1000
-    records = [json.loads(line) for line in (run.run_dir / "logs" / "metrics.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for line in (run.run_dir / "logs" / "metrics.jsonl").read_text().splitlines()
+    ]
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert len(epochs) == 2 and "val_pixel_accuracy" in epochs[-1]
     assert epochs[-1]["loss"] < epochs[0]["loss"]  # it learns something even in seconds
@@ -62,7 +66,9 @@ def test_serving_masks_come_back_at_each_inputs_resolution(smoke_run, served):
     ids = out["class_ids"].numpy()
     assert ids.shape == (2, size + 8, size * 2)
     # the model-size image: exactly the model's own prediction
-    np.testing.assert_array_equal(ids[0, :size, :size], predict_ids(run.state.model, test.images[:1])[0])
+    np.testing.assert_array_equal(
+        ids[0, :size, :size], predict_ids(run.state.model, test.images[:1])[0]
+    )
     assert (ids[0, size:, :] == -1).all() and (ids[0, :, size:] == -1).all()  # batch padding
     for i, (h, w) in enumerate([(size, size), (size + 8, size * 2)]):
         decoded = np.asarray(Image.open(io.BytesIO(out["mask_png"].numpy()[i])))
@@ -96,7 +102,9 @@ def test_predict_renders_overlays_and_masks(smoke_run, served, tmp_path):
     run, data = smoke_run
     paths = APP.predict_examples(data, run.info, run.cfg, tmp_path / "in")
     signature, inputs = APP.predict_request(paths, run.info, run.cfg)
-    outputs = {k: v.numpy() for k, v in served[signature](images=tf.constant(inputs["images"])).items()}
+    outputs = {
+        k: v.numpy() for k, v in served[signature](images=tf.constant(inputs["images"])).items()
+    }
     written = APP.render_predictions(paths, outputs, run.info, tmp_path / "out")
     assert len(written) == 2 * len(paths)
     last = Image.open(paths[-1])
@@ -125,8 +133,19 @@ def test_mirrored_two_replicas_train_like_one_device(smoke_run, tmp_path):
     from tests.helpers import run_ksuite
 
     run, _ = smoke_run
-    proc = run_ksuite("train", "segmentation", "--preset", "smoke", "--strategy", "mirrored",
-                      "--cpu-devices", "2", "--run-dir", str(tmp_path / "mirrored"), timeout=300)
+    proc = run_ksuite(
+        "train",
+        "segmentation",
+        "--preset",
+        "smoke",
+        "--strategy",
+        "mirrored",
+        "--cpu-devices",
+        "2",
+        "--run-dir",
+        str(tmp_path / "mirrored"),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     def epochs(run_dir):
@@ -136,7 +155,9 @@ def test_mirrored_two_replicas_train_like_one_device(smoke_run, tmp_path):
     mirrored, single = epochs(tmp_path / "mirrored"), epochs(run.run_dir)
     assert json.loads((tmp_path / "mirrored" / "run.json").read_text())["replicas"] == 2
     # the same global batches; only the augmentation draws differ (seeded per replica)
-    np.testing.assert_allclose([r["loss"] for r in mirrored], [r["loss"] for r in single], rtol=0.03)
+    np.testing.assert_allclose(
+        [r["loss"] for r in mirrored], [r["loss"] for r in single], rtol=0.03
+    )
     assert "miou" in json.loads((tmp_path / "mirrored" / "metrics.json").read_text())
 
 
@@ -150,9 +171,19 @@ def test_trains_on_user_pairs_with_ignore_pixels(tmp_path):
     _pair_dataset(data, n=24)
     _png(data / "images" / "broken.png", np.zeros((40, 48, 3)))
     _png(data / "masks" / "broken.png", np.full((40, 48), 9))
-    metrics = train_run("segmentation", "smoke", run_dir=tmp_path / "run", strategy_name="default", overrides=[
-        "data.source=pairs", f"data.path={data}", "train.batch_size=8", "data.val_fraction=0.1",
-        "data.test_fraction=0.2"])
+    metrics = train_run(
+        "segmentation",
+        "smoke",
+        run_dir=tmp_path / "run",
+        strategy_name="default",
+        overrides=[
+            "data.source=pairs",
+            f"data.path={data}",
+            "train.batch_size=8",
+            "data.val_fraction=0.1",
+            "data.test_fraction=0.2",
+        ],
+    )
     assert list(metrics["per_class"]) == ["background", "square", "bar"]
     test_images = json.loads((tmp_path / "run" / "info.json").read_text())["num_test"]
     assert test_images == 5

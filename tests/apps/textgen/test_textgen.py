@@ -1,6 +1,7 @@
 """textgen pieces: the Kneser-Ney baseline by hand, tokenizers (Python and in-graph),
 the leak-free split, stateful stream layout, KV-cache/cell steps vs the full forward
 pass, and the samplers."""
+
 import math
 
 import numpy as np
@@ -22,6 +23,7 @@ TEXT = "def f(x):\n    return x + 1  # héllo ∑ 🙂\n\nclass A:\n    pass\n"
 
 
 # ---- Kneser-Ney -----------------------------------------------------------------------
+
 
 def test_kneser_ney_bigram_by_hand():
     # "abab" with one padding symbol ^: bigrams ^a:1 ab:2 ba:1 -> D2 = n1/(n1+2n2) = 2/4.
@@ -57,10 +59,13 @@ def test_kneser_ney_five_gram_is_a_distribution(context):
 def test_kneser_ney_beats_unigram_on_repetitive_text():
     train = ["the cat sat on the mat. " * 20]
     lm5, lm1 = KneserNey(5).fit(train), KneserNey(1).fit(train)
-    assert lm5.bits_per_char(["the cat sat on the mat. "]) < 0.5 * lm1.bits_per_char(["the cat sat on the mat. "])
+    assert lm5.bits_per_char(["the cat sat on the mat. "]) < 0.5 * lm1.bits_per_char(
+        ["the cat sat on the mat. "]
+    )
 
 
 # ---- tokenizers -----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tokenizers():
@@ -98,6 +103,7 @@ def test_char_tokenizer_unknown_characters(tokenizers):
 
 # ---- corpus and split -----------------------------------------------------------------
 
+
 def test_stdlib_corpus_is_deterministic_and_split_never_leaks():
     from keras_suite.apps.textgen.config import DataConfig
 
@@ -111,7 +117,10 @@ def test_stdlib_corpus_is_deterministic_and_split_never_leaks():
     one = [("book", "x" * 100_000 + "y" * 100_000)]
     train, val = split_documents(one, 0.2, seed=0, block_chars=10_000)  # one text: whole blocks
     assert all(n.startswith("block") for n, _ in train + val)
-    assert sum(len(t) for _, t in train + val) == 200_000 and 0.15 <= sum(len(t) for _, t in val) / 200_000 <= 0.3
+    assert (
+        sum(len(t) for _, t in train + val) == 200_000
+        and 0.15 <= sum(len(t) for _, t in val) / 200_000 <= 0.3
+    )
 
 
 def test_user_folder_skips_bad_encodings_by_name(tmp_path, caplog):
@@ -124,8 +133,12 @@ def test_user_folder_skips_bad_encodings_by_name(tmp_path, caplog):
     for i in range(12):
         (folder / f"doc{i}.txt").write_text(f"document {i}: " + "the quick brown fox jumps. " * 40)
     (folder / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
-    (folder / "copy.txt").write_text((folder / "doc3.txt").read_text())  # would leak across the split
-    cfg = config.resolve(APP.presets, "smoke", overrides=["data.source=files", f"data.path={folder}"])
+    (folder / "copy.txt").write_text(
+        (folder / "doc3.txt").read_text()
+    )  # would leak across the split
+    cfg = config.resolve(
+        APP.presets, "smoke", overrides=["data.source=files", f"data.path={folder}"]
+    )
     with caplog.at_level("WARNING", logger="ksuite"):
         data = APP.datasets(cfg, Artifacts(tmp_path / "arts"))
     assert "latin1.txt" in caplog.text and "skipped 1 file" in caplog.text
@@ -133,8 +146,14 @@ def test_user_folder_skips_bad_encodings_by_name(tmp_path, caplog):
     assert data.info["duplicate_files"] == 1
     assert data.info["train_documents"] + data.info["val_documents"] == 12
     with pytest.raises(UserError, match="neither a file nor a folder"):
-        APP.datasets(config.resolve(APP.presets, "smoke", overrides=[
-            "data.source=files", f"data.path={tmp_path / 'missing'}"]), Artifacts(tmp_path / "a2"))
+        APP.datasets(
+            config.resolve(
+                APP.presets,
+                "smoke",
+                overrides=["data.source=files", f"data.path={tmp_path / 'missing'}"],
+            ),
+            Artifacts(tmp_path / "a2"),
+        )
 
 
 def test_stateful_batches_carry_contiguous_text_and_reset_at_documents():
@@ -143,7 +162,9 @@ def test_stateful_batches_carry_contiguous_text_and_reset_at_documents():
     pieces = data_lib.document_pieces(tok, texts, seq_len=4, doc_chunks=3)
     assert all(len(p) <= 4 * 3 + 1 for p in pieces)
     steps = data_lib.stateful_steps(pieces, batch=2, seq_len=4)
-    tokens, targets, weights, reset = data_lib.stateful_epoch_arrays(pieces, 2, 4, steps, seed=0, epoch=0)
+    tokens, targets, weights, reset = data_lib.stateful_epoch_arrays(
+        pieces, 2, 4, steps, seed=0, epoch=0
+    )
     assert tokens.shape == (steps, 2, 4) and reset.shape == (steps, 2)
     stream = np.concatenate([np.concatenate([[DOC], tok.encode(t)]) for t in texts])
     for row in range(2):
@@ -156,10 +177,15 @@ def test_stateful_batches_carry_contiguous_text_and_reset_at_documents():
                     assert any(np.array_equal(p[:n], tokens[s, row, :n]) for p in pieces)
             else:
                 assert n > 0  # padding only ever follows the end of a row's pieces, with a reset
-            np.testing.assert_array_equal(targets[s, row, :n - 1], tokens[s, row, 1:n])  # shifted by one
+            np.testing.assert_array_equal(
+                targets[s, row, : n - 1], tokens[s, row, 1:n]
+            )  # shifted by one
             run += tokens[s, row, :n].tolist()
             # what a row has seen since its last reset is contiguous text of one document
-            assert any(np.array_equal(stream[i:i + len(run)], run) for i in range(len(stream) - len(run) + 1))
+            assert any(
+                np.array_equal(stream[i : i + len(run)], run)
+                for i in range(len(stream) - len(run) + 1)
+            )
     # different epochs deal the pieces differently
     other = data_lib.stateful_epoch_arrays(pieces, 2, 4, steps, seed=0, epoch=1)[0]
     assert not np.array_equal(other, tokens)
@@ -177,6 +203,7 @@ def test_validation_windows_score_every_target_once():
 
 
 # ---- models: the one-token step is the full forward pass --------------------------------
+
 
 @pytest.mark.parametrize("arch,cell", [("gpt", "gru"), ("rnn", "gru"), ("rnn", "lstm")])
 def test_step_with_cache_equals_full_forward(arch, cell):
@@ -199,14 +226,19 @@ def test_step_with_cache_equals_full_forward(arch, cell):
 
 # ---- samplers -------------------------------------------------------------------------
 
+
 def test_filter_logits_top_k_top_p_and_greedy():
     logits = np.log([0.5, 0.3, 0.15, 0.05])
     np.testing.assert_allclose(filter_logits(logits, 1.0, top_k=2), [0.625, 0.375, 0, 0])
     np.testing.assert_allclose(filter_logits(logits, 1.0, top_p=0.79), [0.625, 0.375, 0, 0])
-    np.testing.assert_allclose(filter_logits(logits, 1.0, top_p=0.81), np.array([0.5, 0.3, 0.15, 0]) / 0.95)
+    np.testing.assert_allclose(
+        filter_logits(logits, 1.0, top_p=0.81), np.array([0.5, 0.3, 0.15, 0]) / 0.95
+    )
     np.testing.assert_allclose(filter_logits(logits, 0.0), [1, 0, 0, 0])
     hot = filter_logits(logits, 2.0)
-    np.testing.assert_allclose(hot, np.sqrt([0.5, 0.3, 0.15, 0.05]) / np.sqrt([0.5, 0.3, 0.15, 0.05]).sum())
+    np.testing.assert_allclose(
+        hot, np.sqrt([0.5, 0.3, 0.15, 0.05]) / np.sqrt([0.5, 0.3, 0.15, 0.05]).sum()
+    )
     draws = [sample(filter_logits(logits, 1.0), np.random.default_rng(s))[()] for s in range(2000)]
     assert abs(np.mean(np.asarray(draws) == 0) - 0.5) < 0.05
 
@@ -236,11 +268,19 @@ def test_beam_search_finds_what_greedy_misses():
 
 def test_sampling_is_seeded_and_stops_at_stop_strings():
     tok = Tokenizer("char", ["a", "b"])
-    runs = [generate(_ToyDecoder(), tok, "b", 40, temperature=1.0, seed=s)["text"] for s in (7, 7, 8)]
+    runs = [
+        generate(_ToyDecoder(), tok, "b", 40, temperature=1.0, seed=s)["text"] for s in (7, 7, 8)
+    ]
     assert runs[0] == runs[1] and runs[0] != runs[2]
     shown = []
-    out = generate(_ToyDecoder(), tok, "", 40, temperature=1.0, seed=7, stop=("ba",), on_text=shown.append)
-    assert out["stopped"] == "stop_string" and "ba" not in out["text"] and "".join(shown) == out["text"]
+    out = generate(
+        _ToyDecoder(), tok, "", 40, temperature=1.0, seed=7, stop=("ba",), on_text=shown.append
+    )
+    assert (
+        out["stopped"] == "stop_string"
+        and "ba" not in out["text"]
+        and "".join(shown) == out["text"]
+    )
     assert "ba" in runs[0]  # so the stop string did occur in the unstopped sample
 
 
@@ -251,14 +291,20 @@ def test_graph_sampler_rows_are_independent_and_filters_hold():
     seeds = tf.constant([[1, 5], [2, 5], [3, 5], [4, 5]], tf.int64)
     greedy = graph_sample(logits, tf.zeros([4]), tf.zeros([4], tf.int32), ones, seeds)
     np.testing.assert_array_equal(greedy, tf.argmax(logits, -1))
-    np.testing.assert_array_equal(graph_sample(logits, ones, tf.ones([4], tf.int32), ones, seeds), greedy)
+    np.testing.assert_array_equal(
+        graph_sample(logits, ones, tf.ones([4], tf.int32), ones, seeds), greedy
+    )
     top3 = tf.math.top_k(logits, 3).indices.numpy()
     for s in range(20):
         seeds_s = tf.constant([[s, 1]] * 4, tf.int64)
         got = graph_sample(logits, ones, tf.fill([4], 3), ones, seeds_s).numpy()
         assert all(g in t for g, t in zip(got, top3))
-        nucleus = graph_sample(logits, ones, tf.zeros([4], tf.int32), tf.fill([4], 1e-6), seeds_s).numpy()
+        nucleus = graph_sample(
+            logits, ones, tf.zeros([4], tf.int32), tf.fill([4], 1e-6), seeds_s
+        ).numpy()
         np.testing.assert_array_equal(nucleus, greedy)  # a tiny top_p keeps only the best token
     both = graph_sample(logits, ones * 1.5, tf.zeros([4], tf.int32), ones * 0.9, seeds).numpy()
-    alone = graph_sample(logits[2:3], ones[:1] * 1.5, tf.zeros([1], tf.int32), ones[:1] * 0.9, seeds[2:3]).numpy()
+    alone = graph_sample(
+        logits[2:3], ones[:1] * 1.5, tf.zeros([1], tf.int32), ones[:1] * 0.9, seeds[2:3]
+    ).numpy()
     assert both[2] == alone[0]

@@ -2,6 +2,7 @@
 the SavedModel's in-graph generation against the Python sampler, the TFLite decoding
 step against the Keras step, `ksuite generate`, and stateful training under
 MirroredStrategy (2 logical CPUs, in a subprocess)."""
+
 import json
 import math
 
@@ -30,8 +31,18 @@ def rnn_run(tmp_path_factory):
     from keras_suite.common.run import train_run
 
     run_dir = tmp_path_factory.mktemp("textgen") / "rnn"
-    train_run("textgen", "smoke", run_dir=run_dir, strategy_name="default", overrides=[
-        "model.arch=rnn", "model.stateful=true", "data.tokenizer=byte", "train.steps_per_epoch=20"])
+    train_run(
+        "textgen",
+        "smoke",
+        run_dir=run_dir,
+        strategy_name="default",
+        overrides=[
+            "model.arch=rnn",
+            "model.stateful=true",
+            "data.tokenizer=byte",
+            "train.steps_per_epoch=20",
+        ],
+    )
     return run_dir
 
 
@@ -40,7 +51,9 @@ def test_metrics_are_bits_per_character(gpt_run):
     info = json.loads((gpt_run / "info.json").read_text())
     assert m["val_chars"] == info["val_chars"]
     # bits/char = total nats / characters / ln 2, and perplexity = exp(nats per token)
-    assert m["bits_per_char"] == pytest.approx(m["val_loss"] * m["val_tokens"] / m["val_chars"] / math.log(2))
+    assert m["bits_per_char"] == pytest.approx(
+        m["val_loss"] * m["val_tokens"] / m["val_chars"] / math.log(2)
+    )
     assert m["perplexity"] == pytest.approx(math.exp(m["val_loss"]))
     assert 0.5 < m["ngram_bits_per_char"] < 6 and m["generation_tokens_per_sec"] > 0
     assert m["train_tokens_per_sec"] > 0
@@ -54,7 +67,9 @@ def test_stateful_rnn_carries_state_and_scores_bytes(rnn_run):
 
     m = json.loads((rnn_run / "metrics.json").read_text())
     assert m["arch"] == "rnn-gru-stateful" and m["tokenizer"] == "byte"
-    assert m["bits_per_char"] == pytest.approx(m["val_loss"] * m["val_tokens"] / m["val_chars"] / math.log(2))
+    assert m["bits_per_char"] == pytest.approx(
+        m["val_loss"] * m["val_tokens"] / m["val_chars"] / math.log(2)
+    )
     ckpt = tf.train.latest_checkpoint(str(rnn_run / "checkpoints"))
     names = [n for n, _ in tf.train.list_variables(ckpt) if n.startswith("carry_state0_h")]
     assert names, "the carried state is checkpointed"
@@ -71,24 +86,35 @@ def test_rnn_byte_export_generates_like_python(rnn_run, tmp_path):
     from keras_suite.common.run import load_run
 
     run = load_run(rnn_run)
-    run.app.export_archive(run.state, run.info, run.cfg, run.artifacts).write_out(str(tmp_path / "m"), verbose=False)
+    run.app.export_archive(run.state, run.info, run.cfg, run.artifacts).write_out(
+        str(tmp_path / "m"), verbose=False
+    )
     gen = tf.saved_model.load(str(tmp_path / "m")).signatures["generate"]
     prompts = ["héllo ", "def"]
-    out = gen(prompts=tf.constant(prompts), max_new_tokens=tf.constant([7, 12]), temperature=tf.zeros([2]),
-              top_k=tf.zeros([2], tf.int32), top_p=tf.ones([2]), seed=tf.constant([0, 0], tf.int64))
+    out = gen(
+        prompts=tf.constant(prompts),
+        max_new_tokens=tf.constant([7, 12]),
+        temperature=tf.zeros([2]),
+        top_k=tf.zeros([2], tf.int32),
+        top_p=tf.ones([2]),
+        seed=tf.constant([0, 0], tf.int64),
+    )
     tok, decoder = Tokenizer.load(run.artifacts), KerasDecoder(run.state.model)
     for i, (p, n) in enumerate(zip(prompts, [7, 12])):
         want = generate(decoder, tok, p, n, temperature=0.0)
-        assert out["text"][i].numpy().decode("utf-8", "replace") == want["text"]  # raw bytes in graph
+        assert (
+            out["text"][i].numpy().decode("utf-8", "replace") == want["text"]
+        )  # raw bytes in graph
         assert int(out["num_tokens"][i]) == want["tokens"]
 
 
 def test_stateless_rnn_step_learns():
     """The stateless switch: the same train_step with zero states on random windows."""
+    import tempfile
+
     from keras_suite.apps.textgen import APP
     from keras_suite.common import config
     from keras_suite.common.app import Artifacts, StepContext
-    import tempfile
 
     cfg = config.resolve(APP.presets, "smoke", overrides=["model.arch=rnn", "model.cell=lstm"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +133,9 @@ def gpt_export(gpt_run, tmp_path_factory):
 
     run = load_run(gpt_run)
     path = tmp_path_factory.mktemp("export") / "1"
-    run.app.export_archive(run.state, run.info, run.cfg, run.artifacts).write_out(str(path), verbose=False)
+    run.app.export_archive(run.state, run.info, run.cfg, run.artifacts).write_out(
+        str(path), verbose=False
+    )
     return run, tf.saved_model.load(str(path))
 
 
@@ -135,18 +163,30 @@ def test_in_graph_generation_matches_python_loop(gpt_export):
     tok = Tokenizer.load(run.artifacts)
     gen = loaded.signatures["generate"]
     prompts = ["def ", "import o", "x"]
-    out = gen(prompts=tf.constant(prompts), max_new_tokens=tf.constant([6, 9, 4]),
-              temperature=tf.zeros([3]), top_k=tf.zeros([3], tf.int32), top_p=tf.ones([3]),
-              seed=tf.constant([1, 2, 3], tf.int64))
+    out = gen(
+        prompts=tf.constant(prompts),
+        max_new_tokens=tf.constant([6, 9, 4]),
+        temperature=tf.zeros([3]),
+        top_k=tf.zeros([3], tf.int32),
+        top_p=tf.ones([3]),
+        seed=tf.constant([1, 2, 3], tf.int64),
+    )
     decoder = KerasDecoder(run.state.model)
     for i, (p, n) in enumerate(zip(prompts, [6, 9, 4])):
         want = generate(decoder, tok, p, n, temperature=0.0)
         assert out["text"][i].numpy().decode() == want["text"]
-    sampled = dict(temperature=tf.fill([3], 1.0), top_k=tf.fill([3], 5), top_p=tf.fill([3], 0.9),
-                   seed=tf.constant([4, 5, 6], tf.int64), max_new_tokens=tf.fill([3], 8))
+    sampled = dict(
+        temperature=tf.fill([3], 1.0),
+        top_k=tf.fill([3], 5),
+        top_p=tf.fill([3], 0.9),
+        seed=tf.constant([4, 5, 6], tf.int64),
+        max_new_tokens=tf.fill([3], 8),
+    )
     a = gen(prompts=tf.constant(prompts), **sampled)["text"].numpy()
     b = gen(prompts=tf.constant(prompts), **sampled)["text"].numpy()
-    alone = gen(prompts=tf.constant(prompts[1:2]), **{k: v[1:2] for k, v in sampled.items()})["text"].numpy()
+    alone = gen(prompts=tf.constant(prompts[1:2]), **{k: v[1:2] for k, v in sampled.items()})[
+        "text"
+    ].numpy()
     assert list(a) == list(b) and a[1] == alone[0]
 
 
@@ -159,7 +199,9 @@ def test_tflite_decode_step_matches_keras_step(gpt_run, tmp_path):
     run = load_run(gpt_run)
     data = run.datasets()
     (target,) = run.app.tflite_targets(run.state, data, run.cfg, tmp_path)
-    conversion = convert(target.saved_model_dir, target.signature, "float32", "float32", None, False, 0)
+    conversion = convert(
+        target.saved_model_dir, target.signature, "float32", "float32", None, False, 0
+    )
     assert not conversion.flex_ops
     lite = LiteRTSignature(conversion.model, target.signature, num_threads=1)
     decoder = KerasDecoder(run.state.model)
@@ -167,7 +209,13 @@ def test_tflite_decode_step_matches_keras_step(gpt_run, tmp_path):
     lite_state = {k: v for k, v in state.items()}
     for pos, token in enumerate(data.extras["val_stream"][:10]):
         want, state = decoder.step([token], pos, state)
-        got = lite({"token": np.asarray([token], np.int32), "position": np.asarray([pos], np.int32), **lite_state})
+        got = lite(
+            {
+                "token": np.asarray([token], np.int32),
+                "position": np.asarray([pos], np.int32),
+                **lite_state,
+            }
+        )
         lite_state = {k: got[f"next_{k}"] for k in state}
         np.testing.assert_allclose(got["logits"], want, atol=1e-4)
     # the reference loop over the .tflite step generates what the Keras model generates
@@ -177,8 +225,10 @@ def test_tflite_decode_step_matches_keras_step(gpt_run, tmp_path):
     tok = Tokenizer.load(run.artifacts)
     lite_decoder = SignatureDecoder(lite, run.state.model.state_shapes(1), run.state.model.context)
     for prompt in ("def ", "import "):
-        assert (generate(lite_decoder, tok, prompt, 40, temperature=0.0)["text"]
-                == generate(decoder, tok, prompt, 40, temperature=0.0)["text"])  # 40 > context: slides
+        assert (
+            generate(lite_decoder, tok, prompt, 40, temperature=0.0)["text"]
+            == generate(decoder, tok, prompt, 40, temperature=0.0)["text"]
+        )  # 40 > context: slides
 
 
 def test_generate_command_streams_seeded_text(gpt_run, capsys):
@@ -189,15 +239,36 @@ def test_generate_command_streams_seeded_text(gpt_run, capsys):
     first = capsys.readouterr().out
     assert main(args) == 0
     assert capsys.readouterr().out == first and first.startswith("def ")
-    assert main(["generate", str(gpt_run), "--prompt", "def ", "--beam", "3", "--max-new-tokens", "5"]) == 0
+    assert (
+        main(["generate", str(gpt_run), "--prompt", "def ", "--beam", "3", "--max-new-tokens", "5"])
+        == 0
+    )
     assert main(["generate", str(gpt_run), "--top-p", "0"]) == 2  # one clear error line
 
 
 def test_stateful_rnn_under_mirrored_strategy(tmp_path):
     """Each replica carries its own half of the streams (SyncOnRead state variables)."""
-    out = run_ksuite("train", "textgen", "--preset", "smoke", "--strategy", "mirrored", "--cpu-devices", "2",
-                     "--run-dir", str(tmp_path / "run"), "--set", "model.arch=rnn", "--set", "model.stateful=true",
-                     "--set", "train.steps_per_epoch=6", "--set", "train.epochs=1", timeout=300)
+    out = run_ksuite(
+        "train",
+        "textgen",
+        "--preset",
+        "smoke",
+        "--strategy",
+        "mirrored",
+        "--cpu-devices",
+        "2",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--set",
+        "model.arch=rnn",
+        "--set",
+        "model.stateful=true",
+        "--set",
+        "train.steps_per_epoch=6",
+        "--set",
+        "train.epochs=1",
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "2 replica" in out.stderr
     ckpt = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))

@@ -1,5 +1,6 @@
 """Translation data: the built-in number task, TSV reading with counted skips, splits,
 WordPiece round trips."""
+
 import numpy as np
 import pytest
 
@@ -9,13 +10,28 @@ from keras_suite.apps.translation.numbers import english, french, number_pairs
 from keras_suite.common.errors import UserError
 
 
-@pytest.mark.parametrize("n,fr", [
-    (0, "zéro"), (17, "dix-sept"), (21, "vingt et un"), (71, "soixante et onze"), (77, "soixante-dix-sept"),
-    (80, "quatre-vingts"), (81, "quatre-vingt-un"), (91, "quatre-vingt-onze"), (100, "cent"),
-    (200, "deux cents"), (201, "deux cent un"), (280, "deux cent quatre-vingts"), (1000, "mille"),
-    (80000, "quatre-vingt mille"), (200000, "deux cent mille"), (300080, "trois cent mille quatre-vingts"),
-    (999999, "neuf cent quatre-vingt-dix-neuf mille neuf cent quatre-vingt-dix-neuf"),
-])
+@pytest.mark.parametrize(
+    "n,fr",
+    [
+        (0, "zéro"),
+        (17, "dix-sept"),
+        (21, "vingt et un"),
+        (71, "soixante et onze"),
+        (77, "soixante-dix-sept"),
+        (80, "quatre-vingts"),
+        (81, "quatre-vingt-un"),
+        (91, "quatre-vingt-onze"),
+        (100, "cent"),
+        (200, "deux cents"),
+        (201, "deux cent un"),
+        (280, "deux cent quatre-vingts"),
+        (1000, "mille"),
+        (80000, "quatre-vingt mille"),
+        (200000, "deux cent mille"),
+        (300080, "trois cent mille quatre-vingts"),
+        (999999, "neuf cent quatre-vingt-dix-neuf mille neuf cent quatre-vingt-dix-neuf"),
+    ],
+)
 def test_french_number_words(n, fr):
     assert french(n) == fr
 
@@ -53,15 +69,27 @@ def _tsv_cfg(path, **data):
 
 def test_tsv_lines_are_skipped_and_counted_by_reason(tmp_path):
     path = tmp_path / "fra.txt"
-    lines = [b"Go.\tVa !\tCC-BY 2.0 (France) Attribution: tatoeba.org #2877272",
-             b"no tab here", b"\tempty source", b"Hi.\t  ", b"bad \xff\xfe bytes\tmauvais",
-             b"one two three four five six\tun", b"", b"Run!\tCours\xc2\xa0!"]
+    lines = [
+        b"Go.\tVa !\tCC-BY 2.0 (France) Attribution: tatoeba.org #2877272",
+        b"no tab here",
+        b"\tempty source",
+        b"Hi.\t  ",
+        b"bad \xff\xfe bytes\tmauvais",
+        b"one two three four five six\tun",
+        b"",
+        b"Run!\tCours\xc2\xa0!",
+    ]
     path.write_bytes(b"\n".join(lines) + b"\n")
     skipped = SkipCounter()
     pairs, total = read_tsv(path, 5, 5, skipped)
     assert pairs == [("Go.", "Va !"), ("Run!", "Cours !")]
     assert total == 7  # the blank line is not counted
-    assert dict(skipped.counts) == {"no tab": 1, "empty side": 2, "bad encoding": 1, "too long (words)": 1}
+    assert dict(skipped.counts) == {
+        "no tab": 1,
+        "empty side": 2,
+        "bad encoding": 1,
+        "too long (words)": 1,
+    }
     assert skipped.report()["no tab"]["first"] == ["fra.txt:2"]
 
 
@@ -93,17 +121,27 @@ def test_batches_per_epoch_counts_what_bucketing_yields():
     lengths = np.array([3, 4, 9, 12, 5, 6, 20, 2, 3, 15, 7, 8, 8, 30])
     ds = tf.data.Dataset.from_tensor_slices(lengths).map(lambda n: tf.zeros([n], tf.int32))
     boundaries = [9, 17]
-    ds = ds.bucket_by_sequence_length(lambda x: tf.shape(x)[0], boundaries, [3, 3, 3], drop_remainder=True)
+    ds = ds.bucket_by_sequence_length(
+        lambda x: tf.shape(x)[0], boundaries, [3, 3, 3], drop_remainder=True
+    )
     assert sum(1 for _ in ds) == batches_per_epoch(lengths, boundaries, 3)
 
 
 def test_wordpiece_round_trip_in_graph_and_in_python(tmp_path):
     import tensorflow as tf
 
-    from keras_suite.apps.translation.tokenizer import SubwordTokenizer, detokenize_python, learn_vocabulary
+    from keras_suite.apps.translation.tokenizer import (
+        SubwordTokenizer,
+        detokenize_python,
+        learn_vocabulary,
+    )
 
-    sentences = ["Hello, world! How are you?", "I'm fine, thanks.", "Vingt et un (21) : d'accord ?",
-                 "quatre-vingt-dix-neuf mille"] * 20
+    sentences = [
+        "Hello, world! How are you?",
+        "I'm fine, thanks.",
+        "Vingt et un (21) : d'accord ?",
+        "quatre-vingt-dix-neuf mille",
+    ] * 20
     vocab = learn_vocabulary(sentences, 120, lowercase=False)
     assert vocab[:4] == ["[PAD]", "[UNK]", "[START]", "[END]"]
     path = tmp_path / "vocab.txt"
@@ -114,7 +152,9 @@ def test_wordpiece_round_trip_in_graph_and_in_python(tmp_path):
     assert back == sentences[:4]  # exact: spaces around punctuation come back as they were
     assert [detokenize_python(row, vocab) for row in ids.to_list()] == back
     padded = ids.to_tensor()  # PAD after the end, as a decoder's output has
-    with_end = tf.concat([padded, tf.fill([4, 1], 3), tf.fill([4, 2], 10)], 1)  # pieces after END are dropped
+    with_end = tf.concat(
+        [padded, tf.fill([4, 1], 3), tf.fill([4, 2], 10)], 1
+    )  # pieces after END are dropped
     assert [s.decode() for s in tok.detokenize(with_end).numpy()] == back
     unknown = tok.tokenize(tf.constant(["Zebra ünïcode"])).to_list()[0]
     assert 1 in unknown  # pieces the vocabulary lacks become [UNK]

@@ -1,4 +1,5 @@
 """BLEU and chrF of apps/translation/metrics.py against sacrebleu (the field's reference)."""
+
 import random
 
 import pytest
@@ -7,8 +8,10 @@ sacrebleu = pytest.importorskip("sacrebleu")
 
 from keras_suite.apps.translation.metrics import corpus_bleu, corpus_chrf, exact_match, tokenize_13a  # noqa: E402
 
-WORDS = ("le chat est sur la table , il dort . 12-3 3.5 1,000 un deux trois quatre-vingt-dix ! "
-         "\"oui\" d'accord (vraiment) &amp; l'homme ? x-y 2-trois").split()
+WORDS = (
+    "le chat est sur la table , il dort . 12-3 3.5 1,000 un deux trois quatre-vingt-dix ! "
+    "\"oui\" d'accord (vraiment) &amp; l'homme ? x-y 2-trois"
+).split()
 
 
 def _corpus(rng, n):
@@ -48,13 +51,21 @@ def test_13a_tokenisation_matches_sacrebleu():
     from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
     theirs = Tokenizer13a()
-    for line in ["Hello, world! It's 3.5 o'clock (12-3).", "a&amp;b &lt;x&gt; 1,000,000 -- end.", "x-y 2-trois"]:
+    for line in [
+        "Hello, world! It's 3.5 o'clock (12-3).",
+        "a&amp;b &lt;x&gt; 1,000,000 -- end.",
+        "x-y 2-trois",
+    ]:
         assert tokenize_13a(line) == theirs(line).split()
 
 
 def test_edge_cases_of_the_metrics():
     assert corpus_bleu(["a b c d"], ["a b c d"])["bleu"] == pytest.approx(100.0)
-    assert corpus_bleu([""], ["a b c"])["bleu"] == 0.0 == sacrebleu.corpus_bleu([""], [["a b c"]]).score
+    assert (
+        corpus_bleu([""], ["a b c"])["bleu"]
+        == 0.0
+        == sacrebleu.corpus_bleu([""], [["a b c"]]).score
+    )
     assert corpus_chrf(["abc"], ["abc"]) == pytest.approx(100.0)
     assert exact_match(["a  b", "c"], ["a b", "d"]) == 0.5
     with pytest.raises(ValueError):

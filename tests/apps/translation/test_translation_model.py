@@ -1,5 +1,6 @@
 """Translation models and decoding: the KV-cached step equals the full forward pass,
 greedy/beam search in graph against Python references, the heat-map replay, export."""
+
 import dataclasses
 import itertools
 import math
@@ -19,7 +20,13 @@ from keras_suite.apps.translation.tokenizer import END_ID, PAD_ID, START_ID  # n
 INFO = dict(source_vocab_size=40, target_vocab_size=30, max_source_tokens=9, max_target_tokens=7)
 VARIANTS = [
     dict(arch="transformer"),
-    dict(arch="transformer", normalize_first=True, positions="sinusoidal", tie_embeddings=True, decoder_layers=2),
+    dict(
+        arch="transformer",
+        normalize_first=True,
+        positions="sinusoidal",
+        tie_embeddings=True,
+        decoder_layers=2,
+    ),
     dict(arch="rnn", cell="gru", attention="bahdanau"),
     dict(arch="rnn", cell="lstm", attention="luong_general"),
     dict(arch="rnn", cell="gru", attention="luong_dot"),
@@ -27,7 +34,9 @@ VARIANTS = [
 
 
 def _sources(rng, batch=3):
-    src = rng.integers(4, INFO["source_vocab_size"], (batch, INFO["max_source_tokens"])).astype(np.int32)
+    src = rng.integers(4, INFO["source_vocab_size"], (batch, INFO["max_source_tokens"])).astype(
+        np.int32
+    )
     src[0, 5:] = PAD_ID  # a padded sentence
     return tf.constant(src)
 
@@ -51,9 +60,9 @@ def test_cached_steps_equal_the_teacher_forced_pass(variant):
     # in-graph greedy decoding == the keras-io loop (whole prefix, from Python)
     greedy = tf.function(lambda s: greedy_decode(model, s, 8))(source).numpy()
     reference = python_loop_decode(model, source, 8)
-    np.testing.assert_array_equal(greedy, reference[:, :greedy.shape[1]])
+    np.testing.assert_array_equal(greedy, reference[:, : greedy.shape[1]])
     beam1, _ = tf.function(lambda s: beam_search(model, s, 8, 1, 0.0))(source)
-    np.testing.assert_array_equal(beam1.numpy()[:, :greedy.shape[1]], greedy)
+    np.testing.assert_array_equal(beam1.numpy()[:, : greedy.shape[1]], greedy)
     weights, _ = model.attention_weights(source, target)
     np.testing.assert_allclose(weights.numpy().sum(-1), 1.0, atol=1e-5)
     assert np.abs(weights.numpy()[0, :, 5:]).max() < 1e-6  # no attention on padding
@@ -63,15 +72,18 @@ def test_transformer_heat_map_replay_matches_the_decoder_layer():
     """attention_weights replays keras-hub's last decoder layer; finishing the replay by
     hand must give that layer's own output, or the heat map shows something else."""
     for normalize_first in (False, True):
-        model = build_translator(dataclasses.replace(smoke().model, decoder_layers=2,
-                                                     normalize_first=normalize_first), INFO)
+        model = build_translator(
+            dataclasses.replace(smoke().model, decoder_layers=2, normalize_first=normalize_first),
+            INFO,
+        )
         rng = np.random.default_rng(1)
         source = _sources(rng)
         target = tf.constant(rng.integers(4, INFO["target_vocab_size"], (3, 5)).astype(np.int32))
         _, (cross_out, residual) = model.attention_weights(source, target)
         encoded, mask = model.encode_sequence(source)
-        x = model.decoder_layers[0](model._embed_target(target), encoded, encoder_padding_mask=mask,
-                                    use_causal_mask=True)
+        x = model.decoder_layers[0](
+            model._embed_target(target), encoded, encoder_padding_mask=mask, use_causal_mask=True
+        )
         last = model.decoder_layers[1]
         want = last(x, encoded, encoder_padding_mask=mask, use_causal_mask=True)
         y = cross_out + residual
@@ -122,7 +134,11 @@ def _exhaustive_best(logp, max_len, alpha):
 def _log_softmax_allowed(logits):
     logits = logits.copy()
     logits[:, [PAD_ID, START_ID]] = -1e9
-    return logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(1, keepdims=True)
+    return (
+        logits
+        - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
+        - logits.max(1, keepdims=True)
+    )
 
 
 def test_beam_search_with_a_wide_beam_finds_the_best_sequence():
@@ -132,7 +148,7 @@ def test_beam_search_with_a_wide_beam_finds_the_best_sequence():
         table = rng.normal(0, 2, (vocab, vocab)).astype(np.float32)
         model = MarkovModel(table)
         source = tf.ones([1, 3], tf.int32)
-        ids, score = beam_search(model, source, max_len, 4 ** max_len, alpha)
+        ids, score = beam_search(model, source, max_len, 4**max_len, alpha)
         want, want_score = _exhaustive_best(_log_softmax_allowed(table), max_len, alpha)
         got = [int(t) for t in ids.numpy()[0] if t != PAD_ID]
         assert got == want, (trial, got, want)
@@ -176,8 +192,12 @@ def test_export_translates_without_the_run_folder(tmp_path):
     sentences = ["w1 w2 s3", "s1", ""]
     translator = make_translator(model, cfg, INFO, artifacts)
     want = [t.decode() for t in translator.greedy(tf.constant(sentences))["translations"].numpy()]
-    want_beam = [t.decode() for t in translator.beam(tf.constant(sentences), tf.constant([3, 3, 3]))[
-        "translations"].numpy()]
+    want_beam = [
+        t.decode()
+        for t in translator.beam(tf.constant(sentences), tf.constant([3, 3, 3]))[
+            "translations"
+        ].numpy()
+    ]
     for f in (tmp_path / "artifacts").iterdir():
         f.unlink()
     code = (
@@ -186,9 +206,16 @@ def test_export_translates_without_the_run_folder(tmp_path):
         f"s = tf.constant({sentences!r})\n"
         "g = m.signatures['serving_default'](sentences=s)['translations'].numpy()\n"
         "b = m.signatures['translate_beam'](sentences=s, beam_width=tf.constant([3, 3, 3]))['translations'].numpy()\n"
-        "print(json.dumps([[x.decode() for x in g], [x.decode() for x in b]]))\n")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "export")], capture_output=True, text=True,
-                         timeout=300, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"})
+        "print(json.dumps([[x.decode() for x in g], [x.decode() for x in b]]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "export")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     import json
 
@@ -200,15 +227,25 @@ def test_export_translates_without_the_run_folder(tmp_path):
 
     (tmp_path / "models" / "translation").mkdir(parents=True)
     (tmp_path / "export").rename(tmp_path / "models" / "translation" / "1")
-    target = start_embedded(model_name="translation", model_base_path=str(tmp_path / "models" / "translation"),
-                            file_system_poll_wait_seconds=0)
+    target = start_embedded(
+        model_name="translation",
+        model_base_path=str(tmp_path / "models" / "translation"),
+        file_system_poll_wait_seconds=0,
+    )
     try:
         rest = target.rest().predict_raw("translation", {"instances": sentences})["predictions"]
         assert rest == want
-        beam = target.rest().predict_raw("translation", {"signature_name": "translate_beam", "inputs": {
-            "sentences": sentences, "beam_width": [3, 3, 3]}})["outputs"]["translations"]
+        beam = target.rest().predict_raw(
+            "translation",
+            {
+                "signature_name": "translate_beam",
+                "inputs": {"sentences": sentences, "beam_width": [3, 3, 3]},
+            },
+        )["outputs"]["translations"]
         assert beam == want_beam
-        grpc = target.grpc().predict("translation", {"sentences": np.array(sentences, dtype=object)})
+        grpc = target.grpc().predict(
+            "translation", {"sentences": np.array(sentences, dtype=object)}
+        )
         assert [t.decode() for t in grpc["translations"]] == want
     finally:
         target.stop()
@@ -225,7 +262,7 @@ def test_unrolled_rnn_encoder_for_tflite_is_the_same_function():
     a, b = model.encode(source), twin.encode(source)
     assert sorted(a) == sorted(b)
     real = (source.numpy() != PAD_ID)[..., None]  # the loops differ only at padded positions,
-    for k in a:                                   # which attention masks out
+    for k in a:  # which attention masks out
         x, y = a[k].numpy(), b[k].numpy()
         if x.ndim == 3:
             x, y = x * real, y * real

@@ -1,5 +1,6 @@
 """VAE pieces against references: likelihoods (scipy), the KL, the IWAE bound on a model
 whose log-likelihood is known exactly, active units, the training objective, data."""
+
 import math
 
 import numpy as np
@@ -23,8 +24,12 @@ class _Logistic:
 
 
 class _Normal:
-    cdf = staticmethod(lambda t, loc, s: 0.5 * _erfc(-(t - loc) / (s * math.sqrt(2))).astype(np.float64))
-    sf = staticmethod(lambda t, loc, s: 0.5 * _erfc((t - loc) / (s * math.sqrt(2))).astype(np.float64))
+    cdf = staticmethod(
+        lambda t, loc, s: 0.5 * _erfc(-(t - loc) / (s * math.sqrt(2))).astype(np.float64)
+    )
+    sf = staticmethod(
+        lambda t, loc, s: 0.5 * _erfc((t - loc) / (s * math.sqrt(2))).astype(np.float64)
+    )
 
 
 def _norm_logpdf(z, mean=0.0, std=1.0):
@@ -44,18 +49,27 @@ def _log_ndtr_reference(a: float) -> float:
 def _mvn_logpdf(x, mean, cov):
     d = x - mean
     _, logdet = np.linalg.slogdet(cov)
-    return -0.5 * (np.einsum("nd,nd->n", d, np.linalg.solve(cov, d.T).T) + logdet + len(mean) * math.log(2 * math.pi))
+    return -0.5 * (
+        np.einsum("nd,nd->n", d, np.linalg.solve(cov, d.T).T)
+        + logdet
+        + len(mean) * math.log(2 * math.pi)
+    )
 
 
 def _discretised_reference(pixels, loc, log_scale, dist):
     """log P(bin) in float64 straight from the CDF: the definition the fast code must match."""
     x = pixels / 127.5 - 1.0
-    scale = np.exp(losses.MIN_LOG_SCALE + np.logaddexp(0.0, log_scale - losses.MIN_LOG_SCALE))  # smooth floor
+    scale = np.exp(
+        losses.MIN_LOG_SCALE + np.logaddexp(0.0, log_scale - losses.MIN_LOG_SCALE)
+    )  # smooth floor
     upper = np.where(pixels > 254.5, np.inf, x + 1 / 255)
     lower = np.where(pixels < 0.5, -np.inf, x - 1 / 255)
     # the upper-tail form avoids 1 - 1 cancellation in float64 too
-    mass = np.where(x > loc, dist.sf(lower, loc, scale) - dist.sf(upper, loc, scale),
-                    dist.cdf(upper, loc, scale) - dist.cdf(lower, loc, scale))
+    mass = np.where(
+        x > loc,
+        dist.sf(lower, loc, scale) - dist.sf(upper, loc, scale),
+        dist.cdf(upper, loc, scale) - dist.cdf(lower, loc, scale),
+    )
     with np.errstate(divide="ignore"):  # bins with no float64 mass: -inf, filtered out
         return np.log(mass)
 
@@ -68,17 +82,25 @@ def test_discretised_likelihood_matches_reference_and_normalises(family, dist):
     pixels[:50], pixels[50:100] = 0, 255  # the tail bins
     loc = rng.uniform(-1.1, 1.1, n)
     log_scale = rng.uniform(-5.0, 0.5, n)
-    got = losses.discretised_log_prob(tf.constant(pixels, tf.float32), tf.constant(loc, tf.float32),
-                                      tf.constant(log_scale, tf.float32), family).numpy()
+    got = losses.discretised_log_prob(
+        tf.constant(pixels, tf.float32),
+        tf.constant(loc, tf.float32),
+        tf.constant(log_scale, tf.float32),
+        family,
+    ).numpy()
     want = _discretised_reference(pixels, loc, log_scale, dist)
     big = want > np.log(1e-4)  # where the bin has mass, agreement to float32 rounding
     np.testing.assert_allclose(got[big], want[big], atol=2e-3, rtol=1e-3)
-    small = np.isfinite(want) & ~big  # far bins: the density approximation, still close in log space
+    small = (
+        np.isfinite(want) & ~big
+    )  # far bins: the density approximation, still close in log space
     np.testing.assert_allclose(got[small], want[small], rtol=0.02)
     # 256 bins of one sub-pixel sum to probability 1
     levels = np.arange(256, dtype=np.float32)
     for mu, s in [(-1.0, -4.0), (0.3, -2.0), (0.9, 0.0), (1.05, -5.5)]:
-        lp = losses.discretised_log_prob(tf.constant(levels), tf.fill([256], mu), tf.fill([256], s), family)
+        lp = losses.discretised_log_prob(
+            tf.constant(levels), tf.fill([256], mu), tf.fill([256], s), family
+        )
         assert float(tf.reduce_logsumexp(lp)) == pytest.approx(0.0, abs=1e-3)
 
 
@@ -93,7 +115,9 @@ def test_bernoulli_log_prob_matches_reference():
     rng = np.random.default_rng(1)
     logits = rng.normal(0, 4, 1000)
     pixels = 255.0 * rng.integers(0, 2, 1000)
-    got = losses.bernoulli_log_prob(tf.constant(pixels, tf.float32), tf.constant(logits, tf.float32)).numpy()
+    got = losses.bernoulli_log_prob(
+        tf.constant(pixels, tf.float32), tf.constant(logits, tf.float32)
+    ).numpy()
     p = 1.0 / (1.0 + np.exp(-logits))
     want = np.where(pixels > 0, np.log(p), np.log1p(-p))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -113,7 +137,11 @@ def test_gaussian_kl_closed_form_matches_monte_carlo():
     mean, logvar = rng.normal(0, 1, 3), rng.normal(0, 0.7, 3)
     z = mean + np.exp(0.5 * logvar) * rng.standard_normal((400_000, 3))
     mc = (_norm_logpdf(z, mean, np.exp(0.5 * logvar)) - _norm_logpdf(z)).sum(1).mean()
-    got = float(losses.gaussian_kl(tf.constant(mean[None], tf.float32), tf.constant(logvar[None], tf.float32))[0])
+    got = float(
+        losses.gaussian_kl(
+            tf.constant(mean[None], tf.float32), tf.constant(logvar[None], tf.float32)
+        )[0]
+    )
     assert got == pytest.approx(mc, abs=0.01)
 
 
@@ -144,7 +172,9 @@ def test_log_scale_floor_is_smooth_and_still_passes_gradient_below_it():
     raw = tf.constant([-12.0, -9.0, -7.0, -4.0, -2.0, 1.0])
     floored = losses.floored_log_scale(raw).numpy()
     assert np.all(floored > losses.MIN_LOG_SCALE) and np.all(np.diff(floored) > 0)
-    np.testing.assert_allclose(floored[-2:], [-2.0, 1.0], atol=0.01)  # the identity where decoders live
+    np.testing.assert_allclose(
+        floored[-2:], [-2.0, 1.0], atol=0.01
+    )  # the identity where decoders live
     # a pixel 20 levels from a location whose raw log-scale is under the floor: the
     # likelihood must still ask for a wider scale (a hard floor gives exactly 0 here)
     log_scale = tf.constant([-12.0])
@@ -166,7 +196,10 @@ def test_encoder_log_variance_is_bounded_so_an_exploded_head_cannot_overflow():
         head = state.models["encoder"].get_layer("log_variance")
         head.bias.assign(tf.fill(head.bias.shape, bias))
         _, logvar = state.models["encoder"](batch)
-        assert LOGVAR_RANGE[0] <= float(tf.reduce_min(logvar)) and float(tf.reduce_max(logvar)) <= LOGVAR_RANGE[1]
+        assert (
+            LOGVAR_RANGE[0] <= float(tf.reduce_min(logvar))
+            and float(tf.reduce_max(logvar)) <= LOGVAR_RANGE[1]
+        )
         out = APP.train_step(state, batch, step)
         assert all(np.isfinite(float(v)) for v in out.values()), (bias, out)
         assert all(np.isfinite(v.numpy()).all() for v in state.trainable_variables("model")), bias
@@ -184,7 +217,9 @@ def test_initialisation_carries_the_latents_through_both_networks():
     images = shapes.classification_images(64, 32, seed=9)[0].astype(np.float32)
     mean, _ = build_encoder(cfg.model, 32, 3)(images)
     assert 0.1 < float(np.std(mean)) < 10.0
-    loc, log_scale = build_decoder(cfg.model, 32, 3, "logistic")(np.random.default_rng(0).standard_normal((64, 32)))
+    loc, log_scale = build_decoder(cfg.model, 32, 3, "logistic")(
+        np.random.default_rng(0).standard_normal((64, 32))
+    )
     spread = np.std(loc.numpy(), axis=0).mean()  # over z, per output pixel
     assert 0.05 < spread < 1.0
     assert -2.5 < float(np.mean(log_scale)) < -1.5
@@ -205,31 +240,41 @@ class LinearGaussian:
         q, _ = np.linalg.qr(rng.normal(size=(dims, latent)))
         self.W = q * np.array([2.0, 1.0])[:latent]
         self.b, self.s = rng.normal(size=dims), noise
-        cov = self.W @ self.W.T + noise ** 2 * np.eye(dims)
+        cov = self.W @ self.W.T + noise**2 * np.eye(dims)
         self.data = rng.multivariate_normal(self.b, cov, size=64)
         self.log_px = _mvn_logpdf(self.data, self.b, cov)
-        post_var = 1.0 / (1.0 + (self.W ** 2).sum(0) / noise ** 2)  # diagonal as W'W is
-        self.post_mean = ((self.data - self.b) @ self.W) * post_var / noise ** 2
+        post_var = 1.0 / (1.0 + (self.W**2).sum(0) / noise**2)  # diagonal as W'W is
+        self.post_mean = ((self.data - self.b) @ self.W) * post_var / noise**2
         self.post_logvar = np.log(np.broadcast_to(post_var, self.post_mean.shape))
 
     def log_px_given_z(self, z):  # z [B, c, L] -> [B, c]
         x = tf.constant(self.data, tf.float32)[:, None]
-        mu = tf.einsum("bcl,dl->bcd", z, tf.constant(self.W, tf.float32)) + tf.constant(self.b, tf.float32)
-        return tf.reduce_sum(-0.5 * ((x - mu) / self.s) ** 2 - math.log(self.s) - 0.5 * losses.LOG_2PI, -1)
+        mu = tf.einsum("bcl,dl->bcd", z, tf.constant(self.W, tf.float32)) + tf.constant(
+            self.b, tf.float32
+        )
+        return tf.reduce_sum(
+            -0.5 * ((x - mu) / self.s) ** 2 - math.log(self.s) - 0.5 * losses.LOG_2PI, -1
+        )
 
     def bound(self, mean, logvar, k, seed=0, chunk=500):
-        lw = losses.iwae_log_weights(tf.constant(mean, tf.float32), tf.constant(logvar, tf.float32),
-                                     self.log_px_given_z, k, chunk, tf.constant([seed, 7], tf.int64))
+        lw = losses.iwae_log_weights(
+            tf.constant(mean, tf.float32),
+            tf.constant(logvar, tf.float32),
+            self.log_px_given_z,
+            k,
+            chunk,
+            tf.constant([seed, 7], tf.int64),
+        )
         return losses.iwae_bound(lw).numpy()
 
     def elbo(self, mean, logvar):
         """E_q[log p(x|z)] - KL in closed form (Gaussian q, linear-Gaussian decoder)."""
         resid = self.data - self.b - mean @ self.W.T
         var = np.exp(logvar)
-        expected_sq = (resid ** 2).sum(1) + (var * (self.W ** 2).sum(0)).sum(1)
+        expected_sq = (resid**2).sum(1) + (var * (self.W**2).sum(0)).sum(1)
         d = self.data.shape[1]
-        rec = -0.5 * expected_sq / self.s ** 2 - d * math.log(self.s) - 0.5 * d * losses.LOG_2PI
-        kl = 0.5 * (mean ** 2 + var - 1 - logvar).sum(1)
+        rec = -0.5 * expected_sq / self.s**2 - d * math.log(self.s) - 0.5 * d * losses.LOG_2PI
+        kl = 0.5 * (mean**2 + var - 1 - logvar).sum(1)
         return rec - kl
 
 
@@ -256,12 +301,15 @@ def test_iwae_grows_with_k_towards_log_likelihood_and_k1_is_the_elbo():
 
 def test_active_units_counts_variance_of_posterior_means():
     rng = np.random.default_rng(4)
-    means = rng.normal(size=(5000, 4)) * np.array([1.0, 0.2, 0.05, 0.001])  # variances 1, .04, .0025, 1e-6
+    means = rng.normal(size=(5000, 4)) * np.array(
+        [1.0, 0.2, 0.05, 0.001]
+    )  # variances 1, .04, .0025, 1e-6
     n, var = active_units(means, 0.01)
     assert n == 2 and var[0] == pytest.approx(1.0, rel=0.05)
 
 
 # ---- training objective and data ------------------------------------------------------
+
 
 def _cfg(*overrides):
     return config.resolve(APP.presets, "smoke", overrides=list(overrides))
@@ -273,7 +321,11 @@ def _one_step(cfg):
     data = APP.datasets(cfg, None)
     state = APP.build_state(cfg, data.info)
     batch = next(iter(data.train_epoch(0)))
-    return state, batch, StepContext(cfg=cfg, global_batch_size=cfg.train.batch_size, step=tf.constant(0, tf.int64))
+    return (
+        state,
+        batch,
+        StepContext(cfg=cfg, global_batch_size=cfg.train.batch_size, step=tf.constant(0, tf.int64)),
+    )
 
 
 def test_train_step_objective_with_free_bits_and_warmup():
@@ -284,12 +336,16 @@ def test_train_step_objective_with_free_bits_and_warmup():
     recon, kl_dims = forward_terms(state, batch, step, training=True)  # same seed as the step
     out = APP.train_step(state, batch, step)
     # every dim is under its 1000-nat allowance: the KL term is the constant L * allowance
-    assert float(out["loss"]) == pytest.approx(float(tf.reduce_mean(recon)) + 0.5 * 1000 * cfg.model.latent_dim,
-                                               rel=1e-5)
-    assert float(out["neg_elbo"]) == pytest.approx(float(tf.reduce_mean(recon + tf.reduce_sum(kl_dims, -1))),
-                                                   rel=1e-5)
+    assert float(out["loss"]) == pytest.approx(
+        float(tf.reduce_mean(recon)) + 0.5 * 1000 * cfg.model.latent_dim, rel=1e-5
+    )
+    assert float(out["neg_elbo"]) == pytest.approx(
+        float(tf.reduce_mean(recon + tf.reduce_sum(kl_dims, -1))), rel=1e-5
+    )
     dims = 16 * 16 * 1
-    assert float(out["bits_per_dim"]) == pytest.approx(float(out["neg_elbo"]) / (dims * math.log(2)), rel=1e-5)
+    assert float(out["bits_per_dim"]) == pytest.approx(
+        float(out["neg_elbo"]) / (dims * math.log(2)), rel=1e-5
+    )
 
 
 def test_plain_autoencoder_is_deterministic_and_has_no_kl():
@@ -298,7 +354,9 @@ def test_plain_autoencoder_is_deterministic_and_has_no_kl():
     mean, logvar = state.models["encoder"](batch)
     assert np.all(logvar.numpy() == -30.0)
     out = APP.train_step(state, batch, step)
-    assert set(out) == {"loss", "recon"} and float(out["loss"]) == pytest.approx(float(out["recon"]))
+    assert set(out) == {"loss", "recon"} and float(out["loss"]) == pytest.approx(
+        float(out["recon"])
+    )
 
 
 def test_denoising_autoencoder_corrupts_inputs_only_in_training():
@@ -309,7 +367,9 @@ def test_denoising_autoencoder_corrupts_inputs_only_in_training():
     clean = forward_terms(state, batch, step, training=False)[0]
     noisy = forward_terms(state, batch, step, training=True)[0]
     again = forward_terms(state, batch, step, training=True)[0]
-    np.testing.assert_allclose(noisy.numpy(), again.numpy(), rtol=1e-6)  # stateless: same step, same noise
+    np.testing.assert_allclose(
+        noisy.numpy(), again.numpy(), rtol=1e-6
+    )  # stateless: same step, same noise
     # the encoder saw a corrupted image (an untrained decoder barely reacts, hence the small bound)
     assert np.abs(noisy.numpy() - clean.numpy()).max() > 1e-5
 
@@ -338,9 +398,19 @@ def test_folder_of_colour_images_skips_unreadable_files(tmp_path, caplog):
     _write_images(tmp_path / "photos" / "b", 10, seed=6)  # sub-folders are just more images
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     (tmp_path / "photos" / "notes.txt").write_text("ignored: not an image extension")
-    cfg = config.resolve(APP.presets, "default", overrides=[
-        "data.source=folder", f"data.path={tmp_path / 'photos'}", "data.image_size=16",
-        "model.num_downsamples=2", "train.batch_size=8", "data.val_fraction=0.1", "data.test_fraction=0.2"])
+    cfg = config.resolve(
+        APP.presets,
+        "default",
+        overrides=[
+            "data.source=folder",
+            f"data.path={tmp_path / 'photos'}",
+            "data.image_size=16",
+            "model.num_downsamples=2",
+            "train.batch_size=8",
+            "data.val_fraction=0.1",
+            "data.test_fraction=0.2",
+        ],
+    )
     with caplog.at_level("WARNING", logger="ksuite"):
         data = APP.datasets(cfg, None)
     assert "skipped 1 of 41 images" in caplog.text and "broken.jpg" in caplog.text
@@ -372,6 +442,7 @@ def test_missing_or_empty_folder_fails_clearly(tmp_path):
 
 # ---- VQ-VAE --------------------------------------------------------------------------
 
+
 def test_vector_quantizer_picks_the_nearest_code_and_passes_gradients_straight_through():
     from keras_suite.apps.vae.vq import VectorQuantizer
 
@@ -382,7 +453,9 @@ def test_vector_quantizer_picks_the_nearest_code_and_passes_gradients_straight_t
     book = layer.codebook.numpy()
     dist = ((z_e[..., None, :] - book) ** 2).sum(-1)
     chosen = np.take_along_axis(dist, codes.numpy()[..., None], -1)[..., 0]
-    np.testing.assert_allclose(chosen, dist.min(-1), atol=1e-5)  # a nearest code (ties up to rounding)
+    np.testing.assert_allclose(
+        chosen, dist.min(-1), atol=1e-5
+    )  # a nearest code (ties up to rounding)
     assert (codes.numpy() == dist.argmin(-1)).mean() > 0.9
     np.testing.assert_allclose(z_q.numpy(), book[codes.numpy()], atol=1e-7)
     x = tf.constant(z_e)
@@ -401,6 +474,10 @@ def test_vqvae_step_logs_the_elbo_with_the_uniform_prior():
     assert set(state.models) == {"encoder", "codebook", "decoder"}
     out = APP.train_step(state, batch, step)
     grid = 16 // 4
-    assert float(out["neg_elbo"]) == pytest.approx(float(out["recon"]) + grid * grid * math.log(8), rel=1e-5)
-    assert float(out["loss"]) == pytest.approx(float(out["recon"]) + float(out["codebook_loss"])
-                                               + 0.25 * float(out["commitment"]), rel=1e-5)
+    assert float(out["neg_elbo"]) == pytest.approx(
+        float(out["recon"]) + grid * grid * math.log(8), rel=1e-5
+    )
+    assert float(out["loss"]) == pytest.approx(
+        float(out["recon"]) + float(out["codebook_loss"]) + 0.25 * float(out["commitment"]),
+        rel=1e-5,
+    )

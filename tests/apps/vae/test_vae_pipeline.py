@@ -1,5 +1,6 @@
 """The VAE smoke run end to end: metrics and PNGs, IWAE on the trained model, serving
 signatures, TFLite halves, predict and `ksuite sample`."""
+
 import json
 import math
 
@@ -36,7 +37,9 @@ def loaded(run_dir):
 @pytest.fixture(scope="module")
 def model(loaded):
     run, _ = loaded
-    return eval_lib.Model(run.state.models["encoder"], run.state.models["decoder"], run.cfg.model.likelihood)
+    return eval_lib.Model(
+        run.state.models["encoder"], run.state.models["decoder"], run.cfg.model.likelihood
+    )
 
 
 def _png_size(path):
@@ -63,7 +66,9 @@ def test_metrics_and_pictures(run_dir):
 
 def test_iwae_on_the_trained_model_grows_with_k_and_k1_is_the_elbo(model, loaded):
     images = split_images(loaded[1])
-    elbo_draws = [-(lambda s: s["recon"] + s["kl"])(eval_lib.score(model, images, seed)) for seed in range(20)]
+    elbo_draws = [
+        -(lambda s: s["recon"] + s["kl"])(eval_lib.score(model, images, seed)) for seed in range(20)
+    ]
     k1_draws = [eval_lib.iwae(model, images, 1, 1, seed) for seed in range(20)]
     elbo, k1 = np.stack(elbo_draws).mean(1), np.stack(k1_draws).mean(1)  # per-seed dataset means
     se = math.sqrt(elbo.var() / len(elbo) + k1.var() / len(k1))
@@ -83,7 +88,9 @@ def test_serving_signatures(loaded, model, tmp_path):
     assert enc["mean"].shape == (4, 2) and enc["log_variance"].shape == (4, 2)
     rec = sigs["reconstruct"](images=images)["images"].numpy()
     np.testing.assert_allclose(sigs["serving_default"](images=images)["images"].numpy(), rec)
-    np.testing.assert_allclose(sigs["decode"](latents=enc["mean"])["images"].numpy(), rec, atol=1e-4)
+    np.testing.assert_allclose(
+        sigs["decode"](latents=enc["mean"])["images"].numpy(), rec, atol=1e-4
+    )
     np.testing.assert_allclose(rec, model.reconstruct(images.numpy()), atol=1e-3)
     a = sigs["sample"](seed=tf.constant(3, tf.int64), n=tf.constant(5, tf.int32))
     b = sigs["sample"](seed=tf.constant(3, tf.int64), n=tf.constant(5, tf.int32))
@@ -105,14 +112,20 @@ def test_tflite_halves_score_the_elbo_like_keras(loaded, tmp_path):
     keras_scores = {}
     for target in targets:
         reference = tf.saved_model.load(target.saved_model_dir).signatures[target.signature]
-        as_keras = lambda feeds, f=reference: {k: v.numpy() for k, v in f(**{n: tf.constant(a) for n, a in feeds.items()}).items()}  # noqa: E731
+        as_keras = lambda feeds, f=reference: {
+            k: v.numpy() for k, v in f(**{n: tf.constant(a) for n, a in feeds.items()}).items()
+        }  # noqa: E731
         keras_scores[target.name] = APP.tflite_evaluate(as_keras, data, run.cfg, run.info, target)
-        lite = LiteRTSignature(convert(target.saved_model_dir, target.signature, "float32").model, target.signature)
+        lite = LiteRTSignature(
+            convert(target.saved_model_dir, target.signature, "float32").model, target.signature
+        )
         got = APP.tflite_evaluate(lite, data, run.cfg, run.info, target)
         assert got["neg_elbo"] == pytest.approx(keras_scores[target.name]["neg_elbo"], abs=1e-2)
         assert got["max_pixel_diff"] < 0.05 and got["num_examples"] == run.cfg.eval.tflite_examples
     # both halves Keras: the pairing gives the same ELBO whichever half is "converted"
-    assert keras_scores["encoder"]["neg_elbo"] == pytest.approx(keras_scores["decoder"]["neg_elbo"], rel=1e-5)
+    assert keras_scores["encoder"]["neg_elbo"] == pytest.approx(
+        keras_scores["decoder"]["neg_elbo"], rel=1e-5
+    )
     assert keras_scores["encoder"]["max_pixel_diff"] == 0.0
 
 
@@ -121,7 +134,9 @@ def test_predict_renders_side_by_side_and_refuses_bad_files(loaded, tmp_path):
     paths = APP.predict_examples(data, run.info, run.cfg, tmp_path / "in")
     signature, inputs = APP.predict_request(paths, run.info, run.cfg)
     assert signature == "reconstruct"
-    np.testing.assert_array_equal(inputs["images"], split_images(data, 3))  # PNG round trip is exact
+    np.testing.assert_array_equal(
+        inputs["images"], split_images(data, 3)
+    )  # PNG round trip is exact
     outputs = {"images": np.zeros_like(inputs["images"])}
     written = APP.render_predictions(paths, outputs, run.info, tmp_path / "out")
     assert len(written) == 3 and _png_size(written[0]) == (8 * (2 * 18 + 2), 8 * (16 + 4))
@@ -141,13 +156,19 @@ def test_sample_command_writes_a_grid(run_dir, tmp_path):
 
 # ---- VQ-VAE: the same pipeline with a discrete latent grid ------------------------------
 
+
 @pytest.fixture(scope="module")
 def vq_run(tmp_path_factory):
     from keras_suite.common.run import load_run, train_run
 
     d = tmp_path_factory.mktemp("runs") / "vqvae-smoke"
-    train_run("vae", "smoke", overrides=["model.kind=vqvae", "model.codebook_size=16"], run_dir=d,
-              strategy_name="default")
+    train_run(
+        "vae",
+        "smoke",
+        overrides=["model.kind=vqvae", "model.codebook_size=16"],
+        run_dir=d,
+        strategy_name="default",
+    )
     run = load_run(d)
     return d, run, run.datasets()
 
@@ -168,11 +189,16 @@ def test_vqvae_metrics_signatures_and_tflite(vq_run, tmp_path):
     images = tf.constant(split_images(data, 3))
     enc = sigs["encode"](images=images)
     assert enc["codes"].shape == (3, 4, 4) and enc["codes"].dtype == tf.int32
-    np.testing.assert_allclose(sigs["decode"](codes=enc["codes"])["images"].numpy(),
-                               sigs["reconstruct"](images=images)["images"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(
+        sigs["decode"](codes=enc["codes"])["images"].numpy(),
+        sigs["reconstruct"](images=images)["images"].numpy(),
+        atol=1e-4,
+    )
     s = sigs["sample"](seed=tf.constant(1, tf.int64), n=tf.constant(2, tf.int32))
     assert s["images"].shape == (2, 16, 16, 1) and int(tf.reduce_max(s["codes"])) < 16
     for target in APP.tflite_targets(run.state, data, run.cfg, str(tmp_path)):
-        lite = LiteRTSignature(convert(target.saved_model_dir, target.signature, "float32").model, target.signature)
+        lite = LiteRTSignature(
+            convert(target.saved_model_dir, target.signature, "float32").model, target.signature
+        )
         got = APP.tflite_evaluate(lite, data, run.cfg, run.info, target)
         assert got["max_pixel_diff"] < 0.05 and got.get("code_agreement", 1.0) == 1.0
