@@ -68,7 +68,7 @@ def build_request(args) -> tuple[str, dict, object, object]:
         raise UserError(
             f"give the {app.name} app's inputs after the run directory: {app.predict_inputs}"
         )
-    signature, inputs = app.predict_request(list(args.inputs), info, cfg)
+    signature, inputs = app.predict_request(inputs=list(args.inputs), info=info, cfg=cfg)
     return args.signature or signature, inputs, app, info
 
 
@@ -83,7 +83,9 @@ def _local_outputs(args, signature, inputs):
     from keras_suite.common.run import load_run
 
     run = load_run(args.run)
-    archive = run.app.export_archive(run.state, run.info, run.cfg, run.artifacts)
+    archive = run.app.export_archive(
+        state=run.state, info=run.info, cfg=run.cfg, artifacts=run.artifacts
+    )
     with tempfile.TemporaryDirectory(prefix="ksuite-predict-") as tmp:
         archive.write_out(tmp, verbose=False)
         servable = Servable.load("local", 0, Path(tmp), warmup=False)
@@ -143,6 +145,8 @@ def run_predict(args) -> int:
     )
     print(f"outputs: {out_dir / 'predictions.json'}")
     if app is not None and args.inputs:
-        for path in app.render_predictions(list(args.inputs), outputs, info, out_dir):
+        for path in app.render_predictions(
+            inputs=list(args.inputs), outputs=outputs, info=info, out_dir=out_dir
+        ):
             print(f"rendered: {path}")
     return 0

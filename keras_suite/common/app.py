@@ -191,17 +191,17 @@ class App:
     predict_inputs: str = "input files"
 
     # ---- data and model (required) --------------------------------------------------
-    def datasets(self, cfg, artifacts: Artifacts) -> Datasets:
+    def datasets(self, *, cfg, artifacts: Artifacts | None) -> Datasets:
         """The run's data. Learn vocabularies/statistics here and write them to
         `artifacts` if they are not there yet; read them back if they are."""
         raise NotImplementedError
 
-    def build_state(self, cfg, info: dict):
+    def build_state(self, *, cfg, info: dict):
         """A `keras_suite.common.training.TrainState` (models, optimizers, exported model names);
         called inside `strategy.scope()`."""
         raise NotImplementedError
 
-    def data_report(self, data: Datasets, cfg) -> dict:
+    def data_report(self, *, data: Datasets, cfg) -> dict:
         """What `ksuite data check APP` prints about the data a run would see (the loaders'
         warnings about skipped files are printed with it). Default: classes, split sizes
         and origins, source image sizes, read from `data.info`; override to add more."""
@@ -231,7 +231,7 @@ class App:
     def has_test_step(self) -> bool:
         return type(self).test_step is not App.test_step
 
-    def on_epoch_end(self, state, data: "Datasets", cfg, run_dir, epoch: int) -> dict:
+    def on_epoch_end(self, *, state, data: Datasets, cfg, run_dir, epoch: int) -> dict:
         """Called by the shared loop on the chief after each epoch (1-based `epoch`) is
         checkpointed and validated: progress pictures (a GAN's sample grid), extra numbers
         to log (returned scalars join the epoch record). Default: nothing."""
@@ -243,23 +243,23 @@ class App:
         return ctx.fit()
 
     # ---- evaluation (required) --------------------------------------------------------
-    def evaluate(self, state, data: Datasets, cfg, run_dir) -> dict:
+    def evaluate(self, *, state, data: Datasets, cfg, run_dir) -> dict:
         """The field's metrics on the test split, plots in RUN_DIR/plots; returns the dict
         written as metrics.json (scalars first; nested tables allowed)."""
         raise NotImplementedError
 
     # ---- serving ---------------------------------------------------------------------
-    def export_archive(self, state, info: dict, cfg, artifacts: Artifacts):
+    def export_archive(self, *, state, info: dict, cfg, artifacts: Artifacts | None):
         """A keras.export.ExportArchive whose endpoints are the serving signatures
         (`serving_default` always). Pack artifacts the graph reads as assets."""
         raise NotImplementedError
 
-    def sample_requests(self, data: Datasets, info: dict, cfg) -> dict:
+    def sample_requests(self, *, data: Datasets, info: dict, cfg) -> dict:
         """{signature_name: [{input_name: np.ndarray (with batch dim)}, ...]} for TF
         Serving warm-up records and serving tests."""
         raise NotImplementedError
 
-    def predict_request(self, inputs: list[str], info: dict, cfg) -> tuple[str, dict]:
+    def predict_request(self, *, inputs: list[str], info: dict, cfg) -> tuple[str, dict]:
         """Turn what the user typed after `ksuite predict RUN_DIR` (file paths, sentences,
         a prompt, seeds: see `predict_inputs`) into (signature, {input: array})."""
         raise UserError(
@@ -267,28 +267,29 @@ class App:
             "--input-json REQUEST.json (columnar TF Serving `inputs`)"
         )
 
-    def render_predictions(self, inputs: list[str], outputs: dict, info: dict, out_dir) -> list:
+    def render_predictions(self, *, inputs: list[str], outputs: dict, info: dict, out_dir) -> list:
         """Write what a person looks at (overlays, grids, text) for a predict call;
         return the paths written. Default: nothing besides predictions.json."""
         return []
 
-    def predict_examples(self, data: Datasets, info: dict, cfg, out_dir) -> list[str]:
+    def predict_examples(self, *, data: Datasets, info: dict, cfg, out_dir) -> list[str]:
         """Inputs for `ksuite predict` made from the test split (files written to
         out_dir, or strings), so the contract test can run predict like a user."""
         raise NotImplementedError
 
     # ---- TFLite ----------------------------------------------------------------------
-    def tflite_targets(self, state, data: Datasets, cfg, workdir) -> list[TFLiteTarget]:
+    def tflite_targets(self, *, state, data: Datasets, cfg, workdir) -> list[TFLiteTarget]:
         """SavedModels (written under workdir) with fixed shapes to convert."""
         raise NotImplementedError
 
     def tflite_evaluate(
         self,
+        *,
         run_signature: Callable[[dict], dict],
         data: Datasets,
         cfg,
         info: dict,
-        target: TFLiteTarget,
+        target: TFLiteTarget | None,
     ) -> dict:
         """The app's metric computed by calling `run_signature({input: batch-1 array})`,
         which runs the converted model (or its SavedModel reference), over the

@@ -66,13 +66,13 @@ def main(app_name: str, argv=None) -> int:
     cfg = config_lib.resolve(app.presets, args.preset, None, args.set)
     precision = resolve_precision(cfg.train.precision)
     set_precision(precision)
-    data = app.datasets(cfg, None)
+    data = app.datasets(cfg=cfg, artifacts=None)
     # The last epoch's batch: an app may train at a smaller size first (detection does).
     batch = next(iter(data.train_epoch(max(cfg.train.epochs - 1, 0))))
     batch_size = int(tf.nest.flatten(batch)[0].shape[0])
 
-    fused_state = app.build_state(cfg, data.info)
-    stock_state = app.build_state(cfg, data.info)
+    fused_state = app.build_state(cfg=cfg, info=data.info)
+    stock_state = app.build_state(cfg=cfg, info=data.info)
     stock_state.models["model"] = with_keras_batch_norm(fused_state.models["model"])
     states = {"keras_batch_norm": stock_state, "fused_batch_norm": fused_state}
 

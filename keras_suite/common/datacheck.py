@@ -8,6 +8,7 @@ import logging
 import tempfile
 
 from keras_suite.common.errors import UserError
+from keras_suite.common.info import check_info
 
 
 class _Collect(logging.Handler):
@@ -32,8 +33,9 @@ def check_data(app_name: str, preset: str, config_file=None, overrides=()) -> di
     try:
         # learned artifacts (vocabularies) go to a scratch folder: a check writes nothing
         with tempfile.TemporaryDirectory(prefix="ksuite-data-check-") as scratch:
-            data = app.datasets(cfg, Artifacts(scratch))
-            report = app.data_report(data, cfg)
+            data = app.datasets(cfg=cfg, artifacts=Artifacts(scratch))
+            check_info(app.name, data.info)
+            report = app.data_report(data=data, cfg=cfg)
     finally:
         log.removeHandler(collect)
     report["warnings"] = collect.lines

@@ -28,6 +28,7 @@ from keras_suite import common
 from keras_suite.common import config as config_lib
 from keras_suite.common.app import Artifacts
 from keras_suite.common.errors import UserError
+from keras_suite.common.info import check_info
 from keras_suite.common.precision import resolve_precision
 from keras_suite.common.registry import get_app, read_run_meta
 from keras_suite.common.runlog import RunLogger, log, read_jsonl, write_json_atomic
@@ -66,7 +67,8 @@ def run_artifacts(run_dir: str | Path) -> Artifacts:
 def build_datasets(app, cfg, run_dir: str | Path):
     """app.datasets with the run's Artifacts folder, attached to the result."""
     artifacts = run_artifacts(run_dir)
-    data = app.datasets(cfg, artifacts)
+    data = app.datasets(cfg=cfg, artifacts=artifacts)
+    check_info(app.name, data.info)
     data.artifacts = artifacts
     return data
 
@@ -168,7 +170,7 @@ def train_run(
             },
         )
     with strategy.scope():
-        state = app.build_state(cfg, data.info)
+        state = app.build_state(cfg=cfg, info=data.info)
         state.build_optimizers()
     logger = RunLogger(run_dir if is_chief else None)
     ctx = TrainContext(
@@ -196,7 +198,7 @@ def train_run(
     )
     if not evaluate:
         return {"history": history}
-    metrics = app.evaluate(state, data, cfg, run_dir)
+    metrics = app.evaluate(state=state, data=data, cfg=cfg, run_dir=run_dir)
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
 
@@ -214,7 +216,7 @@ def load_run(run_dir: str | Path, precision: str = "float32") -> LoadedRun:
     if precision == "trained":
         precision = ctx.meta.get("precision") or resolve_precision(ctx.cfg.train.precision)
     set_precision(precision)
-    state = ctx.app.build_state(ctx.cfg, ctx.info)
+    state = ctx.app.build_state(cfg=ctx.cfg, info=ctx.info)
     missing = [
         f"{n}.weights.h5"
         for n in state.saved_models
@@ -234,6 +236,6 @@ def load_run(run_dir: str | Path, precision: str = "float32") -> LoadedRun:
 def evaluate_run(run_dir: str | Path) -> dict:
     run = load_run(run_dir, precision="trained")
     data = run.datasets()
-    metrics = run.app.evaluate(run.state, data, run.cfg, run.run_dir)
+    metrics = run.app.evaluate(state=run.state, data=data, cfg=run.cfg, run_dir=run.run_dir)
     write_json_atomic(Path(run_dir) / "metrics.json", metrics)
     return metrics

@@ -443,7 +443,11 @@ class Trainer:
             if self.ctx.is_chief:
                 record.update(
                     self.app.on_epoch_end(
-                        self.state, data, self.ctx.cfg, self.ctx.run_dir, epoch + 1
+                        state=self.state,
+                        data=data,
+                        cfg=self.ctx.cfg,
+                        run_dir=self.ctx.run_dir,
+                        epoch=epoch + 1,
                     )
                 )
             self.epoch.assign(epoch + 1)

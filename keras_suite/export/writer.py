@@ -147,8 +147,10 @@ def export_run(
             )
     run = load_run(run_dir)
     name = name or run.app.name
-    archive = run.app.export_archive(run.state, run.info, run.cfg, run.artifacts)
-    samples = run.app.sample_requests(run.datasets(), run.info, run.cfg)
+    archive = run.app.export_archive(
+        state=run.state, info=run.info, cfg=run.cfg, artifacts=run.artifacts
+    )
+    samples = run.app.sample_requests(data=run.datasets(), info=run.info, cfg=run.cfg)
     return publish_version(
         base,
         name,

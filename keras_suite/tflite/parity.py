@@ -114,7 +114,9 @@ def _compare(run, recording: Recording, reference, diff: _Diff):
 
 def app_evaluate(app, run_signature, data, cfg, info, target) -> dict:
     """The app's tflite_evaluate for one target; its numeric results."""
-    metrics = app.tflite_evaluate(run_signature, data, cfg, info, target)
+    metrics = app.tflite_evaluate(
+        run_signature=run_signature, data=data, cfg=cfg, info=info, target=target
+    )
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.number))}
 
 

@@ -147,7 +147,7 @@ class _Prepared:
         self.workdir = tempfile.mkdtemp(prefix="ksuite-tflite-")
         try:
             self.targets = self.run.app.tflite_targets(
-                self.run.state, self.data, self.run.cfg, self.workdir
+                state=self.run.state, data=self.data, cfg=self.run.cfg, workdir=self.workdir
             )
         except NotImplementedError:
             self.close()

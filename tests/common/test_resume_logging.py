@@ -78,7 +78,7 @@ def _train(run_dir, kill=None):
     """One process's worth of training; `kill(trainer)` installs the interruption."""
     keras.utils.set_random_seed(0)
     app, cfg = TinyRegression(), _cfg()
-    state = app.build_state(cfg, {})
+    state = app.build_state(cfg=cfg, info={})
     state.build_optimizers()
     logger = RunLogger(run_dir)
     ctx = TrainContext(

@@ -164,7 +164,9 @@ def test_app_runs_the_whole_pipeline(app_name, tmp_path, capsys):
 
     # -- predict on the app's own example inputs -----------------------------------------
     run = read_run(run_dir)
-    examples = app.predict_examples(run.datasets(), run.info, run.cfg, tmp_path / "examples")
+    examples = app.predict_examples(
+        data=run.datasets(), info=run.info, cfg=run.cfg, out_dir=tmp_path / "examples"
+    )
     assert examples, f"{app_name}: predict_examples gave no input"
     out = tmp_path / "predictions"
     capsys.readouterr()

@@ -176,7 +176,7 @@ def test_several_models_and_optimizers_train_save_and_log(tmp_path):
         ),
         steps_per_epoch=4,
     )
-    state = app.build_state(cfg, {})
+    state = app.build_state(cfg=cfg, info={})
     state.build_optimizers()
     enc_opt, dec_opt = state.optimizers["encoder"], state.optimizers["decoder"]
     assert (float(enc_opt.beta_1), float(dec_opt.beta_2)) == (0.5, 0.99)
@@ -214,7 +214,7 @@ def test_several_models_and_optimizers_train_save_and_log(tmp_path):
         "decoder.weights.h5",
         "encoder.weights.h5",
     ]
-    fresh = app.build_state(cfg, {})
+    fresh = app.build_state(cfg=cfg, info={})
     fresh.load_weights(tmp_path)
     np.testing.assert_array_equal(
         fresh.model.get_weights()[0], state.models["decoder"].get_weights()[0]

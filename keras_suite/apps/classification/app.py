@@ -61,10 +61,10 @@ class ClassificationApp(App):
     description = "Image classification (ResNet / MobileNetV2 / keras-hub backbones) on shapes, folders or TFRecords"
     presets = cfg_lib.PRESETS
 
-    def datasets(self, cfg, artifacts=None):
+    def datasets(self, *, cfg, artifacts):
         return build_datasets(cfg)
 
-    def build_state(self, cfg, info):
+    def build_state(self, *, cfg, info):
         model = build_classifier(cfg.model, info["image_size"], len(info["class_names"]))
         steps = cfg.train.epochs * (info["num_train"] // cfg.train.batch_size)
         return TrainState(
@@ -106,7 +106,7 @@ class ClassificationApp(App):
             labels.append(y.numpy())
         return np.concatenate(probs), np.concatenate(labels)
 
-    def evaluate(self, state, data, cfg, run_dir):
+    def evaluate(self, *, state, data, cfg, run_dir):
         names = data.info["class_names"]
         probs, labels = self.predict_probabilities(state.model, data.test)
         metrics = classification_metrics(probs, labels, names)
@@ -133,12 +133,13 @@ class ClassificationApp(App):
             "class_names": tf.gather(tf.constant(class_names), class_ids),
         }
 
-    def export_archive(self, state, info, cfg, artifacts=None, batch_size=None):
+    def export_archive(self, *, state, info, cfg, artifacts):
         """serving_default: float32 images [N,S,S,3] in 0..255; serve_bytes: encoded images [N].
         Both return probabilities [N,C], class_ids [N] (int64) and class_names [N] (string)."""
         model, size, names = state.model, info["image_size"], list(info["class_names"])
         archive = keras.export.ExportArchive()
         archive.track(model)
+        batch_size = None  # any batch: TF Serving batches rows from many clients
 
         @tf.function(
             input_signature=[tf.TensorSpec([batch_size, size, size, 3], tf.float32, name="images")]
@@ -159,7 +160,7 @@ class ClassificationApp(App):
         archive.add_endpoint("serve_bytes", serve_bytes)
         return archive
 
-    def sample_requests(self, data, info, cfg):
+    def sample_requests(self, *, data, info, cfg):
         images, _ = next(iter(data.test.unbatch().batch(2)))
         images = images.numpy().astype(np.float32)
         encoded = np.array([_png_bytes(img) for img in images], dtype=object)
@@ -167,10 +168,10 @@ class ClassificationApp(App):
 
     predict_inputs = "image files (JPEG/PNG/BMP/GIF)"
 
-    def predict_request(self, paths, info, cfg):
-        return "serve_bytes", {"image_bytes": read_image_files(paths)}
+    def predict_request(self, *, inputs, info, cfg):
+        return "serve_bytes", {"image_bytes": read_image_files(inputs)}
 
-    def predict_examples(self, data, info, cfg, out_dir):
+    def predict_examples(self, *, data, info, cfg, out_dir):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         images, _ = next(iter(data.test.unbatch().batch(3)))
@@ -180,19 +181,19 @@ class ClassificationApp(App):
             paths[-1].write_bytes(_png_bytes(image))
         return [str(p) for p in paths]
 
-    def render_predictions(self, paths, outputs, info, out_dir):
+    def render_predictions(self, *, inputs, outputs, info, out_dir):
         """A contact sheet: each input with its predicted class and confidence."""
         from keras_suite.common.plots import _pyplot, save_figure
 
         plt = _pyplot()
-        n = len(paths)
+        n = len(inputs)
         cols = min(n, 6)
         rows = (n + cols - 1) // cols
         fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
         for ax, path, probs, name in zip(
-            axes.flat, paths, outputs["probabilities"], outputs["class_names"]
+            axes.flat, inputs, outputs["probabilities"], outputs["class_names"]
         ):
             ax.imshow(read_rgb_upright(path))
             label = name.decode() if isinstance(name, bytes) else str(name)
@@ -200,7 +201,7 @@ class ClassificationApp(App):
         return [str(save_figure(fig, Path(out_dir) / "predictions.png", dpi=90))]
 
     # ---- TFLite -------------------------------------------------------------------------
-    def tflite_targets(self, state, data, cfg, workdir):
+    def tflite_targets(self, *, state, data, cfg, workdir):
         size = data.info["image_size"]
         model = state.model
         archive = keras.export.ExportArchive()
@@ -232,7 +233,7 @@ class ClassificationApp(App):
             )
         ]
 
-    def tflite_evaluate(self, run_signature, data, cfg, info, target=None):
+    def tflite_evaluate(self, *, run_signature, data, cfg, info, target):
         probs, labels = [], []
         for images, y in data.test.unbatch().batch(1):
             probs.append(

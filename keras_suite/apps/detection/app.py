@@ -7,56 +7,57 @@ import numpy as np
 from keras_suite import common
 from keras_suite.apps.detection import config as config_lib
 from keras_suite.apps.detection import data as data_lib
+from keras_suite.common import cache
 from keras_suite.common.app import App, Datasets
 from keras_suite.common.errors import UserError
 from keras_suite.common.runlog import log
 
 tf = common.quiet_import_tensorflow()
 
-# Splits are pure functions of the config: cache them so evaluate/export/convert in the
-# same process do not regenerate or re-read thousands of images.
-_SPLITS: dict = {}
-
 
 def _load_splits(dcfg, seed: int):
-    """-> ({split: Split}, class names, {split: where it came from})."""
-    key = (repr(dcfg), seed)
-    if key not in _SPLITS:
-        if dcfg.source == "shapes":
-            from keras_suite.common import shapes
+    """-> ({split: Split}, class names, {split: where it came from}). Splits are pure
+    functions of the config, so evaluate/export/convert in one process share them
+    (keras_suite/common/cache.py)."""
+    return cache.last_value(
+        "detection.splits", (repr(dcfg), seed), lambda: _read_splits(dcfg, seed)
+    )
 
-            splits = {
-                name: data_lib.shapes_split(n, split_seed, dcfg)
-                for name, n, split_seed in (
-                    ("train", dcfg.train_images, 1),
-                    ("val", dcfg.val_images, 2),
-                    ("test", dcfg.test_images, 3),
-                )
-            }
-            names = list(shapes.SHAPES)
-            origin = {name: "generated" for name in splits}
-        else:
-            from keras_suite.apps.detection import formats
-            from keras_suite.common.data import carve_missing_splits
 
-            splits, names = formats.load_dataset(
-                dcfg.source, dcfg.image_size, dcfg.max_boxes, dcfg.train_difficult
+def _read_splits(dcfg, seed: int):
+    if dcfg.source == "shapes":
+        from keras_suite.common import shapes
+
+        splits = {
+            name: data_lib.shapes_split(n, split_seed, dcfg)
+            for name, n, split_seed in (
+                ("train", dcfg.train_images, 1),
+                ("val", dcfg.val_images, 2),
+                ("test", dcfg.test_images, 3),
             )
-            splits = {k: v for k, v in splits.items() if len(v)}
-            origin = {name: "data.yaml" for name in splits}
-            missing = [s for s in ("val", "test") if s not in splits]
-            keep, carved = carve_missing_splits(
-                len(splits["train"]), missing, dcfg.val_fraction, dcfg.test_fraction, seed
+        }
+        names = list(shapes.SHAPES)
+        origin = {name: "generated" for name in splits}
+    else:
+        from keras_suite.apps.detection import formats
+        from keras_suite.common.data import carve_missing_splits
+
+        splits, names = formats.load_dataset(
+            dcfg.source, dcfg.image_size, dcfg.max_boxes, dcfg.train_difficult
+        )
+        splits = {k: v for k, v in splits.items() if len(v)}
+        origin = {name: "data.yaml" for name in splits}
+        missing = [s for s in ("val", "test") if s not in splits]
+        keep, carved = carve_missing_splits(
+            len(splits["train"]), missing, dcfg.val_fraction, dcfg.test_fraction, seed
+        )
+        for name, idx in carved.items():
+            splits[name] = splits["train"].take(idx)
+            origin[name] = (
+                f"carved from train (data.{name}_fraction={getattr(dcfg, name + '_fraction')})"
             )
-            for name, idx in carved.items():
-                splits[name] = splits["train"].take(idx)
-                origin[name] = (
-                    f"carved from train (data.{name}_fraction={getattr(dcfg, name + '_fraction')})"
-                )
-            splits["train"] = splits["train"].take(keep)
-        _SPLITS.clear()
-        _SPLITS[key] = (splits, names, origin)
-    return _SPLITS[key]
+        splits["train"] = splits["train"].take(keep)
+    return splits, names, origin
 
 
 def describe_augmentation(dcfg) -> str:
@@ -77,7 +78,7 @@ class DetectionApp(App):
     presets = config_lib.PRESETS
 
     # ---- data and model --------------------------------------------------------------
-    def datasets(self, cfg, artifacts=None) -> Datasets:
+    def datasets(self, *, cfg, artifacts) -> Datasets:
         splits, names, origin = _load_splits(cfg.data, cfg.train.seed)
         log.info(
             "detection data, %d classes: %s",
@@ -126,7 +127,7 @@ class DetectionApp(App):
         )
         return data
 
-    def build_state(self, cfg, info: dict):
+    def build_state(self, *, cfg, info):
         from keras_suite.apps.detection.model import build_detector
         from keras_suite.common.training import TrainState, make_optimizer
 
@@ -145,7 +146,7 @@ class DetectionApp(App):
 
     # ---- training --------------------------------------------------------------------
     def _loss(self, state, batch, cfg, training: bool):
-        from keras_suite.apps.detection.loss import detection_loss
+        from keras_suite.apps.detection.losses import detection_loss
 
         model = state.model
         anchors, strides = self._anchors(batch["images"].shape[1])
@@ -199,7 +200,7 @@ class DetectionApp(App):
             )
         return split
 
-    def evaluate(self, state, data, cfg, run_dir) -> dict:
+    def evaluate(self, *, state, data, cfg, run_dir) -> dict:
         from keras_suite.apps.detection.evaluate import evaluate_model
 
         metrics = evaluate_model(state.model, self._split(data, "test"), cfg, data.info, run_dir)
@@ -222,12 +223,12 @@ class DetectionApp(App):
         return metrics
 
     # ---- deployment ------------------------------------------------------------------
-    def export_archive(self, state, info: dict, cfg, artifacts=None):
+    def export_archive(self, *, state, info, cfg, artifacts):
         from keras_suite.apps.detection.export import serving_archive
 
         return serving_archive(state.model, info, cfg)
 
-    def sample_requests(self, data, info: dict, cfg) -> dict:
+    def sample_requests(self, *, data, info, cfg) -> dict:
         from keras_suite.apps.detection.export import png_bytes
 
         split = self._split(data, "test")
@@ -238,12 +239,12 @@ class DetectionApp(App):
 
     predict_inputs = "image files (JPEG/PNG/BMP/GIF)"
 
-    def predict_request(self, paths, info, cfg):
+    def predict_request(self, *, inputs, info, cfg):
         from keras_suite.common.images import read_image_files
 
-        return "serving_default", {"images": read_image_files(paths)}
+        return "serving_default", {"images": read_image_files(inputs)}
 
-    def predict_examples(self, data, info, cfg, out_dir) -> list:
+    def predict_examples(self, *, data, info, cfg, out_dir) -> list:
         from pathlib import Path
 
         from keras_suite.apps.detection.export import png_bytes
@@ -257,7 +258,7 @@ class DetectionApp(App):
             paths[-1].write_bytes(png_bytes(split.images[i]))
         return [str(p) for p in paths]
 
-    def render_predictions(self, paths, outputs, info, out_dir) -> list:
+    def render_predictions(self, *, inputs, outputs, info, out_dir) -> list:
         """One PNG per input: the original image with boxes, class names and scores."""
         from pathlib import Path
 
@@ -265,7 +266,7 @@ class DetectionApp(App):
 
         written = []
         names = info["class_names"]
-        for i, p in enumerate(paths):
+        for i, p in enumerate(inputs):
             image = read_rgb(p)
             if image is None:
                 continue
@@ -281,7 +282,7 @@ class DetectionApp(App):
             written.append(save_png(img, Path(out_dir) / f"{Path(p).stem}_detections.png"))
         return written
 
-    def tflite_targets(self, state, data, cfg, workdir) -> list:
+    def tflite_targets(self, *, state, data, cfg, workdir) -> list:
         from pathlib import Path
 
         from keras_suite.apps.detection.export import tflite_archive
@@ -309,7 +310,7 @@ class DetectionApp(App):
             )
         ]
 
-    def tflite_evaluate(self, run_signature, data, cfg, info, target=None) -> dict:
+    def tflite_evaluate(self, *, run_signature, data, cfg, info, target) -> dict:
         from keras_suite.apps.detection.metrics import evaluate_detections
 
         split = self._split(data, "test")

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         data.extras["splits"]["test"] = s.take(np.arange(min(args.limit, len(s))))
     workdir = Path(args.run_dir) / "tflite"
     workdir.mkdir(parents=True, exist_ok=True)
-    (target,) = run.app.tflite_targets(run.state, data, run.cfg, workdir)
+    (target,) = run.app.tflite_targets(state=run.state, data=data, cfg=run.cfg, workdir=workdir)
     reference = tf.saved_model.load(target.saved_model_dir).signatures[target.signature]
 
     def timed(fn):
@@ -71,7 +71,9 @@ def main(argv=None) -> int:
     )
     rows = {
         "keras": {
-            **run.app.tflite_evaluate(keras_fn, data, run.cfg, run.info),
+            **run.app.tflite_evaluate(
+                run_signature=keras_fn, data=data, cfg=run.cfg, info=run.info, target=None
+            ),
             "ms_per_image": 1000 * float(np.median(keras_times)),
         }
     }
@@ -88,7 +90,9 @@ def main(argv=None) -> int:
         interp = Interpreter(model_content=conv.model, num_threads=2)
         runner = interp.get_signature_runner("serving_default")
         fn, times = timed(lambda f: runner(**f))
-        m = run.app.tflite_evaluate(fn, data, run.cfg, run.info)
+        m = run.app.tflite_evaluate(
+            run_signature=fn, data=data, cfg=run.cfg, info=run.info, target=None
+        )
         rows[mode] = {
             **m,
             "ms_per_image": 1000 * float(np.median(times)),

@@ -40,12 +40,12 @@ class DQNApp(App):
     presets = dqn_config.PRESETS
 
     # ---- data and model -------------------------------------------------------------
-    def datasets(self, cfg, artifacts=None) -> Datasets:
+    def datasets(self, *, cfg, artifacts) -> Datasets:
         from keras_suite.apps.dqn.data import env_info
 
         return Datasets(train_epoch=None, steps_per_epoch=0, info=env_info(cfg.env))
 
-    def build_state(self, cfg, info: dict):
+    def build_state(self, *, cfg, info):
         import keras_suite.common.training as training
         from keras_suite.apps.dqn.model import build_q_network
 
@@ -80,8 +80,8 @@ class DQNApp(App):
         tf = common.quiet_import_tensorflow()
         return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
-    def evaluate(self, state, data: Datasets, cfg, run_dir) -> dict:
-        from keras_suite.apps.dqn.evaluation import plot_learning_curve, run_episodes, summarize
+    def evaluate(self, *, state, data, cfg, run_dir) -> dict:
+        from keras_suite.apps.dqn.evaluate import plot_learning_curve, run_episodes, summarize
         from keras_suite.common.runlog import progress, read_jsonl
 
         bar = progress(cfg.eval.episodes, "evaluation", unit="episode")
@@ -143,12 +143,12 @@ class DQNApp(App):
         archive.add_endpoint("serving_default", serve, input_signature=[spec])
         return archive
 
-    def export_archive(self, state, info: dict, cfg, artifacts=None):
+    def export_archive(self, *, state, info, cfg, artifacts):
         """serving_default: a batch of observations (uint8 frame stacks for Atari) ->
         {"q_values": float32 [B, A], "action": int32 [B] greedy action}."""
         return self._archive(state.model, info, None)
 
-    def sample_requests(self, data: Datasets, info: dict, cfg) -> dict:
+    def sample_requests(self, *, data, info, cfg) -> dict:
         obs = _collect_observations(cfg.env, 4, seed=cfg.train.seed + 1)
         name = self._input_spec(info, None).name
         return {"serving_default": [{name: obs[:1]}, {name: obs}]}
@@ -157,7 +157,7 @@ class DQNApp(App):
         "observation .npy files (one observation, or a batch, each; as np.save writes them)"
     )
 
-    def predict_request(self, inputs, info: dict, cfg):
+    def predict_request(self, *, inputs, info, cfg):
         """Observations saved with np.save -> the policy's greedy actions and Q-values."""
         from keras_suite.common.errors import UserError
 
@@ -181,7 +181,7 @@ class DQNApp(App):
             batches.append(obs.astype(dtype))
         return "serving_default", {spec.name: np.concatenate(batches)}
 
-    def predict_examples(self, data: Datasets, info: dict, cfg, out_dir) -> list:
+    def predict_examples(self, *, data, info, cfg, out_dir) -> list:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         obs = _collect_observations(cfg.env, 2, seed=cfg.train.seed + 4)
@@ -190,7 +190,7 @@ class DQNApp(App):
             np.save(path, o)
         return [str(p) for p in paths]
 
-    def tflite_targets(self, state, data: Datasets, cfg, workdir) -> list[TFLiteTarget]:
+    def tflite_targets(self, *, state, data, cfg, workdir) -> list[TFLiteTarget]:
         workdir = Path(workdir)
         saved = workdir / "dqn_policy_b1"
         self._archive(state.model, data.info, 1).write_out(str(saved), verbose=False)
@@ -216,10 +216,10 @@ class DQNApp(App):
             )
         ]
 
-    def tflite_evaluate(self, run_signature, data: Datasets, cfg, info: dict, target=None) -> dict:
+    def tflite_evaluate(self, *, run_signature, data, cfg, info, target) -> dict:
         """Greedy-action agreement with the Keras model on held-out observations, and the
         return of the converted policy over a few episodes of the standard protocol."""
-        from keras_suite.apps.dqn.evaluation import run_episodes, summarize
+        from keras_suite.apps.dqn.evaluate import run_episodes, summarize
 
         name = self._input_spec(info, 1).name
         result: dict = {}

@@ -94,10 +94,10 @@ def measure_app_loop(args, num_envs: int) -> dict:
 
     tf = common.quiet_import_tensorflow()
     cfg = _config(args, num_envs, args.warmup + args.steps)
-    data = APP.datasets(cfg)
+    data = APP.datasets(cfg=cfg, artifacts=None)
     with tempfile.TemporaryDirectory() as tmp:
         strategy = tf.distribute.get_strategy()
-        state = APP.build_state(cfg, data.info)
+        state = APP.build_state(cfg=cfg, info=data.info)
         state.build_optimizers()
         logger = RunLogger(tmp)
         ctx = TrainContext(

@@ -68,7 +68,7 @@ def play(run_dir, out, epsilon=None, max_steps: int = 5_000, fps: int = 30, seed
     import numpy as np
 
     from keras_suite.apps.dqn.data import make_env
-    from keras_suite.apps.dqn.evaluation import epsilon_greedy
+    from keras_suite.apps.dqn.evaluate import epsilon_greedy
     from keras_suite.common.run import load_run
 
     run = load_run(run_dir)

@@ -11,16 +11,13 @@ from keras_suite import common  # noqa: F401
 from keras_suite.apps.dqn.wrappers import FrameStack, RecordGameScore, atari_wrappers
 from keras_suite.common.errors import UserError
 
-_ALE_REGISTERED = False
-
 
 def _register_ale() -> None:
-    global _ALE_REGISTERED
-    if not _ALE_REGISTERED:
+    # gymnasium's registry is the state; registering twice would only warn.
+    if not any(name.startswith("ALE/") for name in gym.registry):
         import ale_py
 
         gym.register_envs(ale_py)
-        _ALE_REGISTERED = True
 
 
 def make_env(
@@ -81,6 +78,8 @@ def env_info(env_cfg) -> dict:
             else [f"action_{i}" for i in range(env.action_space.n)]
         )
         return {
+            "source": f"gymnasium:{env_cfg.id}",
+            "split_sizes": {},  # an environment, not a dataset: nothing to split
             "env_id": env_cfg.id,
             "num_actions": int(env.action_space.n),
             "action_meanings": list(meanings),

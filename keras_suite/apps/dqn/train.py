@@ -20,7 +20,7 @@ import numpy as np
 
 from keras_suite import common
 from keras_suite.apps.dqn.data import VectorEnv, make_env
-from keras_suite.apps.dqn.evaluation import epsilon_greedy, run_episodes
+from keras_suite.apps.dqn.evaluate import epsilon_greedy, run_episodes
 from keras_suite.apps.dqn.learner import Learner
 from keras_suite.apps.dqn.replay import ReplayBuffer
 from keras_suite.common.errors import UserError

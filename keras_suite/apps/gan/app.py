@@ -79,7 +79,7 @@ class GanApp(App):
     )
 
     # ---- data and model ---------------------------------------------------------------
-    def datasets(self, cfg, artifacts):
+    def datasets(self, *, cfg, artifacts):
         splits, names = real_splits(cfg)
         (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
         if cfg.model.conditional and len(names) < 2:
@@ -119,6 +119,7 @@ class GanApp(App):
             "num_train": len(train_x),
             "num_test": len(test_x),
             "source": cfg.data.source,
+            "split_sizes": {"train": len(train_x), "test": len(test_x)},
         }
         steps = cfg.train.steps_per_epoch or len(train_x) // batch
         return Datasets(
@@ -133,7 +134,7 @@ class GanApp(App):
             },
         )
 
-    def build_state(self, cfg, info):
+    def build_state(self, *, cfg, info):
         size, n_cls = info["image_size"], info["num_classes"]
         generator = build_generator(cfg, size, n_cls, "generator")
         generator_ema = build_generator(cfg, size, n_cls, "generator_ema")
@@ -156,7 +157,7 @@ class GanApp(App):
             exported=("generator_ema",),
         )
 
-    def on_epoch_end(self, state, data, cfg, run_dir, epoch):
+    def on_epoch_end(self, *, state, data, cfg, run_dir, epoch):
         """A sample grid of the EMA generator from fixed seeds (RUN_DIR/samples/epoch_NNN.png;
         `evaluate` turns them into a GIF)."""
         seeds = np.arange(cfg.metrics.grid_seeds)
@@ -287,7 +288,7 @@ class GanApp(App):
         return out
 
     # ---- evaluation -----------------------------------------------------------------
-    def evaluate(self, state, data, cfg, run_dir):
+    def evaluate(self, *, state, data, cfg, run_dir):
         run_dir = Path(run_dir)
         fnet = load_feature_net(cfg, data.artifacts)
         tag = fnet.tag
@@ -353,7 +354,7 @@ class GanApp(App):
         sampling.save_gif(frames, plots / "training_progress.gif")
 
     # ---- serving ----------------------------------------------------------------------
-    def export_archive(self, state, info, cfg, artifacts=None):
+    def export_archive(self, *, state, info, cfg, artifacts):
         """serving_default: seeds int64 [N], truncation float32 [N] (1 = none)
         (+ class_ids int64 [N] for conditional models) -> images uint8 [N,S,S,3] and
         png (encoded PNG bytes) [N]. A seed is the same image as in `ksuite sample`."""
@@ -385,13 +386,13 @@ class GanApp(App):
         archive.add_endpoint("serving_default", fn)
         return archive
 
-    def sample_requests(self, data, info, cfg):
+    def sample_requests(self, *, data, info, cfg):
         req = {"seeds": np.array([0, 1], np.int64), "truncation": np.array([1.0, 0.7], np.float32)}
         if info["conditional"]:
             req["class_ids"] = np.array([0, 1 % info["num_classes"]], np.int64)
         return {"serving_default": [req]}
 
-    def predict_request(self, inputs, info, cfg):
+    def predict_request(self, *, inputs, info, cfg):
         seeds, psi, cls = [], 1.0, 0
         names = info.get("class_names") or []
         for item in inputs:
@@ -428,10 +429,10 @@ class GanApp(App):
             req["class_ids"] = np.full(len(seeds), cls, np.int64)
         return "serving_default", req
 
-    def predict_examples(self, data, info, cfg, out_dir):
+    def predict_examples(self, *, data, info, cfg, out_dir):
         return ["0", "1", "2", "3"]
 
-    def render_predictions(self, inputs, outputs, info, out_dir):
+    def render_predictions(self, *, inputs, outputs, info, out_dir):
         out_dir = Path(out_dir)
         images = np.asarray(outputs["images"], np.uint8)
         paths = [str(sampling.save_png(sampling.grid(images), out_dir / "samples.png", 4))]
@@ -442,7 +443,7 @@ class GanApp(App):
         return paths
 
     # ---- TFLite ---------------------------------------------------------------------
-    def tflite_targets(self, state, data, cfg, workdir):
+    def tflite_targets(self, *, state, data, cfg, workdir):
         """The EMA generator at batch 1: z [1, latent] (+ truncation [1], class_ids [1])
         -> images float32 [1, S, S, 3] in 0..255. Latents come from seeds outside the
         model (TFLite has no stateless RNG op); tflite_evaluate uses the same seeds."""
@@ -502,7 +503,7 @@ class GanApp(App):
     def _parity_classes(data, n):
         return data.extras["test_labels"][:n] if data.info["conditional"] else None
 
-    def tflite_evaluate(self, run_signature, data, cfg, info, target=None):
+    def tflite_evaluate(self, *, run_signature, data, cfg, info, target):
         """FID of the converted generator's samples against the held-out real set, and
         against the Keras generator's samples from the same seeds; the largest pixel
         difference (0..255) from the Keras samples."""

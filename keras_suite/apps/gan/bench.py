@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     app = GanApp()
 
     # ours: the app's train_step in the shared loop (keras_suite.common.training.Trainer)
-    state = app.build_state(cfg, info)
+    state = app.build_state(cfg=cfg, info=info)
     state.build_optimizers()
     data = Datasets(
         train_epoch=train_epoch_fn(images, labels, cfg), steps_per_epoch=args.steps, info=info

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_suite import common
+from keras_suite.common import cache
 from keras_suite.common.plots import image_grid, save_png  # noqa: F401  (save_png: the app writes its grids with it)
 
 tf = common.quiet_import_tensorflow()
@@ -58,23 +59,20 @@ def generate(generator, seeds, truncation=1.0, class_ids=None, batch_size=256) -
     return np.concatenate(out) if out else np.zeros((0,), np.uint8)
 
 
-_FNS: dict = {}
-
-
 def _generate_fn(generator):
-    key = id(generator)
-    if key not in _FNS:
-        dim = generator.latent_dim
+    """One traced sampler per generator, kept while that generator is the one in use
+    (common/cache.py), so repeated sampling does not retrace."""
+    return cache.last_value("gan.generate", generator, lambda: _trace_generate(generator))
 
-        @tf.function(reduce_retracing=True)
-        def fn(seeds, psi, class_ids):
-            return to_uint8(
-                generator(latents_from_seeds(seeds, dim), class_ids, psi, training=False)
-            )
 
-        _FNS.clear()  # one model at a time; avoids holding old models alive
-        _FNS[key] = fn
-    return _FNS[key]
+def _trace_generate(generator):
+    dim = generator.latent_dim
+
+    @tf.function(reduce_retracing=True)
+    def fn(seeds, psi, class_ids):
+        return to_uint8(generator(latents_from_seeds(seeds, dim), class_ids, psi, training=False))
+
+    return fn
 
 
 def slerp(a, b, t):

@@ -45,7 +45,7 @@ class SegmentationApp(App):
     predict_inputs = "image files (JPEG/PNG/BMP/GIF)"
 
     # ---- data and model --------------------------------------------------------------
-    def datasets(self, cfg, artifacts=None) -> Datasets:
+    def datasets(self, *, cfg, artifacts) -> Datasets:
         from keras_suite.common.data import eval_pipeline, train_pipeline
 
         splits, names = load_splits(cfg.data, cfg.train.seed)
@@ -87,6 +87,9 @@ class SegmentationApp(App):
             "num_train": len(train),
             "num_val": len(splits["val"]),
             "num_test": len(splits["test"]),
+            "split_sizes": {
+                s: len(splits[s]) if s != "train" else len(train) for s in ("train", "val", "test")
+            },
         }
         return Datasets(
             train_epoch=train_epoch,
@@ -97,7 +100,7 @@ class SegmentationApp(App):
             extras={"splits": splits},
         )
 
-    def build_state(self, cfg, info: dict):
+    def build_state(self, *, cfg, info):
         from keras_suite.apps.segmentation.model import build_segmenter
         from keras_suite.common.training import TrainState, make_optimizer
 
@@ -167,7 +170,7 @@ class SegmentationApp(App):
             raise UserError("these datasets were not built by the segmentation app")
         return splits
 
-    def evaluate(self, state, data, cfg, run_dir) -> dict:
+    def evaluate(self, *, state, data, cfg, run_dir) -> dict:
         from keras_suite.apps.segmentation.metrics import ConfusionMatrix
         from keras_suite.apps.segmentation.render import plot_examples, plot_per_class_iou
 
@@ -216,12 +219,12 @@ class SegmentationApp(App):
         return metrics
 
     # ---- serving -------------------------------------------------------------------------
-    def export_archive(self, state, info: dict, cfg, artifacts=None):
+    def export_archive(self, *, state, info, cfg, artifacts):
         from keras_suite.apps.segmentation.export import serving_archive
 
         return serving_archive(state.model, info)
 
-    def sample_requests(self, data, info: dict, cfg) -> dict:
+    def sample_requests(self, *, data, info, cfg) -> dict:
         from keras_suite.apps.segmentation.export import png_bytes
 
         test = self._splits(data)["test"]
@@ -233,12 +236,12 @@ class SegmentationApp(App):
             "probabilities": [{"images": encoded[:1]}],
         }
 
-    def predict_request(self, paths, info, cfg):
+    def predict_request(self, *, inputs, info, cfg):
         from keras_suite.common.images import read_image_files
 
-        return "serving_default", {"images": read_image_files(paths)}
+        return "serving_default", {"images": read_image_files(inputs)}
 
-    def render_predictions(self, paths, outputs, info, out_dir) -> list:
+    def render_predictions(self, *, inputs, outputs, info, out_dir) -> list:
         """Per input: <stem>_overlay.png (image | colour mask | overlay) and <stem>_mask.png
         (the served class-id PNG, at the input's resolution)."""
         from keras_suite.apps.segmentation.data import read_rgb
@@ -247,7 +250,7 @@ class SegmentationApp(App):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
-        for i, p in enumerate(paths):
+        for i, p in enumerate(inputs):
             image = read_rgb(Path(p))
             h, w = int(np.asarray(outputs["height"])[i]), int(np.asarray(outputs["width"])[i])
             ids = np.asarray(outputs["class_ids"])[i, :h, :w]
@@ -264,7 +267,7 @@ class SegmentationApp(App):
             written.append(str(mask_path))
         return written
 
-    def predict_examples(self, data, info, cfg, out_dir) -> list:
+    def predict_examples(self, *, data, info, cfg, out_dir) -> list:
         """Three test images; the last one resized to another shape, so predict shows the
         mask comes back at the input's own resolution."""
         import cv2
@@ -285,7 +288,7 @@ class SegmentationApp(App):
         return [str(p) for p in paths]
 
     # ---- TFLite --------------------------------------------------------------------------
-    def tflite_targets(self, state, data, cfg, workdir) -> list:
+    def tflite_targets(self, *, state, data, cfg, workdir) -> list:
         from keras_suite.apps.segmentation.export import tflite_archive
 
         path = str(Path(workdir) / "segmentation_fixed")
@@ -306,7 +309,7 @@ class SegmentationApp(App):
             )
         ]
 
-    def tflite_evaluate(self, run_signature, data, cfg, info, target=None) -> dict:
+    def tflite_evaluate(self, *, run_signature, data, cfg, info, target) -> dict:
         from keras_suite.apps.segmentation.metrics import ConfusionMatrix
 
         test = self._splits(data)["test"]

@@ -52,8 +52,8 @@ def train_ours(cfg, seconds: float, log_every: float = 0.0) -> dict:
 
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = tf.distribute.get_strategy()
-    data = APP.datasets(cfg, None)
-    state = APP.build_state(cfg, data.info)
+    data = APP.datasets(cfg=cfg, artifacts=None)
+    state = APP.build_state(cfg=cfg, info=data.info)
     state.build_optimizers()
     ctx = TrainContext(
         app=APP,

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from keras_suite.common import shapes
+from keras_suite.common import cache, shapes
 from keras_suite.common.errors import UserError
 from keras_suite.common.images import IMAGE_EXTENSIONS
 from keras_suite.common.runlog import log
@@ -367,28 +367,28 @@ def _finish_user_splits(splits: dict, names, num_classes: int, dcfg, seed: int):
 
 # ---- all sources -----------------------------------------------------------------------
 
-_CACHE: dict = {}
-
 
 def load_splits(dcfg, seed: int):
-    """{train, val, test: Split} and class names; cached per config in this process
-    (evaluate, export and convert rebuild the datasets of one run)."""
-    key = (repr(dcfg), seed)
-    if key not in _CACHE:
-        if dcfg.source == "shapes":
-            splits = {
-                name: shape_scenes(n, dcfg, SHAPES_SEEDS[name])
-                for name, n in (
-                    ("train", dcfg.num_train),
-                    ("val", dcfg.num_val),
-                    ("test", dcfg.num_test),
-                )
-            }
-            names = shape_class_names(dcfg.binary)
-        elif dcfg.source == "pairs":
-            splits, names = pairs_dataset(dcfg, seed)
-        else:
-            splits, names = voc_dataset(dcfg, seed)
-        _CACHE.clear()
-        _CACHE[key] = (splits, names)
-    return _CACHE[key]
+    """{train, val, test: Split} and class names; shared per config in this process
+    (evaluate, export and convert rebuild the datasets of one run; common/cache.py)."""
+    return cache.last_value(
+        "segmentation.splits", (repr(dcfg), seed), lambda: _read_splits(dcfg, seed)
+    )
+
+
+def _read_splits(dcfg, seed: int):
+    if dcfg.source == "shapes":
+        splits = {
+            name: shape_scenes(n, dcfg, SHAPES_SEEDS[name])
+            for name, n in (
+                ("train", dcfg.num_train),
+                ("val", dcfg.num_val),
+                ("test", dcfg.num_test),
+            )
+        }
+        names = shape_class_names(dcfg.binary)
+    elif dcfg.source == "pairs":
+        splits, names = pairs_dataset(dcfg, seed)
+    else:
+        splits, names = voc_dataset(dcfg, seed)
+    return splits, names

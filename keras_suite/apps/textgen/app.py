@@ -44,7 +44,7 @@ class TextGenApp(App):
     predict_inputs = "prompts (strings to continue)"
 
     # ---- data ---------------------------------------------------------------------------
-    def datasets(self, cfg, artifacts):
+    def datasets(self, *, cfg, artifacts):
         d, seed = cfg.data, cfg.train.seed
         corpus = load_corpus(d)
         train_docs, val_docs = split_documents(
@@ -103,6 +103,8 @@ class TextGenApp(App):
             "skipped_files": len(corpus.skipped),
             "skipped_examples": [n for n, _ in corpus.skipped[:20]],
             "duplicate_files": corpus.duplicates,
+            "source": cfg.data.source,
+            "split_sizes": {"train": len(train_docs), "val": len(val_docs)},  # documents
         }
         log.info(
             "corpus: %d train / %d val documents, %d / %d characters, %d / %d %s tokens (vocab %d)%s",
@@ -133,7 +135,7 @@ class TextGenApp(App):
         )
 
     # ---- model --------------------------------------------------------------------------
-    def build_state(self, cfg, info):
+    def build_state(self, *, cfg, info):
         model = build_model(cfg.model, info["vocab_size"], info["context"])
         per_epoch = max(1, info["train_tokens"] // info["context"] // cfg.train.batch_size)
         if cfg.train.steps_per_epoch:
@@ -215,7 +217,7 @@ class TextGenApp(App):
         }
 
     # ---- evaluation ---------------------------------------------------------------------
-    def evaluate(self, state, data, cfg, run_dir):
+    def evaluate(self, *, state, data, cfg, run_dir):
         run_dir = Path(run_dir)
         tokenizer = data.extras["tokenizer"]
         t0 = time.perf_counter()
@@ -293,7 +295,7 @@ class TextGenApp(App):
         return out, tokens / max(seconds, 1e-9)
 
     # ---- serving ------------------------------------------------------------------------
-    def export_archive(self, state, info, cfg, artifacts=None):
+    def export_archive(self, *, state, info, cfg, artifacts):
         return build_archive(state.model, Tokenizer.load(artifacts), cfg.generate)
 
     def _generate_inputs(self, prompts, cfg, info, max_new=None):
@@ -308,7 +310,7 @@ class TextGenApp(App):
             "seed": np.arange(n, dtype=np.int64),
         }
 
-    def sample_requests(self, data, info, cfg):
+    def sample_requests(self, *, data, info, cfg):
         prompts = ["def main(", "import "]
         gen = self._generate_inputs(prompts, cfg, info, max_new=8)
         gen["temperature"][1] = 0.0  # one greedy row
@@ -317,12 +319,12 @@ class TextGenApp(App):
             "generate": [gen],
         }
 
-    def predict_request(self, inputs, info, cfg):
+    def predict_request(self, *, inputs, info, cfg):
         if not inputs:
             raise UserError('give one or more prompts: ksuite predict RUN_DIR "def main("')
         return "generate", self._generate_inputs(list(inputs), cfg, info)
 
-    def render_predictions(self, inputs, outputs, info, out_dir):
+    def render_predictions(self, *, inputs, outputs, info, out_dir):
         path = Path(out_dir) / "generations.txt"
         texts = [
             t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t)
@@ -331,11 +333,11 @@ class TextGenApp(App):
         path.write_text("".join(f"--- prompt {p!r}\n{p}{t}\n\n" for p, t in zip(inputs, texts)))
         return [str(path)]
 
-    def predict_examples(self, data, info, cfg, out_dir):
+    def predict_examples(self, *, data, info, cfg, out_dir):
         return [t[:12] for t in data.extras["val_texts"][:2]]
 
     # ---- TFLite -------------------------------------------------------------------------
-    def tflite_targets(self, state, data, cfg, workdir):
+    def tflite_targets(self, *, state, data, cfg, workdir):
         model = state.model
         path = str(Path(workdir) / "decode_step")
         decode_step_archive(model).write_out(path, verbose=False)
@@ -373,7 +375,7 @@ class TextGenApp(App):
             )
         ]
 
-    def tflite_evaluate(self, run_signature, data, cfg, info, target):
+    def tflite_evaluate(self, *, run_signature, data, cfg, info, target):
         return stepwise_bits_per_char(
             run_signature,
             data.extras["val_stream"],

@@ -108,10 +108,10 @@ class TranslationApp(App):
     presets = cfg_lib.PRESETS
     predict_inputs = "sentences (or a .txt file, one a line)"
 
-    def datasets(self, cfg, artifacts):
+    def datasets(self, *, cfg, artifacts):
         return build_datasets(cfg, artifacts)
 
-    def build_state(self, cfg, info):
+    def build_state(self, *, cfg, info):
         model = build_translator(cfg.model, info)
         steps = cfg.train.epochs * info.get(
             "steps_per_epoch", info["num_train"] // cfg.train.batch_size
@@ -157,7 +157,7 @@ class TranslationApp(App):
         }
 
     # ---- evaluation ---------------------------------------------------------------------
-    def evaluate(self, state, data, cfg, run_dir):
+    def evaluate(self, *, state, data, cfg, run_dir):
         run_dir = Path(run_dir)
         translator = make_translator(state.model, cfg, data.info, data.artifacts)
         sources = [p[0] for p in data.extras["test"]]
@@ -205,7 +205,7 @@ class TranslationApp(App):
         return metrics
 
     # ---- serving ------------------------------------------------------------------------
-    def export_archive(self, state, info, cfg, artifacts):
+    def export_archive(self, *, state, info, cfg, artifacts):
         """serving_default: sentences [N] string -> translations [N] string (greedy).
         translate_beam: sentences [N] string, beam_width [N] int32 -> translations, scores."""
         translator = make_translator(state.model, cfg, info, artifacts)
@@ -228,7 +228,7 @@ class TranslationApp(App):
         )
         return archive
 
-    def sample_requests(self, data, info, cfg):
+    def sample_requests(self, *, data, info, cfg):
         sentences = np.array([p[0] for p in data.extras["test"][:2]], dtype=object)
         width = np.full([len(sentences)], max(cfg.decode.beam_width, 1), np.int32)
         return {
@@ -236,10 +236,10 @@ class TranslationApp(App):
             "translate_beam": [{"sentences": sentences, "beam_width": width}],
         }
 
-    def predict_request(self, inputs, info, cfg):
+    def predict_request(self, *, inputs, info, cfg):
         return "serving_default", {"sentences": np.array(read_sentences(inputs), dtype=object)}
 
-    def render_predictions(self, inputs, outputs, info, out_dir):
+    def render_predictions(self, *, inputs, outputs, info, out_dir):
         sentences = read_sentences(inputs)
         translations = [
             t.decode("utf-8") if isinstance(t, bytes) else str(t)
@@ -253,7 +253,7 @@ class TranslationApp(App):
             print(f"{s}\n  -> {t}")
         return [str(path)]
 
-    def predict_examples(self, data, info, cfg, out_dir):
+    def predict_examples(self, *, data, info, cfg, out_dir):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         test = [p[0] for p in data.extras["test"]]
@@ -262,7 +262,7 @@ class TranslationApp(App):
         return test[:2] + [str(path)]
 
     # ---- TFLite -------------------------------------------------------------------------
-    def tflite_targets(self, state, data, cfg, workdir):
+    def tflite_targets(self, *, state, data, cfg, workdir):
         from keras_suite.apps.translation.export import write_tflite_targets
 
         targets = write_tflite_targets(state.model, data, cfg, workdir)
@@ -271,7 +271,7 @@ class TranslationApp(App):
         }  # the step target runs with the encoder
         return targets
 
-    def tflite_evaluate(self, run_signature, data, cfg, info, target):
+    def tflite_evaluate(self, *, run_signature, data, cfg, info, target):
         from keras_suite.apps.translation.export import tflite_translate
 
         name = target.name

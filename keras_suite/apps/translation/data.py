@@ -314,6 +314,11 @@ def build_datasets(cfg, artifacts) -> Datasets:
         "num_train": int(len(train_src)),
         "num_val": int(len(arrays["val"][0])),
         "num_test": int(len(arrays["test"][0])),
+        "split_sizes": {
+            "train": int(len(train_src)),
+            "val": int(len(arrays["val"][0])),
+            "test": int(len(arrays["test"][0])),
+        },
         "lines_read": report.get("lines", 0),
         "skipped": skipped_report,
     }

@@ -60,10 +60,10 @@ class VAEApp(App):
     presets = cfg_lib.PRESETS
     predict_inputs = "image files (JPEG/PNG/BMP/GIF) to reconstruct"
 
-    def datasets(self, cfg, artifacts):
+    def datasets(self, *, cfg, artifacts):
         return build_datasets(cfg)
 
-    def build_state(self, cfg, info):
+    def build_state(self, *, cfg, info):
         size, channels = info["image_size"], info["channels"]
         if cfg.model.kind == "vqvae":
             models = vq.build_models(cfg.model, size, channels)
@@ -154,7 +154,7 @@ class VAEApp(App):
         return out
 
     # ---- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, state, data, cfg, run_dir):
+    def evaluate(self, *, state, data, cfg, run_dir):
         if cfg.model.kind == "vqvae":
             model = vq.VQModel(state.models, cfg.model.likelihood)
             images = split_images(data)
@@ -190,12 +190,12 @@ class VAEApp(App):
         return metrics
 
     # ---- serving --------------------------------------------------------------------------------
-    def export_archive(self, state, info, cfg, artifacts=None):
+    def export_archive(self, *, state, info, cfg, artifacts):
         if info["kind"] == "vqvae":
             return vq.serving_archive(state.models, info)
         return export_lib.serving_archive(state.models["encoder"], state.models["decoder"], info)
 
-    def sample_requests(self, data, info, cfg):
+    def sample_requests(self, *, data, info, cfg):
         images = split_images(data, 2)
         return {
             "serving_default": [{"images": images}],
@@ -209,14 +209,14 @@ class VAEApp(App):
             "sample": [{"seed": np.array(0, np.int64), "n": np.array(2, np.int32)}],
         }
 
-    def predict_request(self, paths, info, cfg):
-        return "reconstruct", {"images": read_images(paths, info)}
+    def predict_request(self, *, inputs, info, cfg):
+        return "reconstruct", {"images": read_images(inputs, info)}
 
-    def render_predictions(self, paths, outputs, info, out_dir):
+    def render_predictions(self, *, inputs, outputs, info, out_dir):
         """One PNG per input: the input (as the model saw it) beside its reconstruction."""
-        inputs = read_images(paths, info)
+        inputs = read_images(inputs, info)
         written = []
-        for path, x, y in zip(paths, inputs, np.asarray(outputs["images"], np.float32)):
+        for path, x, y in zip(inputs, inputs, np.asarray(outputs["images"], np.float32)):
             target = Path(out_dir) / f"{Path(path).stem}_reconstruction.png"
             written.append(
                 str(
@@ -227,7 +227,7 @@ class VAEApp(App):
             )
         return written
 
-    def predict_examples(self, data, info, cfg, out_dir):
+    def predict_examples(self, *, data, info, cfg, out_dir):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = []
@@ -237,7 +237,7 @@ class VAEApp(App):
         return [str(p) for p in paths]
 
     # ---- TFLite ----------------------------------------------------------------------------------
-    def tflite_targets(self, state, data, cfg, workdir):
+    def tflite_targets(self, *, state, data, cfg, workdir):
         info = data.info
         encoder, decoder = state.models["encoder"], state.models["decoder"]
         if cfg.model.kind == "vqvae":
@@ -265,7 +265,7 @@ class VAEApp(App):
         # tflite_evaluate may be handed the target's name only; the same extras by name:
         return targets
 
-    def tflite_evaluate(self, run_signature, data, cfg, info, target):
+    def tflite_evaluate(self, *, run_signature, data, cfg, info, target):
         """The ELBO (nats/image) with one half converted and the other the Keras model.
 
         The encoder target feeds its mean/log-variance to the Keras decoder; the decoder

@@ -98,7 +98,7 @@ def kerasio_fit(overrides: list[str], epochs: int, steps: int) -> float:
 
     keras.mixed_precision.set_global_policy("float32")
     cfg = config_lib.resolve(APP.presets, "default", None, overrides)
-    data = APP.datasets(cfg, None)
+    data = APP.datasets(cfg=cfg, artifacts=None)
     size, channels = data.info["image_size"], data.info["channels"]
     vae = KerasIOVAE(
         build_encoder(cfg.model, size, channels),

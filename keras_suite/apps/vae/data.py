@@ -133,6 +133,7 @@ def build_datasets(cfg) -> Datasets:
         "num_train": counts["train"],
         "num_val": counts.get("val", 0),
         "num_test": counts["test"],
+        "split_sizes": {s: int(n) for s, n in counts.items()},
     }
     if cfg.model.kind == "vqvae":
         info.update(

@@ -58,7 +58,7 @@ def test_folder_data_skips_corrupt_images_and_counts_them(tmp_path, caplog):
         ],
     )
     with caplog.at_level("WARNING", logger="ksuite"):
-        data = APP.datasets(cfg)
+        data = APP.datasets(cfg=cfg, artifacts=None)
     assert "skipped 2 of 20 images" in caplog.text and "broken0.jpg" in caplog.text
     info = data.info
     assert info["class_names"] == list(shapes.SHAPES[:3])
@@ -75,7 +75,7 @@ def test_folder_with_only_corrupt_images_fails_clearly(tmp_path):
         APP.presets, "smoke", overrides=["data.source=folder", f"data.path={tmp_path}"]
     )
     with pytest.raises(UserError, match="none of the 1 images .* could be decoded"):
-        APP.datasets(cfg)
+        APP.datasets(cfg=cfg, artifacts=None)
 
 
 def test_tfrecords_with_labels_txt(tmp_path):
@@ -96,7 +96,7 @@ def test_tfrecords_with_labels_txt(tmp_path):
             "data.val_fraction=0.2",
         ],
     )
-    data = APP.datasets(cfg)
+    data = APP.datasets(cfg=cfg, artifacts=None)
     assert data.info["class_names"] == list(shapes.SHAPES[:4])
     assert (data.info["num_train"], data.info["num_val"], data.info["num_test"]) == (24, 6, 10)
     test_labels = np.concatenate([y.numpy() for _, y in data.test])
@@ -105,7 +105,7 @@ def test_tfrecords_with_labels_txt(tmp_path):
 
 def test_epoch_order_is_a_function_of_seed_and_epoch():
     cfg = config.resolve(APP.presets, "smoke")
-    data = APP.datasets(cfg)
+    data = APP.datasets(cfg=cfg, artifacts=None)
     first = [y.numpy().tolist() for _, y in data.train_epoch(1).take(3)]
     again = [y.numpy().tolist() for _, y in data.train_epoch(1).take(3)]
     other = [y.numpy().tolist() for _, y in data.train_epoch(2).take(3)]
@@ -143,7 +143,9 @@ def test_export_signatures_agree_with_the_model(smoke_classification_run, tmp_pa
 
     run = load_run(smoke_classification_run)
     data = run.datasets()
-    archive = APP.export_archive(run.state, run.info, run.cfg)
+    archive = APP.export_archive(
+        state=run.state, info=run.info, cfg=run.cfg, artifacts=run.artifacts
+    )
     archive.write_out(str(tmp_path / "sm"), verbose=False)
     loaded = tf.saved_model.load(str(tmp_path / "sm"))
     assert set(loaded.signatures) == {"serving_default", "serve_bytes"}
@@ -230,7 +232,7 @@ def test_mixed_precision_run_loads_as_float32_for_deployment(smoke_classificatio
     for a, b in zip(trained.state.model.weights, deployed.state.model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     (target,) = deployed.app.tflite_targets(
-        deployed.state, deployed.datasets(), deployed.cfg, tmp_path
+        state=deployed.state, data=deployed.datasets(), cfg=deployed.cfg, workdir=tmp_path
     )
     conversion = convert(target.saved_model_dir, target.signature, "float32")
     assert conversion.flex_ops == [] and "CONV_2D" in conversion.ops

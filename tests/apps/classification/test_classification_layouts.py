@@ -53,7 +53,7 @@ def test_every_split_layout_gives_train_val_and_test(tmp_path, layout, caplog):
     else:
         given = {"all": _write(tmp_path, 8, seed=0)}
     with caplog.at_level("INFO", logger="ksuite"):
-        data = APP.datasets(_cfg(tmp_path))
+        data = APP.datasets(cfg=_cfg(tmp_path), artifacts=None)
     info = data.info
     total = sum(given.values())
     assert info["num_train"] + info["num_val"] + info["num_test"] == total
@@ -82,20 +82,20 @@ def test_every_split_layout_gives_train_val_and_test(tmp_path, layout, caplog):
 def test_split_folders_without_train_are_refused(tmp_path):
     _write(tmp_path / "val", 2, seed=1)
     with pytest.raises(UserError, match="no train/ folder"):
-        APP.datasets(_cfg(tmp_path))
+        APP.datasets(cfg=_cfg(tmp_path), artifacts=None)
 
 
 def test_no_test_split_at_all_is_a_clear_error(tmp_path):
     _write(tmp_path / "train", 6, seed=0)
     with pytest.raises(UserError, match="no test images"):
-        APP.datasets(_cfg(tmp_path, "data.test_fraction=0"))
+        APP.datasets(cfg=_cfg(tmp_path, "data.test_fraction=0"), artifacts=None)
 
 
 def test_empty_class_folder_is_skipped_and_named(tmp_path, caplog):
     _write(tmp_path, 6, seed=0)
     (tmp_path / "zebra").mkdir()
     with caplog.at_level("WARNING", logger="ksuite"):
-        data = APP.datasets(_cfg(tmp_path))
+        data = APP.datasets(cfg=_cfg(tmp_path), artifacts=None)
     assert data.info["class_names"] == CLASSES
     assert "empty class folder" in caplog.text and "zebra" in caplog.text
 
@@ -108,7 +108,7 @@ def test_images_of_unknown_classes_in_val_are_counted(tmp_path, caplog):
         (tmp_path / "val" / CLASSES[0]).glob("*.png").__next__().read_bytes()
     )
     with caplog.at_level("WARNING", logger="ksuite"):
-        data = APP.datasets(_cfg(tmp_path))
+        data = APP.datasets(cfg=_cfg(tmp_path), artifacts=None)
     assert (
         data.info["num_val"] == 6
         and "skipped 1 images" in caplog.text
@@ -136,7 +136,7 @@ def test_augmentation_defaults_keep_orientation_and_are_logged(tmp_path, caplog)
     assert "vertical flip off" in describe_augmentation(cfg.data)
     _write(tmp_path, 6, seed=0)
     with caplog.at_level("INFO", logger="ksuite"):
-        APP.datasets(_cfg(tmp_path, "data.augment=true"))
+        APP.datasets(cfg=_cfg(tmp_path, "data.augment=true"), artifacts=None)
     assert "augmentation: horizontal flip on, vertical flip off" in caplog.text
 
 
@@ -144,7 +144,7 @@ def test_int8_calibration_never_uses_the_scored_test_split(tmp_path):
     _write(tmp_path / "train", 6, seed=0)
     _write(tmp_path / "test", 3, seed=2)
     for extra, want in ((), "val"), (("data.val_fraction=0",), "train"):
-        data = APP.datasets(_cfg(tmp_path, *extra))
+        data = APP.datasets(cfg=_cfg(tmp_path, *extra), artifacts=None)
         split, dataset, size = data.extras["calibration"]
         assert split == want and size == data.info[f"num_{want}"]
         calib = {tuple(x.numpy().ravel()[:64]) for xs, _ in dataset for x in xs}

@@ -90,7 +90,7 @@ def test_early_epochs_must_leave_an_epoch_at_the_exported_size():
 
 
 def test_assigner_picks_anchors_inside_the_box_with_its_class():
-    from keras_suite.apps.detection.loss import assign
+    from keras_suite.apps.detection.losses import assign
     from keras_suite.apps.detection.model import anchor_points
 
     points, _ = anchor_points(64)
@@ -118,7 +118,7 @@ def test_ciou_assigner_prefers_centred_predictions():
     centred, slightly larger one (0.675); plain IoU picks the shifted one, CIoU (YOLOv8's
     assigner metric, which charges the centre distance) the centred one."""
     from keras_suite.apps.detection.boxes import box_ciou, box_iou
-    from keras_suite.apps.detection.loss import assign
+    from keras_suite.apps.detection.losses import assign
 
     gt = tf.constant([[[10.0, 10.0, 30.0, 30.0]]])
     side = 20.0 / 0.675**0.5

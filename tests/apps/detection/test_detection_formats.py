@@ -198,7 +198,7 @@ def test_app_datasets_from_a_user_yaml(tmp_path):
         data=dataclasses.replace(cfg.data, source=str(tmp_path / "data.yaml")),
         train=dataclasses.replace(cfg.train, batch_size=2),
     )
-    data = APP.datasets(cfg)
+    data = APP.datasets(cfg=cfg, artifacts=None)
     assert data.info["class_names"] == NAMES and data.steps_per_epoch == 2
     batch = next(iter(data.train_epoch(0)))
     assert batch["images"].shape == (2, 64, 64, 3) and batch["boxes"].shape == (2, 8, 4)
@@ -224,7 +224,7 @@ def test_missing_val_and_test_are_carved_from_train(tmp_path, caplog):
         train=dataclasses.replace(cfg.train, batch_size=2),
     )
     with caplog.at_level("INFO", logger="ksuite"):
-        data = APP.datasets(cfg)
+        data = APP.datasets(cfg=cfg, artifacts=None)
     assert data.info["split_sizes"] == {"train": 6, "val": 2, "test": 2}
     assert "val 2 images (carved from train (data.val_fraction=0.2))" in caplog.text
     assert "horizontal flip on, no vertical flip" in caplog.text

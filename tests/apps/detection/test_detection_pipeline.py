@@ -48,7 +48,9 @@ def test_serving_signature_on_image_bytes(trained, tmp_path):
     export_dir = tmp_path / "export"
     # 16 smoke steps leave every score below the usual 0.25: draw everything above 1e-4.
     cfg = dataclasses.replace(run.cfg, post=dataclasses.replace(run.cfg.post, score_threshold=1e-4))
-    run.app.export_archive(run.state, run.info, cfg).write_out(str(export_dir), verbose=False)
+    run.app.export_archive(
+        state=run.state, info=run.info, cfg=cfg, artifacts=run.artifacts
+    ).write_out(str(export_dir), verbose=False)
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     image = data.extras["splits"]["test"].images[0]
     big = cv2.resize(
@@ -74,16 +76,18 @@ def test_serving_signature_on_image_bytes(trained, tmp_path):
     best = iou_matrix(out["boxes"][0, :3], scaled_back).max(1)
     assert (best > 0.9).all(), best
     # The sample requests (used for TF Serving warm-up) run through the same signature.
-    req = run.app.sample_requests(data, run.info, run.cfg)["serving_default"][0]
+    req = run.app.sample_requests(data=data, info=run.info, cfg=run.cfg)["serving_default"][0]
     assert serve(images=tf.constant(req["images"]))["boxes"].shape[0] == len(req["images"])
     # ksuite predict's hooks: request from files, PNGs with boxes drawn.
     path = tmp_path / "in.png"
     path.write_bytes(png_bytes(big))
-    sig, feeds = run.app.predict_request([str(path)], run.info, run.cfg)
+    sig, feeds = run.app.predict_request(inputs=[str(path)], info=run.info, cfg=run.cfg)
     outputs = {
         k: v.numpy() for k, v in serve(**{n_: tf.constant(v) for n_, v in feeds.items()}).items()
     }
-    written = run.app.render_predictions([str(path)], outputs, run.info, tmp_path / "pred")
+    written = run.app.render_predictions(
+        inputs=[str(path)], outputs=outputs, info=run.info, out_dir=tmp_path / "pred"
+    )
     drawn = cv2.imread(written[0])
     assert drawn.shape[:2] == big.shape[:2] and not np.array_equal(drawn[..., ::-1], big)
 
@@ -96,7 +100,7 @@ def test_tflite_builtins_only_and_parity(trained, tmp_path):
 
     _, _, run = trained
     data = run.datasets()
-    (target,) = run.app.tflite_targets(run.state, data, run.cfg, tmp_path)
+    (target,) = run.app.tflite_targets(state=run.state, data=data, cfg=run.cfg, workdir=tmp_path)
     reference = tf.saved_model.load(target.saved_model_dir).signatures[target.signature]
 
     def runner(model_bytes):
@@ -114,7 +118,9 @@ def test_tflite_builtins_only_and_parity(trained, tmp_path):
             num_calibration=16,
         )
         assert conv.flex_ops == [] and "NON_MAX_SUPPRESSION_V5" in conv.ops, conv.ops
-        results[mode] = run.app.tflite_evaluate(runner(conv.model), data, run.cfg, run.info)
+        results[mode] = run.app.tflite_evaluate(
+            run_signature=runner(conv.model), data=data, cfg=run.cfg, info=run.info, target=None
+        )
         if mode == "float32":
             image = data.extras["splits"]["test"].images[:1].astype(np.float32)
             got = runner(conv.model)({"images": image})
@@ -123,13 +129,14 @@ def test_tflite_builtins_only_and_parity(trained, tmp_path):
             assert int(got["num_detections"][0]) == n
             np.testing.assert_allclose(got["boxes"][0, :n], want["boxes"][0, :n], atol=0.05)
     keras_map = run.app.tflite_evaluate(
-        lambda feeds: {
+        run_signature=lambda feeds: {
             k: v.numpy()
             for k, v in reference(**{n_: tf.constant(v) for n_, v in feeds.items()}).items()
         },
-        data,
-        run.cfg,
-        run.info,
+        data=data,
+        cfg=run.cfg,
+        info=run.info,
+        target=None,
     )
     assert results["float32"]["map_50"] == pytest.approx(keras_map["map_50"], abs=1e-3)
     assert set(results["int8"]) == {"map_50_95", "map_50", "map_75"}
@@ -143,14 +150,14 @@ def test_progressive_resizing_runs_small_and_calibrates_full_size(trained, tmp_p
     cfg = dataclasses.replace(
         run.cfg, data=dataclasses.replace(run.cfg.data, early_image_size=32, early_epochs=2)
     )
-    data = run.app.datasets(cfg)
+    data = run.app.datasets(cfg=cfg, artifacts=None)
     batch = next(iter(data.train_epoch(0)))
     assert batch["images"].shape[1:] == (32, 32, 3)
     rows = sum((32 // s) ** 2 for s in (8, 16, 32))
     assert run.state.model(batch["images"]).shape[1] == rows
     loss, parts = run.app._loss(run.state, batch, cfg, training=False)
     assert np.isfinite(float(loss)) and float(parts["box"]) > 0
-    (target,) = run.app.tflite_targets(run.state, data, cfg, tmp_path)
+    (target,) = run.app.tflite_targets(state=run.state, data=data, cfg=cfg, workdir=tmp_path)
     sample = next(iter(target.representative_data()))
     assert sample["images"].shape == (1, 64, 64, 3)
 

@@ -70,8 +70,8 @@ def test_resume_continues_counters_weights_and_rng(tmp_path):
     def context(total_steps):
         cfg = APP.presets["smoke"]()
         cfg.agent.total_steps = total_steps
-        data = APP.datasets(cfg)
-        state = APP.build_state(cfg, data.info)
+        data = APP.datasets(cfg=cfg, artifacts=None)
+        state = APP.build_state(cfg=cfg, info=data.info)
         state.build_optimizers()
         return TrainContext(
             app=APP,
@@ -116,9 +116,11 @@ def test_serving_export_and_tflite_parity(smoke_run, tmp_path):
 
     run_dir, _ = smoke_run
     run = load_run(run_dir)
-    archive = run.app.export_archive(run.state, run.info, run.cfg)
+    archive = run.app.export_archive(
+        state=run.state, info=run.info, cfg=run.cfg, artifacts=run.artifacts
+    )
     archive.write_out(str(tmp_path / "saved"), verbose=False)
-    requests = run.app.sample_requests(None, run.info, run.cfg)["serving_default"]
+    requests = run.app.sample_requests(data=None, info=run.info, cfg=run.cfg)["serving_default"]
     frames = requests[1]["frames"]
     assert frames.dtype == np.uint8 and frames.shape == (4, 84, 84, 4)
     serve = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
@@ -178,7 +180,7 @@ def test_bad_config_is_a_user_error():
         resolve(APP.presets, "default", overrides=["env.id=CartPole-v1"])
     cfg = resolve(APP.presets, "cartpole", overrides=["env.id=NoSuchEnv-v0"])
     with pytest.raises(UserError, match="cannot make environment"):
-        APP.datasets(cfg)
+        APP.datasets(cfg=cfg, artifacts=None)
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""

@@ -91,7 +91,7 @@ def test_checkpoint_restores_both_networks_both_optimizers_and_the_ema(tmp_path)
     app = GanApp()
     cfg = merge(PRESETS["smoke"](), {"train": {"epochs": 1, "steps_per_epoch": 3}})
     data = build_datasets(app, cfg, tmp_path)
-    trained = app.build_state(cfg, data.info)
+    trained = app.build_state(cfg=cfg, info=data.info)
     trained.build_optimizers()
     ctx = TrainContext(
         app=app,
@@ -109,7 +109,7 @@ def test_checkpoint_restores_both_networks_both_optimizers_and_the_ema(tmp_path)
     }
     assert not np.allclose(kernel["generator"], kernel["generator_ema"])  # the EMA is its own state
     keras.utils.set_random_seed(123)  # a fresh state with other initial weights
-    fresh = app.build_state(cfg, data.info)
+    fresh = app.build_state(cfg=cfg, info=data.info)
     fresh.build_optimizers()
     before = _state_values(fresh)
     ctx2 = TrainContext(
@@ -166,7 +166,7 @@ def test_train_step_variants(preset, overrides):
         "conditional": cfg.model.conditional,
         "num_train": 512,
     }
-    state = app.build_state(cfg, info)
+    state = app.build_state(cfg=cfg, info=info)
     state.build_optimizers()
     b, s = cfg.train.batch_size, cfg.data.image_size
     batch = (tf.random.uniform([b, s, s, 3], 0, 255, seed=1), tf.range(b, dtype=tf.int64) % 8)
@@ -232,7 +232,9 @@ def test_serving_signature_matches_sample_and_returns_png(smoke_run, tmp_path):
     from keras_suite.common.run import load_run
 
     run = load_run(smoke_run[0])
-    archive = run.app.export_archive(run.state, run.info, run.cfg)
+    archive = run.app.export_archive(
+        state=run.state, info=run.info, cfg=run.cfg, artifacts=run.artifacts
+    )
     archive.write_out(str(tmp_path / "sm"), verbose=False)
     fn = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
     out = fn(seeds=tf.constant([5, 6, 5], tf.int64), truncation=tf.constant([1.0, 1.0, 1.0]))
@@ -262,7 +264,9 @@ def test_int8_tflite_generator_keeps_the_pixels_of_float(smoke_run, tmp_path):
 
     run = load_run(smoke_run[0])
     data = run.datasets()
-    target = run.app.tflite_targets(run.state, data, run.cfg, str(tmp_path))[0]
+    target = run.app.tflite_targets(state=run.state, data=data, cfg=run.cfg, workdir=str(tmp_path))[
+        0
+    ]
     runners = {
         mode: LiteRTSignature(
             convert(
@@ -542,10 +546,14 @@ def test_conditional_export_takes_class_ids_and_predict_parses_seeds(tmp_path):
             "ring",
         ],
     }
-    state = app.build_state(cfg, info)
-    app.export_archive(state, info, cfg).write_out(str(tmp_path / "sm"), verbose=False)
+    state = app.build_state(cfg=cfg, info=info)
+    app.export_archive(state=state, info=info, cfg=cfg, artifacts=None).write_out(
+        str(tmp_path / "sm"), verbose=False
+    )
     fn = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
-    signature, request = app.predict_request(["3", "3", "truncation=0.5", "class=star"], info, cfg)
+    signature, request = app.predict_request(
+        inputs=["3", "3", "truncation=0.5", "class=star"], info=info, cfg=cfg
+    )
     assert signature == "serving_default" and request["class_ids"].tolist() == [4, 4]
     out = fn(**{k: tf.constant(v) for k, v in request.items()})
     assert out["images"].shape == (2, 16, 16, 3) and out["png"].shape == (2,)
@@ -558,6 +566,6 @@ def test_conditional_export_takes_class_ids_and_predict_parses_seeds(tmp_path):
         other["images"].numpy()[0], out["images"].numpy()[0]
     )  # the class matters
     with pytest.raises(UserError, match="integer seed"):
-        app.predict_request(["zebra"], info, cfg)
+        app.predict_request(inputs=["zebra"], info=info, cfg=cfg)
     with pytest.raises(UserError, match="not one of"):
-        app.predict_request(["1", "class=zebra"], info, cfg)
+        app.predict_request(inputs=["1", "class=zebra"], info=info, cfg=cfg)

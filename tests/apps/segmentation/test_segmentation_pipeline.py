@@ -100,19 +100,21 @@ def test_tflite_float32_matches_keras(smoke_run, tmp_path):
 
 def test_predict_renders_overlays_and_masks(smoke_run, served, tmp_path):
     run, data = smoke_run
-    paths = APP.predict_examples(data, run.info, run.cfg, tmp_path / "in")
-    signature, inputs = APP.predict_request(paths, run.info, run.cfg)
+    paths = APP.predict_examples(data=data, info=run.info, cfg=run.cfg, out_dir=tmp_path / "in")
+    signature, inputs = APP.predict_request(inputs=paths, info=run.info, cfg=run.cfg)
     outputs = {
         k: v.numpy() for k, v in served[signature](images=tf.constant(inputs["images"])).items()
     }
-    written = APP.render_predictions(paths, outputs, run.info, tmp_path / "out")
+    written = APP.render_predictions(
+        inputs=paths, outputs=outputs, info=run.info, out_dir=tmp_path / "out"
+    )
     assert len(written) == 2 * len(paths)
     last = Image.open(paths[-1])
     mask = Image.open([w for w in written if w.endswith("example_2_mask.png")][0])
     assert mask.size == last.size != (run.info["image_size"],) * 2  # the input's own size
     with pytest.raises(UserError, match="not a readable"):
         (tmp_path / "junk.png").write_bytes(b"not an image")
-        APP.predict_request([str(tmp_path / "junk.png")], run.info, run.cfg)
+        APP.predict_request(inputs=[str(tmp_path / "junk.png")], info=run.info, cfg=run.cfg)
 
 
 def test_config_errors_are_one_line():

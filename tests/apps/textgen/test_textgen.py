@@ -140,19 +140,19 @@ def test_user_folder_skips_bad_encodings_by_name(tmp_path, caplog):
         APP.presets, "smoke", overrides=["data.source=files", f"data.path={folder}"]
     )
     with caplog.at_level("WARNING", logger="ksuite"):
-        data = APP.datasets(cfg, Artifacts(tmp_path / "arts"))
+        data = APP.datasets(cfg=cfg, artifacts=Artifacts(tmp_path / "arts"))
     assert "latin1.txt" in caplog.text and "skipped 1 file" in caplog.text
     assert data.info["skipped_files"] == 1 and data.info["skipped_examples"] == ["latin1.txt"]
     assert data.info["duplicate_files"] == 1
     assert data.info["train_documents"] + data.info["val_documents"] == 12
     with pytest.raises(UserError, match="neither a file nor a folder"):
         APP.datasets(
-            config.resolve(
+            cfg=config.resolve(
                 APP.presets,
                 "smoke",
                 overrides=["data.source=files", f"data.path={tmp_path / 'missing'}"],
             ),
-            Artifacts(tmp_path / "a2"),
+            artifacts=Artifacts(tmp_path / "a2"),
         )
 
 

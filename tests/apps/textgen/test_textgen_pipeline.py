@@ -86,9 +86,9 @@ def test_rnn_byte_export_generates_like_python(rnn_run, tmp_path):
     from keras_suite.common.run import load_run
 
     run = load_run(rnn_run)
-    run.app.export_archive(run.state, run.info, run.cfg, run.artifacts).write_out(
-        str(tmp_path / "m"), verbose=False
-    )
+    run.app.export_archive(
+        state=run.state, info=run.info, cfg=run.cfg, artifacts=run.artifacts
+    ).write_out(str(tmp_path / "m"), verbose=False)
     gen = tf.saved_model.load(str(tmp_path / "m")).signatures["generate"]
     prompts = ["héllo ", "def"]
     out = gen(
@@ -118,8 +118,8 @@ def test_stateless_rnn_step_learns():
 
     cfg = config.resolve(APP.presets, "smoke", overrides=["model.arch=rnn", "model.cell=lstm"])
     with tempfile.TemporaryDirectory() as tmp:
-        data = APP.datasets(cfg, Artifacts(tmp))
-    state = APP.build_state(cfg, data.info)
+        data = APP.datasets(cfg=cfg, artifacts=Artifacts(tmp))
+    state = APP.build_state(cfg=cfg, info=data.info)
     assert not state.variables  # nothing carried
     batches = list(data.train_epoch(0).take(12))
     step = tf.function(lambda b: APP.train_step(state, b, StepContext(cfg, cfg.train.batch_size)))
@@ -133,9 +133,9 @@ def gpt_export(gpt_run, tmp_path_factory):
 
     run = load_run(gpt_run)
     path = tmp_path_factory.mktemp("export") / "1"
-    run.app.export_archive(run.state, run.info, run.cfg, run.artifacts).write_out(
-        str(path), verbose=False
-    )
+    run.app.export_archive(
+        state=run.state, info=run.info, cfg=run.cfg, artifacts=run.artifacts
+    ).write_out(str(path), verbose=False)
     return run, tf.saved_model.load(str(path))
 
 
@@ -198,7 +198,7 @@ def test_tflite_decode_step_matches_keras_step(gpt_run, tmp_path):
 
     run = load_run(gpt_run)
     data = run.datasets()
-    (target,) = run.app.tflite_targets(run.state, data, run.cfg, tmp_path)
+    (target,) = run.app.tflite_targets(state=run.state, data=data, cfg=run.cfg, workdir=tmp_path)
     conversion = convert(
         target.saved_model_dir, target.signature, "float32", "float32", None, False, 0
     )

@@ -187,7 +187,7 @@ def test_export_translates_without_the_run_folder(tmp_path):
     from keras_suite.common.training import TrainState
 
     state = TrainState(models={"model": model})
-    archive = TranslationApp().export_archive(state, INFO, cfg, artifacts)
+    archive = TranslationApp().export_archive(state=state, info=INFO, cfg=cfg, artifacts=artifacts)
     archive.write_out(str(tmp_path / "export"), verbose=False)
     sentences = ["w1 w2 s3", "s1", ""]
     translator = make_translator(model, cfg, INFO, artifacts)

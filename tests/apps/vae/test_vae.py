@@ -318,8 +318,8 @@ def _cfg(*overrides):
 def _one_step(cfg):
     from keras_suite.common.app import StepContext
 
-    data = APP.datasets(cfg, None)
-    state = APP.build_state(cfg, data.info)
+    data = APP.datasets(cfg=cfg, artifacts=None)
+    state = APP.build_state(cfg=cfg, info=data.info)
     batch = next(iter(data.train_epoch(0)))
     return (
         state,
@@ -412,7 +412,7 @@ def test_folder_of_colour_images_skips_unreadable_files(tmp_path, caplog):
         ],
     )
     with caplog.at_level("WARNING", logger="ksuite"):
-        data = APP.datasets(cfg, None)
+        data = APP.datasets(cfg=cfg, artifacts=None)
     assert "skipped 1 of 41 images" in caplog.text and "broken.jpg" in caplog.text
     info = data.info
     assert (info["num_train"], info["num_val"], info["num_test"]) == (28, 4, 8)
@@ -425,7 +425,7 @@ def test_folder_greyscale_binarised_with_split_folders(tmp_path):
     for split, n in (("train", 12), ("test", 5)):
         _write_images(tmp_path / split, n)
     cfg = _cfg("data.source=folder", f"data.path={tmp_path}", "train.batch_size=4")
-    data = APP.datasets(cfg, None)
+    data = APP.datasets(cfg=cfg, artifacts=None)
     # train/ and test/ folders: val is carved out of train (data.val_fraction of it), test kept whole
     assert (data.info["num_train"], data.info["num_val"], data.info["num_test"]) == (11, 1, 5)
     test = np.concatenate([b.numpy() for b in data.test])
@@ -434,10 +434,14 @@ def test_folder_greyscale_binarised_with_split_folders(tmp_path):
 
 def test_missing_or_empty_folder_fails_clearly(tmp_path):
     with pytest.raises(UserError, match="is not a folder"):
-        APP.datasets(_cfg("data.source=folder", f"data.path={tmp_path / 'nope'}"), None)
+        APP.datasets(
+            cfg=_cfg("data.source=folder", f"data.path={tmp_path / 'nope'}"), artifacts=None
+        )
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no images"):
-        APP.datasets(_cfg("data.source=folder", f"data.path={tmp_path / 'empty'}"), None)
+        APP.datasets(
+            cfg=_cfg("data.source=folder", f"data.path={tmp_path / 'empty'}"), artifacts=None
+        )
 
 
 # ---- VQ-VAE --------------------------------------------------------------------------

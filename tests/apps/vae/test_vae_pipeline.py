@@ -79,7 +79,9 @@ def test_iwae_on_the_trained_model_grows_with_k_and_k1_is_the_elbo(model, loaded
 
 def test_serving_signatures(loaded, model, tmp_path):
     run, data = loaded
-    archive = APP.export_archive(run.state, run.info, run.cfg)
+    archive = APP.export_archive(
+        state=run.state, info=run.info, cfg=run.cfg, artifacts=run.artifacts
+    )
     archive.write_out(str(tmp_path / "sm"), verbose=False)
     sigs = tf.saved_model.load(str(tmp_path / "sm")).signatures
     assert {"serving_default", "reconstruct", "encode", "decode", "sample"} <= set(sigs)
@@ -107,7 +109,7 @@ def test_tflite_halves_score_the_elbo_like_keras(loaded, tmp_path):
     from keras_suite.tflite.runtime import LiteRTSignature
 
     run, data = loaded
-    targets = APP.tflite_targets(run.state, data, run.cfg, str(tmp_path))
+    targets = APP.tflite_targets(state=run.state, data=data, cfg=run.cfg, workdir=str(tmp_path))
     assert [t.name for t in targets] == ["encoder", "decoder"]
     keras_scores = {}
     for target in targets:
@@ -115,11 +117,15 @@ def test_tflite_halves_score_the_elbo_like_keras(loaded, tmp_path):
         as_keras = lambda feeds, f=reference: {
             k: v.numpy() for k, v in f(**{n: tf.constant(a) for n, a in feeds.items()}).items()
         }  # noqa: E731
-        keras_scores[target.name] = APP.tflite_evaluate(as_keras, data, run.cfg, run.info, target)
+        keras_scores[target.name] = APP.tflite_evaluate(
+            run_signature=as_keras, data=data, cfg=run.cfg, info=run.info, target=target
+        )
         lite = LiteRTSignature(
             convert(target.saved_model_dir, target.signature, "float32").model, target.signature
         )
-        got = APP.tflite_evaluate(lite, data, run.cfg, run.info, target)
+        got = APP.tflite_evaluate(
+            run_signature=lite, data=data, cfg=run.cfg, info=run.info, target=target
+        )
         assert got["neg_elbo"] == pytest.approx(keras_scores[target.name]["neg_elbo"], abs=1e-2)
         assert got["max_pixel_diff"] < 0.05 and got["num_examples"] == run.cfg.eval.tflite_examples
     # both halves Keras: the pairing gives the same ELBO whichever half is "converted"
@@ -131,18 +137,20 @@ def test_tflite_halves_score_the_elbo_like_keras(loaded, tmp_path):
 
 def test_predict_renders_side_by_side_and_refuses_bad_files(loaded, tmp_path):
     run, data = loaded
-    paths = APP.predict_examples(data, run.info, run.cfg, tmp_path / "in")
-    signature, inputs = APP.predict_request(paths, run.info, run.cfg)
+    paths = APP.predict_examples(data=data, info=run.info, cfg=run.cfg, out_dir=tmp_path / "in")
+    signature, inputs = APP.predict_request(inputs=paths, info=run.info, cfg=run.cfg)
     assert signature == "reconstruct"
     np.testing.assert_array_equal(
         inputs["images"], split_images(data, 3)
     )  # PNG round trip is exact
     outputs = {"images": np.zeros_like(inputs["images"])}
-    written = APP.render_predictions(paths, outputs, run.info, tmp_path / "out")
+    written = APP.render_predictions(
+        inputs=paths, outputs=outputs, info=run.info, out_dir=tmp_path / "out"
+    )
     assert len(written) == 3 and _png_size(written[0]) == (8 * (2 * 18 + 2), 8 * (16 + 4))
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(UserError, match="bad.png is not a readable image"):
-        APP.predict_request([str(tmp_path / "bad.png")], run.info, run.cfg)
+        APP.predict_request(inputs=[str(tmp_path / "bad.png")], info=run.info, cfg=run.cfg)
 
 
 def test_sample_command_writes_a_grid(run_dir, tmp_path):
@@ -183,7 +191,9 @@ def test_vqvae_metrics_signatures_and_tflite(vq_run, tmp_path):
     assert m["neg_elbo"] == pytest.approx(m["recon"] + m["kl"], rel=1e-6)
     assert 1 <= m["codebook_perplexity"] <= m["codes_used"] <= 16
     assert (run_dir / "plots" / "samples_uniform_prior.png").exists()
-    archive = APP.export_archive(run.state, run.info, run.cfg)
+    archive = APP.export_archive(
+        state=run.state, info=run.info, cfg=run.cfg, artifacts=run.artifacts
+    )
     archive.write_out(str(tmp_path / "sm"), verbose=False)
     sigs = tf.saved_model.load(str(tmp_path / "sm")).signatures
     images = tf.constant(split_images(data, 3))
@@ -196,9 +206,13 @@ def test_vqvae_metrics_signatures_and_tflite(vq_run, tmp_path):
     )
     s = sigs["sample"](seed=tf.constant(1, tf.int64), n=tf.constant(2, tf.int32))
     assert s["images"].shape == (2, 16, 16, 1) and int(tf.reduce_max(s["codes"])) < 16
-    for target in APP.tflite_targets(run.state, data, run.cfg, str(tmp_path)):
+    for target in APP.tflite_targets(
+        state=run.state, data=data, cfg=run.cfg, workdir=str(tmp_path)
+    ):
         lite = LiteRTSignature(
             convert(target.saved_model_dir, target.signature, "float32").model, target.signature
         )
-        got = APP.tflite_evaluate(lite, data, run.cfg, run.info, target)
+        got = APP.tflite_evaluate(
+            run_signature=lite, data=data, cfg=run.cfg, info=run.info, target=target
+        )
         assert got["max_pixel_diff"] < 0.05 and got.get("code_agreement", 1.0) == 1.0
