@@ -28,7 +28,7 @@ class Killed(Exception):
 
 
 class TinyRegression(App):
-    def build_state(self, cfg, info):
+    def build_state(self, *, cfg, info):
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
         return TrainState(
             models={"model": model}, optimizers={"model": make_optimizer(cfg.train, 0)}

@@ -114,7 +114,7 @@ class TwoNetworkApp(App):
 
     name = "two_networks"
 
-    def build_state(self, cfg, info):
+    def build_state(self, *, cfg, info):
         from keras_suite.common.training import TrainState, make_optimizer
 
         encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="encoder")
@@ -264,11 +264,12 @@ def test_run_artifacts_reach_datasets_on_load(tmp_path):
     seen = []
 
     class VocabApp(App):
-        def datasets(self, cfg, artifacts):
+        def datasets(self, *, cfg, artifacts):
             if not artifacts.exists("vocab.txt"):
                 artifacts.write_text("vocab.txt", "a\nb\n")
             seen.append(artifacts.read_text("vocab.txt"))
-            return Datasets(train_epoch=None, steps_per_epoch=0)
+            info = {"source": "test", "split_sizes": {}}
+            return Datasets(train_epoch=None, steps_per_epoch=0, info=info)
 
     first = build_datasets(VocabApp(), None, tmp_path)
     (tmp_path / "artifacts" / "vocab.txt").write_text(
