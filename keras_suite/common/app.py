@@ -82,7 +82,7 @@ class Datasets:
 class TFLiteTarget:
     """One function to convert to TFLite.
 
-    saved_model_dir: a SavedModel written with keras.export.ExportArchive (DESIGN.md §11:
+    saved_model_dir: a SavedModel written with keras.export.ExportArchive (docs/design.md §8:
         tf.saved_model.save of a tf.Module holding a Keras 3 model loses the weights in
         conversion), with fixed input shapes and only TFLite-builtin-friendly ops.
     signature: the signature key inside it to convert.

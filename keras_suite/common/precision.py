@@ -4,7 +4,7 @@
 bfloat16 instructions (AVX512_BF16 or AMX). Measured on a 2-core AVX2-only AMD EPYC
 (no AVX-512): a small CNN trains at 225 img/s in float32 and 14 img/s in mixed_bfloat16,
 because oneDNN falls back to emulation — 16x slower. On a CPU with AVX512_BF16 the same
-policy was 1.8x faster (DESIGN.md §6). GPUs get mixed_float16 with loss scaling.
+policy was 1.8x faster (docs/design.md §6). GPUs get mixed_float16 with loss scaling.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The shared distributed training loop (DESIGN.md §5: a `strategy.run` loop, not
+"""The shared distributed training loop (docs/design.md §5: a `strategy.run` loop, not
 `model.fit`, because Keras 3 `fit` fails under MultiWorkerMirroredStrategy).
 
 Apps supply per-replica `train_step`/`test_step`; this module supplies the optimizer,

@@ -28,7 +28,7 @@ from keras_suite.serving.tensors import check_shape, dtype_name, numpy_dtype
 
 tf = common.quiet_import_tensorflow()
 
-# Stock tensorflow_model_server links TF Text's ops (DESIGN.md §7); registering them here
+# Stock tensorflow_model_server links TF Text's ops (docs/design.md §7); registering them here
 # lets the embedded server load the same SavedModels (in-graph WordPiece/SentencePiece).
 try:
     import tensorflow_text  # noqa: F401

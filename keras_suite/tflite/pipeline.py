@@ -124,7 +124,8 @@ def _metadata(run, target, conversion, path: Path, calibration_requested: int) -
         dynamic = [
             n for n, d in runner.inputs.items() if any(int(x) < 0 for x in d["shape_signature"])
         ]
-        if dynamic:  # DESIGN.md §8: dynamic dims break Conv2D conversion and slow every runtime
+        # docs/design.md §8: dynamic dims break Conv2D conversion and slow every runtime.
+        if dynamic:
             log.warning(
                 "%s: input(s) %s have dynamic dimensions; TFLite targets should use fixed shapes",
                 path.name,

@@ -1,6 +1,6 @@
 """Deployment graphs: the serving signature (image bytes in) and the fixed-shape TFLite one.
 
-Both wrap the trained Keras model in a keras.export.ExportArchive (DESIGN.md §11: that is
+Both wrap the trained Keras model in a keras.export.ExportArchive (docs/design.md §8: that is
 the SavedModel flavour TFLite converts with its weights) and run decode + class-aware NMS
 in graph, padded to `post.max_detections` rows.
 """

@@ -1,7 +1,7 @@
 """Deployment graphs: the serving signatures (image bytes in, masks at each input's own
 resolution out) and the fixed-shape TFLite one.
 
-Both wrap the trained Keras model in a keras.export.ExportArchive (DESIGN.md §11: the
+Both wrap the trained Keras model in a keras.export.ExportArchive (docs/design.md §8: the
 SavedModel flavour that TFLite converts with its weights) and use only core TF ops.
 """
 

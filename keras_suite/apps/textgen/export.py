@@ -1,7 +1,7 @@
 """Serving graphs (tokenization and the generation loop in graph) and the TFLite
 decoding step.
 
-SavedModel signatures (core TF + TF Text ops only, DESIGN.md §7):
+SavedModel signatures (core TF + TF Text ops only, docs/design.md §7):
   serving_default(text [N] string) -> next_token_log_probs [N, V] after each text,
       log_likelihood [N] (nats of the text's tokens after the document start),
       num_tokens [N], num_chars [N]: enough to score text in bits per character.

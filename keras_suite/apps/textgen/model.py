@@ -140,7 +140,7 @@ class CausalSelfAttention(layers.Layer):
         scores = tf.matmul(q, k_cache, transpose_b=True) / math.sqrt(self.head_dim)  # [B, H, 1, L]
         valid = tf.reshape(slots <= position, [1, 1, 1, length])
         # Masked by selection and renormalisation rather than adding -1e9: a huge constant
-        # in the tensor would take all of an int8 scale (DESIGN.md §11).
+        # in the tensor would take all of an int8 scale (docs/design.md §8).
         scores = tf.where(valid, scores, tf.reduce_min(scores, axis=-1, keepdims=True))
         p = tf.nn.softmax(scores, axis=-1) * tf.cast(valid, x.dtype)
         p = p / tf.reduce_sum(p, axis=-1, keepdims=True)

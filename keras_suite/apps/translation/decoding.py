@@ -1,7 +1,7 @@
 """Greedy and beam search in graph: one `tf.while_loop` with a fixed maximum length over
 the models' `encode` / `initial_cache` / `decode_step` (apps/translation/model.py), batched,
 stopping early once every sentence has produced END. Nothing here runs Python per token,
-so it exports into a SavedModel (DESIGN.md §11).
+so it exports into a SavedModel (docs/design.md §7).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """TFLite targets: the encoder and ONE decoder step, at batch 1 and fixed shapes, with the
-cache as explicit inputs and outputs (DESIGN.md §11: a decoding loop does not convert;
+cache as explicit inputs and outputs (docs/design.md §8: a decoding loop does not convert;
 the loop runs outside, here in Python, on a phone in the app's own code).
 
     encoder       source_ids [1, S] int32 -> the memory: Transformer: cross_cache

@@ -6,7 +6,7 @@ decoder: z [latent_dim] -> [logits] (Bernoulli) or [loc, log_scale] (discretised
 
 The decoder's location and scale are separate output tensors rather than one tensor
 split later: int8 TFLite gives one scale per tensor, and these two have different ranges
-(DESIGN.md §11). For the deterministic autoencoders (kind ae/dae) the encoder's
+(docs/design.md §8). For the deterministic autoencoders (kind ae/dae) the encoder's
 log-variance is a constant -30 (a point mass as far as float32 is concerned), so every
 later piece (sampling, export, TFLite) treats all kinds alike.
 
