@@ -255,6 +255,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Verbs whose first argument is the app's name; the others take a RUN_DIR.
+_APP_VERBS = ("train", "bench", "data")
+_RUN_VERBS = ("evaluate", "export", "convert", "tflite-eval", "predict")
+
+
+def app_script(app: str, argv: list[str]) -> int:
+    """`python -m keras_suite.apps.APP VERB ARGS...` is `ksuite VERB APP ARGS...` (train,
+    data check, bench and the app's own verbs) or `ksuite VERB ARGS...` (verbs that take a
+    RUN_DIR, which must be a run of this app). Flags alone mean `train`."""
+    from keras_suite.common.commands import app_commands
+
+    own = [c.name for c in app_commands().get(app, []) if c.per_app]
+    verbs = [*_APP_VERBS, *_RUN_VERBS, *own]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(
+            f"usage: python -m keras_suite.apps.{app} VERB [ARGS...]\n\n"
+            f"The {app} app's own script: the same as `ksuite VERB ...` for this app.\n"
+            f"verbs: {', '.join(verbs)}\n"
+            f"  train [--preset P] [--set K=V] ...   = ksuite train {app} ...\n"
+            f"  data check [--set K=V] ...          = ksuite data check {app} ...\n"
+            f"  evaluate|export|convert|predict RUN_DIR ...  (RUN_DIR must be a {app} run)\n"
+            f"`python -m keras_suite.apps.{app} VERB --help` shows a verb's flags."
+        )
+        return 0
+    verb, rest = argv[0], list(argv[1:])
+    if verb.startswith("-"):  # `python -m keras_suite.apps.X --preset smoke` trains
+        verb, rest = "train", list(argv)
+    if verb == "data":  # `data check` is the only data verb; `data` alone means it too
+        return main(["data", "check", app, *(rest[1:] if rest[:1] == ["check"] else rest)])
+    if verb in _APP_VERBS or verb in own:
+        return main([verb, app, *rest])
+    if verb in _RUN_VERBS:
+        run_dir = next((a for a in rest if not a.startswith("-")), None)
+        if run_dir and (Path(run_dir) / "run.json").is_file():
+            from keras_suite.common.registry import read_run_meta
+
+            other = read_run_meta(run_dir)["app"]
+            if other != app:
+                print(
+                    f"error: {run_dir} is a {other} run, not a {app} run; use "
+                    f"`python -m keras_suite.apps.{other} {verb} ...` or `ksuite {verb} ...`",
+                    file=sys.stderr,
+                )
+                return 2
+        return main([verb, *rest])
+    print(
+        f"error: unknown verb {verb!r} for the {app} app; choose one of: {', '.join(verbs)}",
+        file=sys.stderr,
+    )
+    return 2
+
+
 def quiet_logs() -> None:
     """Keep TensorFlow's and gRPC's C++ start-up chatter out of a terminal's output. Only the
     command line does this (a library import leaves the user's logging alone); users can

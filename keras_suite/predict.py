@@ -82,14 +82,30 @@ def _local_outputs(args, signature, inputs):
         return servable.predict(signature, inputs)[1]
     from keras_suite.common.run import load_run
 
-    run = load_run(args.run)
+    return load_run_servable(load_run(args.run)).predict(signature, inputs)[1]
+
+
+def load_run_servable(run):
+    """A loaded run's serving graph (its app's export_archive) as a Servable, the object
+    the embedded server runs: requests are checked against the signatures exactly as a
+    server would. The SavedModel lives in a temporary folder removed with the Servable."""
+    import shutil
+    import weakref
+
+    from keras_suite.serving.servable import Servable
+
     archive = run.app.export_archive(
         state=run.state, info=run.info, cfg=run.cfg, artifacts=run.artifacts
     )
-    with tempfile.TemporaryDirectory(prefix="ksuite-predict-") as tmp:
-        archive.write_out(tmp, verbose=False)
-        servable = Servable.load("local", 0, Path(tmp), warmup=False)
-        return servable.predict(signature, inputs)[1]
+    folder = Path(tempfile.mkdtemp(prefix="ksuite-predict-"))
+    try:
+        archive.write_out(str(folder), verbose=False)
+        servable = Servable.load(run.app.name, 0, folder, warmup=False)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    weakref.finalize(servable, shutil.rmtree, folder, True)
+    return servable
 
 
 def _server_outputs(args, signature, inputs):

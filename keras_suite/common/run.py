@@ -102,12 +102,18 @@ def read_run(run_dir: str | Path) -> RunContext:
     meta = read_run_meta(run_dir)
     app = get_app(meta["app"])
     preset = meta.get("preset", "default")
-    if preset not in app.presets:
+    # config.yaml holds every field; the preset only gives the config's type. "custom" is
+    # a config built in Python (keras_suite.train) that equals no preset.
+    if preset == "custom":
+        make = next(iter(app.presets.values()))
+    elif preset in app.presets:
+        make = app.presets[preset]
+    else:
         raise UserError(
             f"{run_dir} was trained with preset {preset!r}, which the {app.name} app "
             f"no longer has ({', '.join(app.presets)})"
         )
-    cfg = config_lib.load_saved(app.presets[preset](), run_dir / "config.yaml")
+    cfg = config_lib.load_saved(make(), run_dir / "config.yaml")
     info = json.loads((run_dir / "info.json").read_text())
     return RunContext(app=app, cfg=cfg, info=info, meta=meta, run_dir=run_dir)
 
@@ -123,16 +129,26 @@ def train_run(
     overwrite: bool = False,
     evaluate: bool = True,
     command: str = "",
+    cfg=None,
 ) -> dict:
-    """Train (or resume) a run, evaluate it and write metrics.json; returns the metrics."""
+    """Train (or resume) a run, evaluate it and write metrics.json; returns the metrics.
+
+    `cfg` (a config object, as `keras_suite.config()` returns) replaces preset + file +
+    overrides; `strategy_name` may also be a `tf.distribute.Strategy` object."""
     from keras_suite.common.strategy import describe, make_strategy, worker_info
     from keras_suite.common.training import TrainContext
 
     app = get_app(app_name)
-    cfg = config_lib.resolve(app.presets, preset, config_file, overrides)
+    if cfg is None:
+        cfg = config_lib.resolve(app.presets, preset, config_file, overrides)
+    else:
+        config_lib.validate(cfg)
     run_dir = Path(run_dir) if run_dir else default_run_dir(app_name, preset)
 
-    strategy = make_strategy(strategy_name, cpu_devices)
+    if isinstance(strategy_name, str):
+        strategy = make_strategy(strategy_name, cpu_devices)
+    else:
+        strategy = strategy_name
     task_type, task_id, is_chief = worker_info(strategy)
     if is_chief:
         _check_run_dir(run_dir, cfg, overwrite)

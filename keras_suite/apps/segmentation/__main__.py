@@ -1,8 +1,8 @@
-"""`python -m keras_suite.apps.segmentation ARGS` is `ksuite train segmentation ARGS`."""
+"""`python -m keras_suite.apps.segmentation VERB ...` is `ksuite VERB segmentation ...` (see keras_suite/cli.py)."""
 
 import sys
 
-from keras_suite.cli import main
+from keras_suite.cli import app_script
 
 if __name__ == "__main__":
-    sys.exit(main(["train", "segmentation", *sys.argv[1:]]))
+    sys.exit(app_script("segmentation", sys.argv[1:]))
