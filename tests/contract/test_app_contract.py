@@ -22,7 +22,15 @@ from keras_suite.common.registry import APPS_DIR, app_names
 
 pytestmark = pytest.mark.slow
 
-REFERENCE_LAYOUT = ("__init__.py", "config.py", "data.py", "model.py", "app.py")
+REFERENCE_LAYOUT = (
+    "__init__.py",
+    "__main__.py",
+    "config.py",
+    "data.py",
+    "model.py",
+    "export.py",
+    "app.py",
+)
 
 # Runs in a fresh interpreter, outside the repository, with TensorFlow (and TF Text, which
 # stock tensorflow_model_server links) but none of the project's packages.
@@ -53,7 +61,7 @@ for record in tf.data.TFRecordDataset(export_dir + "/assets.extra/tf_serving_war
         if value.dtype.kind in "fc":
             assert np.all(np.isfinite(value)), (name, "not finite")
     answered.append(request.model_spec.signature_name or "serving_default")
-project = sorted({m.split(".")[0] for m in sys.modules} & {"apps", "common", "serving", "tflite"})
+project = sorted({m.split(".")[0] for m in sys.modules} & {"keras_suite"})
 print(json.dumps({"answered": answered, "project_modules": project}))
 """
 

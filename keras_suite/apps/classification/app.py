@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
 from keras_suite import common
 from keras_suite.apps.classification import config as cfg_lib
+from keras_suite.apps.classification import export
 from keras_suite.apps.classification.data import build_datasets
 from keras_suite.apps.classification.model import build_classifier
 from keras_suite.common.app import App, TFLiteTarget
-from keras_suite.common.images import decode_resize, read_image_files, read_rgb_upright
+from keras_suite.common.images import read_image_files, read_rgb_upright
 from keras_suite.common.plots import plot_confusion_matrix
 from keras_suite.common.runlog import write_json_atomic
 from keras_suite.common.training import TrainState, apply_gradients, make_optimizer, replica_mean
@@ -124,46 +124,13 @@ class ClassificationApp(App):
         return metrics
 
     # ---- serving ------------------------------------------------------------------------
-    def _outputs(self, model, images, class_names):
-        probabilities = tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
-        class_ids = tf.argmax(probabilities, -1)
-        return {
-            "probabilities": probabilities,
-            "class_ids": class_ids,
-            "class_names": tf.gather(tf.constant(class_names), class_ids),
-        }
-
     def export_archive(self, *, state, info, cfg, artifacts):
-        """serving_default: float32 images [N,S,S,3] in 0..255; serve_bytes: encoded images [N].
-        Both return probabilities [N,C], class_ids [N] (int64) and class_names [N] (string)."""
-        model, size, names = state.model, info["image_size"], list(info["class_names"])
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        batch_size = None  # any batch: TF Serving batches rows from many clients
-
-        @tf.function(
-            input_signature=[tf.TensorSpec([batch_size, size, size, 3], tf.float32, name="images")]
-        )
-        def serving_default(images):
-            return self._outputs(model, images, names)
-
-        @tf.function(input_signature=[tf.TensorSpec([batch_size], tf.string, name="image_bytes")])
-        def serve_bytes(image_bytes):
-            images = tf.map_fn(
-                lambda b: decode_resize(b, size),
-                image_bytes,
-                fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
-            )
-            return self._outputs(model, images, names)
-
-        archive.add_endpoint("serving_default", serving_default)
-        archive.add_endpoint("serve_bytes", serve_bytes)
-        return archive
+        return export.serving_archive(state.model, info)
 
     def sample_requests(self, *, data, info, cfg):
         images, _ = next(iter(data.test.unbatch().batch(2)))
         images = images.numpy().astype(np.float32)
-        encoded = np.array([_png_bytes(img) for img in images], dtype=object)
+        encoded = np.array([export.png_bytes(img) for img in images], dtype=object)
         return {"serving_default": [{"images": images}], "serve_bytes": [{"image_bytes": encoded}]}
 
     predict_inputs = "image files (JPEG/PNG/BMP/GIF)"
@@ -178,7 +145,7 @@ class ClassificationApp(App):
         paths = []
         for i, image in enumerate(images.numpy()):
             paths.append(out_dir / f"example_{i}.png")
-            paths[-1].write_bytes(_png_bytes(image))
+            paths[-1].write_bytes(export.png_bytes(image))
         return [str(p) for p in paths]
 
     def render_predictions(self, *, inputs, outputs, info, out_dir):
@@ -202,18 +169,7 @@ class ClassificationApp(App):
 
     # ---- TFLite -------------------------------------------------------------------------
     def tflite_targets(self, *, state, data, cfg, workdir):
-        size = data.info["image_size"]
-        model = state.model
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-
-        @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")])
-        def classify(images):
-            return {
-                "probabilities": tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
-            }
-
-        archive.add_endpoint("serving_default", classify)
+        archive = export.tflite_archive(state.model, data.info)
         path = str(Path(workdir) / "classification_fixed")
         archive.write_out(path, verbose=False)
         split, source, size = data.extras["calibration"]
@@ -245,11 +201,3 @@ class ClassificationApp(App):
             labels.append(int(y.numpy()[0]))
         m = classification_metrics(np.stack(probs), np.asarray(labels), info["class_names"])
         return {k: m[k] for k in m if k in ("top1", "top5", "loss")}
-
-
-def _png_bytes(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_suite import common
-from keras_suite.apps.classification.app import _png_bytes
+from keras_suite.apps.classification.export import png_bytes as _png_bytes
 from keras_suite.common import shapes
 
 tf = common.quiet_import_tensorflow()

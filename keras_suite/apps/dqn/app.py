@@ -119,38 +119,16 @@ class DQNApp(App):
         return metrics
 
     # ---- deployment -----------------------------------------------------------------
-    def _input_spec(self, info: dict, batch):
-        tf = common.quiet_import_tensorflow()
-        name = (
-            "frames"
-            if info.get("is_atari", True) and info["obs_dtype"] == "uint8"
-            else "observation"
-        )
-        return tf.TensorSpec([batch, *info["obs_shape"]], tf.as_dtype(info["obs_dtype"]), name=name)
-
-    def _archive(self, model, info: dict, batch):
-        tf = common.quiet_import_tensorflow()
-        import keras
-
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        spec = self._input_spec(info, batch)
-
-        def serve(x):
-            q = model(x, training=False)
-            return {"q_values": q, "action": tf.argmax(q, axis=-1, output_type=tf.int32)}
-
-        archive.add_endpoint("serving_default", serve, input_signature=[spec])
-        return archive
-
     def export_archive(self, *, state, info, cfg, artifacts):
-        """serving_default: a batch of observations (uint8 frame stacks for Atari) ->
-        {"q_values": float32 [B, A], "action": int32 [B] greedy action}."""
-        return self._archive(state.model, info, None)
+        from keras_suite.apps.dqn import export
+
+        return export.serving_archive(state.model, info)
 
     def sample_requests(self, *, data, info, cfg) -> dict:
+        from keras_suite.apps.dqn import export
+
         obs = _collect_observations(cfg.env, 4, seed=cfg.train.seed + 1)
-        name = self._input_spec(info, None).name
+        name = export.input_spec(info, None).name
         return {"serving_default": [{name: obs[:1]}, {name: obs}]}
 
     predict_inputs = (
@@ -159,9 +137,10 @@ class DQNApp(App):
 
     def predict_request(self, *, inputs, info, cfg):
         """Observations saved with np.save -> the policy's greedy actions and Q-values."""
+        from keras_suite.apps.dqn import export
         from keras_suite.common.errors import UserError
 
-        spec = self._input_spec(info, None)
+        spec = export.input_spec(info, None)
         shape, dtype = tuple(info["obs_shape"]), np.dtype(info["obs_dtype"])
         batches = []
         for path in inputs:
@@ -191,10 +170,12 @@ class DQNApp(App):
         return [str(p) for p in paths]
 
     def tflite_targets(self, *, state, data, cfg, workdir) -> list[TFLiteTarget]:
+        from keras_suite.apps.dqn import export
+
         workdir = Path(workdir)
         saved = workdir / "dqn_policy_b1"
-        self._archive(state.model, data.info, 1).write_out(str(saved), verbose=False)
-        name = self._input_spec(data.info, 1).name
+        export.tflite_archive(state.model, data.info).write_out(str(saved), verbose=False)
+        name = export.input_spec(data.info, 1).name
         calibration = _collect_observations(cfg.env, 64, seed=cfg.train.seed + 2)
         # Keras greedy actions on held-out observations: tflite_evaluate measures agreement.
         reference = _collect_observations(cfg.env, 200, seed=cfg.train.seed + 3)
@@ -219,9 +200,10 @@ class DQNApp(App):
     def tflite_evaluate(self, *, run_signature, data, cfg, info, target) -> dict:
         """Greedy-action agreement with the Keras model on held-out observations, and the
         return of the converted policy over a few episodes of the standard protocol."""
+        from keras_suite.apps.dqn import export
         from keras_suite.apps.dqn.evaluate import run_episodes, summarize
 
-        name = self._input_spec(info, 1).name
+        name = export.input_spec(info, 1).name
         result: dict = {}
         if target is not None and "reference_obs" in target.extras:
             obs, q_ref = target.extras["reference_obs"], target.extras["reference_q"]

@@ -8,7 +8,7 @@ import numpy as np
 
 from keras_suite import common
 from keras_suite.apps.gan import config as cfg_lib
-from keras_suite.apps.gan import losses, sampling
+from keras_suite.apps.gan import export, losses, sampling
 from keras_suite.apps.gan.augment import diff_augment
 from keras_suite.apps.gan.data import real_splits, train_epoch_fn
 from keras_suite.apps.gan.features import META, load_feature_net, train_classifier
@@ -355,36 +355,7 @@ class GanApp(App):
 
     # ---- serving ----------------------------------------------------------------------
     def export_archive(self, *, state, info, cfg, artifacts):
-        """serving_default: seeds int64 [N], truncation float32 [N] (1 = none)
-        (+ class_ids int64 [N] for conditional models) -> images uint8 [N,S,S,3] and
-        png (encoded PNG bytes) [N]. A seed is the same image as in `ksuite sample`."""
-        g = state.models["generator_ema"]
-        dim = g.latent_dim
-        archive = keras.export.ExportArchive()
-        archive.track(g)
-
-        def outputs(seeds, truncation, class_ids):
-            images = sampling.to_uint8(
-                g(sampling.latents_from_seeds(seeds, dim), class_ids, truncation, training=False)
-            )
-            png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)
-            return {"images": images, "png": png}
-
-        specs = [
-            tf.TensorSpec([None], tf.int64, name="seeds"),
-            tf.TensorSpec([None], tf.float32, name="truncation"),
-        ]
-        if info["conditional"]:
-            fn = tf.function(
-                lambda seeds, truncation, class_ids: outputs(seeds, truncation, class_ids),
-                input_signature=specs + [tf.TensorSpec([None], tf.int64, name="class_ids")],
-            )
-        else:
-            fn = tf.function(
-                lambda seeds, truncation: outputs(seeds, truncation, None), input_signature=specs
-            )
-        archive.add_endpoint("serving_default", fn)
-        return archive
+        return export.serving_archive(state.models["generator_ema"], info)
 
     def sample_requests(self, *, data, info, cfg):
         req = {"seeds": np.array([0, 1], np.int64), "truncation": np.array([1.0, 0.7], np.float32)}
@@ -449,27 +420,7 @@ class GanApp(App):
         model (TFLite has no stateless RNG op); tflite_evaluate uses the same seeds."""
         g = state.models["generator_ema"]
         dim, conditional = g.latent_dim, data.info["conditional"]
-        archive = keras.export.ExportArchive()
-        archive.track(g)
-        specs = [
-            tf.TensorSpec([1, dim], tf.float32, name="z"),
-            tf.TensorSpec([1], tf.float32, name="truncation"),
-        ]
-        if conditional:
-            fn = tf.function(
-                lambda z, truncation, class_ids: {
-                    "images": sampling.to_pixels(g(z, class_ids, truncation, training=False))
-                },
-                input_signature=specs + [tf.TensorSpec([1], tf.int64, name="class_ids")],
-            )
-        else:
-            fn = tf.function(
-                lambda z, truncation: {
-                    "images": sampling.to_pixels(g(z, None, truncation, training=False))
-                },
-                input_signature=specs,
-            )
-        archive.add_endpoint("serving_default", fn)
+        archive = export.tflite_archive(g, data.info)
         path = str(Path(workdir) / "generator_fixed")
         archive.write_out(path, verbose=False)
         n = self._parity_count(cfg, data)

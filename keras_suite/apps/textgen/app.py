@@ -13,7 +13,7 @@ from keras_suite.apps.textgen import config as cfg_lib
 from keras_suite.apps.textgen import data as data_lib
 from keras_suite.apps.textgen.corpus import load_corpus, split_documents
 from keras_suite.apps.textgen.evaluate import language_metrics, score_stream, stepwise_bits_per_char
-from keras_suite.apps.textgen.export import build_archive, decode_step_archive
+from keras_suite.apps.textgen.export import serving_archive, tflite_archive
 from keras_suite.apps.textgen.model import build_model
 from keras_suite.apps.textgen.ngram import KneserNey
 from keras_suite.apps.textgen.sampling import KerasDecoder, generate
@@ -296,7 +296,7 @@ class TextGenApp(App):
 
     # ---- serving ------------------------------------------------------------------------
     def export_archive(self, *, state, info, cfg, artifacts):
-        return build_archive(state.model, Tokenizer.load(artifacts), cfg.generate)
+        return serving_archive(state.model, Tokenizer.load(artifacts), cfg.generate)
 
     def _generate_inputs(self, prompts, cfg, info, max_new=None):
         n = len(prompts)
@@ -340,7 +340,7 @@ class TextGenApp(App):
     def tflite_targets(self, *, state, data, cfg, workdir):
         model = state.model
         path = str(Path(workdir) / "decode_step")
-        decode_step_archive(model).write_out(path, verbose=False)
+        tflite_archive(model).write_out(path, verbose=False)
         context = getattr(model, "context", None) if hasattr(model, "num_heads") else None
         shapes = model.state_shapes(1)
         train_stream = data.extras["train_stream"]

@@ -132,7 +132,7 @@ def make_score(model, gtok):
     return score
 
 
-def build_archive(model, tokenizer, gcfg):
+def serving_archive(model, tokenizer, gcfg):
     gtok = tokenizer.graph()
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -158,7 +158,7 @@ def build_archive(model, tokenizer, gcfg):
     return archive
 
 
-def decode_step_archive(model):
+def tflite_archive(model):
     """A SavedModel for TFLite: one decoding step, batch 1, the state as inputs/outputs."""
     names = model.state_names()
     shapes = model.state_shapes(1)

@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_suite import common
 from keras_suite.apps.translation import config as cfg_lib
+from keras_suite.apps.translation import export
 from keras_suite.apps.translation.data import TARGET_VOCAB, build_datasets, tokenizers
 from keras_suite.apps.translation.decoding import beam_search, greedy_decode
 from keras_suite.apps.translation.metrics import translation_metrics
@@ -209,24 +210,7 @@ class TranslationApp(App):
         """serving_default: sentences [N] string -> translations [N] string (greedy).
         translate_beam: sentences [N] string, beam_width [N] int32 -> translations, scores."""
         translator = make_translator(state.model, cfg, info, artifacts)
-        archive = keras.export.ExportArchive()
-        archive.track(state.model)
-        archive.track(translator.source_tokenizer)  # their lookup tables and vocab assets
-        archive.track(translator.target_tokenizer)
-        archive.add_endpoint(
-            "serving_default",
-            tf.function(translator.greedy),
-            input_signature=[tf.TensorSpec([None], tf.string, name="sentences")],
-        )
-        archive.add_endpoint(
-            "translate_beam",
-            tf.function(translator.beam),
-            input_signature=[
-                tf.TensorSpec([None], tf.string, name="sentences"),
-                tf.TensorSpec([None], tf.int32, name="beam_width"),
-            ],
-        )
-        return archive
+        return export.serving_archive(state.model, translator)
 
     def sample_requests(self, *, data, info, cfg):
         sentences = np.array([p[0] for p in data.extras["test"][:2]], dtype=object)

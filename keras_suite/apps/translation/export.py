@@ -30,6 +30,31 @@ tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
 
 
+def serving_archive(model, translator) -> keras.export.ExportArchive:
+    """serving_default: sentences [N] string -> translations [N] string (greedy).
+    translate_beam: sentences [N] string, beam_width [N] int32 -> translations, scores.
+    Tokenization is in graph (the tokenizers' lookup tables and vocabularies are tracked,
+    so TF Serving copies them as assets)."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(translator.source_tokenizer)
+    archive.track(translator.target_tokenizer)
+    archive.add_endpoint(
+        "serving_default",
+        tf.function(translator.greedy),
+        input_signature=[tf.TensorSpec([None], tf.string, name="sentences")],
+    )
+    archive.add_endpoint(
+        "translate_beam",
+        tf.function(translator.beam),
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="sentences"),
+            tf.TensorSpec([None], tf.int32, name="beam_width"),
+        ],
+    )
+    return archive
+
+
 def _spec(value, name):
     return tf.TensorSpec(value.shape, value.dtype, name=name)
 
