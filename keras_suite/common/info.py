@@ -30,6 +30,14 @@ SHARED_INFO_KEYS = (
         "examples per split, {'train': n, 'val': n, 'test': n}; {} when the app has no "
         "dataset splits (DQN's data is an environment)",
     ),
+    InfoKey(
+        "evaluation_split",
+        dict,
+        True,
+        "the split the headline metric is computed on, for metrics.json: {'split': 'test', "
+        "'size': n, 'near_duplicates_removed': k, 'duplicate_rule': 'how near-duplicates of "
+        "training examples were found'} (docs/design.md, evaluation protocol)",
+    ),
     InfoKey("class_names", list, False, "class names in label order (labels.txt, data check)"),
     InfoKey("split_origin", dict, False, "where each split came from (folder, carved, ...)"),
     InfoKey("image_sizes", dict, False, "source image sizes seen by the loader (data check)"),
@@ -65,4 +73,20 @@ def check_info(app_name: str, info: dict) -> dict:
             f"app {app_name!r}: Datasets.info['split_sizes'] maps split names to int counts; "
             f"got {bad}"
         )
+    split = info["evaluation_split"]
+    needed = {"split": str, "size": int, "near_duplicates_removed": int, "duplicate_rule": str}
+    wrong = [k for k, t in needed.items() if not isinstance(split.get(k), t)]
+    if wrong:
+        raise InfoContractError(
+            f"app {app_name!r}: Datasets.info['evaluation_split'] needs {wrong} "
+            f"({', '.join(f'{k}: {t.__name__}' for k, t in needed.items())})"
+        )
     return info
+
+
+def with_evaluation_split(metrics: dict, info: dict) -> dict:
+    """metrics.json says which split produced its numbers: `evaluation_split` joins the
+    app's metrics (after its scalars, so the headline stays first)."""
+    if "evaluation_split" in info and "evaluation_split" not in metrics:
+        metrics = {**metrics, "evaluation_split": info["evaluation_split"]}
+    return metrics

@@ -28,7 +28,7 @@ from keras_suite import common
 from keras_suite.common import config as config_lib
 from keras_suite.common.app import Artifacts
 from keras_suite.common.errors import UserError
-from keras_suite.common.info import check_info
+from keras_suite.common.info import check_info, with_evaluation_split
 from keras_suite.common.precision import resolve_precision
 from keras_suite.common.registry import get_app, read_run_meta
 from keras_suite.common.runlog import RunLogger, log, read_jsonl, write_json_atomic
@@ -215,6 +215,7 @@ def train_run(
     if not evaluate:
         return {"history": history}
     metrics = app.evaluate(state=state, data=data, cfg=cfg, run_dir=run_dir)
+    metrics = with_evaluation_split(metrics, data.info)
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
 
@@ -253,5 +254,6 @@ def evaluate_run(run_dir: str | Path) -> dict:
     run = load_run(run_dir, precision="trained")
     data = run.datasets()
     metrics = run.app.evaluate(state=run.state, data=data, cfg=run.cfg, run_dir=run.run_dir)
+    metrics = with_evaluation_split(metrics, data.info)
     write_json_atomic(Path(run_dir) / "metrics.json", metrics)
     return metrics

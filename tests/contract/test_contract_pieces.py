@@ -268,7 +268,16 @@ def test_run_artifacts_reach_datasets_on_load(tmp_path):
             if not artifacts.exists("vocab.txt"):
                 artifacts.write_text("vocab.txt", "a\nb\n")
             seen.append(artifacts.read_text("vocab.txt"))
-            info = {"source": "test", "split_sizes": {}}
+            info = {
+                "source": "test",
+                "split_sizes": {},
+                "evaluation_split": {
+                    "split": "test",
+                    "size": 0,
+                    "near_duplicates_removed": 0,
+                    "duplicate_rule": "none",
+                },
+            }
             return Datasets(train_epoch=None, steps_per_epoch=0, info=info)
 
     first = build_datasets(VocabApp(), None, tmp_path)

@@ -178,7 +178,8 @@ def test_same_concept_same_file_name(name):
 
 
 def test_info_keys_are_checked_with_a_clear_error():
-    good = {"source": "builtin", "split_sizes": {"train": 3, "test": 1}}
+    split = {"split": "test", "size": 1, "near_duplicates_removed": 0, "duplicate_rule": "x"}
+    good = {"source": "builtin", "split_sizes": {"train": 3, "test": 1}, "evaluation_split": split}
     assert check_info("x", dict(good)) == good
     with pytest.raises(InfoContractError, match=r"app 'x'.*'source'"):
         check_info("x", {"split_sizes": {}})
@@ -186,5 +187,7 @@ def test_info_keys_are_checked_with_a_clear_error():
         check_info("x", {"source": "builtin"})
     with pytest.raises(InfoContractError, match="class_names"):
         check_info("x", {**good, "class_names": "cat,dog"})
+    with pytest.raises(InfoContractError, match="near_duplicates_removed"):
+        check_info("x", {**good, "evaluation_split": {"split": "test", "size": 1}})
     with pytest.raises(InfoContractError, match="int counts"):
         check_info("x", {**good, "split_sizes": {"train": "3"}})

@@ -227,6 +227,12 @@ def build_datasets(cfg) -> Datasets:
         "num_val": counts.get("val", 0),
         "num_test": counts.get("test", 0),
         "split_sizes": counts,
+        "evaluation_split": {
+            "split": "test",
+            "size": counts.get("test", 0),
+            "near_duplicates_removed": 0,
+            "duplicate_rule": "not checked",
+        },
         "split_origin": {s: origin[s] for s in counts},
     }
     if image_sizes:

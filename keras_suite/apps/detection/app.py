@@ -104,6 +104,12 @@ class DetectionApp(App):
             "reg_max": cfg.model.reg_max,
             "source": cfg.data.source,
             "split_sizes": {k: len(v) for k, v in splits.items()},
+            "evaluation_split": {
+                "split": "test",
+                "size": len(splits["test"]),
+                "near_duplicates_removed": 0,
+                "duplicate_rule": "not checked",
+            },
             "split_origin": origin,
         }
         sizes = [getattr(v, "source_sizes", None) for v in splits.values()]

@@ -43,7 +43,15 @@ class DQNApp(App):
     def datasets(self, *, cfg, artifacts) -> Datasets:
         from keras_suite.apps.dqn.data import env_info
 
-        return Datasets(train_epoch=None, steps_per_epoch=0, info=env_info(cfg.env))
+        info = env_info(cfg.env)
+        # scored on new episodes from evaluation seeds (evaluate.py), not training episodes
+        info["evaluation_split"] = {
+            "split": "evaluation episodes",
+            "size": int(cfg.eval.episodes),
+            "near_duplicates_removed": 0,
+            "duplicate_rule": "not applicable: fresh episodes, not stored examples",
+        }
+        return Datasets(train_epoch=None, steps_per_epoch=0, info=info)
 
     def build_state(self, *, cfg, info):
         import keras_suite.common.training as training

@@ -120,6 +120,12 @@ class GanApp(App):
             "num_test": len(test_x),
             "source": cfg.data.source,
             "split_sizes": {"train": len(train_x), "test": len(test_x)},
+            "evaluation_split": {
+                "split": "test",
+                "size": len(test_x),
+                "near_duplicates_removed": 0,
+                "duplicate_rule": "not checked",
+            },
         }
         steps = cfg.train.steps_per_epoch or len(train_x) // batch
         return Datasets(

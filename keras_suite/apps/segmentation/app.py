@@ -90,6 +90,12 @@ class SegmentationApp(App):
             "split_sizes": {
                 s: len(splits[s]) if s != "train" else len(train) for s in ("train", "val", "test")
             },
+            "evaluation_split": {
+                "split": "test",
+                "size": len(splits["test"]),
+                "near_duplicates_removed": 0,
+                "duplicate_rule": "not checked",
+            },
         }
         return Datasets(
             train_epoch=train_epoch,

@@ -105,6 +105,12 @@ class TextGenApp(App):
             "duplicate_files": corpus.duplicates,
             "source": cfg.data.source,
             "split_sizes": {"train": len(train_docs), "val": len(val_docs)},  # documents
+            "evaluation_split": {
+                "split": "val",
+                "size": len(val_docs),
+                "near_duplicates_removed": 0,
+                "duplicate_rule": "not checked",
+            },
         }
         log.info(
             "corpus: %d train / %d val documents, %d / %d characters, %d / %d %s tokens (vocab %d)%s",

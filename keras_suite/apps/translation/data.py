@@ -314,6 +314,12 @@ def build_datasets(cfg, artifacts) -> Datasets:
         "num_train": int(len(train_src)),
         "num_val": int(len(arrays["val"][0])),
         "num_test": int(len(arrays["test"][0])),
+        "evaluation_split": {
+            "split": "test",
+            "size": int(len(arrays["test"][0])),
+            "near_duplicates_removed": 0,
+            "duplicate_rule": "not checked",
+        },
         "split_sizes": {
             "train": int(len(train_src)),
             "val": int(len(arrays["val"][0])),

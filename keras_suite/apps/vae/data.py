@@ -134,6 +134,12 @@ def build_datasets(cfg) -> Datasets:
         "num_val": counts.get("val", 0),
         "num_test": counts["test"],
         "split_sizes": {s: int(n) for s, n in counts.items()},
+        "evaluation_split": {
+            "split": "test",
+            "size": int(counts["test"]),
+            "near_duplicates_removed": 0,
+            "duplicate_rule": "not checked",
+        },
     }
     if cfg.model.kind == "vqvae":
         info.update(
