@@ -9,7 +9,11 @@ each a `ksuite serve` flag (serving/server.py):
   negative or malformed Content-Length is a parse error (400). Nothing buffers past it.
 - in-flight bytes: bodies being read or handled, summed over all requests; a request that
   would pass the cap is answered 503 at once, so memory stays bounded under a flood.
-- connections: over the cap, a connection's request is answered 503 and it is closed.
+- connections: over the cap, a new connection first closes the connection idle longest
+  (no request in flight, nothing received since its last response: what nginx does with
+  idle keep-alive connections), so idle clients cannot lock working ones out; only when
+  every open connection has a request in flight is the newcomer's request answered 503
+  and the connection closed. Each such close is counted in the metrics and logged at DEBUG.
 - timeouts: request head (slowloris), idle keep-alive (also a fresh socket that sends
   nothing), and body.
 
@@ -29,12 +33,15 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
+from prometheus_client import Counter
 
 from keras_suite.serving import rest
 
 log = logging.getLogger("ksuite.serving")
 
 SERVER_HEADER = "ksuite-serving"
+# Not a TF Serving metric (it has no connection cap), hence the ksuite prefix.
+EVICTED_METRIC = ":ksuite:serving:rest_idle_connections_evicted"
 
 
 @dataclass
@@ -72,23 +79,31 @@ def _raw_response(status: int, reason: str, message: str) -> bytes:
 
 
 class _Connection(web.RequestHandler):
-    """aiohttp's per-connection protocol plus a request-head timeout, the connection cap and
-    JSON bodies for errors aiohttp answers itself (malformed framing)."""
+    """aiohttp's per-connection protocol plus a request-head timeout, the connection cap,
+    idle tracking (for making room at the cap) and JSON bodies for errors aiohttp answers
+    itself (malformed framing)."""
 
     rest_server: "RestServer"
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self.over_cap = self.rest_server.connection_opened()
         self._head_timer = None
         self._head_pending = True  # no complete request head since the last response
+        self.evicted = False  # closed by the server to make room
+        self._bytes_received = 0
+        self._bytes_at_request_read = None  # _bytes_received once this request's body was read
+        self.over_cap = self.rest_server.connection_opened(self)
+        self.rest_server.mark_idle(self)  # a fresh connection that sent nothing yet is idle
 
     def connection_lost(self, exc) -> None:
         self._cancel_head_timer()
-        self.rest_server.connection_closed()
+        self.rest_server.connection_closed(self)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if data:  # the first byte of a request makes the connection busy until it is answered
+            self._bytes_received += len(data)
+            self.rest_server.mark_busy(self)
         super().data_received(data)
         # The first bytes of a request head start its clock; the handler stops it.
         if self._head_pending and self._head_timer is None and self.transport is not None:
@@ -97,11 +112,32 @@ class _Connection(web.RequestHandler):
             )
 
     def head_received(self) -> None:
+        self.rest_server.mark_busy(self)  # also for a pipelined request parsed earlier
         self._head_pending = False
+        self._bytes_at_request_read = None
         self._cancel_head_timer()
+
+    def request_read(self) -> None:
+        """The request's body is all in: bytes arriving from now on are the next request's."""
+        self._bytes_at_request_read = self._bytes_received
 
     def response_sent(self) -> None:
         self._head_pending = True
+
+    async def finish_response(self, request, resp, start_time):
+        result = await super().finish_response(request, resp, start_time)
+        # Written out and kept alive, with no byte of a next request received since this
+        # one's body and none parsed and queued (pipelined; `_messages` is aiohttp's queue):
+        # idle from now on, so this connection may be closed to make room.
+        if (
+            resp.keep_alive
+            and self.transport is not None
+            and not self.transport.is_closing()
+            and self._bytes_at_request_read == self._bytes_received
+            and not self._messages
+        ):
+            self.rest_server.mark_idle(self)
+        return result
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -172,6 +208,14 @@ class RestServer:
         self._pool = ThreadPoolExecutor(max_workers=limits.num_threads, thread_name_prefix="rest")
         self._loop = asyncio.new_event_loop()
         self._connections = 0
+        self._evicting = 0  # connections closed to make room whose close has not completed
+        # Idle connections, oldest idle first (dicts keep insertion order): value = idle since.
+        self._idle_connections: dict[_Connection, float] = {}
+        self._evictions = Counter(
+            EVICTED_METRIC,
+            "Idle REST connections closed to make room for a new one at --rest_max_connections.",
+            registry=core.metrics.registry,
+        )
         self._inflight_bytes = 0
         self._active = 0  # requests being handled (for graceful stop)
         self._idle = asyncio.Event()
@@ -231,12 +275,45 @@ class RestServer:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---- accounting (event-loop thread only, so no locks) ---------------------------------------
-    def connection_opened(self) -> bool:
+    def connection_opened(self, conn: _Connection) -> bool:
+        """Count a new connection, closing idle ones to keep within the cap; True if still over."""
         self._connections += 1
-        return self._connections > self.limits.max_connections
+        while self._connections - self._evicting > self.limits.max_connections:
+            if not self._idle_connections:
+                return True  # every connection has a request in flight: the newcomer waits
+            self._evict_oldest_idle()
+        return False
 
-    def connection_closed(self) -> None:
+    def connection_closed(self, conn: _Connection) -> None:
         self._connections -= 1
+        self._idle_connections.pop(conn, None)
+        if conn.evicted:
+            self._evicting -= 1
+
+    def mark_idle(self, conn: _Connection) -> None:
+        self._idle_connections.pop(conn, None)  # re-inserted last: the newest idle
+        self._idle_connections[conn] = self._loop.time()
+
+    def mark_busy(self, conn: _Connection) -> None:
+        self._idle_connections.pop(conn, None)
+
+    def _evict_oldest_idle(self) -> None:
+        conn, idle_since = next(iter(self._idle_connections.items()))
+        del self._idle_connections[conn]
+        conn.evicted = True
+        self._evicting += 1
+        self._evictions.inc()
+        if log.isEnabledFor(logging.DEBUG):
+            peer = conn.transport.get_extra_info("peername") if conn.transport else None
+            log.debug(
+                "REST: closed the connection from %s, idle for %.1f s, to make room: "
+                "%d connections open, the limit (--rest_max_connections) is %d",
+                peer[0] if peer else "?",
+                self._loop.time() - idle_since,
+                self._connections - self._evicting,
+                self.limits.max_connections,
+            )
+        conn.force_close()
 
     def _reserve(self, n: int) -> bool:
         if self._inflight_bytes + n > self.limits.max_inflight_bytes:
@@ -283,6 +360,7 @@ class RestServer:
                 body = await asyncio.wait_for(
                     self._read_body(request, reserved), self.limits.body_timeout_s
                 )
+                conn.request_read()
             except _BodyTooLarge as exc:
                 if str(exc) == "busy":
                     return self._busy()

@@ -189,7 +189,8 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
         "--rest_max_connections",
         type=int,
         default=d.rest_max_connections,
-        help="open REST connections at most; a request on one over the cap gets 503 (default 1024)",
+        help="open REST connections at most; at the cap the longest-idle one is closed to make "
+        "room, and a request on one over it (all busy) gets 503 (default 1024)",
     )
     add(
         "--rest_max_inflight_bytes",

@@ -163,8 +163,12 @@ def test_idle_sockets_are_closed(server):
 
 
 def test_connections_over_the_cap_get_503(server):
+    # Each holds a request in flight (its body still arriving): idle connections would be
+    # closed to make room instead (tests/serving/test_serving_idle_connections.py).
     socks = [_connect(server) for _ in range(LIMITS["rest_max_connections"])]
     try:
+        for sock in socks:
+            sock.sendall(_post("/v1/models/toy:predict", GOOD)[:-10])
         time.sleep(0.2)  # let the server accept them all
         status, headers, body = _exchange(server, _post("/v1/models/toy:predict", GOOD))
         _assert_json_error(status, headers, body, 503, "Too many connections")
