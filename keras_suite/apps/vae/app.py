@@ -249,6 +249,7 @@ class VAEApp(App):
                 "encoder": export_lib.encoder_tflite_archive(encoder, info),
                 "decoder": export_lib.decoder_tflite_archive(decoder, info),
             }
+        calibration, _, calibration_size = data.extras["calibration"]
         targets = []
         for half, archive in archives.items():
             path = str(Path(workdir) / f"vae_{half}")
@@ -259,6 +260,8 @@ class VAEApp(App):
                     saved_model_dir=path,
                     signature="serving_default",
                     representative_data=_calibration(half, model, data, cfg),
+                    calibration_split=f"{calibration} ({calibration_size} images)",
+                    evaluation_split=f"test ({min(info['num_test'], cfg.eval.tflite_examples)} images)",
                     extras={"half": half, "model": model},
                 )
             )
@@ -336,8 +339,9 @@ class VAEApp(App):
 
 
 def _calibration(half: str, model, data, cfg):
-    """int8 calibration inputs from the validation split (the parity report scores test)."""
-    source = data.val if data.val is not None else data.test
+    """int8 calibration inputs from the validation split, or the training images when there
+    is none; never the test split, which the parity report scores."""
+    source = data.extras["calibration"][1]
 
     def images():
         for x in source.unbatch().batch(1):

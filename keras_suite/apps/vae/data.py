@@ -15,6 +15,13 @@ from keras_suite import common
 from keras_suite.common import shapes
 from keras_suite.common.app import Datasets
 from keras_suite.common.data import carve_missing_splits, eval_pipeline, train_pipeline
+from keras_suite.common.duplicates import (
+    IMAGE_RULE,
+    dataset_hashes,
+    disjoint_indices,
+    evaluation_split,
+    log_removed,
+)
 from keras_suite.common.errors import UserError
 from keras_suite.common.images import decode_resize, readable_images
 from keras_suite.common.runlog import log
@@ -42,7 +49,7 @@ def _shapes_splits(cfg):
     out = {}
     for split, n in (("train", d.num_train), ("val", d.num_val), ("test", d.num_test)):
         images, _ = shapes.classification_images(n, d.image_size, SHAPES_SEEDS[split])
-        out[split] = tf.data.Dataset.from_tensor_slices(images), n
+        out[split] = tf.data.Dataset.from_tensor_slices(images)
     return out
 
 
@@ -76,17 +83,45 @@ def _folder_splits(cfg):
             continue
         ds = tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
         # kept as 8-bit RGB: a quarter of the memory of float32 when cached
-        ds = ds.map(
+        out[split] = ds.map(
             lambda p: tf.cast(tf.round(decode_resize(tf.io.read_file(p), size)), tf.uint8),
             num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
-        out[split] = (ds.cache() if cfg.data.cache else ds), len(paths)
     return out
+
+
+def _without_duplicates(splits: dict, cfg) -> tuple[dict, dict]:
+    """Drop val/test images whose pixels, as the model sees them (greyscale, binarised),
+    equal an earlier split's: -> ({split: (dataset, count)}, {split: removed})."""
+    d = cfg.data
+
+    def model_pixels(x):
+        return tf.cast(to_model_pixels(x, d.channels, d.binarize), tf.uint8)
+
+    hashes = {
+        split: dataset_hashes(ds.map(model_pixels, num_parallel_calls=tf.data.AUTOTUNE))
+        for split, ds in splits.items()
+    }
+    keep, removed = disjoint_indices(hashes)
+    log_removed(removed, "images (pixels as the model sees them)")
+    out = {}
+    for split, ds in splits.items():
+        kept = keep[split]
+        if len(kept) < len(hashes[split]):  # a lookup of kept positions, in order
+            wanted = tf.constant(np.isin(np.arange(len(hashes[split])), kept))
+            ds = ds.enumerate().filter(lambda i, x: tf.gather(wanted, i)).map(lambda i, x: x)
+        if d.source == "folder" and d.cache:
+            ds = ds.cache()
+        out[split] = ds, len(kept)
+    return out, removed
 
 
 def build_datasets(cfg) -> Datasets:
     d = cfg.data
-    splits = _shapes_splits(cfg) if d.source == "shapes" else _folder_splits(cfg)
+    splits, removed = _without_duplicates(
+        _shapes_splits(cfg) if d.source == "shapes" else _folder_splits(cfg), cfg
+    )
     counts = {s: n for s, (_, n) in splits.items()}
     log.info(
         "%s data: %s images, %dx%dx%d%s",
@@ -104,7 +139,11 @@ def build_datasets(cfg) -> Datasets:
             "add images or lower train.batch_size"
         )
     if not counts.get("test"):
-        raise UserError("no test images: raise data.test_fraction or add a test/ folder")
+        copies = f" ({removed['test']} were copies of training/validation images)"
+        raise UserError(
+            f"no test images{copies if removed.get('test') else ''}: raise "
+            "data.test_fraction or add a test/ folder of other images"
+        )
     prepare = lambda x: to_model_pixels(x, d.channels, d.binarize)  # noqa: E731
 
     def train_epoch(epoch: int):
@@ -134,24 +173,23 @@ def build_datasets(cfg) -> Datasets:
         "num_val": counts.get("val", 0),
         "num_test": counts["test"],
         "split_sizes": {s: int(n) for s, n in counts.items()},
-        "evaluation_split": {
-            "split": "test",
-            "size": int(counts["test"]),
-            "near_duplicates_removed": 0,
-            "duplicate_rule": "not checked",
-        },
+        "evaluation_split": evaluation_split("test", counts["test"], removed, IMAGE_RULE),
     }
     if cfg.model.kind == "vqvae":
         info.update(
             latent_grid=d.image_size // 2**cfg.model.num_downsamples,
             codebook_size=cfg.model.codebook_size,
         )
+    # int8 calibration never sees the test images the parity report scores: the
+    # validation split, or the training images when there is none
+    calibration = "val" if counts.get("val") else "train"
     return Datasets(
         train_epoch=train_epoch,
         steps_per_epoch=steps,
         val=evaluate("val"),
         test=evaluate("test"),
         info=info,
+        extras={"calibration": (calibration, evaluate(calibration), counts[calibration])},
     )
 
 
