@@ -21,7 +21,11 @@ from keras_suite.common import config as config_lib
 from keras_suite.common.registry import app_names, get_app
 from tests.helpers import ROOT  # noqa: E402
 
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "docs" / "results").glob("*.md")),
+]
 
 
 def _command_lines():
