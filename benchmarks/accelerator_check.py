@@ -86,7 +86,7 @@ def visible_gpus() -> int:
         [
             sys.executable,
             "-c",
-            "import common; tf = common.quiet_import_tensorflow(); "
+            "from keras_suite import common; tf = common.quiet_import_tensorflow(); "
             "print(len(tf.config.list_physical_devices('GPU')))",
         ],
         capture_output=True,

@@ -184,7 +184,8 @@ def test_bad_config_is_a_user_error():
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""
-    import json, numpy as np, common
+    import json, numpy as np
+    from keras_suite import common
     from keras_suite.common.strategy import make_strategy
     tf = common.quiet_import_tensorflow()
     import keras
