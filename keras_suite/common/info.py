@@ -36,7 +36,7 @@ SHARED_INFO_KEYS = (
         True,
         "the split the headline metric is computed on, for metrics.json: {'split': 'test', "
         "'size': n, 'near_duplicates_removed': k, 'duplicate_rule': 'how near-duplicates of "
-        "training examples were found'} (docs/design.md, evaluation protocol)",
+        "training examples were found'} (docs/design.md §9)",
     ),
     InfoKey("class_names", list, False, "class names in label order (labels.txt, data check)"),
     InfoKey("split_origin", dict, False, "where each split came from (folder, carved, ...)"),

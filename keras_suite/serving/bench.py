@@ -255,7 +255,7 @@ def main(argv=None) -> int:
 
 
 def markdown_table(results: list[dict]) -> str:
-    """The results as the Markdown table docs/serving.md shows."""
+    """The results as the Markdown table docs/results/serving.md shows."""
     rows = [
         "| batching | clients | protocol (load generator) | req/s | p50 ms | p95 ms | p99 ms | errors "
         "| client CPU (cores) | server CPU (cores) |",

@@ -86,7 +86,7 @@ class LossConfig:
     alpha: float = 0.5  # alignment = score**alpha * iou**beta
     beta: float = 6.0
     assigner_overlap: str = (
-        "iou"  # iou | ciou (YOLOv8's); measured equal on default, docs/detection.md
+        "iou"  # iou | ciou (YOLOv8's); equal on default, docs/results/detection.md
     )
 
     def validate(self) -> None:
@@ -152,7 +152,7 @@ def smoke() -> DetectionConfig:
 
 def default() -> DetectionConfig:
     """About 26 minutes of training on 2 CPU cores with AVX-512 (mAP@.5 0.91 on the built-in
-    test set; docs/detection.md has the runs).
+    test set; docs/results/detection.md has the runs).
 
     8,000 generated scenes seen 18 times rather than 4,000 seen 36 times: the same steps,
     and the 4,000-image run scored 2.8 points mAP@.5 higher on its training images than

@@ -180,7 +180,7 @@ def rainbow_lite() -> DQNConfig:
     """Double + dueling + prioritized replay + 3-step returns (Rainbow without noisy
     nets and the distributional head), sized for about half an hour on 2 CPU cores:
     150k agent steps (600k frames) took Breakout from random (1.7) to 18.0 ± 7.1
-    (docs/dqn.md has the run)."""
+    (docs/results/dqn.md has the run)."""
     cfg = DQNConfig()
     cfg.agent.double = True
     cfg.agent.dueling = True

@@ -204,7 +204,7 @@ def smoke() -> Config:
 
 
 def default() -> Config:
-    """DCGAN on 32x32 built-in shapes, 10-15 minutes on 2 CPU cores (docs/gan.md). Minibatch
+    """DCGAN on 32x32 built-in shapes, 10-15 minutes on 2 CPU cores (docs/results/gan.md). Minibatch
     stddev and instance noise 0.2: FID 26.1 -> 14.1, recall 0.15 -> 0.21 (noise alone: 19.2;
     minibatch stddev alone did not stop the discriminator from winning by epoch 5)."""
     return Config(

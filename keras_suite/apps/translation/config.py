@@ -15,7 +15,7 @@ class DataConfig:
     path: str = ""  # tsv: a file, a comma-separated list of files, or a folder of *.tsv/*.txt
     # Built-in data only. 12,500 pairs x 16 epochs: the same pair-visits as 40,000 x 5 (the
     # built-in task reaches 100 % either way), while a ~25k-pair real corpus gets the 16 epochs it
-    # needs in ~20 minutes on 2 cores (docs/translation.md, "A real corpus").
+    # needs in ~20 minutes on 2 cores (docs/results/translation.md, gettext).
     num_train: int = 12500
     num_val: int = 1000
     num_test: int = 1000
@@ -159,8 +159,8 @@ def smoke() -> Config:
 
 
 def default() -> Config:
-    """Minutes on 2 CPU cores: the built-in task to >= 95% exact match (docs/translation.md);
-    also the recipe for ~25k short pairs of a real corpus (--set data.source=tsv ...)."""
+    """Minutes on 2 CPU cores: the built-in task to >= 95% exact match; also the recipe for
+    ~25k short pairs of a real corpus (--set data.source=tsv ...). docs/results/translation.md."""
     return Config()
 
 
