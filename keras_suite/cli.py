@@ -151,10 +151,17 @@ def _cmd_bench(args) -> int:
         bench = importlib.import_module(module)
     except ModuleNotFoundError:
         raise UserError(
-            f"no benchmark named {args.name!r}; try classification, serving, tflite, "
-            "detection or dqn"
+            f"no benchmark named {args.name!r}; choose one of: {', '.join(bench_names())}"
         ) from None
     return int(bench.main(args.args) or 0)
+
+
+def bench_names() -> list[str]:
+    """Every app with a bench.py, plus the serving and tflite benchmarks."""
+    from keras_suite.common.registry import APPS_DIR
+
+    apps = [n for n in app_names() if (APPS_DIR / n / "bench.py").exists()]
+    return [*apps, "serving", "tflite"]
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -238,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_apps)
 
     p = sub.add_parser("bench", help="run a benchmark (prints numbers, writes JSON)")
-    p.add_argument("name", help="classification, detection, dqn, serving or tflite")
+    p.add_argument("name", help=", ".join(bench_names()))
     p.add_argument(
         "args", nargs=argparse.REMAINDER, help="arguments for that benchmark (--help lists them)"
     )

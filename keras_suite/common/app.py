@@ -2,38 +2,45 @@
 and tflite. docs/adding-an-app.md walks through writing one.
 
 An app package defines `APP = SomeApp()` (lazily, in its `__init__.py`), where `SomeApp`
-subclasses `App`. The shared code calls these hooks, in this order, and nothing else:
+subclasses `App`. The shared code calls these hooks, in this order, and nothing else.
+Every hook but the per-replica steps takes KEYWORD-ONLY arguments with exactly the names
+below (tests/contract/test_contract_rules.py checks it), so no app can relax a signature
+or reorder arguments:
 
     ksuite train APP
         cfg       = config.resolve(APP.presets, preset, yaml, --set)
-        artifacts = Artifacts(RUN_DIR / "artifacts")       # files kept with the run
-        data      = APP.datasets(cfg, artifacts)           # Datasets; may write artifacts
-        with strategy.scope():
-            state = APP.build_state(cfg, data.info)        # TrainState: models, optimizers
+        artifacts = Artifacts(RUN_DIR / "artifacts")               # files kept with the run
+        data      = APP.datasets(cfg=, artifacts=)                 # Datasets; info checked
+        with strategy.scope():                                     #   (common/info.py)
+            state = APP.build_state(cfg=, info=data.info)          # TrainState
         APP.train(ctx)      # default: the shared loop, which runs per replica
                             #   APP.train_step(state, batch, step)   step: StepContext
                             #   APP.test_step(state, batch, step)    (validation line)
-                            # and on the chief APP.on_epoch_end(state, data, cfg, run_dir, epoch)
-        metrics   = APP.evaluate(state, data, cfg, run_dir)  -> RUN_DIR/metrics.json
+                            # and on the chief APP.on_epoch_end(state=, data=, cfg=,
+                            #   run_dir=, epoch=)
+        metrics   = APP.evaluate(state=, data=, cfg=, run_dir=)    -> RUN_DIR/metrics.json
     ksuite evaluate RUN_DIR   load_run (datasets + build_state + saved weights), evaluate
     ksuite export RUN_DIR
-        archive   = APP.export_archive(state, info, cfg, artifacts)  # ExportArchive
-        requests  = APP.sample_requests(data, info, cfg)     # warm-up records
+        archive   = APP.export_archive(state=, info=, cfg=, artifacts=)   # ExportArchive
+        requests  = APP.sample_requests(data=, info=, cfg=)        # warm-up records
     ksuite convert RUN_DIR
-        targets   = APP.tflite_targets(state, data, cfg, workdir)    # [TFLiteTarget]
-        metrics   = APP.tflite_evaluate(run_signature, data, cfg, info, target)
-    ksuite data check APP     data = APP.datasets(cfg, scratch artifacts); APP.data_report(data, cfg)
+        targets   = APP.tflite_targets(state=, data=, cfg=, workdir=)     # [TFLiteTarget]
+        metrics   = APP.tflite_evaluate(run_signature=, data=, cfg=, info=, target=)
+    ksuite data check APP
+        data = APP.datasets(cfg=, artifacts=scratch); APP.data_report(data=, cfg=)
     ksuite predict RUN_DIR INPUT...
-        signature, inputs = APP.predict_request(inputs, info, cfg)
-        files     = APP.render_predictions(inputs, outputs, info, out_dir)
-    tests/test_app_contract.py
-        inputs    = APP.predict_examples(data, info, cfg, out_dir)   # what `predict` takes
+        signature, inputs = APP.predict_request(inputs=, info=, cfg=)
+        files     = APP.render_predictions(inputs=, outputs=, info=, out_dir=)
+    tests/contract/test_app_contract.py
+        inputs    = APP.predict_examples(data=, info=, cfg=, out_dir=)   # what predict takes
     ksuite VERB APP|RUN_DIR ...   verbs from apps/<name>/commands.py (COMMANDS list)
 
 Rules that keep apps simple and distribution-correct:
 - Apps are stateless: everything a hook needs arrives as an argument. Data computed once
   and needed later travels in `Datasets.extras` or `TFLiteTarget.extras`, files in
-  `Artifacts`, never as attributes on the app object.
+  `Artifacts`, never as attributes on the app object or in module-level variables (the
+  one process-wide cache is keras_suite/common/cache.py).
+- `Datasets.info` carries the keys shared code reads (keras_suite/common/info.py).
 - `train_step` runs once per replica inside `strategy.run`. It returns a dict of scalars
   scaled so that SUMMING them over replicas gives the global value (use
   `keras_suite.common.training.replica_mean` for per-example losses, `replica_weighted_mean` when the
@@ -235,6 +242,18 @@ class App:
         """Called by the shared loop on the chief after each epoch (1-based `epoch`) is
         checkpointed and validated: progress pictures (a GAN's sample grid), extra numbers
         to log (returned scalars join the epoch record). Default: nothing."""
+        return {}
+
+    def tensorboard_images(self, *, state, data: Datasets, cfg) -> dict:
+        """Pictures of what the model does now, {tag: uint8 array [N, H, W, 3]}, written to
+        TensorBoard (RUN_DIR/logs/tensorboard/train, step = epoch) by the shared loop on the
+        chief after each epoch. Keep them cheap and on fixed inputs (a handful of
+        validation images, fixed seeds), never the test split. Default: none."""
+        return {}
+
+    def tensorboard_text(self, *, state, data: Datasets, cfg) -> dict:
+        """Text for TensorBoard after each epoch, like `tensorboard_images`: {tag: markdown
+        string, or a list of strings shown as a table}. Default: none."""
         return {}
 
     def train(self, ctx) -> list[dict]:

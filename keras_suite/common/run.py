@@ -11,7 +11,8 @@ RUN_DIR layout (docs/run-directory.md):
     <name>.weights.h5      final weights of each saved model (model.weights.h5, ...)
     metrics.json           final evaluation metrics
     plots/                 PNGs (training curves, confusion matrix, ...)
-    exports/               SavedModels written by `ksuite export` / convert
+    exports/               SavedModels of `ksuite demo` and the API's run.export() (ksuite export
+                           --base DIR writes under DIR)
     tflite/                .tflite files and parity reports
 """
 
@@ -128,6 +129,7 @@ def train_run(
     cpu_devices: int = 0,
     overwrite: bool = False,
     evaluate: bool = True,
+    callbacks=(),
     command: str = "",
     cfg=None,
 ) -> dict:
@@ -199,6 +201,7 @@ def train_run(
         is_chief=is_chief,
         worker_dir=worker_dir,
         logger=logger,
+        callbacks=tuple(callbacks),  # keras.callbacks.Callback instances (docs/training.md)
     )
     try:
         history = app.train(ctx)
@@ -207,6 +210,9 @@ def train_run(
     state.save_weights(out_dir)
     if not is_chief:
         return {}
+    from keras_suite.common.keras_files import save_keras_files
+
+    save_keras_files(state, run_dir)  # <name>.keras + keras_files.json (docs/run-directory.md)
     from keras_suite.common.plots import plot_training_curves
 
     plot_training_curves(
