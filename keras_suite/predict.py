@@ -142,9 +142,18 @@ def run_predict(args) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     printable = {}
+    # An app may name outputs too big for a JSON file (segmentation's per-pixel masks): its
+    # render_predictions writes them as files, and predictions.json keeps their shape only.
+    omitted = set(getattr(app, "predictions_json_omit", ()) if app is not None else ())
     for key, value in sorted(outputs.items()):
         value = np.asarray(value)
-        if value.dtype == object:
+        if key in omitted and app is not None and args.inputs:
+            printable[key] = {
+                "dtype": str(value.dtype),
+                "shape": list(value.shape),
+                "written_by": f"{app.name} render_predictions (see the files printed below)",
+            }
+        elif value.dtype == object:
             printable[key] = [
                 v.decode("utf-8", "replace") if isinstance(v, bytes) else v
                 for v in value.reshape(-1)

@@ -8,7 +8,7 @@ import numpy as np
 
 from keras_suite import common
 from keras_suite.apps.segmentation import config as config_lib
-from keras_suite.apps.segmentation.data import load_splits
+from keras_suite.apps.segmentation.data import load_dataset
 from keras_suite.common.app import App, Datasets, TFLiteTarget
 from keras_suite.common.errors import UserError
 from keras_suite.common.runlog import log, write_json_atomic
@@ -16,6 +16,11 @@ from keras_suite.common.runlog import log, write_json_atomic
 tf = common.quiet_import_tensorflow()
 
 EVAL_BATCH = 32
+# how val/test images that copy a training image are found (info["evaluation_split"])
+DUPLICATE_RULE = (
+    "exact pixel hash: a val image whose decoded pixels equal a training image's, and a test "
+    "image equal to a training or kept val image, is removed and counted"
+)
 
 
 def _train_steps(cfg, num_train: int) -> int:
@@ -36,6 +41,41 @@ def predict_ids(model, images: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarra
     return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.uint8)
 
 
+def probability_batches(model, images: np.ndarray, batch: int = EVAL_BATCH):
+    """(first index, float32 class probabilities [b, S, S, C]) per batch of uint8 images."""
+    run = tf.function(
+        lambda x: tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)),
+        reduce_retracing=True,
+    )
+    for i in range(0, len(images), batch):
+        yield i, run(tf.constant(images[i : i + batch], tf.float32)).numpy()
+
+
+def score_split(model, split, num_classes: int, ignore: int, lut=None):
+    """-> (confusion at each image's own resolution, confusion at the model size, predicted
+    ids at the model size). User data (`lut` given) is scored against its untouched mask
+    files: the class probabilities are resized back to the image's size bilinearly, as the
+    serving signature does, then the argmax is taken. Built-in scenes are generated at the
+    model size, where both matrices are the same one."""
+    from keras_suite.apps.segmentation.data import own_resolution_mask
+    from keras_suite.apps.segmentation.metrics import ConfusionMatrix
+
+    fixed = ConfusionMatrix(num_classes, ignore)
+    own = ConfusionMatrix(num_classes, ignore) if lut is not None and split.files else fixed
+    ids = np.zeros(split.masks.shape, np.uint8)
+    for start, probs in probability_batches(model, split.images):
+        stop = start + len(probs)
+        ids[start:stop] = probs.argmax(-1)
+        fixed.update(split.masks[start:stop], ids[start:stop])
+        if own is fixed:
+            continue
+        for j, p in enumerate(probs):
+            truth = own_resolution_mask(split.files[start + j], lut)
+            full = tf.image.resize(p, truth.shape, method="bilinear")
+            own.update(truth, tf.argmax(full, -1).numpy())
+    return own, fixed, ids
+
+
 class SegmentationApp(App):
     name = "segmentation"
     description = (
@@ -43,12 +83,16 @@ class SegmentationApp(App):
     )
     presets = config_lib.PRESETS
     predict_inputs = "image files (JPEG/PNG/BMP/GIF)"
+    # `ksuite predict` writes the masks as PNG files (render_predictions); predictions.json
+    # keeps these outputs' shapes only, not millions of per-pixel values
+    predictions_json_omit = ("class_ids", "mask_png", "probabilities")
 
     # ---- data and model --------------------------------------------------------------
     def datasets(self, *, cfg, artifacts) -> Datasets:
         from keras_suite.common.data import eval_pipeline, train_pipeline
 
-        splits, names = load_splits(cfg.data, cfg.train.seed)
+        dataset = load_dataset(cfg.data, cfg.train.seed)
+        splits, names = dataset.splits, dataset.names
         train = splits["train"]
         batch = cfg.train.batch_size
         if len(train) < batch:
@@ -93,9 +137,16 @@ class SegmentationApp(App):
             "evaluation_split": {
                 "split": "test",
                 "size": len(splits["test"]),
-                "near_duplicates_removed": 0,
-                "duplicate_rule": "not checked",
+                "near_duplicates_removed": dataset.duplicates_removed.get("test", 0),
+                "duplicate_rule": DUPLICATE_RULE,
+                "origin": dataset.origin["test"],
+                "resolution": "each test image's own (masks untouched)"
+                if dataset.lut is not None
+                else f"{cfg.data.image_size} px (the scenes are generated at the model size)",
             },
+            "split_origin": dataset.origin,
+            "duplicates_removed": dataset.duplicates_removed,
+            "mask_notes": dataset.notes,
         }
         return Datasets(
             train_epoch=train_epoch,
@@ -103,7 +154,7 @@ class SegmentationApp(App):
             val=evaluation(splits["val"]),
             test=evaluation(splits["test"]),
             info=info,
-            extras={"splits": splits},
+            extras={"splits": splits, "dataset": dataset},
         )
 
     def build_state(self, *, cfg, info):
@@ -177,6 +228,9 @@ class SegmentationApp(App):
         return splits
 
     def evaluate(self, *, state, data, cfg, run_dir) -> dict:
+        """The headline mIoU is computed at each test image's own resolution (VOC's
+        convention: predictions resized back, masks untouched); `miou_fixed_size` is the
+        same model scored on the masks resized to the square model input."""
         from keras_suite.apps.segmentation.metrics import ConfusionMatrix
         from keras_suite.apps.segmentation.render import plot_examples, plot_per_class_iou
 
@@ -184,10 +238,11 @@ class SegmentationApp(App):
         ignore = cfg.data.ignore_index
         splits = self._splits(data)
         test = splits["test"]
-        pred = predict_ids(state.model, test.images)
-        cm = ConfusionMatrix(k, ignore)
-        cm.update(test.masks, pred)
+        dataset = data.extras.get("dataset")
+        lut = dataset.lut if dataset is not None else None
+        cm, fixed, pred = score_split(state.model, test, k, ignore, lut)
         metrics = cm.result(names)
+        metrics["miou_fixed_size"] = fixed.result()["miou"]
         metrics["num_images"] = len(test)
         if len(splits["val"]):
             val = ConfusionMatrix(k, ignore)
@@ -216,8 +271,10 @@ class SegmentationApp(App):
         )
         write_json_atomic(run_dir / "per_class.json", metrics["per_class"])
         log.info(
-            "test mIoU %.4f, pixel accuracy %.4f, mean Dice %.4f on %d images",
+            "test mIoU %.4f (%.4f at the model size), pixel accuracy %.4f, mean Dice %.4f "
+            "on %d images",
             metrics["miou"],
+            metrics["miou_fixed_size"],
             metrics["pixel_accuracy"],
             metrics["mean_dice"],
             len(test),
@@ -249,7 +306,10 @@ class SegmentationApp(App):
 
     def render_predictions(self, *, inputs, outputs, info, out_dir) -> list:
         """Per input: <stem>_overlay.png (image | colour mask | overlay) and <stem>_mask.png
-        (the served class-id PNG, at the input's resolution)."""
+        (the class-id PNG, at the input's resolution); with the `probabilities` signature
+        also <stem>_probabilities.npy (float16 [H, W, C])."""
+        import cv2
+
         from keras_suite.apps.segmentation.data import read_rgb
         from keras_suite.apps.segmentation.render import save_png, side_by_side
 
@@ -257,19 +317,29 @@ class SegmentationApp(App):
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for i, p in enumerate(inputs):
+            stem = Path(p).stem
             image = read_rgb(Path(p))
             h, w = int(np.asarray(outputs["height"])[i]), int(np.asarray(outputs["width"])[i])
-            ids = np.asarray(outputs["class_ids"])[i, :h, :w]
+            if "class_ids" in outputs:
+                ids = np.asarray(outputs["class_ids"])[i, :h, :w]
+            else:  # the probabilities signature
+                probs = np.asarray(outputs["probabilities"])[i, :h, :w]
+                ids = probs.argmax(-1)
+                np.save(out_dir / f"{stem}_probabilities.npy", probs.astype(np.float16))
+                written.append(str(out_dir / f"{stem}_probabilities.npy"))
             upscale = max(1, 256 // max(h, w))
             written.append(
                 save_png(
                     side_by_side(image, ids, info["num_classes"], upscale),
-                    out_dir / f"{Path(p).stem}_overlay.png",
+                    out_dir / f"{stem}_overlay.png",
                 )
             )
-            png = np.asarray(outputs["mask_png"], dtype=object)[i]
-            mask_path = out_dir / f"{Path(p).stem}_mask.png"
-            mask_path.write_bytes(png if isinstance(png, bytes) else bytes(png))
+            mask_path = out_dir / f"{stem}_mask.png"
+            if "mask_png" in outputs:
+                png = np.asarray(outputs["mask_png"], dtype=object)[i]
+                mask_path.write_bytes(png if isinstance(png, bytes) else bytes(png))
+            else:
+                mask_path.write_bytes(cv2.imencode(".png", ids.astype(np.uint8))[1].tobytes())
             written.append(str(mask_path))
         return written
 
@@ -294,16 +364,20 @@ class SegmentationApp(App):
         return [str(p) for p in paths]
 
     # ---- TFLite --------------------------------------------------------------------------
+    def calibration_images(self, *, data) -> np.ndarray:
+        """int8 calibration images: the training split's (disjoint from val and test by
+        construction and by pixel hash; the parity report scores the test split)."""
+        return self._splits(data)["train"].images
+
     def tflite_targets(self, *, state, data, cfg, workdir) -> list:
         from keras_suite.apps.segmentation.export import tflite_archive
 
         path = str(Path(workdir) / "segmentation_fixed")
         tflite_archive(state.model, data.info).write_out(path, verbose=False)
-        calibration = self._splits(data)["train"]
+        calibration = self.calibration_images(data=data)
 
         def representative_data():
-            # training images (the evaluation split is never used for calibration)
-            for image in calibration.images:
+            for image in calibration:
                 yield {"images": image[None].astype(np.float32)}
 
         return [

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from keras_suite.common.config import TrainConfig
 from keras_suite.common.errors import UserError
+from keras_suite.common.tfds_names import check_tfds_config
 
 ARCHS = ("unet", "deeplabv3plus")
 UPSAMPLING = ("transpose", "resize")
@@ -13,8 +14,10 @@ UPSAMPLING = ("transpose", "resize")
 
 @dataclass
 class DataConfig:
-    source: str = "shapes"  # shapes (built-in) | pairs (images/ + masks/) | voc (Pascal VOC layout)
+    source: str = "shapes"  # shapes (built-in) | pairs (images/ + masks/) | voc (VOC layout) | tfds
     path: str = ""  # root folder of a user dataset
+    name: str = ""  # data.source=tfds: a TFDS dataset name (oxford_iiit_pet)
+    tfds_dir: str = ""  # data.source=tfds: where TFDS keeps its data ("" = ~/tensorflow_datasets)
     image_size: int = 64  # square model input; user images and masks are resized to it
     ignore_index: int = 255  # mask value excluded from loss and metrics (-1: none)
     num_classes: int = 0  # user data without labels.txt: 0 = largest id found + 1
@@ -33,7 +36,7 @@ class DataConfig:
     line_width: tuple[int, int] = (2, 3)  # stroke width range in pixels
     # user data
     val_fraction: float = 0.1  # when the dataset has no val split
-    test_fraction: float = 0.1  # when it has no test split
+    test_fraction: float = 0.1  # when it has no test split (carved, seeded; never val/train)
     # augmentation (image and mask moved together; the mask with nearest neighbour)
     augment: bool = True
     flip: bool = True  # horizontal and vertical
@@ -41,19 +44,22 @@ class DataConfig:
     rotation: float = 15.0  # degrees, either way
 
     def validate(self) -> None:
-        if self.source not in ("shapes", "pairs", "voc"):
+        if self.source not in ("shapes", "pairs", "voc", "tfds"):
             raise UserError(
-                f"data.source={self.source!r}: use shapes, pairs (images/ + masks/) or voc"
+                f"data.source={self.source!r}: use shapes, pairs (images/ + masks/), voc or tfds"
             )
-        if self.source != "shapes" and not self.path:
+        check_tfds_config("segmentation", self)
+        if self.source in ("pairs", "voc") and not self.path:
             raise UserError(
                 f"data.source={self.source} needs data.path (--set data.path=/my/dataset)"
             )
-        if self.image_size % 16:
+        if self.image_size < 16 or self.image_size % 16:
             raise UserError(
-                f"data.image_size={self.image_size} must be a multiple of 16 "
+                f"data.image_size={self.image_size} must be a positive multiple of 16 "
                 "(the networks downsample by 16); try 64, 96 or 128"
             )
+        if not 0 <= self.val_fraction < 1 or not 0 <= self.test_fraction < 1:
+            raise UserError("data.val_fraction and data.test_fraction are fractions in [0, 1)")
         if not -1 <= self.ignore_index <= 255:
             raise UserError("data.ignore_index must be a mask value 0..255, or -1 for none")
         if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:

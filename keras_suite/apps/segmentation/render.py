@@ -76,7 +76,8 @@ def plot_examples(images, truths, preds, class_names, path, title: str = "") -> 
             if i == 0:
                 axes[i, j].set_title(heading)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c] / 255.0) for c in range(1, k)]
-    fig.legend(handles, class_names[1:], loc="lower center", ncol=min(5, k - 1), fontsize=8)
+    if handles:  # a legend of the non-background classes
+        fig.legend(handles, class_names[1:], loc="lower center", ncol=min(5, k - 1), fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))

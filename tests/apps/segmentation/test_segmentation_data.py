@@ -82,7 +82,8 @@ def test_pairs_good_and_bad(tmp_path, caplog):
         source="pairs", path=str(tmp_path), image_size=32, val_fraction=0.2, test_fraction=0.2
     )
     with caplog.at_level(logging.WARNING, logger="ksuite"):
-        splits, names = pairs_dataset(d, seed=0)
+        data = pairs_dataset(d, seed=0)
+    splits, names = data.splits, data.names
     assert names == ["background", "square", "bar"]
     assert sum(len(s) for s in splits.values()) == 10
     text = caplog.text
@@ -124,7 +125,8 @@ def test_voc_layout(tmp_path, caplog):
     (lists / "val.txt").write_text("\n".join(ids[5:]) + "\n")
     d = _dcfg(source="voc", path=str(tmp_path), image_size=32, val_fraction=0.2)
     with caplog.at_level(logging.WARNING, logger="ksuite"):
-        splits, names = voc_dataset(d, seed=0)
+        data = voc_dataset(d, seed=0)
+    splits, names = data.splits, data.names
     assert names == list(VOC_CLASSES)
     assert len(splits["train"]) + len(splits["val"]) == 5 and len(splits["test"]) == 2
     assert "2007_000007.jpg: no mask" in caplog.text
@@ -191,4 +193,4 @@ def test_check_command_lists_skipped_pairs(tmp_path, caplog, capsys):
         status = cmd.run(parser.parse_args([str(tmp_path), "--strict"]))
     assert status == 1 and "orphan.png: no mask" in caplog.text
     out = capsys.readouterr().out
-    assert "classes (3): background, square, bar" in out and "train: 4 pairs" in out
+    assert "classes (3): background, square, bar" in out and "images/: 4 pairs" in out

@@ -189,5 +189,72 @@ def test_trains_on_user_pairs_with_ignore_pixels(tmp_path):
     assert list(metrics["per_class"]) == ["background", "square", "bar"]
     test_images = json.loads((tmp_path / "run" / "info.json").read_text())["num_test"]
     assert test_images == 5
-    # 255 pixels (one row per 40-row image, resized to 32) are in no cell of the matrix
-    assert metrics["num_pixels"] < test_images * 32 * 32
+    # scored at the images' own 48x40 size; the 255 row of each mask is in no cell
+    assert metrics["num_pixels"] == test_images * 48 * 39
+
+
+def test_miou_is_scored_at_each_test_images_own_resolution(tmp_path):
+    """Test images of three sizes: metrics.json's mIoU equals keras.metrics.MeanIoU over
+    the untouched mask files and the model's probabilities resized back to each size."""
+    import cv2
+    import keras
+
+    from keras_suite.common.run import load_run, train_run
+    from tests.apps.segmentation.test_segmentation_data import _png
+    from tests.apps.segmentation.test_segmentation_user_data import _write_pairs
+
+    data = tmp_path / "data"
+    _write_pairs(data / "train", 24, foreground=1)
+    sizes = [(48, 40), (60, 30), (33, 50)]
+    for i, size in enumerate(sizes):
+        _write_pairs(data / "test", 1, foreground=1, size=size, seed=10 + i, prefix=f"t{i}_")
+        mask = np.asarray(Image.open(data / "test" / "masks" / f"t{i}_0.png")).copy()
+        mask[0, :] = 255  # an unlabelled row
+        _png(data / "test" / "masks" / f"t{i}_0.png", mask)
+    metrics = train_run(
+        "segmentation",
+        "smoke",
+        run_dir=tmp_path / "run",
+        strategy_name="default",
+        overrides=["data.source=pairs", f"data.path={data}", "train.batch_size=8"],
+    )
+    model = load_run(tmp_path / "run").state.model
+    reference = keras.metrics.MeanIoU(num_classes=2, ignore_class=255)
+    labelled = 0
+    for i, (w, h) in enumerate(sizes):
+        image = cv2.cvtColor(
+            cv2.imread(str(data / "test" / "images" / f"t{i}_0.png")), cv2.COLOR_BGR2RGB
+        )
+        small = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+        probs = tf.nn.softmax(model(small[None], training=False))[0]
+        pred = tf.argmax(tf.image.resize(probs, (h, w), method="bilinear"), -1)
+        truth = np.asarray(Image.open(data / "test" / "masks" / f"t{i}_0.png"))
+        assert truth.shape == (h, w)
+        reference.update_state(truth, pred)
+        labelled += int((truth != 255).sum())
+    assert metrics["num_images"] == 3 and metrics["num_pixels"] == labelled
+    assert metrics["miou"] == pytest.approx(float(reference.result()), abs=1e-6)
+    assert 0 <= metrics["miou_fixed_size"] <= 1
+    split = json.loads((tmp_path / "run" / "metrics.json").read_text())["evaluation_split"]
+    assert split["origin"] == "test/images/" and split["size"] == 3
+
+
+def test_predict_on_a_large_photo_keeps_predictions_json_small(smoke_run, tmp_path):
+    """A 1200x900 photo: the mask is a PNG file at the photo's size, and predictions.json
+    holds shapes, not a million class ids."""
+    import cv2
+
+    from keras_suite.cli import main
+
+    run, _ = smoke_run
+    y, x = np.mgrid[0:900, 0:1200]
+    photo = np.stack([x % 256, y % 256, (x + y) % 256], -1).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "photo.jpg"), photo)
+    out = tmp_path / "out"
+    assert main(["predict", str(run.run_dir), str(tmp_path / "photo.jpg"), "--out", str(out)]) == 0
+    assert (out / "predictions.json").stat().st_size < 10_000
+    saved = json.loads((out / "predictions.json").read_text())["outputs"]
+    assert saved["class_ids"]["shape"] == [1, 900, 1200]
+    assert saved["height"] == [900] and saved["width"] == [1200]
+    mask = np.asarray(Image.open(out / "photo_mask.png"))
+    assert mask.shape == (900, 1200) and mask.max() < run.info["num_classes"]
