@@ -44,7 +44,18 @@ class TrainConfig:
     seed: int = 42
     checkpoint_every_steps: int = 0  # 0 = at the end of every epoch only
     keep_checkpoints: int = 3
-    log_every_steps: int = 20
+    log_every_steps: int = 20  # a step record (metrics.jsonl, TensorBoard, callbacks)
+    # Without a terminal (CI, a log file) a progress line inside each epoch every this many
+    # seconds; 0 = one every log_every_steps steps instead. A terminal gets a progress bar.
+    progress_seconds: float = 30.0
+    # Early stopping on a validation metric of the epoch record (val_loss, val_accuracy, ...);
+    # "" = off. The best epoch's weights are restored when training stops (docs/training.md).
+    early_stopping: str = ""
+    early_stopping_patience: int = 3  # epochs without improvement before stopping
+    early_stopping_mode: str = "auto"  # min | max | auto (max for accuracy-like names)
+    early_stopping_min_delta: float = 0.0  # smaller changes do not count as improvement
+    tensorboard_images: bool = True  # the app's pictures / text samples in TensorBoard
+    profile_steps: tuple[int, ...] = ()  # e.g. 10,20: a TensorBoard profile of those steps
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
@@ -55,6 +66,20 @@ class TrainConfig:
         if self.batch_size < 1 or self.epochs < 0:
             raise UserError("train.batch_size must be >= 1 and train.epochs >= 0")
         validate_optimizer(self, "train")
+        if self.early_stopping_mode not in ("min", "max", "auto"):
+            raise UserError(
+                f"train.early_stopping_mode={self.early_stopping_mode!r}: use min, max or auto"
+            )
+        if self.early_stopping_patience < 0 or self.early_stopping_min_delta < 0:
+            raise UserError("train.early_stopping_patience and _min_delta must be >= 0")
+        if self.progress_seconds < 0:
+            raise UserError("train.progress_seconds must be >= 0 (0 = every log_every_steps)")
+        steps = tuple(self.profile_steps)
+        if steps and not (len(steps) == 2 and 0 <= steps[0] < steps[1]):
+            raise UserError(
+                f"train.profile_steps={','.join(map(str, steps))}: give two global steps "
+                "START,STOP with 0 <= START < STOP, for example --set train.profile_steps=10,20"
+            )
 
 
 @dataclass

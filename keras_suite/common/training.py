@@ -3,8 +3,10 @@
 
 Apps supply per-replica `train_step`/`test_step`; this module supplies the optimizer,
 loss scaling by the global batch size, mixed precision, cross-replica reduction,
-checkpoints that survive SIGKILL (and the exact position inside an epoch), logging and
-progress bars.
+checkpoints that survive SIGKILL (and the exact position inside an epoch), logging,
+progress inside epochs, Keras callbacks (common/callbacks.py: early stopping) and
+TensorBoard pictures, hparams and profiles (common/tensorboard.py). docs/training.md
+describes what a user sees and sets.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_suite import common
-from keras_suite.common.app import StepContext
-from keras_suite.common.runlog import RunLogger, log, progress
+from keras_suite.common import tensorboard
+from keras_suite.common.app import App, StepContext
+from keras_suite.common.callbacks import RunCallback, builtin_callbacks
+from keras_suite.common.errors import UserError
+from keras_suite.common.runlog import EpochProgress, RunLogger, log
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
@@ -229,6 +234,15 @@ class TrainContext:
     is_chief: bool = True
     worker_dir: Path | None = None  # where a non-chief worker writes (checkpoints, weights)
     logger: RunLogger | None = None
+    callbacks: tuple = ()  # keras.callbacks.Callback instances (common/callbacks.py)
+
+    def __post_init__(self):
+        own_loop = type(self.app).train is not App.train
+        if own_loop and (self.callbacks or self.cfg.train.early_stopping):
+            raise UserError(
+                f"the {getattr(self.app, 'name', 'this')} app trains with its own loop, which "
+                "takes no callbacks and no train.early_stopping; leave them out"
+            )
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -257,11 +271,24 @@ class Trainer:
         # The epoch's running sums (and the epoch record about to be logged) as JSON, so a
         # resumed run logs exactly what an uninterrupted one would.
         self.log_state = tf.Variable("{}", dtype=tf.string, trainable=False, name="log_state")
+        # Set when a callback stopped training: a rerun of a stopped run trains no further.
+        self.stopped = tf.Variable(False, trainable=False, name="stopped")
+        # The user's callbacks, then the built-in ones the config asks for; those with
+        # state (early stopping's best value and weights) are part of the checkpoint.
+        self.callbacks = [*ctx.callbacks, *builtin_callbacks(self.cfg)]
+        for cb in self.callbacks:
+            if isinstance(cb, RunCallback):
+                cb.set_train_state(self.state)
+        callback_states = [
+            cb.checkpoint_state() for cb in self.callbacks if isinstance(cb, RunCallback)
+        ]
         self.checkpoint = self.state.checkpoint(
             epoch=self.epoch,
             step_in_epoch=self.step_in_epoch,
             global_step=self.global_step,
             log_state=self.log_state,
+            stopped=self.stopped,
+            **{f"callback_{i}": st for i, st in enumerate(callback_states) if st is not None},
         )
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(ctx.checkpoint_dir), max_to_keep=self.cfg.keep_checkpoints
@@ -347,23 +374,86 @@ class Trainer:
         count = totals.pop("count", 0.0) or 1.0
         return {f"val_{k}": v / count for k, v in totals.items()}
 
+    def validation_keys(self) -> list[str]:
+        """The val_ keys `validate` will log, from one validation batch (no full pass)."""
+        data = self.ctx.data
+        if data.val is None or not self.app.has_test_step:
+            return []
+        self._test_fn = self._test_fn or self._compiled_test()
+        first = data.val.take(1).with_options(pipeline_options())
+        zero = tf.constant(0, tf.int64)
+        for batch in self.strategy.experimental_distribute_dataset(first):
+            return sorted(f"val_{k}" for k in self._test_fn(batch, zero, zero) if k != "count")
+        return []
+
+    # -- callbacks and TensorBoard -------------------------------------------------------
+    def _callback_list(self, steps: int):
+        """The callbacks as one CallbackList whose model is the main model (the first one
+        the app saves); refuses an early-stopping metric the run does not compute."""
+        for cb in self.callbacks:
+            if hasattr(cb, "check_monitor"):
+                cb.check_monitor(self.validation_keys())
+        main = next(iter(self.state.saved_models.values()))
+        for model in self.state.models.values():
+            model.stop_training = False
+        return keras.callbacks.CallbackList(
+            self.callbacks, model=main, epochs=self.cfg.epochs, steps=steps, verbose=0
+        )
+
+    def _stop_requested(self) -> bool:
+        return any(getattr(m, "stop_training", False) for m in self.state.models.values())
+
+    def _write_hparams(self) -> None:
+        writer = self.logger.writer("")
+        if writer is not None and int(self.global_step.numpy()) == 0:
+            tensorboard.write_hparams(writer, self.ctx.cfg, Path(self.ctx.run_dir).name)
+
+    def _write_pictures(self, epoch: int) -> None:
+        writer = self.logger.writer("train")
+        if writer is None or not self.cfg.tensorboard_images:
+            return
+        t0 = time.perf_counter()
+        tags = tensorboard.write_epoch_summaries(
+            self.app,
+            state=self.state,
+            data=self.ctx.data,
+            cfg=self.ctx.cfg,
+            writer=writer,
+            epoch=epoch,
+        )
+        if tags:
+            log.debug("tensorboard %s (%.1fs)", ", ".join(tags), time.perf_counter() - t0)
+
     # -- the loop ----------------------------------------------------------------------
     def fit(self) -> list[dict]:
         data, cfg = self.ctx.data, self.cfg
         steps = data.steps_per_epoch
         if steps <= 0:
-            from keras_suite.common.errors import UserError
-
             raise UserError(
                 f"the training set has fewer examples than one global batch ({self.global_batch}); "
                 "add data or lower train.batch_size"
             )
         self.restore()
+        callbacks = self._callback_list(steps)
         self._train_fn = self._compiled_train()
+        self._write_hparams()
+        profiler = tensorboard.StepProfiler(
+            cfg.profile_steps, self.logger.tensorboard_dir, self.ctx.is_chief
+        )
+        try:
+            history = self._epochs(steps, callbacks, profiler)
+        finally:
+            profiler.close()
+        return history
+
+    def _epochs(self, steps: int, callbacks, profiler) -> list[dict]:
+        data, cfg = self.ctx.data, self.cfg
         history = []
         options = pipeline_options()
-        while int(self.epoch.numpy()) < cfg.epochs:
+        callbacks.on_train_begin()
+        while int(self.epoch.numpy()) < cfg.epochs and not bool(self.stopped.numpy()):
             epoch = int(self.epoch.numpy())
+            callbacks.on_epoch_begin(epoch)
             start = int(self.step_in_epoch.numpy())
             ds = data.train_epoch(epoch).take(steps)
             if start:
@@ -374,11 +464,18 @@ class Trainer:
             n = int(restored.get("n", 0))
             n_here = 0  # steps run by this process in this epoch: the rate's numerator
             t0 = time.perf_counter()
-            bar = progress(
-                steps, f"epoch {epoch + 1}/{cfg.epochs}", self.ctx.is_chief, initial=start
+            bar = EpochProgress(
+                steps,
+                f"epoch {epoch + 1}/{cfg.epochs}",
+                enabled=self.ctx.is_chief,
+                initial=start,
+                batch_size=self.global_batch,
+                every_seconds=cfg.progress_seconds,
+                every_steps=cfg.log_every_steps,
             )
             gstep = int(self.global_step.numpy())
             epoch_t = tf.constant(epoch, tf.int64)
+            profiler.update(gstep)
             for step in range(start, steps):
                 out = self._train_fn(dist, tf.constant(gstep, tf.int64), epoch_t)
                 values = {k: float(v) for k, v in out.items()}
@@ -387,12 +484,10 @@ class Trainer:
                 n += 1
                 n_here += 1
                 gstep += 1
+                profiler.update(gstep)
                 elapsed = time.perf_counter() - t0
                 rate = n_here * self.global_batch / max(elapsed, 1e-9)
-                bar.update(1)
-                bar.set_postfix(
-                    {**{k: f"{v:.4f}" for k, v in values.items()}, "ex/s": f"{rate:.0f}"}
-                )
+                bar.update({k: v / n for k, v in sums.items()})
                 if cfg.log_every_steps and gstep % cfg.log_every_steps == 0:
                     self.logger.write(
                         {
@@ -405,9 +500,8 @@ class Trainer:
                         "train_steps",
                         gstep,
                     )
+                    callbacks.on_train_batch_end(step, {**values, "examples_per_sec": rate})
                 if not all(math.isfinite(v) for v in values.values()):
-                    from keras_suite.common.errors import UserError
-
                     raise UserError(
                         f"training diverged at step {gstep} ({values}); lower "
                         "train.learning_rate or use train.precision=float32"
@@ -450,8 +544,14 @@ class Trainer:
                         epoch=epoch + 1,
                     )
                 )
+                self._write_pictures(epoch + 1)
+            # Before the checkpoint: what the callbacks decide (early stopping's best value
+            # and weights, a stop) is saved with the epoch it belongs to.
+            callbacks.on_epoch_end(epoch, _numbers(record))
+            stop = self._stop_requested()
             self.epoch.assign(epoch + 1)
             self.step_in_epoch.assign(0)
+            self.stopped.assign(stop)
             self.log_state.assign(json.dumps({"epoch_record": record}))
             self.save()
             self.logger.write(record, "train", epoch + 1)
@@ -462,4 +562,16 @@ class Trainer:
                 if isinstance(v, float) and k not in ("epoch_seconds",)
             )
             log.info("epoch %d/%d: %s (%.1fs)", epoch + 1, cfg.epochs, shown, elapsed)
+        callbacks.on_train_end()
         return history
+
+
+def _numbers(record: dict) -> dict:
+    """An epoch record as Keras callback logs: its metrics, without the bookkeeping."""
+    return {
+        k: v
+        for k, v in record.items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and k not in ("epoch", "step", "time")
+    }
