@@ -201,3 +201,23 @@ class ClassificationApp(App):
             labels.append(int(y.numpy()[0]))
         m = classification_metrics(np.stack(probs), np.asarray(labels), info["class_names"])
         return {k: m[k] for k in m if k in ("top1", "top5", "loss")}
+
+    # ---- TensorBoard ---------------------------------------------------------------------
+    def tensorboard_images(self, *, state, data, cfg):
+        """Eight validation images captioned with the predicted class: green when right,
+        red with the true class when wrong."""
+        from keras_suite.common.tensorboard import captioned
+
+        if data.val is None:
+            return {}
+        images, labels = next(iter(data.val.unbatch().take(8).batch(8)))
+        predicted = np.argmax(state.model(images, training=False), -1)
+        names = data.info["class_names"]
+        pictures = []
+        for image, truth, guess in zip(images.numpy(), labels.numpy(), predicted):
+            if guess == truth:
+                pictures.append(captioned(image, names[guess], (0, 220, 0)))
+            else:
+                caption = f"{names[guess]} (is {names[truth]})"
+                pictures.append(captioned(image, caption, (255, 60, 60)))
+        return {"val/predictions": np.stack(pictures)}

@@ -341,3 +341,39 @@ class DetectionApp(App):
             **split.ignored(),
         )
         return {k: m[k] for k in ("map_50_95", "map_50", "map_75")}
+
+    # ---- TensorBoard ---------------------------------------------------------------------
+    def tensorboard_images(self, *, state, data, cfg):
+        """Boxes on the first four validation images (ground truth in thin white)."""
+        from keras_suite.apps.detection.evaluate import make_predict_fn
+        from keras_suite.apps.detection.render import draw_detections
+        from keras_suite.common.tensorboard import enlarge
+
+        val = (data.extras.get("splits") or {}).get("val")
+        if val is None or not len(val):
+            return {}
+        info, model = data.info, state.model
+        predict = cache.last_value(  # traced once per model, not once per epoch
+            "detection.tensorboard",
+            model,
+            lambda: make_predict_fn(model, cfg, info, cfg.post.score_threshold),
+        )
+        images = val.images[:4]
+        out = {k: v.numpy() for k, v in predict(tf.constant(images, tf.float32)).items()}
+        pictures = []
+        for i, image in enumerate(images):
+            # drawn on the enlarged image, so that labels stay legible on small inputs
+            big = enlarge(image.astype(np.uint8), 256)
+            scale = big.shape[0] / image.shape[0]
+            n = int(out["num_detections"][i])
+            pictures.append(
+                draw_detections(
+                    big,
+                    out["boxes"][i, :n] * scale,
+                    out["scores"][i, :n],
+                    out["classes"][i, :n],
+                    info["class_names"],
+                    ground_truth=val.ground_truth(i)[0] * scale,
+                )
+            )
+        return {"val/detections": np.stack(pictures)}

@@ -489,6 +489,17 @@ class GanApp(App):
             )
         return out
 
+    # ---- TensorBoard ---------------------------------------------------------------------
+    def tensorboard_images(self, *, state, data, cfg):
+        """The EMA generator's grid from the fixed seeds of RUN_DIR/samples/ (the same
+        picture, epoch after epoch, in the Images tab)."""
+        from keras_suite.common.tensorboard import enlarge
+
+        seeds = np.arange(cfg.metrics.grid_seeds)
+        classes = _grid_classes(data.info, len(seeds)) if cfg.model.conditional else None
+        images = sampling.generate(state.models["generator_ema"], seeds, 1.0, classes)
+        return {"samples/generator_ema": enlarge(sampling.grid(images), 256)[None]}
+
 
 def _update_w_avg(g, w_mean, decay):
     """w_avg <- decay * w_avg + (1 - decay) * mean(w) (the truncation centre); the EMA

@@ -403,3 +403,28 @@ class SegmentationApp(App):
             "pixel_accuracy": m["pixel_accuracy"],
             "mean_dice": m["mean_dice"],
         }
+
+    # ---- TensorBoard ---------------------------------------------------------------------
+    def tensorboard_images(self, *, state, data, cfg):
+        """The first four validation images: [image | ground truth | prediction] overlays."""
+        from keras_suite.apps.segmentation.render import overlay
+        from keras_suite.common import cache
+        from keras_suite.common.tensorboard import enlarge
+
+        val = self._splits(data)["val"]
+        if not len(val):
+            return {}
+        model = state.model
+        predict = cache.last_value(  # traced once per model, not once per epoch
+            "segmentation.tensorboard",
+            model,
+            lambda: tf.function(lambda x: tf.argmax(model(x, training=False), -1)),
+        )
+        images, truths = val.images[:4], val.masks[:4]
+        preds = predict(tf.constant(images, tf.float32)).numpy()
+        k = data.info["num_classes"]
+        rows = [
+            enlarge(np.concatenate([x, overlay(x, t, k), overlay(x, p, k)], 1))
+            for x, t, p in zip(images, truths, preds)
+        ]
+        return {"val/image_truth_prediction": np.stack(rows)}

@@ -399,6 +399,30 @@ def _training_speed(run_dir: Path, cfg) -> dict:
         return {}
     epochs = [r for r in read_jsonl(path) if r.get("kind") == "epoch"]
     if not epochs:
+    # ---- TensorBoard ---------------------------------------------------------------------
+    def tensorboard_text(self, *, state, data, cfg):
+        """A continuation of each sample prompt (fixed seeds, at most 64 new tokens), as
+        markdown: the same prompts every epoch, so the Text tab shows the model learning."""
+        from keras_suite.common import cache
+
+        g = cfg.generate
+        model = state.model  # its step compiled once per run, not once per epoch
+        decoder = cache.last_value("textgen.tensorboard", model, lambda: KerasDecoder(model))
+        parts = []
+        for i, prompt in enumerate(SAMPLE_PROMPTS):
+            r = generate(
+                decoder,
+                data.extras["tokenizer"],
+                prompt,
+                min(g.max_new_tokens, 64),
+                g.temperature,
+                g.top_k,
+                g.top_p,
+                seed=i,
+            )
+            parts.append(f"prompt `{prompt}`\n\n```\n{prompt}{r['text']}\n```")
+        return {"samples/generated": "\n\n".join(parts)}
+
         return {}
     seconds = sum(r.get("epoch_seconds", 0.0) for r in epochs)
     rate = epochs[-1].get("examples_per_sec", 0.0) * cfg.data.seq_len

@@ -269,6 +269,60 @@ class TranslationApp(App):
         m = translation_metrics(hypotheses, [p[1] for p in sentences])
         return {"bleu": m["bleu"], "chrf": m["chrf"], "exact_match": m["exact_match"]}
 
+    # ---- TensorBoard ---------------------------------------------------------------------
+    def _tensorboard_translate(self, state, data, cfg):
+        """(three validation pairs, a compiled sentences -> (source ids, output ids,
+        attention, translations)): built once per run, so one trace serves every epoch."""
+        from keras_suite.apps.translation.tokenizer import START_ID
+        from keras_suite.common import cache
+
+        model = state.model
+
+        def build():
+            translator = make_translator(model, cfg, data.info, data.artifacts)
+
+            @tf.function
+            def translate(sentences):
+                source = translator.source_ids(sentences)
+                output = greedy_decode(model, source, translator.max_steps)
+                start = tf.fill([tf.shape(output)[0], 1], START_ID)
+                weights, _ = model.attention_weights(source, tf.concat([start, output], 1)[:, :-1])
+                return source, output, weights, translator.target_tokenizer.detokenize(output)
+
+            # the longest of the first validation sentences: one word makes an empty picture
+            pairs = sorted(data.extras.get("val", [])[:20], key=lambda p: len(p[0].split()))
+            return pairs[-3:], translate
+
+        return cache.last_value("translation.tensorboard", model, build)
+
+    def tensorboard_images(self, *, state, data, cfg):
+        """Attention of three validation sentences (last decoder layer, mean over heads):
+        one row per output piece, one column per source piece, brighter = more weight."""
+        from keras_suite.common.tensorboard import heatmap, same_size
+
+        pairs, translate = self._tensorboard_translate(state, data, cfg)
+        if not pairs:
+            return {}
+        source, output, weights, _ = translate(tf.constant([p[0] for p in pairs]))
+        pictures = []
+        for src, out, w in zip(source.numpy(), output.numpy(), weights.numpy()):
+            n_src = max(int((src != PAD_ID).sum()), 1)
+            stop = list(out).index(END_ID) + 1 if END_ID in out else len(out)
+            pictures.append(heatmap(w[:stop, :n_src]))
+        return {"val/attention": same_size(pictures)}
+
+    def tensorboard_text(self, *, state, data, cfg):
+        """The same three validation sentences: source, reference, greedy translation."""
+        pairs, translate = self._tensorboard_translate(state, data, cfg)
+        if not pairs:
+            return {}
+        texts = translate(tf.constant([p[0] for p in pairs]))[3].numpy()
+        cell = lambda text: text.replace("|", "\\|")  # noqa: E731  (a table cell)
+        rows = ["| source | reference | translation |", "|---|---|---|"]
+        for (source, reference), text in zip(pairs, texts):
+            rows.append(f"| {cell(source)} | {cell(reference)} | {cell(text.decode())} |")
+        return {"val/translations": "\n".join(rows)}
+
 
 def plot_attention(model, translator, sentences, artifacts, path):
     """Heat map of attention (source pieces x output pieces) for a few test sentences."""

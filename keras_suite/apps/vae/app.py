@@ -337,6 +337,32 @@ class VAEApp(App):
             "num_examples": len(images),
         }
 
+    # ---- TensorBoard ---------------------------------------------------------------------
+    def tensorboard_images(self, *, state, data, cfg):
+        """Eight validation images above their reconstructions and, for a VAE, eight
+        samples decoded from fixed prior draws."""
+        from keras_suite.common import cache
+        from keras_suite.common.tensorboard import enlarge, to_rgb
+
+        def build():  # compiled once per run, not once per epoch
+            if cfg.model.kind == "vqvae":
+                return vq.VQModel(state.models, cfg.model.likelihood)
+            return eval_lib.Model(
+                state.models["encoder"], state.models["decoder"], cfg.model.likelihood
+            )
+
+        model = cache.last_value("vae.tensorboard", state.models["encoder"], build)
+        out = {}
+        if data.val is not None:
+            images = np.stack(list(data.val.unbatch().take(8).as_numpy_iterator()))
+            images = images.astype(np.float32)
+            pairs = to_rgb(np.concatenate([images, model.reconstruct(images)]))
+            out["val/input_reconstruction"] = enlarge(render.tile(pairs, len(images)), 256)[None]
+        if cfg.model.kind == "vae":
+            z = np.random.default_rng(0).normal(size=(8, model.latent_dim)).astype(np.float32)
+            out["samples/prior"] = enlarge(render.tile(to_rgb(model.images(z)), 8), 256)[None]
+        return out
+
 
 def _calibration(half: str, model, data, cfg):
     """int8 calibration inputs from the validation split, or the training images when there
