@@ -11,7 +11,7 @@ from keras_suite.apps.translation import config as cfg_lib
 from keras_suite.apps.translation import export
 from keras_suite.apps.translation.data import TARGET_VOCAB, build_datasets, tokenizers
 from keras_suite.apps.translation.decoding import beam_search, greedy_decode
-from keras_suite.apps.translation.metrics import translation_metrics
+from keras_suite.apps.translation.metrics import sacrebleu_signatures, translation_metrics
 from keras_suite.apps.translation.model import build_translator
 from keras_suite.apps.translation.tokenizer import END_ID, PAD_ID
 from keras_suite.common.app import App
@@ -165,7 +165,17 @@ class TranslationApp(App):
         references = [p[1] for p in data.extras["test"]]
         greedy = tf.function(translator.greedy)
         hypotheses = translate_all(greedy, sources)
-        metrics = {k: v for k, v in translation_metrics(hypotheses, references).items()}
+        # every test pair is scored (data.py: long sources cut, no reference dropped), and
+        # sacrebleu's signature stands next to the scores it reproduces
+        scored = translation_metrics(hypotheses, references)
+        signatures = sacrebleu_signatures(hypotheses, references, scored["bleu"], scored["chrf"])
+        metrics = {
+            "bleu": scored["bleu"],
+            "bleu_signature": signatures["bleu_signature"],
+            "chrf": scored["chrf"],
+            "chrf_signature": signatures["chrf_signature"],
+            **scored,
+        }
         rows = {"greedy": hypotheses}
         if cfg.decode.evaluate_beam and cfg.decode.beam_width > 1:
             width = tf.constant([cfg.decode.beam_width], tf.int32)

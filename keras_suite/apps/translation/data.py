@@ -1,13 +1,22 @@
 """Sentence pairs -> subword ids -> length-bucketed batches.
 
 Sources: the built-in number task (apps/translation/numbers.py) or tab-separated files
-(`source<TAB>target[<TAB>anything]`, UTF-8: the Tatoeba/Anki format). Files named
+(`source<TAB>target[<TAB>anything]`, UTF-8: the Tatoeba/Anki format; a UTF-8, UTF-16 or
+UTF-32 byte-order mark is honoured, NUL bytes without one are refused). Files named
 train*/val*/dev*/test* are used as those splits; all other files are pooled and split
 with a seeded permutation. Unusable lines are skipped and counted by reason.
+
+The test split is scored whole (docs/translation.md, "Evaluation protocol"): no length
+filter applies to it (a long source is cut to the model's input length, a reference is
+never dropped), and a test pair whose normalised source equals a training or validation
+source is removed and counted.
 """
 
 from __future__ import annotations
 
+import codecs
+import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -31,6 +40,28 @@ tf = common.quiet_import_tensorflow()
 
 SOURCE_VOCAB, TARGET_VOCAB = "source_vocab.txt", "target_vocab.txt"
 SKIP_REASONS = ("no tab", "empty side", "bad encoding", "too long (words)", "too long (subwords)")
+# Byte-order marks, longest first (UTF-32-LE's begins with UTF-16-LE's).
+BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"),
+    (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"),
+)
+# how near-duplicates of training pairs are found (info["evaluation_split"])
+DUPLICATE_RULE = (
+    "normalised source: NFKC, case-folded, printf/format placeholders (%s, %(name)s, {0}, "
+    "${x}) and numbers replaced by one slot, punctuation and symbols dropped, whitespace "
+    "collapsed; a val pair whose normalised source is a training source, and a test pair "
+    "whose normalised source is a training or kept val source, is removed and counted"
+)
+_PLACEHOLDER = re.compile(
+    r"%(?:\([^)]*\))?[-+#0]*(?:\d+\$)?[\d.*]*[hlLqjzt]*[a-zA-Z@%]"  # printf, %(name)s
+    r"|\{[^{}\s]*\}"  # {0}, {name}
+    r"|\$\{?\w+\}?"  # $x, ${x}
+    r"|\d+(?:[.,]\d+)*"  # numbers
+)
+_SLOT = "\ue000"  # a private-use character: kept by the punctuation filter below
 
 
 class SkipCounter:
@@ -87,35 +118,109 @@ def tsv_files(path: str) -> list[Path]:
     return files
 
 
-def read_tsv(
-    path: Path, max_source_words: int, max_target_words: int, skipped: SkipCounter
-) -> tuple[list, int]:
-    """(source, target) pairs of one file, and the number of non-blank lines read."""
-    pairs, lines = [], 0
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
-            where = f"{path.name}:{number}"
-            if not raw.strip():
-                continue  # blank lines are not data
-            lines += 1
+def text_lines(path: Path) -> list[tuple[int, str | None]]:
+    """(line number, text) per line of a text file; text is None for a line that is not
+    valid UTF-8. A byte-order mark decides the encoding (UTF-8, UTF-16, UTF-32, logged);
+    NUL bytes without one mean UTF-16/32 text that would fill the vocabulary and the pairs
+    with NULs: refused with one line saying how to convert it."""
+    raw = Path(path).read_bytes()
+    for mark, codec, label in BYTE_ORDER_MARKS:
+        if raw.startswith(mark):
             try:
-                line = raw.decode("utf-8").rstrip("\r\n")
+                text = raw.decode(codec)
             except UnicodeDecodeError:
-                skipped.add("bad encoding", where)
-                continue
-            fields = line.split("\t")
-            if len(fields) < 2:
-                skipped.add("no tab", where)
-                continue
-            source, target = " ".join(fields[0].split()), " ".join(fields[1].split())
-            if not source or not target:
-                skipped.add("empty side", where)
-                continue
-            if len(source.split()) > max_source_words or len(target.split()) > max_target_words:
-                skipped.add("too long (words)", where)
-                continue
-            pairs.append((source, target))
+                raise UserError(
+                    f"{path} starts with a {label} byte-order mark but does not decode as "
+                    f"{label}; convert it: iconv -f {label} -t UTF-8 {path} > {Path(path).stem}.utf8.tsv"
+                ) from None
+            if label != "UTF-8":
+                log.info("%s: %s text (byte-order mark), decoded as such", Path(path).name, label)
+            return [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), 1)]
+    nuls = raw.count(0)
+    if nuls > 0.1 * len(raw):  # ASCII-range text in UTF-16 is half NUL bytes
+        guess = "UTF-16LE" if raw[1::2].count(0) >= raw[0::2].count(0) else "UTF-16BE"
+        raise UserError(
+            f"{path} is not UTF-8: {nuls} NUL bytes and no byte-order mark, likely {guess}; "
+            f"convert it: iconv -f {guess} -t UTF-8 {path} > {Path(path).stem}.utf8.tsv"
+        )
+    lines = []
+    for number, line in enumerate(raw.split(b"\n"), 1):
+        try:
+            text = line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            text = None
+        lines.append((number, None if text is None or "\x00" in text else text))
+    return lines
+
+
+def read_tsv(path: Path, skipped: SkipCounter) -> tuple[list, int]:
+    """(source, target) pairs of one file, and the number of non-blank lines read. No
+    length filter here: it applies to the training and validation splits only
+    (`drop_long_pairs`), never to the test split."""
+    pairs, lines = [], 0
+    for number, line in text_lines(path):
+        where = f"{path.name}:{number}"
+        if line is None:
+            skipped.add("bad encoding", where)
+            lines += 1
+            continue
+        if not line.strip():
+            continue  # blank lines are not data
+        lines += 1
+        fields = line.split("\t")
+        if len(fields) < 2:
+            skipped.add("no tab", where)
+            continue
+        source, target = " ".join(fields[0].split()), " ".join(fields[1].split())
+        if not source or not target:
+            skipped.add("empty side", where)
+            continue
+        pairs.append((source, target))
     return pairs, lines
+
+
+def drop_long_pairs(pairs, max_source_words, max_target_words, skipped, split) -> list:
+    """Training/validation pairs within the word limits (longer ones counted)."""
+    kept = []
+    for i, (source, target) in enumerate(pairs):
+        if len(source.split()) > max_source_words or len(target.split()) > max_target_words:
+            skipped.add("too long (words)", f"{split} pair {i}")
+        else:
+            kept.append((source, target))
+    return kept
+
+
+def normalize_for_duplicates(text: str) -> str:
+    """The key two sentences share when they differ only in case, whitespace,
+    punctuation, a placeholder or a number (DUPLICATE_RULE)."""
+    text = _PLACEHOLDER.sub(f" {_SLOT} ", unicodedata.normalize("NFKC", text)).casefold()
+    text = "".join(" " if unicodedata.category(c)[0] in "PS" else c for c in text)
+    return " ".join(text.split())
+
+
+def remove_near_duplicates(splits: dict) -> dict:
+    """Drop val pairs whose normalised source is a training source and test pairs whose
+    normalised source is a training or kept val source, in place; -> {split: removed}."""
+    seen = {normalize_for_duplicates(s) for s, _ in splits["train"]}
+    removed = {}
+    for name in ("val", "test"):
+        kept, dropped = [], []
+        for pair in splits[name]:
+            (dropped if normalize_for_duplicates(pair[0]) in seen else kept).append(pair)
+        removed[name] = len(dropped)
+        if dropped:
+            log.warning(
+                "removed %d of %d %s pairs whose source equals a training%s source after "
+                "normalisation (case, whitespace, punctuation, placeholders, numbers), e.g. %s",
+                len(dropped),
+                len(splits[name]),
+                name,
+                " or validation" if name == "test" else "",
+                "; ".join(repr(s) for s, _ in dropped[:3]),
+            )
+        splits[name] = kept
+        seen |= {normalize_for_duplicates(s) for s, _ in kept}
+    return removed
 
 
 def load_pairs(cfg) -> tuple[dict, dict]:
@@ -134,13 +239,21 @@ def load_pairs(cfg) -> tuple[dict, dict]:
         # ... and shown 4x: they are 1% of the pairs instead of 0.25%, so one-word inputs
         # (which a user types first) are not a rarity the decoder never learned to end
         train = (small * 4 + pairs[d.num_test + d.num_val :])[: max(d.num_train, len(small))]
-        return {"train": train, "val": val, "test": test}, {"lines": len(small) + len(pairs)}
+        return {"train": train, "val": val, "test": test}, {
+            "lines": len(small) + len(pairs),
+            "origin": {
+                "train": "built-in: 0-99 (4x) and numbers >= 100",
+                "val": f"built-in: {len(val)} held-out numbers >= 100",
+                "test": f"built-in: {len(test)} held-out numbers >= 100 (never in training)",
+            },
+        }
     skipped = SkipCounter()
     explicit: dict = {"train": [], "val": [], "test": []}
     pooled: list = []
+    origin: dict = {}  # split -> the files named after it
     total = 0
     for path in tsv_files(d.path):
-        pairs, lines = read_tsv(path, d.max_source_words, d.max_target_words, skipped)
+        pairs, lines = read_tsv(path, skipped)
         total += lines
         stem = path.stem.lower()
         split = next(
@@ -156,6 +269,8 @@ def load_pairs(cfg) -> tuple[dict, dict]:
             None,
         )
         (explicit[split] if split else pooled).extend(pairs)
+        if split:
+            origin.setdefault(split, []).append(path.name)
     skipped.log(total)
     if d.max_pairs:
         pooled = pooled[: d.max_pairs]
@@ -175,7 +290,18 @@ def load_pairs(cfg) -> tuple[dict, dict]:
         raise UserError(
             f"no test pairs from {d.path}: raise data.test_fraction or add a test*.tsv file"
         )
-    return explicit, {"lines": total, "skipped": skipped.report()}
+    where = {}
+    for split in ("train", "val", "test"):
+        parts = list(origin.get(split, []))
+        if pooled and split == "train":
+            parts.append("the other files (what the carving left)")
+        elif pooled and split not in origin:
+            fraction = d.val_fraction if split == "val" else d.test_fraction
+            parts.append(
+                f"carved from the other files (seeded, data.{split}_fraction={fraction:g})"
+            )
+        where[split] = " + ".join(parts) or "none"
+    return explicit, {"lines": total, "skipped": skipped.report(), "origin": where}
 
 
 def vocabularies(cfg, artifacts, train_pairs) -> tuple[list, list]:
@@ -212,17 +338,33 @@ def tokenizers(cfg, artifacts) -> tuple[SubwordTokenizer, SubwordTokenizer]:
 
 
 def encode_pairs(
-    pairs, src_tok, tgt_tok, max_src: int, max_tgt: int, skipped: SkipCounter | None, split: str
+    pairs,
+    src_tok,
+    tgt_tok,
+    max_src: int,
+    max_tgt: int,
+    skipped: SkipCounter | None,
+    split: str,
+    cut: bool = False,
+    counts: Counter | None = None,
 ):
-    """Padded int32 arrays: sources [N, max_src] and targets [N, max_tgt + 2] (START ... END);
-    pairs longer than that in subword pieces are dropped (counted)."""
+    """Padded int32 arrays: sources [N, max_src] and targets [N, max_tgt + 2] (START ... END).
+    Pairs longer than that in subword pieces are dropped (counted), unless `cut` (the test
+    split, which is scored whole): then a long source keeps its first max_src pieces, as the
+    served Translator cuts it, and a long reference its first max_tgt pieces in these
+    teacher-forced arrays only (BLEU reads the full reference text); `counts` gets both."""
     sources, targets, kept = [], [], []
     for start in range(0, len(pairs), 2048):
         chunk = pairs[start : start + 2048]
         s = src_tok.tokenize(tf.constant([p[0] for p in chunk])).to_list()
         t = tgt_tok.tokenize(tf.constant([p[1] for p in chunk])).to_list()
         for i, (a, b) in enumerate(zip(s, t)):
-            if len(a) > max_src or len(b) > max_tgt or not a or not b:
+            if cut:
+                if counts is not None:
+                    counts["sources_cut"] += len(a) > max_src
+                    counts["references_longer_than_output_limit"] += len(b) > max_tgt
+                a, b = a[:max_src], b[:max_tgt]
+            elif len(a) > max_src or len(b) > max_tgt or not a or not b:
                 if skipped is not None:
                     skipped.add("too long (subwords)", f"{split} pair {start + i}")
                 continue
@@ -254,17 +396,48 @@ def batches_per_epoch(src_lengths: np.ndarray, boundaries, batch_size: int) -> i
 def build_datasets(cfg, artifacts) -> Datasets:
     d = cfg.data
     splits, report = load_pairs(cfg)
+    skipped = SkipCounter()
+    total = sum(len(p) for p in splits.values())
+    # length limits are for what the model trains and validates on; the test split is whole
+    for name in ("train", "val"):
+        splits[name] = drop_long_pairs(
+            splits[name], d.max_source_words, d.max_target_words, skipped, name
+        )
+    removed = remove_near_duplicates(splits)
+    if not splits["test"]:
+        raise UserError(
+            f"every test pair of {d.path or d.source} has a near-duplicate in training "
+            "(same source after normalisation): add distinct test pairs"
+        )
     vocabularies(cfg, artifacts, splits["train"])
     src_tok, tgt_tok = tokenizers(cfg, artifacts)
-    skipped = SkipCounter()
+    counts: Counter = Counter()
     arrays = {
         name: encode_pairs(
-            pairs, src_tok, tgt_tok, d.max_source_tokens, d.max_target_tokens, skipped, name
+            pairs,
+            src_tok,
+            tgt_tok,
+            d.max_source_tokens,
+            d.max_target_tokens,
+            skipped,
+            name,
+            cut=name == "test",
+            counts=counts,
         )
         for name, pairs in splits.items()
     }
     if skipped.counts:
-        skipped.log(sum(len(p) for p in splits.values()))
+        skipped.log(total)
+    if counts["sources_cut"] or counts["references_longer_than_output_limit"]:
+        log.info(
+            "test: all %d pairs scored; %d sources longer than %d pieces cut to it, %d "
+            "references longer than the %d pieces the decoder can emit (scored in full)",
+            len(splits["test"]),
+            counts["sources_cut"],
+            d.max_source_tokens,
+            counts["references_longer_than_output_limit"],
+            d.max_target_tokens,
+        )
     train_src, train_tgt, _ = arrays["train"]
     batch = cfg.train.batch_size
     boundaries = [
@@ -317,9 +490,17 @@ def build_datasets(cfg, artifacts) -> Datasets:
         "evaluation_split": {
             "split": "test",
             "size": int(len(arrays["test"][0])),
-            "near_duplicates_removed": 0,
-            "duplicate_rule": "not checked",
+            "near_duplicates_removed": int(removed["test"]),
+            "duplicate_rule": DUPLICATE_RULE,
+            "origin": report.get("origin", {}).get("test", d.source),
+            "length_filter": "none: every test pair is scored",
+            "sources_cut": int(counts["sources_cut"]),
+            "references_longer_than_output_limit": int(
+                counts["references_longer_than_output_limit"]
+            ),
         },
+        "split_origin": report.get("origin", {}),
+        "near_duplicates_removed": {k: int(v) for k, v in removed.items()},
         "split_sizes": {
             "train": int(len(train_src)),
             "val": int(len(arrays["val"][0])),

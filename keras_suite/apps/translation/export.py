@@ -59,6 +59,13 @@ def _spec(value, name):
     return tf.TensorSpec(value.shape, value.dtype, name=name)
 
 
+def calibration_sources(data) -> np.ndarray:
+    """Source ids [N, S] that calibrate int8: the validation split's, or the first 64
+    training sources when there is none; never the test split the parity report scores."""
+    val = data.extras["arrays"]["val"][0]
+    return val if len(val) else data.extras["arrays"]["train"][0][:64]
+
+
 def write_tflite_targets(model, data, cfg, workdir) -> list[TFLiteTarget]:
     if cfg.model.arch == "rnn":  # the same weights in an unrolled encoder (no while loop)
         from keras_suite.apps.translation.model import build_translator
@@ -101,12 +108,7 @@ def write_tflite_targets(model, data, cfg, workdir) -> list[TFLiteTarget]:
     step_dir = str(Path(workdir) / "translation_decoder_step")
     step_archive.write_out(step_dir, verbose=False)
 
-    # int8 calibration from the validation split (the report scores the test split)
-    calibration = (
-        data.extras["arrays"]["val"][0]
-        if len(data.extras["arrays"]["val"][0])
-        else data.extras["arrays"]["train"][0][:64]
-    )
+    calibration = calibration_sources(data)
     init = {
         k: np.zeros(cache[k].shape, cache[k].dtype.as_numpy_dtype)
         for k in cache_keys
@@ -146,8 +148,10 @@ def write_tflite_targets(model, data, cfg, workdir) -> list[TFLiteTarget]:
         "encoder_dir": encoder_dir,
         "decoder_step_dir": step_dir,
     }
+    calibrated_on = "val" if len(data.extras["arrays"]["val"][0]) else "train (no val split)"
     splits = {
-        "calibration_split": f"val ({len(calibration)} sentences; the step: their greedy decoding steps)",
+        "calibration_split": f"{calibrated_on} ({len(calibration)} sentences; the step: their "
+        "greedy decoding steps)",
         "evaluation_split": f"test (the first {min(cfg.decode.tflite_sentences, len(data.extras['test']))} "
         "sentences, greedy)",
     }

@@ -2,8 +2,9 @@
 
 Written from the definitions (Papineni et al. 2002 with mteval-v13a tokenisation and the
 "exp" smoothing of mteval; Popović 2015 chrF with beta=2, character 6-grams, whitespace
-ignored) so the app needs no metric library at run time; tests/test_translation_metrics.py
-checks both against sacrebleu on the same outputs.
+ignored); tests/apps/translation/test_translation_metrics.py holds both equal to sacrebleu
+within 1e-6 on the same outputs. sacrebleu itself (a runtime dependency) gives the
+signature written next to the scores in metrics.json.
 """
 
 from __future__ import annotations
@@ -135,4 +136,31 @@ def translation_metrics(hypotheses: list[str], references: list[str]) -> dict:
         "bleu_precisions": bleu["precisions"],
         "brevity_penalty": bleu["brevity_penalty"],
         "num_sentences": len(references),
+    }
+
+
+def sacrebleu_signatures(hypotheses, references, bleu: float, chrf: float) -> dict:
+    """sacrebleu's signatures for BLEU and chrF with its defaults (what a reader needs to
+    compare a score with published ones), taken from sacrebleu scoring the same outputs.
+    Our scores equal its scores (tests/apps/translation/test_translation_metrics.py, 1e-6);
+    a difference here is logged, never hidden."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    from keras_suite.common.runlog import log
+
+    bleu_metric, chrf_metric = BLEU(), CHRF()
+    theirs = (
+        bleu_metric.corpus_score(hypotheses, [references]).score,
+        chrf_metric.corpus_score(hypotheses, [references]).score,
+    )
+    if abs(theirs[0] - bleu) > 1e-6 or abs(theirs[1] - chrf) > 1e-6:
+        log.warning(
+            "BLEU/chrF %.6f / %.6f differ from sacrebleu's %.6f / %.6f on these outputs",
+            bleu,
+            chrf,
+            *theirs,
+        )
+    return {
+        "bleu_signature": str(bleu_metric.get_signature()),
+        "chrf_signature": str(chrf_metric.get_signature()),
     }

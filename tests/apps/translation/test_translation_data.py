@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from keras_suite.apps.translation import config as cfg_lib
-from keras_suite.apps.translation.data import SkipCounter, batches_per_epoch, load_pairs, read_tsv
+from keras_suite.apps.translation.data import (
+    SkipCounter,
+    batches_per_epoch,
+    drop_long_pairs,
+    load_pairs,
+    read_tsv,
+)
 from keras_suite.apps.translation.numbers import english, french, number_pairs
 from keras_suite.common.errors import UserError
 
@@ -81,16 +87,15 @@ def test_tsv_lines_are_skipped_and_counted_by_reason(tmp_path):
     ]
     path.write_bytes(b"\n".join(lines) + b"\n")
     skipped = SkipCounter()
-    pairs, total = read_tsv(path, 5, 5, skipped)
-    assert pairs == [("Go.", "Va !"), ("Run!", "Cours !")]
+    pairs, total = read_tsv(path, skipped)
+    long_pair = ("one two three four five six", "un")
+    assert pairs == [("Go.", "Va !"), long_pair, ("Run!", "Cours !")]
     assert total == 7  # the blank line is not counted
-    assert dict(skipped.counts) == {
-        "no tab": 1,
-        "empty side": 2,
-        "bad encoding": 1,
-        "too long (words)": 1,
-    }
+    assert dict(skipped.counts) == {"no tab": 1, "empty side": 2, "bad encoding": 1}
     assert skipped.report()["no tab"]["first"] == ["fra.txt:2"]
+    # the word limit applies to training and validation pairs, after the split
+    assert drop_long_pairs(pairs, 5, 5, skipped, "train") == [pairs[0], pairs[2]]
+    assert skipped.counts["too long (words)"] == 1
 
 
 def test_tsv_split_is_seeded_and_files_named_test_are_the_test_split(tmp_path):
