@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 import time
 from pathlib import Path
 
@@ -11,8 +13,17 @@ import numpy as np
 from keras_suite import common
 from keras_suite.apps.textgen import config as cfg_lib
 from keras_suite.apps.textgen import data as data_lib
-from keras_suite.apps.textgen.corpus import load_corpus, split_documents
-from keras_suite.apps.textgen.evaluate import language_metrics, score_stream, stepwise_bits_per_char
+from keras_suite.apps.textgen.corpus import (
+    DUPLICATE_LINE_CHARS,
+    load_corpus,
+    make_split,
+)
+from keras_suite.apps.textgen.evaluate import (
+    bootstrap_bits,
+    language_metrics,
+    score_stream,
+    stepwise_bits_per_char,
+)
 from keras_suite.apps.textgen.export import serving_archive, tflite_archive
 from keras_suite.apps.textgen.model import build_model
 from keras_suite.apps.textgen.ngram import KneserNey
@@ -32,6 +43,13 @@ tf = common.quiet_import_tensorflow()
 
 SAMPLE_PROMPTS = ("def ", "import ", "class ")
 
+DUPLICATE_RULE = (
+    f"a validation/test line of >= {DUPLICATE_LINE_CHARS} characters (whitespace normalised) "
+    "that is also a line of a training document is cut out of that document before scoring "
+    "(near_duplicates_removed counts lines); generated tables are left out of the built-in "
+    "corpus"
+)
+
 
 def load_tokenizer(artifacts) -> Tokenizer:
     return Tokenizer.load(artifacts)
@@ -46,12 +64,10 @@ class TextGenApp(App):
     # ---- data ---------------------------------------------------------------------------
     def datasets(self, *, cfg, artifacts):
         d, seed = cfg.data, cfg.train.seed
+        fractions = {"test": d.test_fraction, "val": d.val_fraction}
         corpus = load_corpus(d)
-        train_docs, val_docs = split_documents(
-            corpus.documents, d.val_fraction, seed, d.split, d.block_chars
-        )
-        train_texts = [t for _, t in train_docs]
-        val_texts = [t for _, t in val_docs]
+        split = make_split(corpus.documents, fractions, seed, d.split, d.block_chars)
+        texts = {name: [t for _, t in getattr(split, name)] for name in ("train", "val", "test")}
         if artifacts is not None and artifacts.exists("tokenizer.json"):
             tokenizer = Tokenizer.load(artifacts)
             if tokenizer.kind != d.tokenizer:
@@ -60,92 +76,124 @@ class TextGenApp(App):
                     f"{d.tokenizer}; use a new --run-dir (or delete that artifacts folder)"
                 )
         else:
-            tokenizer = Tokenizer.learn(d.tokenizer, train_texts, d.bpe_vocab_size, seed)
+            tokenizer = Tokenizer.learn(d.tokenizer, texts["train"], d.bpe_vocab_size, seed)
             if artifacts is not None:
                 tokenizer.save(artifacts)
-        train_stream = data_lib.token_stream(tokenizer, train_texts)
-        val_stream = data_lib.token_stream(tokenizer, val_texts)
+        streams = {name: data_lib.token_stream(tokenizer, t) for name, t in texts.items()}
+        train_stream = streams["train"]
         batch, T = cfg.train.batch_size, d.seq_len
-        if len(train_stream) < T + 2 or len(val_stream) < 2:
+        if len(train_stream) < T + 2:
             raise UserError(
-                f"the corpus is too small for data.seq_len={T}: {len(train_stream)} training tokens"
+                f"the corpus is too small for data.seq_len={T}: {len(train_stream)} training "
+                "tokens; add text or lower data.seq_len"
             )
+        # A fixed budget: train.steps_per_epoch steps per epoch whatever the corpus size
+        # (random windows are drawn, or the stateful pieces dealt again, as often as needed)
+        budget = cfg.train.steps_per_epoch
         if cfg.model.stateful:
-            pieces = data_lib.document_pieces(tokenizer, train_texts, T, d.doc_chunks)
-            steps = data_lib.stateful_steps(pieces, batch, T)
+            pieces = data_lib.document_pieces(tokenizer, texts["train"], T, d.doc_chunks)
+            steps = budget or data_lib.stateful_steps(pieces, batch, T)
 
             def train_epoch(epoch):
                 arrays = data_lib.stateful_epoch_arrays(pieces, batch, T, steps, seed, epoch)
                 keys = ("tokens", "targets", "weights", "reset")
                 return tf.data.Dataset.from_tensor_slices(dict(zip(keys, arrays))).prefetch(2)
         else:
-            windows = d.windows_per_epoch or max(len(train_stream) // T, batch)
+            windows = d.windows_per_epoch or budget * batch or max(len(train_stream) // T, batch)
             steps = windows // batch
+            if budget:
+                steps = min(steps, budget)
 
             def train_epoch(epoch):
                 return data_lib.stateless_epoch(train_stream, batch, T, windows, seed, epoch)
 
-        if cfg.train.steps_per_epoch:
-            steps = min(steps, cfg.train.steps_per_epoch)
-        val = data_lib.eval_dataset(val_stream, T, batch)
+        removed = split.removed["test"]
         info = {
             "vocab_size": tokenizer.vocab_size,
             "tokenizer": tokenizer.kind,
             "context": T,
             "arch": cfg.model.arch,
             "stateful": bool(cfg.model.stateful),
-            "train_documents": len(train_docs),
-            "val_documents": len(val_docs),
-            "train_chars": sum(map(len, train_texts)),
-            "val_chars": sum(map(len, val_texts)),
-            "train_tokens": int(len(train_stream)),
-            "val_tokens": int(len(val_stream)),
+            "train_steps_per_epoch": int(steps),
+            "split_mode": split.mode,
+            "block_chars": split.block_chars,
+            **{f"{n}_documents": len(texts[n]) for n in texts},
+            **{f"{n}_chars": sum(map(len, texts[n])) for n in texts},
+            **{f"{n}_tokens": int(len(streams[n])) for n in texts},
             "skipped_files": len(corpus.skipped),
             "skipped_examples": [n for n, _ in corpus.skipped[:20]],
             "duplicate_files": corpus.duplicates,
-            "source": cfg.data.source,
-            "split_sizes": {"train": len(train_docs), "val": len(val_docs)},  # documents
+            "generated_files_left_out": list(corpus.generated),
+            "truncation": dict(corpus.truncation),
+            "lines_removed": split.removed,
+            "source": d.source,
+            "data_description": _describe_source(d, corpus),
+            "split_sizes": {n: len(texts[n]) for n in texts},  # documents (or blocks)
             "evaluation_split": {
-                "split": "val",
-                "size": len(val_docs),
-                "near_duplicates_removed": 0,
-                "duplicate_rule": "not checked",
+                "split": "test",
+                "size": len(texts["test"]),
+                "size_chars": sum(map(len, texts["test"])),
+                "near_duplicates_removed": removed["lines"],
+                "near_duplicate_chars_removed": removed["chars"],
+                "documents_dropped": removed["documents"],
+                "duplicate_rule": DUPLICATE_RULE,
             },
         }
         log.info(
-            "corpus: %d train / %d val documents, %d / %d characters, %d / %d %s tokens (vocab %d)%s",
-            len(train_docs),
-            len(val_docs),
-            info["train_chars"],
-            info["val_chars"],
-            len(train_stream),
-            len(val_stream),
+            "corpus: %d train / %d val / %d test %ss, %s / %s / %s characters, "
+            "%s / %s / %s %s tokens (vocab %d)%s",
+            *(len(texts[n]) for n in texts),
+            split.mode,
+            *(f"{info[f'{n}_chars']:,}" for n in texts),
+            *(f"{len(streams[n]):,}" for n in texts),
             tokenizer.kind,
             tokenizer.vocab_size,
             f", {len(corpus.skipped)} file(s) skipped" if corpus.skipped else "",
         )
-        extras = {
-            "tokenizer": tokenizer,
-            "train_texts": train_texts,
-            "val_texts": val_texts,
-            "train_stream": train_stream,
-            "val_stream": val_stream,
-        }
+        extras = {"tokenizer": tokenizer}
+        for name in texts:
+            extras[f"{name}_texts"], extras[f"{name}_stream"] = texts[name], streams[name]
         return Datasets(
             train_epoch=train_epoch,
             steps_per_epoch=steps,
-            val=val,
-            test=val,
+            val=data_lib.eval_dataset(streams["val"], T, batch),
+            test=data_lib.eval_dataset(streams["test"], T, batch),
             info=info,
             extras=extras,
         )
 
+    def data_report(self, *, data, cfg):
+        """`ksuite data check textgen`: where the text comes from (the file or folder), and
+        the sizes of the three splits in documents and characters."""
+        info = data.info
+        report = {"source": info.get("data_description") or info["source"]}
+        report["split_sizes"] = {
+            n: f"{info[f'{n}_documents']} {info.get('split_mode', 'document')}(s), "
+            f"{info[f'{n}_chars']:,} characters"
+            for n in ("train", "val", "test")
+        }
+        split = info["evaluation_split"]
+        report["test lines removed (in training verbatim)"] = (
+            f"{split['near_duplicates_removed']} ({split['near_duplicate_chars_removed']:,} "
+            "characters)"
+        )
+        if info.get("generated_files_left_out"):
+            report["generated tables left out"] = len(info["generated_files_left_out"])
+        if info.get("truncation"):
+            cut = info["truncation"]
+            report["cut by data.max_chars"] = (
+                f"{cut['cut_file']} at {cut['cut_file_kept']:,} of {cut['cut_file_chars']:,} "
+                f"characters, {cut['files_left_out']} more file(s) not read"
+            )
+        report["steps_per_epoch"] = data.steps_per_epoch
+        return report
+
     # ---- model --------------------------------------------------------------------------
     def build_state(self, *, cfg, info):
         model = build_model(cfg.model, info["vocab_size"], info["context"])
-        per_epoch = max(1, info["train_tokens"] // info["context"] // cfg.train.batch_size)
-        if cfg.train.steps_per_epoch:
-            per_epoch = min(per_epoch, cfg.train.steps_per_epoch)
+        per_epoch = info.get("train_steps_per_epoch") or max(
+            1, info["train_tokens"] // info["context"] // cfg.train.batch_size
+        )  # (runs from before the fixed budget did not record it)
         steps = cfg.train.epochs * per_epoch  # the cosine schedule's length
         variables = {}
         if cfg.model.stateful:
@@ -224,14 +272,22 @@ class TextGenApp(App):
 
     # ---- evaluation ---------------------------------------------------------------------
     def evaluate(self, *, state, data, cfg, run_dir):
+        """Bits/char on the TEST split (validation only watched training), the n-gram on
+        the same documents, and a bootstrap over those documents for the spread."""
         run_dir = Path(run_dir)
         tokenizer = data.extras["tokenizer"]
         t0 = time.perf_counter()
-        scored = score_stream(state.model, data.extras["val_stream"], cfg.data.seq_len, batch=32)
-        metrics = language_metrics(scored["nats"], scored["tokens"], data.info["val_chars"])
+        texts = data.extras["test_texts"]
+        scored = score_stream(state.model, data.extras["test_stream"], cfg.data.seq_len, batch=32)
+        metrics = language_metrics(scored["nats"], scored["tokens"], sum(map(len, texts)))
         metrics["eval_seconds"] = time.perf_counter() - t0
-        metrics["ngram_bits_per_char"] = self._baseline(data, cfg)
+        baseline = self._baseline(data, cfg)
+        metrics["ngram_bits_per_char"] = baseline["bits_per_char"]
         metrics["ngram_order"] = cfg.eval.ngram_order
+        metrics["test_documents"] = len(texts)
+        metrics.update(
+            bootstrap_bits(scored["doc_nats"], [len(t) for t in texts], baseline["doc_nats"])
+        )
         metrics.update(_training_speed(run_dir, cfg))
         samples, speed = self._samples(state.model, tokenizer, cfg)
         metrics["generation_tokens_per_sec"] = speed
@@ -247,36 +303,42 @@ class TextGenApp(App):
             "".join(f"--- prompt {p!r}\n{p}{s}\n\n" for p, s in samples)
         )
         _plot_bits(metrics, run_dir / "plots" / "bits_per_char.png")
+        low, high = metrics["bits_per_char_ci95"]
         log.info(
-            "bits/char %.3f (n-gram baseline %.3f), perplexity %.2f per %s token",
+            "test bits/char %.3f (95%% bootstrap over %d documents: %.3f-%.3f; n-gram baseline "
+            "%.3f), perplexity %.2f per %s token",
             metrics["bits_per_char"],
+            len(texts),
+            low,
+            high,
             metrics["ngram_bits_per_char"],
             metrics["perplexity"],
             tokenizer.kind,
         )
         return metrics
 
-    def _baseline(self, data, cfg) -> float:
-        """Kneser-Ney bits/char on the same split, cached with the run (it depends on the
-        data only)."""
-        name = f"ngram{cfg.eval.ngram_order}.json"
+    def _baseline(self, data, cfg) -> dict:
+        """Kneser-Ney on the test split, with each document's nats for the bootstrap;
+        cached with the run (it depends on the data only)."""
+        name = f"ngram{cfg.eval.ngram_order}-test.json"
         arts = data.artifacts
         if arts is not None and arts.exists(name):
-            return float(json.loads(arts.read_text(name))["bits_per_char"])
+            return json.loads(arts.read_text(name))
         t0 = time.perf_counter()
         lm = KneserNey(cfg.eval.ngram_order).fit(data.extras["train_texts"])
-        bits = lm.bits_per_char(data.extras["val_texts"])
+        texts = data.extras["test_texts"]
+        doc_nats = [lm.nats(t) for t in texts]
+        bits = sum(doc_nats) / max(sum(map(len, texts)), 1) / math.log(2)
         log.info(
-            "Kneser-Ney %d-gram baseline: %.3f bits/char (%.0fs)",
+            "Kneser-Ney %d-gram baseline: %.3f bits/char on the test split (%.0fs)",
             cfg.eval.ngram_order,
             bits,
             time.perf_counter() - t0,
         )
+        result = {"bits_per_char": bits, "order": cfg.eval.ngram_order, "doc_nats": doc_nats}
         if arts is not None:
-            arts.write_text(
-                name, json.dumps({"bits_per_char": bits, "order": cfg.eval.ngram_order})
-            )
-        return bits
+            arts.write_text(name, json.dumps(result))
+        return result
 
     def _samples(self, model, tokenizer, cfg):
         decoder = KerasDecoder(model)
@@ -336,7 +398,12 @@ class TextGenApp(App):
             t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t)
             for t in outputs["text"]
         ]
-        path.write_text("".join(f"--- prompt {p!r}\n{p}{t}\n\n" for p, t in zip(inputs, texts)))
+        shown = "".join(f"--- prompt {p!r}\n{p}{t}\n\n" for p, t in zip(inputs, texts))
+        path.write_text(shown)
+        # `ksuite predict` is the one caller: the generated text is what the user asked
+        # for, so it goes to the terminal too (the CLI then prints the file's path)
+        sys.stdout.write(shown)
+        sys.stdout.flush()
         return [str(path)]
 
     def predict_examples(self, *, data, info, cfg, out_dir):
@@ -384,21 +451,13 @@ class TextGenApp(App):
     def tflite_evaluate(self, *, run_signature, data, cfg, info, target):
         return stepwise_bits_per_char(
             run_signature,
-            data.extras["val_stream"],
+            data.extras["test_stream"],
             data.extras["tokenizer"],
             target.extras["state_shapes"],
             target.extras["context"],
             cfg.eval.tflite_tokens,
         )
 
-
-def _training_speed(run_dir: Path, cfg) -> dict:
-    """Training tokens/s and wall time from the run's own epoch records."""
-    path = run_dir / "logs" / "metrics.jsonl"
-    if not path.exists():
-        return {}
-    epochs = [r for r in read_jsonl(path) if r.get("kind") == "epoch"]
-    if not epochs:
     # ---- TensorBoard ---------------------------------------------------------------------
     def tensorboard_text(self, *, state, data, cfg):
         """A continuation of each sample prompt (fixed seeds, at most 64 new tokens), as
@@ -423,6 +482,30 @@ def _training_speed(run_dir: Path, cfg) -> dict:
             parts.append(f"prompt `{prompt}`\n\n```\n{prompt}{r['text']}\n```")
         return {"samples/generated": "\n\n".join(parts)}
 
+
+def _describe_source(d, corpus) -> str:
+    """Where the text comes from, in words, for `ksuite data check` and info.json."""
+    files = len(corpus.documents)
+    if d.source == "stdlib":
+        import sys
+
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        return f"built-in: the Python {version} standard library's .py files ({files} files)"
+    if d.source == "files":
+        path = Path(d.path).expanduser().resolve()
+        if path.is_file():
+            return f"file {path}"
+        return f"folder {path} ({files} file(s) read)"
+    return f"{d.source} {getattr(d, 'name', '')}".strip()
+
+
+def _training_speed(run_dir: Path, cfg) -> dict:
+    """Training tokens/s and wall time from the run's own epoch records."""
+    path = run_dir / "logs" / "metrics.jsonl"
+    if not path.exists():
+        return {}
+    epochs = [r for r in read_jsonl(path) if r.get("kind") == "epoch"]
+    if not epochs:
         return {}
     seconds = sum(r.get("epoch_seconds", 0.0) for r in epochs)
     rate = epochs[-1].get("examples_per_sec", 0.0) * cfg.data.seq_len
@@ -442,6 +525,6 @@ def _plot_bits(metrics: dict, path: Path) -> None:
     bars = ax.bar(names, values, color=["tab:blue", "tab:gray"])
     for bar, v in zip(bars, values):
         ax.text(bar.get_x() + bar.get_width() / 2, v, f"{v:.3f}", ha="center", va="bottom")
-    ax.set_ylabel("bits per character (validation)")
+    ax.set_ylabel("bits per character (test split)")
     ax.set_ylim(0, max(values) * 1.2)
     save_figure(fig, path, dpi=90)

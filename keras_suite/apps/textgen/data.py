@@ -9,7 +9,8 @@ batches are dicts {tokens, targets, weights, reset} of [B, T] (reset: [B]):
   dealt to B streams (shuffled per epoch, each to the shortest stream), and batch s holds
   window s of every stream: row i of consecutive batches is contiguous text, so the
   hidden state can be carried from one batch to the next. `reset` is 1 on the first
-  window of every piece (the state is zeroed there) and padding windows weigh 0.
+  window of every piece (the state is zeroed there) and padding windows weigh 0. A
+  fixed budget of steps longer than one pass deals the pieces again.
 
 Validation batches are non-overlapping windows of the validation stream.
 """
@@ -44,14 +45,20 @@ def document_pieces(tokenizer, texts, seq_len: int, doc_chunks: int) -> list:
 
 
 def stateful_epoch_arrays(pieces, batch: int, seq_len: int, steps: int, seed: int, epoch: int):
-    """Arrays [steps, batch, seq_len] (tokens, targets, weights) and reset [steps, batch]."""
-    order = np.random.default_rng(epoch_seed(seed, epoch)).permutation(len(pieces))
+    """Arrays [steps, batch, seq_len] (tokens, targets, weights) and reset [steps, batch].
+
+    One shuffled pass over the pieces fills `stateful_steps` steps; a fixed budget of
+    more steps than that deals further passes (each shuffled anew) until it is filled."""
+    rng = np.random.default_rng(epoch_seed(seed, epoch))
     streams = [[] for _ in range(batch)]
     lengths = np.zeros(batch, np.int64)
-    for i in order:
-        row = int(np.argmin(lengths))
-        streams[row].append(pieces[i])
-        lengths[row] += -(-(len(pieces[i]) - 1) // seq_len)
+    while True:
+        for i in rng.permutation(len(pieces)):
+            row = int(np.argmin(lengths))
+            streams[row].append(pieces[i])
+            lengths[row] += -(-(len(pieces[i]) - 1) // seq_len)
+        if lengths.sum() >= steps * batch or not pieces:
+            break
     tokens = np.zeros([steps, batch, seq_len], np.int32)
     targets = np.zeros_like(tokens)
     weights = np.zeros([steps, batch, seq_len], np.float32)

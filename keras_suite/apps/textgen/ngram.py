@@ -5,9 +5,10 @@ baseline every run's bits per character is read against.
 
 c_n are raw counts at the highest order n; at lower orders c_k(hw) is the continuation
 count N1+(.hw), the number of distinct characters seen before hw. D_k = n1 / (n1 + 2 n2)
-from the count-of-counts of order k. The order-1 model interpolates with the uniform
-distribution over the training alphabet plus one "unseen character" symbol, so every
-character of any text has a probability and the distribution sums to one. A context
+from the count-of-counts of order k (0.5 when no count is 1: the estimate would be 0).
+The order-1 model interpolates with the uniform distribution over the training alphabet
+plus one "unseen character" symbol, so every character of any text, also one training
+never had, has a probability above 0, and the distribution sums to one. A context
 never seen in training falls back to the next lower order. Documents start with n-1
 padding symbols (never predicted).
 """
@@ -51,7 +52,10 @@ class KneserNey:
             self.context_total[k], self.context_types[k] = total, types
             n1 = sum(1 for c in table.values() if c == 1)
             n2 = sum(1 for c in table.values() if c == 2)
-            self.discount[k] = n1 / (n1 + 2 * n2) if n1 + 2 * n2 else 0.5
+            # Chen & Goodman's estimate is 0 when no count is 1, which would leave nothing
+            # for the lower orders and give an unseen character probability 0: fall back
+            # to 0.5 then (as KenLM's --discount_fallback does)
+            self.discount[k] = n1 / (n1 + 2 * n2) if n1 else 0.5
         return self
 
     def prob(self, context: str, char: str) -> float:

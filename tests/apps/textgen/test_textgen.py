@@ -9,7 +9,7 @@ import pytest
 
 from keras_suite import common
 from keras_suite.apps.textgen import data as data_lib
-from keras_suite.apps.textgen.corpus import load_corpus, split_documents
+from keras_suite.apps.textgen.corpus import load_corpus, make_split
 from keras_suite.apps.textgen.export import graph_sample
 from keras_suite.apps.textgen.model import build_model
 from keras_suite.apps.textgen.ngram import KneserNey
@@ -64,6 +64,78 @@ def test_kneser_ney_beats_unigram_on_repetitive_text():
     )
 
 
+def reference_kneser_ney_bits(train_texts, test_texts, order):
+    """Interpolated Kneser-Ney written out the slow way, from the definition: raw counts
+    at the top order, continuation counts (distinct left neighbours) below it, found by
+    scanning every position of the padded training text; discounts n1 / (n1 + 2 n2) per
+    order (0.5 when no count is 1); the lowest order mixes in a uniform distribution over
+    the training alphabet plus one symbol for every unseen character."""
+    pad = "\ue000"
+    padded = [pad * (order - 1) + t for t in train_texts]
+    alphabet = set("".join(train_texts))
+    uniform = 1.0 / (len(alphabet) + 1)
+    ends = [(s, i) for s in padded for i in range(order - 1, len(s))]  # predicted positions
+    tables = {}
+    for k in range(1, order + 1):
+        table = {}
+        if k == order:
+            for s, i in ends:
+                gram = s[i - k + 1 : i + 1]
+                table[gram] = table.get(gram, 0) + 1
+        else:
+            lefts = {}
+            for s, i in ends:
+                lefts.setdefault(s[i - k + 1 : i + 1], set()).add(s[i - k])
+            table = {gram: len(left) for gram, left in lefts.items()}
+        n1 = sum(1 for c in table.values() if c == 1)
+        n2 = sum(1 for c in table.values() if c == 2)
+        tables[k] = (table, n1 / (n1 + 2 * n2) if n1 else 0.5)
+
+    def prob(history, char, k):
+        if k == 0:
+            return uniform
+        table, discount = tables[k]
+        context = history[len(history) - (k - 1) :] if k > 1 else ""
+        lower = prob(history, char, k - 1)
+        matching = {g: c for g, c in table.items() if g[:-1] == context}
+        total = sum(matching.values())
+        if total == 0:
+            return lower
+        seen = max(matching.get(context + char, 0) - discount, 0) / total
+        return seen + discount * len(matching) / total * lower
+
+    bits, chars = 0.0, 0
+    for text in test_texts:
+        s = pad * (order - 1) + text
+        for i in range(order - 1, len(s)):
+            bits -= math.log2(prob(s[:i], s[i], order))
+        chars += len(text)
+    return bits / chars
+
+
+@pytest.mark.parametrize(
+    "train,test",
+    [
+        (["aabb"], ["c"]),  # no count of 1 at the top order, an unseen character
+        (["aabbaabb"], ["xyz", "ab"]),  # three characters training never had
+        (["abab"], ["abc"]),
+        (["the cat sat. ", "a hat, the mat"], ["the bat sat on a mat!"]),
+    ],
+)
+@pytest.mark.parametrize("order", [1, 2, 3, 5])
+def test_kneser_ney_equals_brute_force_reference_also_on_unseen_characters(train, test, order):
+    """Used to give an unseen character probability 0 (ValueError in log) when an order
+    had no count of 1; now every text has a finite score, equal to the reference."""
+    lm = KneserNey(order).fit(train)
+    want = reference_kneser_ney_bits(train, test, order)
+    assert math.isfinite(want)
+    assert lm.bits_per_char(test) == pytest.approx(want, rel=1e-9)
+    ctx = lm.bos * (order - 1) + test[0][: order - 1]
+    unseen = lm.prob(ctx, "\U0010fffd")
+    assert unseen > 0
+    assert sum(lm.prob(ctx, c) for c in lm.alphabet) + unseen == pytest.approx(1.0, abs=1e-12)
+
+
 # ---- tokenizers -----------------------------------------------------------------------
 
 
@@ -111,16 +183,160 @@ def test_stdlib_corpus_is_deterministic_and_split_never_leaks():
     a, b = load_corpus(cfg), load_corpus(cfg)
     assert [n for n, _ in a.documents] == [n for n, _ in b.documents] and len(a.documents) >= 10
     assert sum(len(t) for _, t in a.documents) == 300_000
-    train, val = split_documents(a.documents, 0.1, seed=1)
-    assert {n for n, _ in train}.isdisjoint({n for n, _ in val}) and val
-    assert len(train) + len(val) == len(a.documents)
-    one = [("book", "x" * 100_000 + "y" * 100_000)]
-    train, val = split_documents(one, 0.2, seed=0, block_chars=10_000)  # one text: whole blocks
-    assert all(n.startswith("block") for n, _ in train + val)
-    assert (
-        sum(len(t) for _, t in train + val) == 200_000
-        and 0.15 <= sum(len(t) for _, t in val) / 200_000 <= 0.3
+    split = make_split(a.documents, {"test": 0.1, "val": 0.1}, seed=1, mode="document")
+    names = [{n for n, _ in getattr(split, s)} for s in ("train", "val", "test")]
+    assert all(names) and sum(map(len, names)) == len(set().union(*names)) == len(a.documents)
+    one = [("book", "".join(f"line {i} of a long book\n" for i in range(8_000)))]
+    split = make_split(one, {"test": 0.1, "val": 0.1}, seed=0, block_chars=10_000)
+    assert split.mode == "block" and split.block_chars <= 10_000
+    assert all(n.startswith("block") for n, _ in split.train + split.val + split.test)
+    whole = one[0][1]
+    for name in ("val", "test"):  # each block is a contiguous piece of the text
+        chars = sum(len(t) for _, t in getattr(split, name))
+        assert all(t in whole for _, t in getattr(split, name))
+        assert 0.05 <= chars / len(whole) <= 0.15
+
+
+@pytest.fixture(scope="module")
+def builtin_split():
+    """The whole built-in corpus and its default split (about 10 s)."""
+    from keras_suite.apps.textgen.config import default
+
+    d = default().data
+    corpus = load_corpus(d)
+    fractions = {"test": d.test_fraction, "val": d.val_fraction}
+    return corpus, make_split(corpus.documents, fractions, 42, d.split, d.block_chars)
+
+
+def _long_lines(texts, min_chars=30):
+    return {
+        " ".join(line.split())
+        for text in texts
+        for line in text.split("\n")
+        if len(" ".join(line.split())) >= min_chars
+    }
+
+
+def test_builtin_test_split_shares_no_line_with_training_and_has_no_tables(builtin_split):
+    """The audit found 34% of validation characters in 30+-character lines training had,
+    and three codec tables holding 39% of validation; neither is left, and the test split
+    is a separate set of enough documents."""
+    import sysconfig
+    from pathlib import Path
+
+    from keras_suite.apps.textgen.corpus import looks_generated
+
+    corpus, split = builtin_split
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for table in ("encodings/cp866.py", "encodings/cp852.py", "encodings/mac_latin2.py"):
+        assert looks_generated((root / table).read_text())
+        assert table in corpus.generated
+    for code in ("argparse.py", "xml/dom/NodeFilter.py", "json/encoder.py"):
+        assert not looks_generated((root / code).read_text())
+    names = {s: {n for n, _ in getattr(split, s)} for s in ("train", "val", "test")}
+    assert not names["train"] & names["test"] and not names["val"] & names["test"]
+    assert not names["train"] & names["val"] and len(names["test"]) >= 40
+    assert not any(looks_generated(t) for _, t in corpus.documents)
+    train_lines = _long_lines(t for _, t in split.train)
+    for name in ("val", "test"):
+        assert not train_lines & _long_lines(t for _, t in getattr(split, name))
+        assert split.removed[name]["lines"] > 0  # and the log and info say how many
+    chars = {s: sum(len(t) for _, t in getattr(split, s)) for s in ("train", "val", "test")}
+    total = sum(chars.values())
+    assert 0.07 < chars["test"] / total < 0.13 and 0.03 < chars["val"] / total < 0.07
+
+
+def test_remove_training_lines_counts_what_it_cuts():
+    from keras_suite.apps.textgen.corpus import remove_training_lines
+
+    shared = "    return self._compute_something_long(value, other)"
+    train = [("a", f"def f():\n{shared}\n")]
+    held = [("b", f"x = 1\n  {shared.strip()}  \nshort line\n"), ("c", shared)]
+    kept, removed = remove_training_lines(train, held)
+    assert kept == [("b", "x = 1\nshort line\n")]
+    assert removed == {
+        "lines": 2,
+        "chars": len(f"  {shared.strip()}  ") + 1 + len(shared) + 1,
+        "documents": 1,
+    }
+
+
+def test_small_file_holds_out_what_the_fractions_say_and_logs_it(tmp_path, caplog):
+    """A 22k-character file used to lose a third of itself to validation, silently; a
+    larger file was cut to data.max_chars without a word."""
+    from keras_suite.apps.textgen import APP
+    from keras_suite.common import config
+    from keras_suite.common.app import Artifacts
+
+    book = tmp_path / "book.txt"
+    book.write_text("".join(f"Sentence number {i} of a small book.\n" for i in range(600)))
+    size = len(book.read_text())
+    assert 20_000 < size < 24_000
+    cfg = config.resolve(APP.presets, "smoke", overrides=["data.source=files", f"data.path={book}"])
+    with caplog.at_level("INFO", logger="ksuite"):
+        data = APP.datasets(cfg=cfg, artifacts=Artifacts(tmp_path / "a1"))
+    info = data.info
+    held = info["val_chars"] + info["test_chars"]
+    assert info["train_chars"] + held == size
+    assert info["val_chars"] / size < 0.12 and info["test_chars"] / size < 0.15
+    assert f"of {size:,} characters" in caplog.text  # the sizes, with numbers
+    assert "data.val_fraction=0.05" in caplog.text and "data.test_fraction=0.1" in caplog.text
+    caplog.clear()
+    cut = config.resolve(
+        APP.presets,
+        "smoke",
+        overrides=["data.source=files", f"data.path={book}", "data.max_chars=15000"],
     )
+    with caplog.at_level("WARNING", logger="ksuite"):
+        data = APP.datasets(cfg=cut, artifacts=Artifacts(tmp_path / "a2"))
+    assert "data.max_chars=15,000" in caplog.text and f"of its {size:,} characters" in caplog.text
+    assert data.info["truncation"]["cut_file_kept"] == 15_000
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_preset_budget_is_steps_not_corpus_size(tmp_path, stateful):
+    """`default` trained 3 epochs of a corpus-sized epoch: a smaller text got a fraction of
+    the budget. Now train.steps_per_epoch is what an epoch is, whatever the text."""
+    from keras_suite.apps.textgen import APP
+    from keras_suite.common import config
+    from keras_suite.common.app import Artifacts
+
+    book = tmp_path / "book.txt"
+    book.write_text("".join(f"Line {i}: a short text to train on.\n" for i in range(800)))
+    overrides = [
+        "data.source=files",
+        f"data.path={book}",
+        "data.windows_per_epoch=0",
+        "train.steps_per_epoch=90",
+        f"model.arch={'rnn' if stateful else 'gpt'}",
+        f"model.stateful={str(stateful).lower()}",
+    ]
+    cfg = config.resolve(APP.presets, "smoke", overrides=overrides)
+    data = APP.datasets(cfg=cfg, artifacts=Artifacts(tmp_path / "a"))
+    one_pass = data.info["train_tokens"] // cfg.data.seq_len // cfg.train.batch_size
+    assert one_pass < 90 and data.steps_per_epoch == 90
+    assert data.info["train_steps_per_epoch"] == 90
+    batches = list(data.train_epoch(0))
+    assert len(batches) == 90
+    if stateful:  # every step trains on real text, none is padding
+        assert min(float(tf.reduce_sum(b["weights"])) for b in batches) > 0
+    for preset in ("default", "char-rnn"):
+        train = APP.presets[preset]().train
+        assert train.epochs * train.steps_per_epoch >= 2_000
+
+
+def test_data_check_names_the_file_or_folder(tmp_path, capsys):
+    from keras_suite.common.datacheck import check_data, print_report
+
+    book = tmp_path / "book.txt"
+    book.write_text("".join(f"Sentence number {i} of a small book.\n" for i in range(600)))
+    print_report(
+        "textgen",
+        check_data("textgen", "smoke", None, ["data.source=files", f"data.path={book}"]),
+    )
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"textgen data (file {book.resolve()})"
+    assert "test: 1 block(s)" in out
 
 
 def test_user_folder_skips_bad_encodings_by_name(tmp_path, caplog):
@@ -137,14 +353,17 @@ def test_user_folder_skips_bad_encodings_by_name(tmp_path, caplog):
         (folder / "doc3.txt").read_text()
     )  # would leak across the split
     cfg = config.resolve(
-        APP.presets, "smoke", overrides=["data.source=files", f"data.path={folder}"]
+        APP.presets,
+        "smoke",
+        overrides=["data.source=files", f"data.path={folder}", "data.split=document"],
     )
     with caplog.at_level("WARNING", logger="ksuite"):
         data = APP.datasets(cfg=cfg, artifacts=Artifacts(tmp_path / "arts"))
     assert "latin1.txt" in caplog.text and "skipped 1 file" in caplog.text
     assert data.info["skipped_files"] == 1 and data.info["skipped_examples"] == ["latin1.txt"]
     assert data.info["duplicate_files"] == 1
-    assert data.info["train_documents"] + data.info["val_documents"] == 12
+    split_sizes = data.info["split_sizes"]
+    assert split_sizes["train"] + split_sizes["val"] + split_sizes["test"] == 12
     with pytest.raises(UserError, match="neither a file nor a folder"):
         APP.datasets(
             cfg=config.resolve(
