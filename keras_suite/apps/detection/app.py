@@ -9,6 +9,7 @@ from keras_suite.apps.detection import config as config_lib
 from keras_suite.apps.detection import data as data_lib
 from keras_suite.common import cache
 from keras_suite.common.app import App, Datasets
+from keras_suite.common.duplicates import IMAGE_RULE, evaluation_split
 from keras_suite.common.errors import UserError
 from keras_suite.common.runlog import log
 
@@ -16,12 +17,16 @@ tf = common.quiet_import_tensorflow()
 
 
 def _load_splits(dcfg, seed: int):
-    """-> ({split: Split}, class names, {split: where it came from}). Splits are pure
-    functions of the config, so evaluate/export/convert in one process share them
-    (keras_suite/common/cache.py)."""
-    return cache.last_value(
-        "detection.splits", (repr(dcfg), seed), lambda: _read_splits(dcfg, seed)
-    )
+    """-> ({split: Split}, class names, {split: where it came from}, {split: copies of an
+    earlier split's images removed}). Splits are pure functions of the config, so
+    evaluate/export/convert in one process share them (keras_suite/common/cache.py)."""
+
+    def read():
+        splits, names, origin = _read_splits(dcfg, seed)
+        splits, removed = data_lib.without_copies(splits)
+        return splits, names, origin, removed
+
+    return cache.last_value("detection.splits", (repr(dcfg), seed), read)
 
 
 def _read_splits(dcfg, seed: int):
@@ -79,7 +84,15 @@ class DetectionApp(App):
 
     # ---- data and model --------------------------------------------------------------
     def datasets(self, *, cfg, artifacts) -> Datasets:
-        splits, names, origin = _load_splits(cfg.data, cfg.train.seed)
+        splits, names, origin, removed = _load_splits(cfg.data, cfg.train.seed)
+        if not len(splits.get("test") or []):
+            copies = removed.get("test", 0)
+            raise UserError(
+                "the dataset has no test images"
+                + (f" ({copies} were copies of training/validation images)" if copies else "")
+                + ": add a test: entry to data.yaml or set data.test_fraction > 0; the test "
+                "split is what evaluation scores, and it never falls back to val or train"
+            )
         log.info(
             "detection data, %d classes: %s",
             len(names),
@@ -95,8 +108,7 @@ class DetectionApp(App):
             train, cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.train.epochs
         )
 
-        val = splits.get("val")
-        test = splits.get("test") or val
+        val, test = splits.get("val"), splits["test"]
         info = {
             "class_names": names,
             "num_classes": len(names),
@@ -104,12 +116,7 @@ class DetectionApp(App):
             "reg_max": cfg.model.reg_max,
             "source": cfg.data.source,
             "split_sizes": {k: len(v) for k, v in splits.items()},
-            "evaluation_split": {
-                "split": "test",
-                "size": len(splits["test"]),
-                "near_duplicates_removed": 0,
-                "duplicate_rule": "not checked",
-            },
+            "evaluation_split": evaluation_split("test", len(test), removed, IMAGE_RULE),
             "split_origin": origin,
         }
         sizes = [getattr(v, "source_sizes", None) for v in splits.values()]
@@ -125,7 +132,7 @@ class DetectionApp(App):
             val=data_lib.eval_dataset(val, cfg.train.batch_size)
             if val is not None and len(val)
             else None,
-            test=data_lib.eval_dataset(test, cfg.train.batch_size) if test is not None else None,
+            test=data_lib.eval_dataset(test, cfg.train.batch_size),
             info=info,
             # the arrays, for metrics against ground truth; int8 calibration
             # draws from the first epoch trained at the exported size
@@ -198,8 +205,6 @@ class DetectionApp(App):
         if splits is None:
             raise UserError("these datasets were not built by the detection app")
         split = splits.get(name)
-        if split is None or not len(split):
-            split = splits.get("val") if name == "test" else None
         if split is None or not len(split):
             raise UserError(
                 f"the dataset has no {name} images to evaluate on; add a {name}: entry to data.yaml"

@@ -16,6 +16,7 @@ import numpy as np
 from keras_suite import common
 from keras_suite.common import shapes
 from keras_suite.common.data import AUTOTUNE, epoch_seed
+from keras_suite.common.duplicates import array_hashes, disjoint_indices, log_removed
 from keras_suite.common.errors import UserError
 from keras_suite.common.runlog import log, progress
 
@@ -38,20 +39,42 @@ class Split:
     crowd: list | None = None
     difficult: list | None = None
     scored: np.ndarray | None = None  # [N, max_boxes] bool; None = every real box is scored
+    # Where each image came from, for predictions_coco.json: (width, height) before the
+    # resize to the model input, its id and file in the dataset (None: 1..N, no file), and
+    # the dataset's category id of each class index (COCO files; None: index + 1).
+    source_sizes: np.ndarray | None = None
+    image_ids: np.ndarray | None = None
+    file_names: list | None = None
+    category_ids: list | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def take(self, indices) -> "Split":
         pick = lambda items: [items[i] for i in indices] if items is not None else None  # noqa: E731
+        rows = lambda array: array[indices] if array is not None else None  # noqa: E731
         return Split(
             self.images[indices],
             self.boxes[indices],
             self.classes[indices],
             pick(self.crowd),
             pick(self.difficult),
-            self.scored[indices] if self.scored is not None else None,
+            rows(self.scored),
+            rows(self.source_sizes),
+            rows(self.coco_image_ids()),
+            pick(self.file_names),
+            self.category_ids,
         )
+
+    def coco_image_ids(self) -> np.ndarray:
+        return np.arange(1, len(self) + 1) if self.image_ids is None else np.asarray(self.image_ids)
+
+    def original_sizes(self) -> np.ndarray:
+        """(width, height) of each image before resizing; the input size where unknown."""
+        if self.source_sizes is not None and len(self.source_sizes) == len(self):
+            return np.asarray(self.source_sizes, np.float64).reshape(-1, 2)
+        height, width = self.images.shape[1:3]
+        return np.tile(np.float64([width, height]), (len(self), 1))
 
     def ignored(self) -> dict:
         """Keyword arguments for `evaluate_detections`: the regions evaluation ignores."""
@@ -102,6 +125,16 @@ def shapes_split(n: int, seed: int, dcfg) -> Split:
     if cut:
         log.warning("%d boxes beyond data.max_boxes=%d were dropped", cut, dcfg.max_boxes)
     return Split(images, boxes, classes)
+
+
+def without_copies(splits: dict) -> tuple[dict, dict]:
+    """Drop val/test images whose pixels (at the model input size) equal an earlier split's
+    (train, then val): -> ({split: Split}, {split: images removed})."""
+    keep, removed = disjoint_indices({name: array_hashes(s.images) for name, s in splits.items()})
+    log_removed(removed)
+    return {
+        name: s if len(keep[name]) == len(s) else s.take(keep[name]) for name, s in splits.items()
+    }, removed
 
 
 def _to_tensors(split: Split):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -86,11 +88,143 @@ def predict_split_coco(model, split, cfg, info, batch_size=32, per_class: int = 
 PROTOCOLS = {
     "map_50_95, map_50, map_75": "the exported serving signature's own detections (best class per anchor, "
     "post.pre_nms_topk candidates, post.max_detections per image): what a "
-    "deployed model scores; the TFLite parity report uses the same",
+    "deployed model scores; the TFLite parity report uses the same; "
+    "predictions_serving_coco.json holds them",
     "coco": "the COCO protocol, comparable with published numbers: multi-label candidates, up to 100 "
-    "detections per image per class, pycocotools' summarize() table (areas are box areas at "
-    "the model's input size)",
+    "detections per image per class, pycocotools' summarize() table (areas are box areas in "
+    "each image's original pixels); predictions_coco.json holds them",
 }
+
+# Next to metrics.json: detections in the COCO results format and the ground truth they
+# were scored against, so that pycocotools re-scores them to the numbers above.
+COCO_FILES = {
+    "coco": "predictions_coco.json",
+    "map_50_95, map_50, map_75": "predictions_serving_coco.json",
+    "ground_truth": "ground_truth_coco.json",
+}
+
+
+def _original_scale(split) -> np.ndarray:
+    """[N, 4] factors taking x1, y1, x2, y2 in the model input's pixels to the image's own."""
+    height, width = split.images.shape[1:3]
+    sizes = split.original_sizes()
+    return np.concatenate([sizes / [width, height]] * 2, axis=1)
+
+
+def _in_original_pixels(per_image, scale):
+    """(boxes, ...) per image with the boxes scaled to the original image."""
+    return [
+        (np.asarray(boxes, np.float64).reshape(-1, 4) * s, *rest)
+        for (boxes, *rest), s in zip(per_image, scale)
+    ]
+
+
+def summary_in_original_pixels(predictions, split, num_classes: int) -> dict:
+    """pycocotools' twelve numbers for per-image detections in model-input pixels, with the
+    boxes taken to each image's own pixels first: COCO's small/medium/large area ranges are
+    in those (IoU, and so every other number, does not change when an axis is scaled)."""
+    scale = _original_scale(split)
+    gts = [split.ground_truth(i) for i in range(len(split))]
+    ignored = {k: v and _in_original_pixels(v, scale) for k, v in split.ignored().items()}
+    return coco_summary(
+        _in_original_pixels(predictions, scale),
+        _in_original_pixels(gts, scale),
+        num_classes,
+        **ignored,
+    )
+
+
+def _xywh(box) -> list[float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def coco_results(predictions, split, num_classes: int) -> list[dict]:
+    """Detections per image (model-input pixels) -> COCO results: image_id, category_id,
+    bbox [x, y, w, h] in the original image's pixels, score. Each image's detections keep
+    their order, so pycocotools breaks score ties as the metrics here do."""
+    ids, categories = split.coco_image_ids(), _category_ids(split, num_classes)
+    out = []
+    for image_id, (boxes, scores, classes) in zip(
+        ids, _in_original_pixels(predictions, _original_scale(split))
+    ):
+        for box, score, cls in zip(boxes, scores, classes):
+            out.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": categories[int(cls)],
+                    "bbox": _xywh(box),
+                    "score": float(score),
+                }
+            )
+    return out
+
+
+def _category_ids(split, num_classes: int) -> list[int]:
+    """The dataset's category id of each class index: a COCO file's own, else index + 1."""
+    return list(split.category_ids) if split.category_ids else list(range(1, num_classes + 1))
+
+
+def coco_ground_truth(split, class_names) -> dict:
+    """The split's scored boxes as a COCO instances file (original pixels, area = box area,
+    as the metrics here use). COCO crowd regions are iscrowd 1. VOC difficult objects are
+    iscrowd 1 too, the only ignore flag pycocotools reads; it then matches them by
+    intersection over detection area where the metrics here use IoU (as VOC does)."""
+    ids, categories = split.coco_image_ids(), _category_ids(split, len(class_names))
+    scale = _original_scale(split)
+    sizes = split.original_sizes()
+    none = [(np.zeros((0, 4)), np.zeros(0, np.int64))] * len(split)
+    objects = _in_original_pixels([split.ground_truth(i) for i in range(len(split))], scale)
+    crowd = _in_original_pixels(split.crowd or none, scale)
+    difficult = _in_original_pixels(split.difficult or none, scale)
+    names = split.file_names or [f"image_{int(i)}" for i in ids]
+    images, annotations = [], []
+    for i, image_id in enumerate(ids):
+        images.append(
+            {
+                "id": int(image_id),
+                "file_name": str(names[i]),
+                "width": int(round(sizes[i][0])),
+                "height": int(round(sizes[i][1])),
+            }
+        )
+        for (boxes, classes), iscrowd in ((objects[i], 0), (crowd[i], 1), (difficult[i], 1)):
+            for box, cls in zip(boxes, classes):
+                x, y, w, h = _xywh(box)
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,  # pycocotools reads id 0 as "unmatched"
+                        "image_id": int(image_id),
+                        "category_id": categories[int(cls)],
+                        "bbox": [x, y, w, h],
+                        "area": float((box[2] - box[0]) * (box[3] - box[1])),
+                        "iscrowd": iscrowd,
+                    }
+                )
+    return {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": categories[c], "name": name} for c, name in enumerate(class_names)],
+    }
+
+
+def write_coco_files(run_dir, split, class_names, predictions: dict) -> dict:
+    """Write COCO_FILES next to metrics.json; predictions: {protocol: per-image detections}.
+    Compact JSON (one line), written to a temporary name first: never half a file."""
+    run_dir = Path(run_dir)
+    contents = {
+        COCO_FILES[protocol]: coco_results(per_image, split, len(class_names))
+        for protocol, per_image in predictions.items()
+    }
+    contents[COCO_FILES["ground_truth"]] = coco_ground_truth(split, class_names)
+    for name, content in contents.items():
+        tmp = run_dir / (name + ".tmp")
+        tmp.write_text(json.dumps(content, separators=(",", ":")) + "\n")
+        os.replace(tmp, run_dir / name)
+    return {
+        **{protocol: COCO_FILES[protocol] for protocol in predictions},
+        "ground_truth": COCO_FILES["ground_truth"],
+    }
 
 
 def plot_pr_curves(curves: dict, ap50: dict, path) -> str:
@@ -177,10 +311,13 @@ def evaluate_model(model, split, cfg, info, run_dir=None, prefix="") -> dict:
             contact_sheet(tiles, cols=4, upscale=max(1, 384 // info["image_size"])),
             plots / f"{prefix}sample_predictions.png",
         )
-    m["coco"] = coco_summary(
-        predict_split_coco(model, split, cfg, info), gts, info["num_classes"], **split.ignored()
-    )
+    coco_preds = predict_split_coco(model, split, cfg, info)
+    m["coco"] = summary_in_original_pixels(coco_preds, split, info["num_classes"])
     m["protocols"] = PROTOCOLS
+    if run_dir is not None and not prefix:
+        m["coco_files"] = write_coco_files(
+            run_dir, split, names, {"coco": coco_preds, "map_50_95, map_50, map_75": preds}
+        )
     m["num_images"] = len(split)
     m["num_objects"] = int(sum(len(g[1]) for g in gts))
     return m

@@ -43,6 +43,8 @@ class Record:
     crowd_classes: list = field(default_factory=list)
     difficult_boxes: list = field(default_factory=list)  # VOC <difficult>1</difficult> objects
     difficult_classes: list = field(default_factory=list)
+    image_id: int | None = None  # the COCO file's image id (other formats: None)
+    category_ids: list | None = None  # the COCO file's category id of each class index
 
 
 @dataclass
@@ -147,10 +149,14 @@ def read_coco(ann_file: Path, images_dir: Path | None, names: list[str] | None, 
         names = [c["name"] for c in cats]
     by_name = {n: i for i, n in enumerate(names)}
     cat_to_index = {c["id"]: by_name.get(c["name"]) for c in cats}
+    # results written in COCO format name the file's own category ids
+    id_of_name = {c["name"]: c["id"] for c in cats}
+    category_ids = [id_of_name.get(n) for n in names]
+    category_ids = category_ids if None not in category_ids else None
     images_dir = images_dir or ann_file.parent
     records, by_id = [], {}
     for img in coco.get("images", []):
-        rec = Record(images_dir / img["file_name"])
+        rec = Record(images_dir / img["file_name"], image_id=img["id"], category_ids=category_ids)
         rec.size = (img.get("width"), img.get("height"))
         by_id[img["id"]] = rec
         records.append(rec)
@@ -319,8 +325,9 @@ def load_split(
     """Read and resize the images; scale the boxes to the resized image. VOC difficult
     objects are training targets only with `train_difficult`; evaluation ignores them."""
     images, box_list, cls_list, crowd, hard, sizes, scored = [], [], [], [], [], [], []
+    image_ids, file_names = [], []
     bar = progress(len(records), "reading images", unit="img")
-    for rec in records:
+    for position, rec in enumerate(records, 1):
         bar.update(1)
         img = read_rgb_upright(rec.image)
         if img is None:
@@ -328,6 +335,8 @@ def load_split(
             continue
         h, w = img.shape[:2]
         sizes.append((w, h))
+        image_ids.append(rec.image_id if rec.image_id is not None else position)
+        file_names.append(str(rec.image))
         img = cv2.resize(img, (image_size, image_size), interpolation=cv2.INTER_AREA)
         scale = np.float32([image_size / w, image_size / h] * 2)
         resize = lambda b: (
@@ -368,16 +377,18 @@ def load_split(
     mask = np.zeros(classes.shape, bool)
     for i, flags in enumerate(scored):
         mask[i, : min(len(flags), max_boxes)] = flags[:max_boxes]
-    split = Split(
+    return Split(
         images,
         boxes,
         classes,
         crowd if n_crowd else None,
         hard if n_hard else None,
         mask if n_hard and train_difficult else None,
+        source_sizes=np.asarray(sizes, np.float64).reshape(-1, 2),  # (width, height)
+        image_ids=np.asarray(image_ids, np.int64),
+        file_names=file_names,
+        category_ids=records[0].category_ids if records else None,
     )
-    split.source_sizes = np.asarray(sizes).reshape(-1, 2)  # (width, height) before resizing
-    return split
 
 
 def load_dataset(yaml_path, image_size: int, max_boxes: int, train_difficult: bool = False):

@@ -16,10 +16,10 @@ from keras_suite.common.shapes import SHAPES, scenes
 NAMES = list(SHAPES)
 
 
-def _write_images(folder, n=3, size=80):
+def _write_images(folder, n=3, size=80, seed=7):
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for i, s in enumerate(scenes(n, size, seed=7, max_objects=3, min_radius=0.1)):
+    for i, s in enumerate(scenes(n, size, seed=seed, max_objects=3, min_radius=0.1)):
         img = cv2.resize(s.image, (size + 40, size))  # not square: boxes must scale per axis
         path = folder / f"img{i}.png"
         cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
@@ -162,12 +162,12 @@ def test_bad_data_yaml_is_a_user_error(tmp_path):
         formats.read_records(tmp_path / "data.yaml")
 
 
-def _write_yolo_train(root, n):
-    """images/train + labels/train of `n` generated images with their YOLO label files."""
-    truth = _write_images(root / "images" / "train", n=n)
-    (root / "labels" / "train").mkdir(parents=True)
+def _write_yolo_train(root, n, split="train", seed=7):
+    """images/<split> + labels/<split> of `n` generated images with their YOLO label files."""
+    truth = _write_images(root / "images" / split, n=n, seed=seed)
+    (root / "labels" / split).mkdir(parents=True)
     for path, boxes, classes, (w, h) in truth:
-        (root / "labels" / "train" / f"{path.stem}.txt").write_text(
+        (root / "labels" / split / f"{path.stem}.txt").write_text(
             "".join(
                 f"{c} {(b[0] + b[2]) / 2 / w} {(b[1] + b[3]) / 2 / h} {(b[2] - b[0]) / w} {(b[3] - b[1]) / h}\n"
                 for b, c in zip(boxes, classes)
@@ -183,15 +183,13 @@ def test_app_datasets_from_a_user_yaml(tmp_path):
     from keras_suite.apps.detection.config import smoke
 
     _write_yolo_train(tmp_path, n=4)
-    (tmp_path / "data.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "train": "images/train",
-                "test": "images/train",
-                "names": {i: n for i, n in enumerate(NAMES)},
-            }
-        )
-    )
+    _write_yolo_train(tmp_path, n=2, split="test", seed=8)
+    description = {
+        "train": "images/train",
+        "test": "images/test",
+        "names": {i: n for i, n in enumerate(NAMES)},
+    }
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(description))
     cfg = smoke()
     cfg = dataclasses.replace(
         cfg,
@@ -202,7 +200,13 @@ def test_app_datasets_from_a_user_yaml(tmp_path):
     assert data.info["class_names"] == NAMES and data.steps_per_epoch == 2
     batch = next(iter(data.train_epoch(0)))
     assert batch["images"].shape == (2, 64, 64, 3) and batch["boxes"].shape == (2, 8, 4)
-    assert data.info["split_sizes"] == {"train": 4, "test": 4}
+    assert data.info["split_sizes"] == {"train": 4, "test": 2}
+    # a test split that is the training folder scores nothing new: refused, never scored
+    leaky = tmp_path / "leaky.yaml"
+    leaky.write_text(yaml.safe_dump({**description, "test": "images/train"}))
+    leaky_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=str(leaky)))
+    with pytest.raises(UserError, match="no test images \\(4 were copies of training"):
+        APP.datasets(cfg=leaky_cfg, artifacts=None)
 
 
 def test_missing_val_and_test_are_carved_from_train(tmp_path, caplog):
@@ -231,6 +235,60 @@ def test_missing_val_and_test_are_carved_from_train(tmp_path, caplog):
     splits = data.extras["splits"]
     seen = [img.tobytes() for name in ("train", "val", "test") for img in splits[name].images]
     assert len(seen) == len(set(seen)) == 10  # each image in exactly one split
+
+
+def test_copies_across_splits_are_removed_by_pixels_and_counted(tmp_path):
+    """A training image copied into val/ and test/ (byte for byte, and re-saved with other
+    PNG settings: other bytes, the same pixels) is scored nowhere; the counts are in info."""
+    import dataclasses
+
+    from keras_suite.apps.detection import APP
+    from keras_suite.apps.detection.config import smoke
+
+    train = _write_yolo_train(tmp_path, n=6)
+    _write_yolo_train(tmp_path, n=3, split="val", seed=8)
+    _write_yolo_train(tmp_path, n=4, split="test", seed=9)
+    copies = [("val", 0, None), ("test", 1, None), ("test", 2, [cv2.IMWRITE_PNG_COMPRESSION, 0])]
+    for split, i, options in copies:
+        source = train[i][0]
+        target = tmp_path / "images" / split / f"copy{i}.png"
+        if options is None:
+            target.write_bytes(source.read_bytes())
+        else:
+            cv2.imwrite(str(target), cv2.imread(str(source)), options)
+            assert target.read_bytes() != source.read_bytes()
+        label = tmp_path / "labels" / "train" / f"{source.stem}.txt"
+        (tmp_path / "labels" / split / f"copy{i}.txt").write_text(label.read_text())
+    (tmp_path / "data.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "train": "images/train",
+                "val": "images/val",
+                "test": "images/test",
+                "names": dict(enumerate(NAMES)),
+            }
+        )
+    )
+    cfg = smoke()
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, source=str(tmp_path / "data.yaml")),
+        train=dataclasses.replace(cfg.train, batch_size=2),
+    )
+    data = APP.datasets(cfg=cfg, artifacts=None)
+    assert data.info["split_sizes"] == {"train": 6, "val": 3, "test": 4}
+    split = data.info["evaluation_split"]
+    assert split["near_duplicates_removed"] == 2 and split["removed_by_split"] == {
+        "val": 1,
+        "test": 2,
+    }
+    splits = data.extras["splits"]
+    seen = [img.tobytes() for name in ("train", "val", "test") for img in splits[name].images]
+    assert len(seen) == len(set(seen))
+    # the kept test images are the four new ones, with their own ids (file order) and sizes
+    assert sorted(n.rsplit("/", 1)[-1] for n in splits["test"].file_names) == [
+        f"img{i}.png" for i in range(4)
+    ]
 
 
 def test_coco_crowd_regions_are_kept_for_evaluation_not_training(tmp_path):

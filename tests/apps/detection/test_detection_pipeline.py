@@ -38,6 +38,29 @@ def test_training_loss_falls_and_metrics_are_written(trained):
 
 
 @pytest.mark.slow
+def test_coco_results_files_rescore_to_metrics_json_with_pycocotools(trained):
+    """predictions_coco.json re-scored by pycocotools against ground_truth_coco.json gives
+    metrics.json's `coco` table; predictions_serving_coco.json its map_50_95/50/75."""
+    from tests.apps.detection.test_detection_coco_files import pycocotools_stats
+
+    run_dir, _, _ = trained
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    files = metrics["coco_files"]
+    truth = json.loads((run_dir / files["ground_truth"]).read_text())
+    assert len(truth["images"]) == metrics["num_images"] == metrics["evaluation_split"]["size"]
+    assert sum(not a["iscrowd"] for a in truth["annotations"]) == metrics["num_objects"]
+    coco = json.loads((run_dir / files["coco"]).read_text())
+    assert coco, "the smoke model detects something"
+    assert pycocotools_stats(truth, coco) == pytest.approx(metrics["coco"], abs=1e-6)
+    serving = pycocotools_stats(
+        truth, json.loads((run_dir / files["map_50_95, map_50, map_75"]).read_text())
+    )
+    got = (serving["AP"], serving["AP50"], serving["AP75"])
+    want = (metrics["map_50_95"], metrics["map_50"], metrics["map_75"])
+    assert got == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.slow
 def test_serving_signature_on_image_bytes(trained, tmp_path):
     import cv2
 
