@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import math
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,24 +250,185 @@ def resolve(
     if preset not in presets:
         raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
     cfg = presets[preset]()
+    updates = []
     if config_file:
-        data = load_yaml(config_file)
-        data.pop("preset", None)
-        cfg = merge(cfg, data)
-    for text in overrides:
-        cfg = merge(cfg, parse_override(text))
+        updates.append(load_yaml(config_file))
+        updates[0].pop("preset", None)
+    updates += [parse_override(text) for text in overrides]
+    for update in updates:
+        cfg = merge(cfg, update)
+    # did the user name data.source? (data.path alone lets it be inferred)
+    source_given = any("source" in u["data"] for u in updates if isinstance(u.get("data"), dict))
+    cfg = settle_data_path(cfg, source_given)
     validate(cfg)
     return cfg
 
 
-def validate(cfg: Any) -> None:
-    """Call `validate()` on every section that has one."""
+def validate(cfg: Any, prefix: str = "") -> None:
+    """Call `validate()` on every section that has one, after the checks every app shares."""
     for f in dataclasses.fields(cfg):
         section = getattr(cfg, f.name)
         if dataclasses.is_dataclass(section):
-            validate(section)  # nested sections first (e.g. a GAN's per-network optimizers)
+            # nested sections first (e.g. a GAN's per-network optimizers)
+            validate(section, f"{prefix}{f.name}.")
+    size = getattr(cfg, "image_size", None)
+    if isinstance(size, int) and not isinstance(size, bool) and size < 1:
+        # before the app's own checks: a size of 0 passes `size % 32 == 0` and then fails
+        # deep inside cv2 or numpy
+        raise UserError(
+            f"{prefix}image_size={size}: an image size is a positive number of pixels, "
+            f"for example --set {prefix}image_size=64"
+        )
     if hasattr(cfg, "validate"):
         cfg.validate()
+
+
+# ---- where the user's data is ------------------------------------------------------------
+#
+# Most apps name their data with data.source (a built-in generator, or a kind of user data)
+# and data.path (the folder or file). An app's DataConfig says which sources read data.path
+# (`path_sources`), and, when there are several, which one a folder looks like
+# (`source_for_path(path)`). Detection names its data.yaml with data.source itself
+# (`path_field = "source"`). A run keeps the path absolute in config.yaml, so that evaluate,
+# export, convert and predict work from any working directory (docs/run-directory.md).
+
+
+def _data_section(cfg: Any):
+    return getattr(cfg, "data", None) if dataclasses.is_dataclass(cfg) else None
+
+
+def data_path_key(cfg: Any) -> str | None:
+    """`path` or `source`: the data field that names the user's data on disk; None for an
+    app without one (dqn plays a game)."""
+    data = _data_section(cfg)
+    field_name = getattr(data, "path_field", "path")
+    return field_name if data is not None and hasattr(data, field_name) else None
+
+
+def data_location(cfg: Any) -> str:
+    """The user's data path of this config, or "" for built-in data."""
+    key = data_path_key(cfg)
+    if key is None:
+        return ""
+    data = cfg.data
+    value = getattr(data, key)
+    if key == "source" and value in getattr(data, "builtin_sources", ()):
+        return ""
+    return value
+
+
+def absolute_data_path(value: str) -> str:
+    """`~` expanded and made absolute (each item of a comma-separated list of files)."""
+
+    def one(text: str) -> str:
+        return os.path.abspath(os.path.expanduser(text.strip()))
+
+    if "," in value and not os.path.exists(os.path.expanduser(value)):
+        return ",".join(one(part) for part in value.split(",") if part.strip())
+    return one(value)
+
+
+def _infer_source(data: Any, path: str, source_given: bool) -> str:
+    """The data.source a data.path without one means, or one error naming the choices."""
+    sources = tuple(getattr(data, "path_sources", ()))
+    if not sources or data.source in sources:
+        return data.source
+    choices = " or ".join(f"--set data.source={s}" for s in sources)
+    if source_given:  # named a source that reads no data.path, and gave a path too
+        raise UserError(
+            f"data.source={data.source} does not read data.path={path}; for your own files "
+            f"use {choices}"
+        )
+    if len(sources) == 1:
+        guess = sources[0]
+    else:
+        if not os.path.exists(path):
+            raise UserError(f"data.path={path} does not exist; check the path")
+        guess_for = getattr(data, "source_for_path", None)
+        guess = guess_for(Path(path)) if guess_for is not None else None
+        if guess is None:
+            raise UserError(
+                f"data.path={path} is set without data.source, and its layout does not say "
+                f"which kind of data it is; add {choices}"
+            )
+    logging.getLogger("ksuite").info(
+        "data.path given without data.source: reading %s as data.source=%s", path, guess
+    )
+    return guess
+
+
+def settle_data_path(cfg: Any, source_given: bool = False) -> Any:
+    """`cfg` with its data path absolute (`~` expanded) and, when data.path came without
+    data.source, the source it implies (logged), or one clear error. `source_given`: the
+    user set data.source too (a built-in source then refuses the path)."""
+    key = data_path_key(cfg)
+    if key is None or not data_location(cfg):
+        return cfg
+    data = cfg.data
+    path = absolute_data_path(getattr(data, key))
+    changes = {key: path}
+    if key == "path":
+        changes["source"] = _infer_source(data, path, source_given)
+    return dataclasses.replace(cfg, data=dataclasses.replace(data, **changes))
+
+
+def with_data_path(cfg: Any, path: str) -> Any:
+    """An existing run's config pointed at its data's new place (`--data-path`)."""
+    key = data_path_key(cfg)
+    if key is None:
+        raise UserError("this app reads no data from disk; drop --data-path")
+    if not data_location(cfg):
+        raise UserError(
+            f"this run was trained on built-in data (data.source={cfg.data.source}); "
+            "--data-path points a run at moved user data, drop it"
+        )
+    data = dataclasses.replace(cfg.data, **{key: absolute_data_path(path)})
+    return dataclasses.replace(cfg, data=data)
+
+
+def add_data_path_flags(parser) -> None:
+    """--data-path and --set data.path=... for verbs that take an existing RUN_DIR."""
+    parser.add_argument(
+        "--data-path",
+        metavar="PATH",
+        help="where the run's data is now, if it moved since training (default: the "
+        "absolute path kept in RUN_DIR/config.yaml)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="data.path=PATH",
+        help="the same as --data-path (data.source=DATA_YAML for detection); an existing "
+        "run takes no other key",
+    )
+
+
+def data_path_argument(args) -> str | None:
+    """The data path of --data-path or --set data.path=... (data.source= for an app whose
+    source is its path), or None."""
+    path = getattr(args, "data_path", None)
+    for text in getattr(args, "set", None) or []:
+        key, _, value = text.partition("=")
+        if key.strip() not in ("data.path", "data.source") or not value.strip():
+            raise UserError(
+                f"--set {text!r}: an existing run takes only --set data.path=PATH (where its "
+                "data is now); train a new run to change anything else"
+            )
+        path = value.strip()
+    return path
+
+
+def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """`key: old -> new` for every leaf that differs between two config dicts."""
+    lines = []
+    for key in list(old) + [k for k in new if k not in old]:
+        a, b = old.get(key, "(absent)"), new.get(key, "(absent)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return lines
 
 
 def save(cfg: Any, path: str | Path) -> None:

@@ -19,6 +19,7 @@ RUN_DIR layout (docs/run-directory.md):
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import sys
@@ -42,18 +43,36 @@ def default_run_dir(app_name: str, preset: str) -> Path:
     return Path("runs") / f"{app_name}-{preset}"
 
 
-def _check_run_dir(run_dir: Path, cfg, overwrite: bool) -> None:
-    """Refuse to mix two different runs in one folder (resume needs the same config)."""
+def _check_run_dir(run_dir: Path, cfg, overwrite: bool, app_name: str = "") -> None:
+    """Refuse to mix two different runs in one folder (resume needs the same config). The
+    data path alone may differ: the same data, moved, resumes from its new place."""
     saved = run_dir / "config.yaml"
+    if app_name and not overwrite and (run_dir / "run.json").is_file():
+        other = read_run_meta(run_dir)["app"]
+        if other != app_name:
+            raise UserError(
+                f"{run_dir} holds a {other} run, not a {app_name} run; pass --run-dir NEW_DIR "
+                "for a new run"
+            )
     if not saved.exists():
         return
     if overwrite:
         shutil.rmtree(run_dir)
         return
-    if config_lib.load_yaml(saved) != config_lib.to_dict(cfg):
+    old, new = config_lib.load_yaml(saved), config_lib.to_dict(cfg)
+    key = config_lib.data_path_key(cfg)
+    old_path = (old.get("data") or {}).get(key) if key else None
+    new_path = config_lib.data_location(cfg)
+    builtin = getattr(cfg.data, "builtin_sources", ()) if key else ()
+    if old_path and new_path and old_path not in builtin and old_path != new_path:
+        log.info("data.%s moved: %s -> %s; resuming with the new path", key, old_path, new_path)
+        old = {**old, "data": {**old["data"], key: new_path}}
+    if old != new:
+        changes = config_lib.config_changes(old, new)
+        shown = "; ".join(changes[:6]) + (f"; {len(changes) - 6} more" if len(changes) > 6 else "")
         raise UserError(
-            f"{run_dir} already holds a run with a different config; resume it with the same "
-            "options, pass --run-dir NEW_DIR for a new run, or --overwrite to replace it"
+            f"{run_dir} already holds a run with a different config ({shown}); resume it with "
+            "the same options, pass --run-dir NEW_DIR for a new run, or --overwrite to replace it"
         )
 
 
@@ -89,7 +108,44 @@ class RunContext:
         return run_artifacts(self.run_dir)
 
     def datasets(self):
+        self.require_data()
         return build_datasets(self.app, self.cfg, self.run_dir)
+
+    def lazy_datasets(self) -> "LazyDatasets":
+        """The datasets, built only if a hook looks at them (see LazyDatasets)."""
+        return LazyDatasets(self.datasets)
+
+    def require_data(self) -> None:
+        """One clear error when the data the run was trained on is not where config.yaml
+        says (moved, deleted, or a relative path from another working directory)."""
+        where = config_lib.data_location(self.cfg)
+        if not where or os.path.exists(where):
+            return
+        missing = [p for p in where.split(",") if p and not os.path.exists(p)]
+        if not missing:
+            return
+        key = config_lib.data_path_key(self.cfg)
+        raise UserError(
+            f"{self.run_dir} was trained on data at {missing[0]}, which does not exist now "
+            f"(moved or deleted?); point the run at it with --data-path NEW_PATH "
+            f"(or --set data.{key}=NEW_PATH)"
+        )
+
+
+class LazyDatasets:
+    """A run's Datasets, built on first attribute access. A verb hands this to hooks that
+    may not need the data (a GAN's export warm-up requests are seeds), so a run whose data
+    moved away still exports, and nothing reads the data for nothing."""
+
+    def __init__(self, build):
+        self._build, self._data = build, None
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._data is None:
+            self._data = self._build()
+        return getattr(self._data, name)
 
 
 @dataclass
@@ -97,8 +153,9 @@ class LoadedRun(RunContext):
     state: object = None  # keras_suite.common.training.TrainState with the final weights
 
 
-def read_run(run_dir: str | Path) -> RunContext:
-    """App, config and info of a run directory (cheap: builds no model)."""
+def read_run(run_dir: str | Path, data_path: str | None = None) -> RunContext:
+    """App, config and info of a run directory (cheap: builds no model). `data_path`: where
+    the run's data is now, if it moved since training (`--data-path`)."""
     run_dir = Path(run_dir)
     meta = read_run_meta(run_dir)
     app = get_app(meta["app"])
@@ -115,6 +172,8 @@ def read_run(run_dir: str | Path) -> RunContext:
             f"no longer has ({', '.join(app.presets)})"
         )
     cfg = config_lib.load_saved(make(), run_dir / "config.yaml")
+    if data_path:
+        cfg = config_lib.with_data_path(cfg, data_path)
     info = json.loads((run_dir / "info.json").read_text())
     return RunContext(app=app, cfg=cfg, info=info, meta=meta, run_dir=run_dir)
 
@@ -153,9 +212,10 @@ def train_run(
         strategy = strategy_name
     task_type, task_id, is_chief = worker_info(strategy)
     if is_chief:
-        _check_run_dir(run_dir, cfg, overwrite)
+        _check_run_dir(run_dir, cfg, overwrite, app_name)
     worker_dir = None if is_chief else run_dir / f".{task_type}-{task_id}"
     out_dir = run_dir if is_chief else worker_dir
+    created = is_chief and not run_dir.exists()  # removed if the data cannot be read
     out_dir.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(cfg.train.seed)
@@ -169,7 +229,12 @@ def train_run(
         precision,
         run_dir,
     )
-    data = build_datasets(app, cfg, out_dir)
+    try:
+        data = build_datasets(app, cfg, out_dir)
+    except BaseException:
+        if created:  # bad data leaves no half-made run directory behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     if is_chief:
         config_lib.save(cfg, run_dir / "config.yaml")
         write_json_atomic(run_dir / "info.json", data.info)
@@ -226,7 +291,9 @@ def train_run(
     return metrics
 
 
-def load_run(run_dir: str | Path, precision: str = "float32") -> LoadedRun:
+def load_run(
+    run_dir: str | Path, precision: str = "float32", data_path: str | None = None
+) -> LoadedRun:
     """Rebuild a finished run's models from config.yaml + info.json + final weights.
 
     precision="float32" (the default) builds the models for deployment: SavedModels and
@@ -234,8 +301,8 @@ def load_run(run_dir: str | Path, precision: str = "float32") -> LoadedRun:
     bfloat16 kernels and a bfloat16 graph runs slowly on CPUs without native support.
     The variables are float32 under every mixed policy, so the same weights load.
     precision="trained" rebuilds them with the run's own policy (what `ksuite evaluate` uses,
-    so it reproduces the metrics written at the end of training)."""
-    ctx = read_run(run_dir)
+    so it reproduces the metrics written at the end of training). `data_path`: see read_run."""
+    ctx = read_run(run_dir, data_path)
     if precision == "trained":
         precision = ctx.meta.get("precision") or resolve_precision(ctx.cfg.train.precision)
     set_precision(precision)
@@ -256,8 +323,8 @@ def load_run(run_dir: str | Path, precision: str = "float32") -> LoadedRun:
     )
 
 
-def evaluate_run(run_dir: str | Path) -> dict:
-    run = load_run(run_dir, precision="trained")
+def evaluate_run(run_dir: str | Path, data_path: str | None = None) -> dict:
+    run = load_run(run_dir, precision="trained", data_path=data_path)
     data = run.datasets()
     metrics = run.app.evaluate(state=run.state, data=data, cfg=run.cfg, run_dir=run.run_dir)
     metrics = with_evaluation_split(metrics, data.info)

@@ -129,9 +129,15 @@ def remove_stale_tmp(model_dir: Path, older_than: float) -> list[Path]:
 
 
 def export_run(
-    run_dir: str | Path, base: str | Path, name: str | None = None, version: int | None = None
+    run_dir: str | Path,
+    base: str | Path,
+    name: str | None = None,
+    version: int | None = None,
+    data_path: str | None = None,
 ) -> Path:
-    """Export the run in `run_dir` to BASE/NAME/<version>; returns the version directory."""
+    """Export the run in `run_dir` to BASE/NAME/<version>; returns the version directory.
+    `data_path`: where the run's data is now, if it moved (only apps whose warm-up requests
+    come from the data read it)."""
     from keras_suite.common.registry import read_run_meta
     from keras_suite.common.run import load_run
 
@@ -145,12 +151,12 @@ def export_run(
                 f"published version. Omit --version to use the next free one "
                 f"({next_version(Path(base) / name)})"
             )
-    run = load_run(run_dir)
+    run = load_run(run_dir, data_path=data_path)
     name = name or run.app.name
     archive = run.app.export_archive(
         state=run.state, info=run.info, cfg=run.cfg, artifacts=run.artifacts
     )
-    samples = run.app.sample_requests(data=run.datasets(), info=run.info, cfg=run.cfg)
+    samples = run.app.sample_requests(data=run.lazy_datasets(), info=run.info, cfg=run.cfg)
     return publish_version(
         base,
         name,
