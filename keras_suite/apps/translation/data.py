@@ -251,6 +251,7 @@ def load_pairs(cfg) -> tuple[dict, dict]:
     explicit: dict = {"train": [], "val": [], "test": []}
     pooled: list = []
     origin: dict = {}  # split -> the files named after it
+    pooled_files: list = []  # the other files, split by seeded fractions
     total = 0
     for path in tsv_files(d.path):
         pairs, lines = read_tsv(path, skipped)
@@ -271,6 +272,8 @@ def load_pairs(cfg) -> tuple[dict, dict]:
         (explicit[split] if split else pooled).extend(pairs)
         if split:
             origin.setdefault(split, []).append(path.name)
+        else:
+            pooled_files.append(path.name)
     skipped.log(total)
     if d.max_pairs:
         pooled = pooled[: d.max_pairs]
@@ -290,16 +293,14 @@ def load_pairs(cfg) -> tuple[dict, dict]:
         raise UserError(
             f"no test pairs from {d.path}: raise data.test_fraction or add a test*.tsv file"
         )
-    where = {}
+    where, pool = {}, ", ".join(pooled_files[:3]) + (" ..." if len(pooled_files) > 3 else "")
     for split in ("train", "val", "test"):
         parts = list(origin.get(split, []))
         if pooled and split == "train":
-            parts.append("the other files (what the carving left)")
+            parts.append(f"{pool} (what the carving left)")
         elif pooled and split not in origin:
             fraction = d.val_fraction if split == "val" else d.test_fraction
-            parts.append(
-                f"carved from the other files (seeded, data.{split}_fraction={fraction:g})"
-            )
+            parts.append(f"carved from {pool} (seeded, data.{split}_fraction={fraction:g})")
         where[split] = " + ".join(parts) or "none"
     return explicit, {"lines": total, "skipped": skipped.report(), "origin": where}
 

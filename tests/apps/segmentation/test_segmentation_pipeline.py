@@ -112,6 +112,18 @@ def test_predict_renders_overlays_and_masks(smoke_run, served, tmp_path):
     last = Image.open(paths[-1])
     mask = Image.open([w for w in written if w.endswith("example_2_mask.png")][0])
     assert mask.size == last.size != (run.info["image_size"],) * 2  # the input's own size
+    # the probabilities signature: the same mask (argmax there), plus the probabilities
+    probs = {
+        k: v.numpy()
+        for k, v in served["probabilities"](images=tf.constant(inputs["images"][-1:])).items()
+    }
+    again = APP.render_predictions(
+        inputs=paths[-1:], outputs=probs, info=run.info, out_dir=tmp_path / "probs"
+    )
+    assert any(w.endswith("example_2_probabilities.npy") for w in again)
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "probs" / "example_2_mask.png")), np.asarray(mask)
+    )
     with pytest.raises(UserError, match="not a readable"):
         (tmp_path / "junk.png").write_bytes(b"not an image")
         APP.predict_request(inputs=[str(tmp_path / "junk.png")], info=run.info, cfg=run.cfg)
