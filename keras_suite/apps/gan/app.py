@@ -15,6 +15,7 @@ from keras_suite.apps.gan.features import META, load_feature_net, train_classifi
 from keras_suite.apps.gan.metrics import fid, kid, precision_recall_density_coverage
 from keras_suite.apps.gan.model import build_discriminator, build_generator
 from keras_suite.common.app import App, Datasets, TFLiteTarget
+from keras_suite.common.duplicates import IMAGE_RULE, evaluation_split
 from keras_suite.common.errors import UserError
 from keras_suite.common.runlog import log
 from keras_suite.common.training import TrainState, apply_gradients, make_optimizer, replica_mean
@@ -80,7 +81,7 @@ class GanApp(App):
 
     # ---- data and model ---------------------------------------------------------------
     def datasets(self, *, cfg, artifacts):
-        splits, names = real_splits(cfg)
+        splits, names, removed = real_splits(cfg)
         (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
         if cfg.model.conditional and len(names) < 2:
             raise UserError(
@@ -95,8 +96,13 @@ class GanApp(App):
             )
         if len(test_x) < 16:
             raise UserError(
-                f"only {len(test_x)} held-out images for FID/KID; add images or raise "
-                "data.test_fraction"
+                f"only {len(test_x)} held-out images for FID/KID"
+                + (
+                    f" ({removed['test']} more were copies of training images)"
+                    if removed["test"]
+                    else ""
+                )
+                + "; add images or raise data.test_fraction"
             )
         if cfg.metrics.features == "classifier" and not artifacts.exists(META):
             train_classifier(cfg, (train_x, train_y), (test_x, test_y), names, artifacts)
@@ -120,12 +126,7 @@ class GanApp(App):
             "num_test": len(test_x),
             "source": cfg.data.source,
             "split_sizes": {"train": len(train_x), "test": len(test_x)},
-            "evaluation_split": {
-                "split": "test",
-                "size": len(test_x),
-                "near_duplicates_removed": 0,
-                "duplicate_rule": "not checked",
-            },
+            "evaluation_split": evaluation_split("test", len(test_x), removed, IMAGE_RULE),
         }
         steps = cfg.train.steps_per_epoch or len(train_x) // batch
         return Datasets(
@@ -449,6 +450,10 @@ class GanApp(App):
                 saved_model_dir=path,
                 signature="serving_default",
                 representative_data=representative_data,
+                calibration_split=(
+                    f"latents of seeds {CALIBRATION_SEED_BASE}-{CALIBRATION_SEED_BASE + 199}"
+                ),
+                evaluation_split=f"latents of seeds 0-{n - 1} against the first {n} test images",
             )
         ]
 
@@ -480,10 +485,12 @@ class GanApp(App):
         fnet = load_feature_net(cfg, data.artifacts)
         feats = fnet(images)
         real = fnet(data.extras["test_images"][:n])
-        out = {f"fid_{fnet.tag}": fid(real, feats)}
+        # named by the sample count: a 500-sample FID is biased upwards against the
+        # metrics.json FID of cfg.metrics.num_samples, so the two must not share a key
+        out = {f"fid_{n}_{fnet.tag}": fid(real, feats)}
         keras_images = data.extras.get("keras_parity_images")
         if keras_images is not None:
-            out[f"fid_vs_keras_{fnet.tag}"] = fid(fnet(keras_images), feats)
+            out[f"fid_{n}_vs_keras_{fnet.tag}"] = fid(fnet(keras_images), feats)
             out["max_pixel_diff_vs_keras"] = float(
                 np.abs(images.astype(np.int32) - keras_images).max()
             )

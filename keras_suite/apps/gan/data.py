@@ -15,6 +15,7 @@ import numpy as np
 from keras_suite import common
 from keras_suite.common import shapes
 from keras_suite.common.data import split_indices, train_pipeline
+from keras_suite.common.duplicates import array_hashes, disjoint_indices, log_removed
 from keras_suite.common.errors import UserError
 from keras_suite.common.images import IMAGE_EXTENSIONS, decode_upright, readable_images, scan_folder
 
@@ -68,7 +69,17 @@ def load_images(paths: list[str], size: int) -> np.ndarray:
 
 
 def real_splits(cfg):
-    """{"train": (uint8 images, labels), "test": (...)} and class names ([] = no classes)."""
+    """{"train": (uint8 images, labels), "test": (...)}, class names ([] = no classes) and
+    {split: images removed}: held-out images whose pixels (after the crop to the model
+    resolution) equal a training image's are dropped, so FID never compares the generator
+    with copies of what it was trained on."""
+    out, names = _read_splits(cfg)
+    keep, removed = disjoint_indices({s: array_hashes(x) for s, (x, _) in out.items()})
+    log_removed(removed)
+    return {s: (x[keep[s]], y[keep[s]]) for s, (x, y) in out.items()}, names, removed
+
+
+def _read_splits(cfg):
     d = cfg.data
     if d.source == "shapes":
         out = {

@@ -73,9 +73,16 @@ def kid(features_a, features_b, subset_size=1000, subsets=50, seed=0) -> tuple[f
 
 
 def _pairwise(a, b):
+    """Euclidean distances [len(a), len(b)]. Identical rows (duplicated images, a copied
+    training image) are exactly 0 apart: the |a|^2 + |b|^2 - 2ab expansion can leave a
+    rounding residue there, and density/coverage compare distances with strict `<`."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.sqrt(np.clip(sq, 0.0, None))
+    dist = np.sqrt(np.clip(sq, 0.0, None))
+    _, row_ids = np.unique(np.concatenate([a, b]), axis=0, return_inverse=True)
+    row_ids = row_ids.reshape(-1)
+    dist[row_ids[: len(a), None] == row_ids[None, len(a) :]] = 0.0
+    return dist
 
 
 def _knn_radii(features, k):
@@ -86,12 +93,16 @@ def _knn_radii(features, k):
 def precision_recall_density_coverage(real, fake, k=3) -> dict:
     """Precision: share of fakes inside the real k-NN manifold; recall: share of reals
     inside the fake one (Kynkaanniemi et al.). Density and coverage (Naeem et al.): the
-    real balls a fake falls in (averaged, / k) and the share of real balls holding a fake."""
+    real balls a fake falls in (averaged, / k) and the share of real balls holding a fake.
+
+    Ties: precision and recall count a point on a ball's surface as inside (`<=`, as
+    Kynkaanniemi et al.'s code does); density and coverage do not (`<`, as Naeem et al.'s
+    prdc does). They differ when images repeat: a real image with k copies has radius 0,
+    and a fake equal to it is inside for precision but adds nothing to density/coverage."""
     real_r, fake_r = _knn_radii(real, k), _knn_radii(fake, k)
     d_fr = _pairwise(fake, real)  # [fake, real]
-    inside = d_fr <= real_r[None, :]
-    precision = float(inside.any(1).mean())
+    precision = float((d_fr <= real_r[None, :]).any(1).mean())
     recall = float((d_fr.T <= fake_r[None, :]).any(1).mean())
-    density = float(inside.sum() / (k * len(fake)))
-    coverage = float((d_fr.min(0) <= real_r).mean())
+    density = float((d_fr < real_r[None, :]).sum() / (k * len(fake)))
+    coverage = float((d_fr.min(0) < real_r).mean())
     return {"precision": precision, "recall": recall, "density": density, "coverage": coverage}

@@ -130,6 +130,55 @@ def test_precision_recall_coverage_detect_mode_collapse(feature_net, real_sets):
     assert bad["recall"] < 0.1 and bad["coverage"] < 0.1, bad  # ... but it covers almost nothing
 
 
+def _prdc_brute_force(real, fake, k, strict=True):
+    """Precision/recall/density/coverage by loops over points and math.dist: radii from the
+    sorted distances to every point of the same set (the point itself first), `<=` for
+    precision/recall (Kynkaanniemi et al.) and `<` for density/coverage (prdc; `<=` with
+    strict=False)."""
+    import math
+    import operator
+
+    inside = operator.lt if strict else operator.le
+
+    real, fake = [list(map(float, r)) for r in real], [list(map(float, f)) for f in fake]
+
+    def radius(point, points):
+        return sorted(math.dist(point, q) for q in points)[k]
+
+    real_r = [radius(r, real) for r in real]
+    fake_r = [radius(f, fake) for f in fake]
+    precision = sum(any(math.dist(f, r) <= rr for r, rr in zip(real, real_r)) for f in fake)
+    recall = sum(any(math.dist(r, f) <= fr for f, fr in zip(fake, fake_r)) for r in real)
+    density = sum(inside(math.dist(f, r), rr) for f in fake for r, rr in zip(real, real_r))
+    coverage = sum(inside(min(math.dist(f, r) for f in fake), rr) for r, rr in zip(real, real_r))
+    return {
+        "precision": precision / len(fake),
+        "recall": recall / len(real),
+        "density": density / (k * len(fake)),
+        "coverage": coverage / len(real),
+    }
+
+
+@pytest.mark.parametrize("integer_features", [True, False])
+def test_prdc_follows_the_reference_inequalities_on_duplicated_images(integer_features):
+    """Duplicated real images and fakes that copy real images put points exactly on the
+    k-NN balls' surfaces (radius 0 for an image with k copies): the tie rule decides."""
+    rng = np.random.default_rng(4)
+    if integer_features:  # exact distances: ties are real ties
+        base = rng.integers(-3, 4, size=(14, 5)).astype(np.float64)
+    else:  # float features: the |a|^2 + |b|^2 - 2ab expansion leaves residues on copies
+        base = rng.normal(size=(14, 5)) * 37.0
+    real = np.concatenate([base, base[:3], base[:3], base[5:7]])  # images 0-2 three times
+    fake = np.concatenate([base[[0, 1, 5, 9]], rng.normal(size=(6, 5)), base[[0]]])
+    k = 2
+    got = metrics.precision_recall_density_coverage(real, fake, k=k)
+    want = _prdc_brute_force(real, fake, k)
+    assert got == pytest.approx(want, abs=1e-12)
+    # the data has ties that matter: `<=` would count more density and coverage
+    loose = _prdc_brute_force(real, fake, k, strict=False)
+    assert loose["density"] > want["density"] and loose["coverage"] > want["coverage"]
+
+
 # ---- losses and penalties are per example --------------------------------------------
 def _critic():
     keras.utils.set_random_seed(3)

@@ -298,6 +298,38 @@ def test_int8_tflite_generator_keeps_the_pixels_of_float(smoke_run, tmp_path):
     assert len(np.unique(np.round(out["int8"]))) > 50
 
 
+def test_parity_fid_is_named_by_its_sample_count(smoke_run, tmp_path):
+    """The TFLite parity FID uses at most 500 samples; metrics.json's FID uses
+    metrics.num_samples. Different sample counts give differently biased FIDs, so the
+    parity key names its count and never collides with the metrics.json key."""
+    from keras_suite.common.run import load_run
+
+    run = load_run(smoke_run[0])
+    data = run.datasets()
+    target = run.app.tflite_targets(state=run.state, data=data, cfg=run.cfg, workdir=str(tmp_path))[
+        0
+    ]
+    reference = tf.saved_model.load(target.saved_model_dir).signatures[target.signature]
+
+    def keras_signature(feeds):
+        return {
+            k: v.numpy()
+            for k, v in reference(**{n: tf.constant(a) for n, a in feeds.items()}).items()
+        }
+
+    out = run.app.tflite_evaluate(
+        run_signature=keras_signature, data=data, cfg=run.cfg, info=run.info, target=target
+    )
+    n = min(run.cfg.metrics.num_samples, run.info["num_test"], 500)
+    tag = "shapes_classifier"
+    assert set(out) == {f"fid_{n}_{tag}", f"fid_{n}_vs_keras_{tag}", "max_pixel_diff_vs_keras"}
+    metrics = json.loads((smoke_run[0] / "metrics.json").read_text())
+    assert not set(out) & set(metrics)
+    assert out[f"fid_{n}_vs_keras_{tag}"] < 1e-3  # the SavedModel draws the Keras samples
+    assert "seeds 1000000-1000199" in target.calibration_split
+    assert f"seeds 0-{n - 1}" in target.evaluation_split
+
+
 def test_sample_command_writes_a_grid(smoke_run):
     from keras_suite.cli import main
 
