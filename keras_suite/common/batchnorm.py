@@ -55,3 +55,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         self.moving_mean.assign(self.moving_mean * keep + mean * (1.0 - keep))
         self.moving_variance.assign(self.moving_variance * keep + variance * (1.0 - keep))
         return tf.cast(y, self.compute_dtype)
+
+    def stock_layer(self):
+        """keras.layers.BatchNormalization with this layer's config, for a .keras file that
+        loads without this package (same variables, same inference; keras_files.py).
+        Unsynchronized: a loaded file runs on one device."""
+        return keras.layers.BatchNormalization.from_config(
+            {**self.get_config(), "synchronized": False}
+        )

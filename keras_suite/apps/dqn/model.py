@@ -18,6 +18,11 @@ class ScaleFrames(layers.Layer):
     def call(self, frames):
         return keras.ops.cast(frames, self.compute_dtype) / 255.0
 
+    def stock_layer(self):
+        """The stock equivalent, for a .keras file that loads without this package
+        (common/keras_files.py); it multiplies by 1/255, equal to float rounding."""
+        return layers.Rescaling(1.0 / 255.0, name=self.name, dtype=self.dtype_policy)
+
 
 @keras.saving.register_keras_serializable(package="ksuite_dqn")
 class DuelingQ(layers.Layer):
@@ -25,6 +30,11 @@ class DuelingQ(layers.Layer):
 
     def call(self, value, advantage):
         return value + advantage - keras.ops.mean(advantage, axis=-1, keepdims=True)
+
+    def stock_call(self, value, advantage):
+        """The same Keras ops applied to the symbolic inputs: a .keras file holds them as
+        stock operations (common/keras_files.py)."""
+        return self.call(value, advantage)
 
 
 def build_q_network(agent_cfg, obs_shape, obs_dtype: str, num_actions: int, name: str):

@@ -27,6 +27,7 @@ import math
 
 from keras_suite import common
 from keras_suite.common.batchnorm import FusedBatchNormalization
+from keras_suite.common.keras_files import InputSpec, LayerCopies
 from keras_suite.common.training import sync_batch_norm
 
 tf = common.quiet_import_tensorflow()
@@ -85,14 +86,38 @@ class _NoDefaultSignature:
         return None
 
 
+class _GeneratorKerasFile:
+    """What common/keras_files.py needs to write RUN_DIR/generator_ema.keras: the inputs
+    (z, truncation per example, class ids when conditional), the call on them (fixed noise
+    buffers, as served), and the weights built when Keras loads the file."""
+
+    def keras_file_inputs(self) -> dict:
+        specs = {
+            "z": InputSpec("z", (self.latent_dim,), "float32", -2.0, 2.0),
+            "truncation": InputSpec("truncation", (), "float32", 0.5, 1.0),
+        }
+        if self.num_classes:
+            specs["class_ids"] = InputSpec("class_ids", (), "int64", 0, self.num_classes)
+        return specs
+
+    def keras_file_call(self, inputs):
+        return self(inputs["z"], inputs.get("class_ids"), inputs["truncation"], training=False)
+
+    def build_from_config(self, config):
+        classes = tf.zeros([2], tf.int64) if self.num_classes else None
+        self(tf.zeros([2, self.latent_dim]), classes, tf.ones([2]))
+
+
 # ---- DCGAN ------------------------------------------------------------------------------
-class DCGANGenerator(_NoDefaultSignature, keras.Model):
+@keras.saving.register_keras_serializable(package="keras_suite.gan")
+class DCGANGenerator(_GeneratorKerasFile, _NoDefaultSignature, keras.Model):
     def __init__(
         self, latent_dim, image_size, channels=256, num_classes=0, upsample="resize", **kw
     ):
         super().__init__(**kw)
         self.latent_dim, self.image_size, self.num_classes = latent_dim, image_size, num_classes
         self.upsample = upsample
+        self.channels = channels
         self.embed = (
             layers.Embedding(
                 num_classes, latent_dim, embeddings_initializer=dcgan_init(), name="class_embed"
@@ -158,6 +183,34 @@ class DCGANGenerator(_NoDefaultSignature, keras.Model):
         for up, bn in zip(self.ups, self.bns):
             x = tf.nn.relu(bn(up(x), training=training))
         return tf.tanh(self.to_rgb(x))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "latent_dim": self.latent_dim,
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "num_classes": self.num_classes,
+            "upsample": self.upsample,
+        }
+
+    def stock_model(self) -> keras.Model:
+        """`call` without noise_seed (a DCGAN has no noise) as a Functional model of stock
+        layers with these weights: a portable .keras file."""
+        copies = LayerCopies()
+        specs = self.keras_file_inputs()
+        inputs = {name: spec.symbolic() for name, spec in specs.items()}
+        z = inputs["z"] * keras.ops.expand_dims(inputs["truncation"], -1)
+        if self.embed is not None:
+            z = layers.Concatenate()([z, copies(self.embed)(inputs["class_ids"])])
+        x = copies(self.reshape)(copies(self.project)(z))
+        x = layers.ReLU()(copies(self.bn0)(x))
+        for up, bn in zip(self.ups, self.bns):
+            x = layers.ReLU()(copies(bn)(copies(up)(x)))
+        images = layers.Activation("tanh")(copies(self.to_rgb)(x))
+        model = keras.Model(inputs, images, name=self.name)
+        copies.copy_weights()
+        return model
 
 
 class MinibatchStddev(layers.Layer):
@@ -372,7 +425,14 @@ class ModulatedConv(layers.Layer):
         return tf.nn.leaky_relu(y, 0.2) * LRELU_GAIN if self.activation == "lrelu" else y
 
 
-class StyleGenerator(_NoDefaultSignature, keras.Model):
+@keras.saving.register_keras_serializable(package="keras_suite.gan")
+class StyleGenerator(_GeneratorKerasFile, _NoDefaultSignature, keras.Model):
+    keras_file_note = (
+        "StyleGAN-lite's modulated convolutions scale the kernel by per-example styles and "
+        "add stored noise maps and a learned constant input; no stock layer holds those, so "
+        "its file needs this package's classes"
+    )
+
     def __init__(
         self, latent_dim, image_size, channels=128, num_classes=0, w_dim=128, mapping_layers=4, **kw
     ):
@@ -383,6 +443,7 @@ class StyleGenerator(_NoDefaultSignature, keras.Model):
             num_classes,
             w_dim,
         )
+        self.channels, self.mapping_layers = channels, mapping_layers
         self.embed = (
             layers.Embedding(num_classes, latent_dim, name="class_embed") if num_classes else None
         )
@@ -408,6 +469,17 @@ class StyleGenerator(_NoDefaultSignature, keras.Model):
             self.to_rgbs.add(self._mod(3, 1, False, False, res, f"to_rgb{res}", activation=None))
         self.num_ws = len(self.convs) + 1
         self.upsample = layers.UpSampling2D(2, interpolation="bilinear")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "latent_dim": self.latent_dim,
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "num_classes": self.num_classes,
+            "w_dim": self.w_dim,
+            "mapping_layers": self.mapping_layers,
+        }
 
     def _mod(self, filters, k, demod, noise, res, name, activation="lrelu"):
         layer = ModulatedConv(filters, k, demod, noise, res, activation, name=name)

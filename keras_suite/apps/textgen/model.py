@@ -20,13 +20,30 @@ from __future__ import annotations
 import math
 
 from keras_suite import common
+from keras_suite.common.keras_files import InputSpec, LayerCopies
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 
-class CharRNN(keras.Model):
+class _KerasFile:
+    """What common/keras_files.py needs to write RUN_DIR/model.keras: the inputs (token ids
+    [B, T]), the call on them, and the weights built when Keras loads the file."""
+
+    def keras_file_inputs(self) -> dict:
+        length = min(8, getattr(self, "context", 8))
+        return {"tokens": InputSpec("tokens", (None,), "int32", 0, self.vocab_size, (length,))}
+
+    def keras_file_call(self, inputs):
+        return self(inputs["tokens"], training=False)
+
+    def build_from_config(self, config):
+        self(tf.zeros([1, min(4, getattr(self, "context", 4))], tf.int32))
+
+
+@keras.saving.register_keras_serializable(package="keras_suite.textgen")
+class CharRNN(_KerasFile, keras.Model):
     def __init__(
         self,
         vocab_size: int,
@@ -44,6 +61,7 @@ class CharRNN(keras.Model):
             units,
             num_layers,
         )
+        self.embed_dim, self.dropout = embed_dim, dropout
         self.embedding = layers.Embedding(vocab_size, embed_dim, name="embedding")
         rnn = layers.GRU if cell == "gru" else layers.LSTM
         self.rnns = [
@@ -52,6 +70,29 @@ class CharRNN(keras.Model):
         ]
         self.drop = layers.Dropout(dropout)
         self.head = layers.Dense(vocab_size, name="logits")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "cell": self.cell_type,
+            "units": self.units,
+            "num_layers": self.num_layers,
+            "embed_dim": self.embed_dim,
+            "dropout": self.dropout,
+        }
+
+    def stock_model(self) -> keras.Model:
+        """The same network as a Functional model of stock layers with these weights (a
+        portable .keras file): zero initial states, as `call` uses."""
+        copies = LayerCopies()
+        tokens = self.keras_file_inputs()["tokens"].symbolic()
+        x = copies(self.embedding)(tokens)
+        for rnn in self.rnns:
+            x = copies(self.drop)(copies(rnn, return_state=False)(x))
+        model = keras.Model(tokens, copies(self.head)(x), name=self.name)
+        copies.copy_weights()
+        return model
 
     def state_names(self) -> list:
         parts = ("h",) if self.cell_type == "gru" else ("h", "c")
@@ -177,7 +218,8 @@ class Block(layers.Layer):
         return x + self.out(self.fc(self.ln2(x))), k_cache, v_cache
 
 
-class GPT(keras.Model):
+@keras.saving.register_keras_serializable(package="keras_suite.textgen")
+class GPT(_KerasFile, keras.Model):
     def __init__(
         self,
         vocab_size: int,
@@ -192,6 +234,7 @@ class GPT(keras.Model):
         super().__init__(**kwargs)
         self.vocab_size, self.context, self.d_model = vocab_size, context, d_model
         self.num_layers, self.num_heads, self.head_dim = num_layers, num_heads, d_model // num_heads
+        self.mlp_ratio, self.dropout = mlp_ratio, dropout
         self.tok_emb = layers.Embedding(
             vocab_size,
             d_model,
@@ -213,6 +256,58 @@ class GPT(keras.Model):
 
     def _logits(self, h):  # weight tying: the output layer is the token embedding
         return tf.matmul(h, self.tok_emb.embeddings, transpose_b=True)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "context": self.context,
+            "d_model": self.d_model,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "mlp_ratio": self.mlp_ratio,
+            "dropout": self.dropout,
+        }
+
+    def stock_model(self) -> keras.Model:
+        """`call` as a Functional model of stock layers with these weights (a portable
+        .keras file). Positions are cumsum(ones) - 1 (any length up to `context`); the
+        causal attention is keras.layers.MultiHeadAttention holding the fused qkv and
+        projection kernels split per head; the tied output layer is a Dense layer holding
+        the transposed token embedding (a copy: the file's model no longer ties them)."""
+        copies = LayerCopies()
+        tokens = self.keras_file_inputs()["tokens"].symbolic()
+        positions = keras.ops.cumsum(keras.ops.ones_like(tokens), axis=1) - 1
+        x = copies(self.drop)(copies(self.tok_emb)(tokens) + copies(self.pos_emb)(positions))
+        attention = []
+        for block in self.blocks:
+            mha = layers.MultiHeadAttention(
+                self.num_heads, self.head_dim, name=f"{block.name}_attn", dtype=self.dtype_policy
+            )
+            h = copies(block.ln1)(x)
+            x = x + copies(block.drop)(mha(h, h, use_causal_mask=True))
+            h = copies(block.fc)(copies(block.ln2)(x))
+            x = x + copies(block.drop)(copies(block.out)(h))
+            attention.append((mha, block.attn))
+        logits = layers.Dense(
+            self.vocab_size, use_bias=False, name="logits", dtype=self.dtype_policy
+        )
+        model = keras.Model(tokens, logits(copies(self.ln_f)(x)), name=self.name)
+        copies.copy_weights()
+        logits.set_weights([keras.ops.convert_to_numpy(self.tok_emb.embeddings).T])
+        d, heads, hd = self.d_model, self.num_heads, self.head_dim
+        for mha, attn in attention:
+            qkv_kernel, qkv_bias = attn.qkv.get_weights()
+            proj_kernel, proj_bias = attn.proj.get_weights()
+            weights = []
+            for part in range(3):  # query, key, value: columns head * hd + j of each third
+                columns = slice(part * d, (part + 1) * d)
+                weights += [
+                    qkv_kernel[:, columns].reshape(d, heads, hd),
+                    qkv_bias[columns].reshape(heads, hd),
+                ]
+            mha.set_weights(weights + [proj_kernel.reshape(heads, hd, d), proj_bias])
+        return model
 
     def call(self, tokens, training=False):
         t = tf.shape(tokens)[1]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from keras_suite import common
 from keras_suite.apps.translation.tokenizer import PAD_ID
+from keras_suite.common.keras_files import InputSpec, LayerCopies
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
@@ -72,6 +73,27 @@ def build_translator(mcfg, info: dict, unroll: bool = False):
     return model
 
 
+class _KerasFile:
+    """What common/keras_files.py needs to write RUN_DIR/model.keras: the teacher-forced
+    inputs (source and target ids), the call on them, and the weights built on loading."""
+
+    def keras_file_inputs(self) -> dict:
+        def ids(name, vocab, length):
+            return InputSpec(name, (None,), "int32", 0, vocab, (min(8, length),))
+
+        return {
+            "source": ids("source", self.source_vocab, self.max_source),
+            "target_in": ids("target_in", self.target_vocab, self.max_target),
+        }
+
+    def keras_file_call(self, inputs):
+        return self(dict(inputs), training=False)
+
+    def build_from_config(self, config):
+        source = tf.zeros([1, self.max_source], tf.int32)
+        self({"source": source, "target_in": tf.zeros([1, 2], tf.int32)})
+
+
 class _Positions(keras.layers.Layer):
     """Learned (keras-hub PositionEmbedding) or sinusoidal positions, from `start`."""
 
@@ -87,7 +109,8 @@ class _Positions(keras.layers.Layer):
         return self.table(x, start_index=start)
 
 
-class TransformerTranslator(keras.Model):
+@keras.saving.register_keras_serializable(package="keras_suite.translation")
+class TransformerTranslator(_KerasFile, keras.Model):
     def __init__(
         self,
         source_vocab,
@@ -106,8 +129,11 @@ class TransformerTranslator(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.source_vocab, self.target_vocab = source_vocab, target_vocab
         self.max_source, self.max_target = max_source, max_target
         self.num_heads, self.head_dim = num_heads, embed_dim // num_heads
+        self.embed_dim, self.ff_dim, self.positions = embed_dim, ff_dim, positions
+        self.normalize_first, self.dropout_rate = normalize_first, dropout
         self.scale = float(embed_dim) ** 0.5
         self.source_embedding = keras.layers.Embedding(
             source_vocab, embed_dim, name="source_embedding"
@@ -150,6 +176,49 @@ class TransformerTranslator(keras.Model):
             keras.layers.LayerNormalization(epsilon=1e-5) if normalize_first else None
         )
         self.tie_embeddings = tie_embeddings
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "source_vocab": self.source_vocab,
+            "target_vocab": self.target_vocab,
+            "max_source": self.max_source,
+            "max_target": self.max_target,
+            "embed_dim": self.embed_dim,
+            "num_heads": self.num_heads,
+            "ff_dim": self.ff_dim,
+            "encoder_layers": len(self.encoder_layers),
+            "decoder_layers": len(self.decoder_layers),
+            "positions": self.positions,
+            "normalize_first": self.normalize_first,
+            "tie_embeddings": self.tie_embeddings,
+            "dropout": self.dropout_rate,
+        }
+
+    def stock_model(self) -> keras.Model:
+        """`call` as a Functional model of Keras and keras-hub layers with these weights
+        (a .keras file that loads without this package; it needs keras-hub)."""
+        copies = LayerCopies()
+        specs = self.keras_file_inputs()
+        source, target_in = specs["source"].symbolic(), specs["target_in"].symbolic()
+        mask = keras.ops.not_equal(source, PAD_ID)
+        dropout = copies(self.embedding_dropout)
+        x = copies(self.source_embedding)(source) * self.scale
+        x = dropout(x + copies(self.source_positions.table)(x))
+        for layer in self.encoder_layers:
+            x = copies(layer)(x, padding_mask=mask)
+        encoded = copies(self.encoder_norm)(x) if self.encoder_norm is not None else x
+        target_embedding = copies(self.target_embedding)
+        y = target_embedding(target_in) * self.scale
+        y = dropout(y + copies(self.target_positions.table)(y))
+        for layer in self.decoder_layers:
+            y = copies(layer)(y, encoded, encoder_padding_mask=mask, use_causal_mask=True)
+        if self.decoder_norm is not None:
+            y = copies(self.decoder_norm)(y)
+        logits = keras.ops.cast(target_embedding(y, reverse=True), "float32")
+        model = keras.Model({"source": source, "target_in": target_in}, logits, name=self.name)
+        copies.copy_weights()
+        return model
 
     # -- pieces ---------------------------------------------------------------------------
     def _embed_target(self, ids, start=0, training=False):
@@ -295,7 +364,14 @@ class _Attention(keras.layers.Layer):
         return tf.matmul(weights, values), weights
 
 
-class RNNTranslator(keras.Model):
+@keras.saving.register_keras_serializable(package="keras_suite.translation")
+class RNNTranslator(_KerasFile, keras.Model):
+    keras_file_note = (
+        "the RNN translator reverses each sentence within its own length "
+        "(tf.reverse_sequence) and scores attention in a layer of this package; it has no "
+        "stock form yet"
+    )
+
     def __init__(
         self,
         source_vocab,
@@ -311,8 +387,11 @@ class RNNTranslator(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.source_vocab, self.target_vocab = source_vocab, target_vocab
         self.max_source, self.max_target = max_source, max_target
         self.cell_type, self.units = cell, units
+        self.embed_dim, self.attention_kind = embed_dim, attention
+        self.dropout_rate, self.unroll = dropout, unroll
         rnn = keras.layers.GRU if cell == "gru" else keras.layers.LSTM
         self.source_embedding = keras.layers.Embedding(
             source_vocab, embed_dim, name="source_embedding"
@@ -340,6 +419,21 @@ class RNNTranslator(keras.Model):
         self.combine = keras.layers.Dense(dec_units, activation="tanh", name="combine")
         self.dropout = keras.layers.Dropout(dropout)
         self.output_dense = keras.layers.Dense(target_vocab, name="logits")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "source_vocab": self.source_vocab,
+            "target_vocab": self.target_vocab,
+            "max_source": self.max_source,
+            "max_target": self.max_target,
+            "embed_dim": self.embed_dim,
+            "units": self.units,
+            "cell": self.cell_type,
+            "attention": self.attention_kind,
+            "dropout": self.dropout_rate,
+            "unroll": self.unroll,
+        }
 
     def _encode(self, source, training=False):
         mask = source != PAD_ID

@@ -31,6 +31,7 @@ tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
 
 
+@keras.saving.register_keras_serializable(package="keras_suite.vae")
 class VectorQuantizer(keras.layers.Layer):
     """z_e [..., D] -> (codes [...] int32, z_q [..., D]): the nearest code vector of K."""
 
@@ -61,6 +62,22 @@ class VectorQuantizer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape[:-1], input_shape
+
+    def stock_call(self, z_e):
+        """The same quantiser from stock layers holding copies of the codebook, for a .keras
+        file that loads without this package (common/keras_files.py). The nearest code
+        argmin_k |z - c_k|^2 is argmax_k (z . c_k - |c_k|^2 / 2): a Dense layer scores
+        every code, and an Embedding looks the winner up."""
+        codebook = keras.ops.convert_to_numpy(self.codebook)
+        scores = keras.layers.Dense(self.num_codes, name=f"{self.name}_scores", dtype=self.dtype)
+        lookup = keras.layers.Embedding(
+            self.num_codes, self.code_dim, name=f"{self.name}_lookup", dtype=self.dtype
+        )
+        codes = keras.ops.cast(keras.ops.argmax(scores(z_e), axis=-1), "int32")
+        z_q = lookup(codes)
+        scores.set_weights([codebook.T, -0.5 * np.sum(codebook**2, axis=1)])
+        lookup.set_weights([codebook])
+        return codes, z_q
 
     def get_config(self):
         return {**super().get_config(), "num_codes": self.num_codes, "code_dim": self.code_dim}
