@@ -31,6 +31,7 @@ OPSET = 17
 # Outputs agree when |onnx - savedmodel| <= ATOL + RTOL * |savedmodel| (float32 graphs
 # whose kernels sum in a different order).
 ATOL, RTOL = 1e-4, 1e-4
+OUT_SUFFIX = "_out"  # added to an output whose name is also an input's
 
 # TensorFlow ops with no ONNX counterpart, and what they do (said in the one-line reason).
 # Checked before converting: tf2onnx would otherwise spend minutes on a graph it then
@@ -133,9 +134,12 @@ def convert_function(concrete, path: Path, opset: int = OPSET) -> tuple[str | No
     specs = concrete.structured_input_signature[1]
     names = sorted(specs)
 
-    @tf.function
+    # An output named like an input (a VAE's `images` in and out) confuses tf2onnx: such
+    # outputs are renamed <name>_out in the ONNX graph (`run_session` maps them back).
+    @tf.function(autograph=False)
     def positional(*args):
-        return concrete(**dict(zip(names, args)))
+        outputs = concrete(**dict(zip(names, args)))
+        return {(f"{k}{OUT_SUFFIX}" if k in specs else k): v for k, v in outputs.items()}
 
     signature = [tf.TensorSpec(specs[k].shape, specs[k].dtype, name=k) for k in names]
     captured = _Captured()
@@ -146,8 +150,9 @@ def convert_function(concrete, path: Path, opset: int = OPSET) -> tuple[str | No
     logger.propagate = False  # its warnings about shapes are not the user's business
     try:
         model, _ = tf2onnx.convert.from_function(positional, input_signature=signature, opset=opset)
-    except Exception as exc:  # tf2onnx raises many kinds; the first line names the problem
-        return f"tf2onnx failed ({str(exc).strip().splitlines()[0][:160]})", None
+    except Exception as exc:  # tf2onnx raises many kinds; the last line names the problem
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return f"tf2onnx failed ({(lines or [type(exc).__name__])[-1][:160]})", None
     finally:
         logger.removeHandler(captured)
         logger.setLevel(level)
@@ -174,8 +179,15 @@ def run_session(session, request: dict) -> dict:
     for node in session.get_inputs():
         value = np.asarray(request[node.name.split(":")[0]])
         feed[node.name] = value.astype(object) if value.dtype.kind in "SUO" else value
+    inputs = {node.name.split(":")[0] for node in session.get_inputs()}
     names = [o.name for o in session.get_outputs()]
-    return {n.split(":")[0]: v for n, v in zip(names, session.run(names, feed))}
+    result = {}
+    for name, value in zip(names, session.run(names, feed)):
+        name = name.split(":")[0]
+        if name.endswith(OUT_SUFFIX) and name[: -len(OUT_SUFFIX)] in inputs:
+            name = name[: -len(OUT_SUFFIX)]
+        result[name] = value
+    return result
 
 
 def compare(reference: dict, onnx_out: dict) -> dict:
@@ -273,7 +285,9 @@ def _pure_tensor(run, data, out: Path, work: Path, opset: int, examples: int = 3
     )
     result = {}
     for target in targets:
-        concrete = tf.saved_model.load(target.saved_model_dir).signatures[target.signature]
+        # the loaded object owns the variables: keep it alive while its function runs
+        loaded = tf.saved_model.load(target.saved_model_dir)
+        concrete = loaded.signatures[target.signature]
         reason, session = convert_function(concrete, out / f"{target.name}.onnx", opset)
         if session is None:
             result[target.name] = {"not_expressible": reason}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from keras_suite import common
 from keras_suite.common.batchnorm import FusedBatchNormalization
-from keras_suite.common.errors import UserError
+from keras_suite.common.finetune import freeze_batch_norm, load_backbone, preprocess
 from keras_suite.common.training import sync_batch_norm
 
 common.quiet_import_tensorflow()
@@ -97,25 +97,25 @@ def mobilenet_v2(inputs, cfg):
     )
 
 
-def hub_backbone(inputs, cfg):
-    preset = cfg.arch.removeprefix("hub:")
-    try:
-        import keras_hub
-
-        backbone = keras_hub.models.Backbone.from_preset(preset, load_weights=cfg.pretrained)
-    except Exception as exc:  # network, unknown preset, incompatible preset
-        raise UserError(
-            f"could not load keras-hub preset {preset!r} ({str(exc).splitlines()[0][:160]}); "
-            "it needs network access to download; use model.arch=resnet or mobilenetv2 offline"
-        ) from None
+def hub_backbone(inputs, cfg, frozen_batch_norm: bool = False):
+    """A keras-hub backbone (common/finetune.py): a preset name or a local preset folder.
+    Fine-tuning keeps its batch norm in inference mode (the pretrained statistics)."""
+    backbone = load_backbone(cfg.arch, cfg.pretrained)
+    if frozen_batch_norm:
+        freeze_batch_norm(backbone)
     return backbone(inputs)
 
 
-def build_classifier(cfg, image_size: int, num_classes: int) -> keras.Model:
+def build_classifier(
+    cfg, image_size: int, num_classes: int, frozen_batch_norm: bool = False
+) -> keras.Model:
     inputs = keras.Input((image_size, image_size, 3), name="images", dtype="float32")
-    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    body = {"resnet": resnet, "mobilenetv2": mobilenet_v2}.get(cfg.arch, hub_backbone)
-    x = body(x, cfg)
+    # hub backbones: the preset's own image converter; else Rescaling(1/255)
+    x = preprocess(inputs, cfg.arch)
+    if cfg.arch.startswith("hub:"):
+        x = hub_backbone(x, cfg, frozen_batch_norm)
+    else:
+        x = {"resnet": resnet, "mobilenetv2": mobilenet_v2}[cfg.arch](x, cfg)
     if len(x.shape) == 4:
         x = layers.GlobalAveragePooling2D(name="pool")(x)
     if cfg.dropout:
