@@ -55,6 +55,21 @@ def dataset_hashes(dataset) -> list[str]:
     return [content_hash(x) for x in dataset.as_numpy_iterator()]
 
 
+def keep_elements(dataset, kept, total: int):
+    """The elements of an unbatched tf.data dataset at the positions `kept`, in order."""
+    from keras_suite import common
+
+    tf = common.quiet_import_tensorflow()
+    if len(kept) == total:
+        return dataset
+    wanted = tf.constant(np.isin(np.arange(total), kept))
+    return (
+        dataset.enumerate()
+        .filter(lambda i, *x: tf.gather(wanted, i))
+        .map(lambda i, *x: x[0] if len(x) == 1 else x)
+    )
+
+
 def disjoint_indices(
     hashes: dict[str, Sequence[str]], order: Sequence[str] = SPLIT_ORDER
 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:

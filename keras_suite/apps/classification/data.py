@@ -8,6 +8,14 @@ from keras_suite import common
 from keras_suite.common import shapes
 from keras_suite.common.app import Datasets
 from keras_suite.common.data import carve_missing_splits, eval_pipeline, train_pipeline
+from keras_suite.common.duplicates import (
+    IMAGE_RULE,
+    dataset_hashes,
+    disjoint_indices,
+    evaluation_split,
+    keep_elements,
+    log_removed,
+)
 from keras_suite.common.errors import UserError
 from keras_suite.common.images import (
     decode_resize,
@@ -173,6 +181,27 @@ def _tfrecord_splits(cfg):
     return out, names, origin, None
 
 
+def _without_copies(splits: dict) -> tuple[dict, dict]:
+    """Drop val/test images whose pixels at the model input size (8-bit) equal an earlier
+    split's: -> ({split: (dataset, count)}, {split: removed}). One decoding pass over every
+    image; a cached folder keeps what it decoded."""
+
+    def pixels(image, label):
+        return tf.cast(tf.round(tf.cast(image, tf.float32)), tf.uint8)
+
+    hashes = {
+        split: dataset_hashes(ds.map(pixels, num_parallel_calls=tf.data.AUTOTUNE))
+        for split, (ds, n) in splits.items()
+        if n
+    }
+    keep, removed = disjoint_indices(hashes)
+    log_removed(removed)
+    return {
+        split: (keep_elements(ds, keep[split], n), len(keep[split])) if split in keep else (ds, n)
+        for split, (ds, n) in splits.items()
+    }, removed
+
+
 def build_datasets(cfg) -> Datasets:
     source = cfg.data.source
     splits, names, origin, image_sizes = {
@@ -180,6 +209,7 @@ def build_datasets(cfg) -> Datasets:
         "folder": _folder_splits,
         "tfrecord": _tfrecord_splits,
     }[source](cfg)
+    splits, removed = _without_copies(splits)
     counts = {s: n for s, (_, n) in splits.items() if n}
     log.info(
         "%s data, %d classes: %s",
@@ -191,9 +221,15 @@ def build_datasets(cfg) -> Datasets:
     )
     missing = [s for s in ("val", "test") if s not in counts]
     if "test" in missing:
+        copies = (
+            f", {removed['test']} were copies of training/validation images"
+            if removed.get("test")
+            else ""
+        )
         raise UserError(
-            f"the data has no test images (data.test_fraction={cfg.data.test_fraction}); add a "
-            "test/ folder or set data.test_fraction > 0 so evaluation has images to score"
+            f"the data has no test images (data.test_fraction={cfg.data.test_fraction}{copies}); "
+            "add a test/ folder of other images or set data.test_fraction > 0 so evaluation "
+            "has images to score"
         )
     log.info("augmentation: %s", describe_augmentation(cfg.data))
     batch = cfg.train.batch_size
@@ -227,12 +263,7 @@ def build_datasets(cfg) -> Datasets:
         "num_val": counts.get("val", 0),
         "num_test": counts.get("test", 0),
         "split_sizes": counts,
-        "evaluation_split": {
-            "split": "test",
-            "size": counts.get("test", 0),
-            "near_duplicates_removed": 0,
-            "duplicate_rule": "not checked",
-        },
+        "evaluation_split": evaluation_split("test", counts["test"], removed, IMAGE_RULE),
         "split_origin": {s: origin[s] for s in counts},
     }
     if image_sizes:

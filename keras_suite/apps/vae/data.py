@@ -20,6 +20,7 @@ from keras_suite.common.duplicates import (
     dataset_hashes,
     disjoint_indices,
     evaluation_split,
+    keep_elements,
     log_removed,
 )
 from keras_suite.common.errors import UserError
@@ -108,9 +109,7 @@ def _without_duplicates(splits: dict, cfg) -> tuple[dict, dict]:
     out = {}
     for split, ds in splits.items():
         kept = keep[split]
-        if len(kept) < len(hashes[split]):  # a lookup of kept positions, in order
-            wanted = tf.constant(np.isin(np.arange(len(hashes[split])), kept))
-            ds = ds.enumerate().filter(lambda i, x: tf.gather(wanted, i)).map(lambda i, x: x)
+        ds = keep_elements(ds, kept, len(hashes[split]))
         if d.source == "folder" and d.cache:
             ds = ds.cache()
         out[split] = ds, len(kept)
