@@ -99,7 +99,7 @@ def sync_batch_norm() -> bool:
     return tf.distribute.get_strategy().num_replicas_in_sync > 1
 
 
-def make_optimizer(opt_cfg, total_steps: int):
+def make_optimizer(opt_cfg, total_steps: int, wrap_schedule=None):
     """Adam/AdamW/SGD with optional warm-up + cosine decay, loss-scaled under float16.
 
     opt_cfg is the run's `train` section or a `keras_suite.common.config.OptimizerConfig` (one per
@@ -117,6 +117,8 @@ def make_optimizer(opt_cfg, total_steps: int):
         )
     else:
         schedule = lr
+    if wrap_schedule is not None:  # fine-tuning's lower rate after unfreezing (common/finetune.py)
+        schedule = wrap_schedule(schedule)
     beta_1, beta_2 = opt_cfg.beta_1, opt_cfg.beta_2
     if opt_cfg.optimizer == "adamw":
         opt = keras.optimizers.AdamW(

@@ -12,10 +12,12 @@ from keras_suite.apps.classification import export
 from keras_suite.apps.classification.data import build_datasets
 from keras_suite.apps.classification.model import build_classifier
 from keras_suite.common.app import App, TFLiteTarget
+from keras_suite.common.errors import UserError
+from keras_suite.common.finetune import apply_finetune_gradients, finetune_optimizer
 from keras_suite.common.images import read_image_files, read_rgb_upright
 from keras_suite.common.plots import plot_confusion_matrix
 from keras_suite.common.runlog import write_json_atomic
-from keras_suite.common.training import TrainState, apply_gradients, make_optimizer, replica_mean
+from keras_suite.common.training import TrainState, replica_mean
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
@@ -65,11 +67,19 @@ class ClassificationApp(App):
         return build_datasets(cfg)
 
     def build_state(self, *, cfg, info):
-        model = build_classifier(cfg.model, info["image_size"], len(info["class_names"]))
-        steps = cfg.train.epochs * (info["num_train"] // cfg.train.batch_size)
-        return TrainState(
-            models={"model": model}, optimizers={"model": make_optimizer(cfg.train, steps)}
+        hub = cfg.model.arch.startswith("hub:")
+        if cfg.train.freeze_backbone_epochs and not hub:
+            raise UserError(
+                "train.freeze_backbone_epochs needs a keras-hub backbone "
+                "(--set model.arch=hub:resnet_18_imagenet); this model has none to freeze"
+            )
+        fine_tuning = hub and (cfg.model.pretrained or cfg.train.freeze_backbone_epochs > 0)
+        model = build_classifier(
+            cfg.model, info["image_size"], len(info["class_names"]), frozen_batch_norm=fine_tuning
         )
+        per_epoch = info["num_train"] // cfg.train.batch_size
+        optimizer = finetune_optimizer(cfg.train, cfg.train.epochs * per_epoch, per_epoch, model)
+        return TrainState(models={"model": model}, optimizers={"model": optimizer})
 
     # ---- steps (per replica) ------------------------------------------------------------
     def train_step(self, state, batch, step):
@@ -82,7 +92,8 @@ class ClassificationApp(App):
                 labels, logits, from_logits=True
             )
             loss = replica_mean(per_example, global_batch_size)
-        apply_gradients(tape, loss, model.trainable_variables, optimizer, step.cfg.train.clip_norm)
+        # the backbone learns only after train.freeze_backbone_epochs (common/finetune.py)
+        apply_finetune_gradients(tape, loss, model, optimizer, step, step.cfg.train.clip_norm)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32)
         return {"loss": loss, "accuracy": replica_mean(correct, global_batch_size)}
 

@@ -6,12 +6,16 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from keras_suite.common.config import TrainConfig
+from keras_suite.common.finetune_config import FinetuneTrainConfig as TrainConfig
+from keras_suite.common.tfds_names import check_tfds_config
 from keras_suite.common.errors import UserError
 
 
 @dataclass
 class DataConfig:
-    source: str = "shapes"  # shapes (built-in) | folder (class-per-folder tree) | tfrecord
+    source: str = "shapes"  # shapes (built-in) | folder (class-per-folder tree) | tfrecord | tfds
+    name: str = ""  # data.source=tfds: a TFDS dataset name (cifar10, oxford_flowers102, ...)
+    tfds_dir: str = ""  # data.source=tfds: where TFDS keeps its data ("" = ~/tensorflow_datasets)
     path: str = ""  # folder root, or a directory holding train*/val*/test* TFRecords
     image_size: int = 48  # images are resized to image_size x image_size
     num_train: int = 8000  # built-in data only
@@ -30,9 +34,10 @@ class DataConfig:
     cache: bool = True  # cache decoded user images in memory after the first epoch
 
     def validate(self) -> None:
-        if self.source not in ("shapes", "folder", "tfrecord"):
-            raise UserError(f"data.source={self.source!r}: use shapes, folder or tfrecord")
-        if self.source != "shapes" and not self.path:
+        if self.source not in ("shapes", "folder", "tfrecord", "tfds"):
+            raise UserError(f"data.source={self.source!r}: use shapes, folder, tfrecord or tfds")
+        check_tfds_config("classification", self)
+        if self.source in ("folder", "tfrecord") and not self.path:
             raise UserError(
                 f"data.source={self.source} needs data.path (--set data.path=/my/images)"
             )

@@ -181,6 +181,12 @@ def _tfrecord_splits(cfg):
     return out, names, origin, None
 
 
+def _tfds_splits(cfg):
+    from keras_suite.common.tfds import classification_splits
+
+    return (*classification_splits(cfg.data, cfg.train.seed), None)
+
+
 def _without_copies(splits: dict) -> tuple[dict, dict]:
     """Drop val/test images whose pixels at the model input size (8-bit) equal an earlier
     split's: -> ({split: (dataset, count)}, {split: removed}). One decoding pass over every
@@ -208,6 +214,7 @@ def build_datasets(cfg) -> Datasets:
         "shapes": _shapes_splits,
         "folder": _folder_splits,
         "tfrecord": _tfrecord_splits,
+        "tfds": _tfds_splits,
     }[source](cfg)
     splits, removed = _without_copies(splits)
     counts = {s: n for s, (_, n) in splits.items() if n}

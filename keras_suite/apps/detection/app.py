@@ -43,6 +43,8 @@ def _read_splits(dcfg, seed: int):
         }
         names = list(shapes.SHAPES)
         origin = {name: "generated" for name in splits}
+    elif dcfg.source == "tfds":  # a dataset by name: keras_suite/common/tfds.py
+        splits, names, origin = data_lib.tfds_splits(dcfg, seed)
     else:
         from keras_suite.apps.detection import formats
         from keras_suite.common.data import carve_missing_splits

@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from keras_suite import common  # noqa: F401
 from keras_suite.common.config import TrainConfig
 from keras_suite.common.errors import UserError
+from keras_suite.common.tfds_names import check_tfds_config
 
 VARIANTS = ("n", "s", "m")
 
 
 @dataclass
 class DataConfig:
-    source: str = "shapes"  # shapes | path to a data.yaml (YOLO / COCO / VOC splits)
+    source: str = "shapes"  # shapes | path to a data.yaml (YOLO / COCO / VOC splits) | tfds
+    name: str = ""  # data.source=tfds: a TFDS dataset name (voc, coco/2017)
+    tfds_dir: str = ""  # data.source=tfds: where TFDS keeps its data ("" = ~/tensorflow_datasets)
     image_size: int = 128  # square model input; user images are resized to it
     max_boxes: int = 16  # per image after augmentation (extra boxes are dropped, and logged)
     # user data whose data.yaml has no val: / test: entry: carved out of train (seeded)
@@ -45,6 +48,7 @@ class DataConfig:
             raise UserError(
                 f"data.image_size={self.image_size} must be a multiple of 32 "
                 "(the detector downsamples by 32); try 128, 160 or 320"
+        check_tfds_config("detection", self)
             )
         if self.early_image_size and (
             self.early_image_size % 32 or not 0 < self.early_image_size < self.image_size

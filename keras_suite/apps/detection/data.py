@@ -335,3 +335,39 @@ class TrainPipeline:
             data["bounding_boxes"]["boxes"], batch["classes"], float(self.dcfg.image_size)
         )
         return {"images": data["images"], "boxes": boxes, "classes": classes}
+
+
+def tfds_splits(dcfg, seed: int):
+    """A TFDS dataset by name (data.source=tfds, data.name=voc): -> ({split: Split}, class
+    names, origin). Difficult (VOC) and crowd (COCO) objects are ignored by evaluation and
+    trained on only with data.train_difficult, as for data.yaml datasets."""
+    from keras_suite.common.tfds import detection_records
+
+    records, names, origin = detection_records(dcfg, seed)
+    splits = {}
+    for name, rec in records.items():
+        hard = rec["difficult"]
+        box_list, cls_list, scored = [], [], []
+        for boxes, classes, (hb, hc) in zip(rec["boxes"], rec["classes"], hard):
+            extra = dcfg.train_difficult and len(hc)
+            box_list.append(np.concatenate([boxes, hb]) if extra else boxes)
+            cls_list.append(np.concatenate([classes, hc]) if extra else classes)
+            scored.append(np.arange(len(box_list[-1])) < len(boxes))
+        boxes, classes, cut = pad_targets(box_list, cls_list, dcfg.max_boxes)
+        if cut:
+            log.warning("%d boxes beyond data.max_boxes=%d were dropped", cut, dcfg.max_boxes)
+        mask = np.zeros(classes.shape, bool)
+        for i, flags in enumerate(scored):
+            mask[i, : min(len(flags), dcfg.max_boxes)] = flags[: dcfg.max_boxes]
+        has_hard, has_crowd = any(len(c) for _, c in hard), any(len(c) for _, c in rec["crowd"])
+        split = Split(
+            rec["images"],
+            boxes,
+            classes,
+            rec["crowd"] if has_crowd else None,
+            hard if has_hard else None,
+            mask if has_hard and dcfg.train_difficult else None,
+        )
+        split.source_sizes = np.asarray(rec["sizes"], np.float64).reshape(-1, 2)
+        splits[name] = split
+    return splits, names, origin

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from keras_suite.common.config import OptimizerConfig, TrainConfig
 from keras_suite.common.errors import UserError
+from keras_suite.common.tfds_names import check_tfds_config
 
 ARCHS = ("dcgan", "stylegan")
 LOSSES = ("nonsaturating", "hinge", "wgan-gp")
@@ -26,16 +27,19 @@ def augment_policies(policy: str) -> list:
 
 @dataclass
 class DataConfig:
-    source: str = "shapes"  # shapes (built-in, 8 classes) | folder (images, with or without class sub-folders)
+    source: str = "shapes"  # shapes (built-in, 8 classes) | folder (images, with or without class sub-folders) | tfds
     path: str = ""
+    name: str = ""  # data.source=tfds: a TFDS dataset name (mnist, celeb_a)
+    tfds_dir: str = ""  # data.source=tfds: where TFDS keeps its data ("" = ~/tensorflow_datasets)
     image_size: int = 32  # images are resized (short side) and centre-cropped to this square
     num_train: int = 8000  # built-in data only
     num_test: int = 2000  # built-in: held-out real images, the FID/KID reference set
     test_fraction: float = 0.2  # user folders: share kept out of training as the reference set
 
     def validate(self) -> None:
-        if self.source not in ("shapes", "folder"):
-            raise UserError(f"data.source={self.source!r}: use shapes or folder")
+        if self.source not in ("shapes", "folder", "tfds"):
+            raise UserError(f"data.source={self.source!r}: use shapes, folder or tfds")
+        check_tfds_config("gan", self)
         if self.source == "folder" and not self.path:
             raise UserError("data.source=folder needs data.path (--set data.path=/my/images)")
         if self.image_size < 16 or self.image_size & (self.image_size - 1):

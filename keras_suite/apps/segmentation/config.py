@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from keras_suite.common.config import TrainConfig
 from keras_suite.common.errors import UserError
+from keras_suite.common.tfds_names import check_tfds_config
 
 ARCHS = ("unet", "deeplabv3plus")
 UPSAMPLING = ("transpose", "resize")
@@ -13,8 +14,10 @@ UPSAMPLING = ("transpose", "resize")
 
 @dataclass
 class DataConfig:
-    source: str = "shapes"  # shapes (built-in) | pairs (images/ + masks/) | voc (Pascal VOC layout)
+    source: str = "shapes"  # shapes (built-in) | pairs (images/ + masks/) | voc (VOC layout) | tfds
     path: str = ""  # root folder of a user dataset
+    name: str = ""  # data.source=tfds: a TFDS dataset name (oxford_iiit_pet)
+    tfds_dir: str = ""  # data.source=tfds: where TFDS keeps its data ("" = ~/tensorflow_datasets)
     image_size: int = 64  # square model input; user images and masks are resized to it
     ignore_index: int = 255  # mask value excluded from loss and metrics (-1: none)
     num_classes: int = 0  # user data without labels.txt: 0 = largest id found + 1
@@ -41,11 +44,12 @@ class DataConfig:
     rotation: float = 15.0  # degrees, either way
 
     def validate(self) -> None:
-        if self.source not in ("shapes", "pairs", "voc"):
+        if self.source not in ("shapes", "pairs", "voc", "tfds"):
             raise UserError(
-                f"data.source={self.source!r}: use shapes, pairs (images/ + masks/) or voc"
+                f"data.source={self.source!r}: use shapes, pairs (images/ + masks/), voc or tfds"
             )
-        if self.source != "shapes" and not self.path:
+        check_tfds_config("segmentation", self)
+        if self.source in ("pairs", "voc") and not self.path:
             raise UserError(
                 f"data.source={self.source} needs data.path (--set data.path=/my/dataset)"
             )

@@ -7,14 +7,17 @@ from dataclasses import dataclass, field
 
 from keras_suite.common.config import TrainConfig
 from keras_suite.common.errors import UserError
+from keras_suite.common.tfds_names import check_tfds_config
 
 TOKENIZERS = ("char", "byte", "bpe")
 
 
 @dataclass
 class DataConfig:
-    source: str = "stdlib"  # stdlib (the Python standard library's .py files) | files
+    source: str = "stdlib"  # stdlib (the Python standard library's .py files) | files | tfds
     path: str = ""  # a UTF-8 text file or a folder of them (data.source=files)
+    name: str = ""  # data.source=tfds: a TFDS dataset name (tiny_shakespeare)
+    tfds_dir: str = ""  # data.source=tfds: where TFDS keeps its data ("" = ~/tensorflow_datasets)
     extensions: tuple[str, ...] = (
         ".txt",
         ".md",
@@ -37,8 +40,9 @@ class DataConfig:
     doc_chunks: int = 64  # stateful: documents are cut into pieces of at most this many windows
 
     def validate(self) -> None:
-        if self.source not in ("stdlib", "files"):
-            raise UserError(f"data.source={self.source!r}: use stdlib or files")
+        if self.source not in ("stdlib", "files", "tfds"):
+            raise UserError(f"data.source={self.source!r}: use stdlib, files or tfds")
+        check_tfds_config("textgen", self)
         if self.source == "files" and not self.path:
             raise UserError(
                 "data.source=files needs data.path (--set data.path=/my/text_or_folder)"

@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 
 from keras_suite.common.config import TrainConfig
 from keras_suite.common.errors import UserError
+from keras_suite.common.tfds_names import check_tfds_config
 
 
 @dataclass
 class DataConfig:
-    source: str = "numbers"  # numbers (built-in English -> French numbers) | tsv
+    source: str = "numbers"  # numbers (built-in English -> French numbers) | tsv | tfds
+    name: str = ""  # data.source=tfds: a TFDS dataset name (ted_hrlr_translate/pt_to_en)
+    tfds_dir: str = ""  # data.source=tfds: where TFDS keeps its data ("" = ~/tensorflow_datasets)
     path: str = ""  # tsv: a file, a comma-separated list of files, or a folder of *.tsv/*.txt
     # Built-in data only. 12,500 pairs x 16 epochs: the same pair-visits as 40,000 x 5 (the
     # built-in task reaches 100 % either way), while a ~25k-pair real corpus gets the 16 epochs it
@@ -42,8 +45,9 @@ class DataConfig:
     shuffle_buffer: int = 50000
 
     def validate(self) -> None:
-        if self.source not in ("numbers", "tsv"):
-            raise UserError(f"data.source={self.source!r}: use numbers (built-in) or tsv")
+        if self.source not in ("numbers", "tsv", "tfds"):
+            raise UserError(f"data.source={self.source!r}: use numbers (built-in), tsv or tfds")
+        check_tfds_config("translation", self)
         if self.source == "tsv" and not self.path:
             raise UserError(
                 "data.source=tsv needs data.path (--set data.path=fra.txt); lines are "

@@ -247,6 +247,12 @@ def load_pairs(cfg) -> tuple[dict, dict]:
                 "test": f"built-in: {len(test)} held-out numbers >= 100 (never in training)",
             },
         }
+    if d.source == "tfds":  # a dataset by name: keras_suite/common/tfds.py
+        from keras_suite.common.tfds import text_pairs
+
+        splits, origin, keys = text_pairs(d, cfg.train.seed)
+        log.info("TFDS %s: %s -> %s; %s", d.name, keys[0], keys[1], origin)
+        return splits, {"lines": sum(len(p) for p in splits.values())}
     skipped = SkipCounter()
     explicit: dict = {"train": [], "val": [], "test": []}
     pooled: list = []

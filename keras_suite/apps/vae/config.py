@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from keras_suite.common.config import TrainConfig
 from keras_suite.common.errors import UserError
+from keras_suite.common.tfds_names import check_tfds_config
 
 KINDS = ("vae", "ae", "dae", "vqvae")  # variational, plain, denoising autoencoder; VQ-VAE
 LIKELIHOODS = ("bernoulli", "logistic", "gaussian")
@@ -14,7 +15,9 @@ LIKELIHOODS = ("bernoulli", "logistic", "gaussian")
 
 @dataclass
 class DataConfig:
-    source: str = "shapes"  # shapes (built-in) | folder (any tree of images; labels ignored)
+    source: str = "shapes"  # shapes (built-in) | folder (any tree of images; labels ignored) | tfds
+    name: str = ""  # data.source=tfds: a TFDS dataset name (mnist, celeb_a)
+    tfds_dir: str = ""  # data.source=tfds: where TFDS keeps its data ("" = ~/tensorflow_datasets)
     path: str = ""  # folder root; root/train, root/val, root/test are used when present
     image_size: int = 32  # images are resized to image_size x image_size
     channels: int = 3  # 3 = colour, 1 = greyscale (converted from colour if needed)
@@ -30,8 +33,9 @@ class DataConfig:
     cache: bool = True  # keep decoded user images in memory after the first pass
 
     def validate(self) -> None:
-        if self.source not in ("shapes", "folder"):
-            raise UserError(f"data.source={self.source!r}: use shapes (built-in) or folder")
+        if self.source not in ("shapes", "folder", "tfds"):
+            raise UserError(f"data.source={self.source!r}: use shapes (built-in), folder or tfds")
+        check_tfds_config("vae", self)
         if self.source == "folder" and not self.path:
             raise UserError("data.source=folder needs data.path (--set data.path=/my/images)")
         if self.channels not in (1, 3):
