@@ -52,9 +52,10 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
+    from keras_suite.common.config import data_path_argument
     from keras_suite.common.run import evaluate_run
 
-    metrics = evaluate_run(args.run_dir)
+    metrics = evaluate_run(args.run_dir, data_path=data_path_argument(args))
     _print_metrics(metrics, Path(args.run_dir))
     return 0
 
@@ -197,7 +198,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from keras_suite.common.commands import OneLineParser  # usage mistakes are one line too
+
+    parser = OneLineParser(
         prog="ksuite",
         description="Keras Suite: train, evaluate, export, convert and serve deep-learning apps.",
     )
@@ -227,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a finished run and rewrite RUN_DIR/metrics.json")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by `ksuite train`")
+    from keras_suite.common.config import add_data_path_flags
+
+    add_data_path_flags(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
@@ -324,12 +330,15 @@ def quiet_logs() -> None:
 
 def main(argv=None) -> int:
     quiet_logs()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from keras_suite.common.runlog import setup_logging
+    if argv is None:  # the `ksuite` command itself (not a Python caller or a test)
+        from keras_suite.common.stderr_filter import hide_harmless_tf_lines
 
-    setup_logging(args.log_level)
+        hide_harmless_tf_lines()
     try:
+        args = build_parser().parse_args(argv)
+        from keras_suite.common.runlog import setup_logging
+
+        setup_logging(args.log_level)
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -11,6 +11,10 @@ on a server.
 The app's `predict_request(inputs, info, cfg)` turns the inputs (files, strings, seeds:
 the app's `predict_inputs` says which) into a request, and `render_predictions` draws the
 results; a JSON request (`--input-json`, columnar `inputs`) works for any model.
+
+Each call writes into a new folder, ./predictions/<run or model name>-<n>/ (or --out DIR),
+printed at the end, so one call never overwrites another's results. Predict never reads
+the run's training data. A wrong input is one line on stderr (exit 2) and writes nothing.
 """
 
 from __future__ import annotations
@@ -25,12 +29,12 @@ from keras_suite import common
 from keras_suite.common.errors import UserError
 
 
-def _app_context(run_dir: str | None, export_dir: str | None):
+def _app_context(run_dir: str | None, export_dir: str | None, data_path: str | None = None):
     """(app, info, cfg) from a run directory or the provenance an export carries."""
     from keras_suite.common.run import read_run
 
     if run_dir:
-        run = read_run(run_dir)
+        run = read_run(run_dir, data_path)
         return run.app, run.info, run.cfg
     if export_dir:
         prov = Path(export_dir) / "assets.extra" / "ksuite_export.json"
@@ -58,7 +62,9 @@ def build_request(args) -> tuple[str, dict, object, object]:
 
         signature, inputs = load_inputs(args.input_json, None)
         return args.signature or signature, inputs, None, None
-    app, info, cfg = _app_context(args.run, args.export)
+    from keras_suite.common.config import data_path_argument
+
+    app, info, cfg = _app_context(args.run, args.export, data_path_argument(args))
     if app is None:
         raise UserError(
             "to turn inputs into a request, give a run directory (ksuite predict RUN_DIR "
@@ -74,15 +80,24 @@ def build_request(args) -> tuple[str, dict, object, object]:
 
 def _local_outputs(args, signature, inputs):
     from keras_suite.export.signatures import require_saved_model
+    from keras_suite.serving.errors import ServingError
     from keras_suite.serving.servable import Servable
 
     if args.export:
         export_dir = require_saved_model(args.export)
         servable = Servable.load("local", 0, export_dir, warmup=False)
-        return servable.predict(signature, inputs)[1]
-    from keras_suite.common.run import load_run
+    else:
+        from keras_suite.common.config import data_path_argument
+        from keras_suite.common.run import load_run
 
-    return load_run_servable(load_run(args.run)).predict(signature, inputs)[1]
+        servable = load_run_servable(load_run(args.run, data_path=data_path_argument(args)))
+    try:
+        return servable.predict(signature, inputs)[1]
+    except ServingError as exc:  # e.g. an image PIL reads but the graph's decoder does not
+        detail = next((line for line in str(exc).splitlines() if "Invalid" in line), None)
+        raise UserError(
+            f"the model refused the inputs: {(detail or str(exc).splitlines()[0]).strip()}"
+        ) from None
 
 
 def load_run_servable(run):
@@ -125,9 +140,40 @@ def _server_outputs(args, signature, inputs):
         raise UserError(f"the server refused the request: {exc}") from None
 
 
+def output_folder(args) -> Path:
+    """--out, or a new ./predictions/<name>-<n>/ (the first n not taken): one call never
+    overwrites the results of another."""
+    if args.out:
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    if args.run:
+        name = Path(args.run).resolve().name
+    elif args.export:
+        version = Path(args.export).resolve()
+        name = f"{version.parent.name}-v{version.name}"
+    else:
+        name = args.model or "predict"
+    base = Path("predictions")
+    base.mkdir(exist_ok=True)
+    n = 1
+    while True:
+        folder = base / f"{name}-{n}"
+        try:
+            folder.mkdir()  # atomic: two calls at once get different folders
+            return folder
+        except FileExistsError:
+            n += 1
+
+
 def run_predict(args) -> int:
     common.quiet_import_tensorflow()
     take_run_dir(args)
+    if not (args.server or args.run or args.export) and args.inputs:
+        raise UserError(
+            f"{args.inputs[0]} is not a run directory (no run.json); the first argument is "
+            "the run: ksuite predict RUN_DIR INPUT... (or --export DIR, --server URL)"
+        )
     if not (args.server or args.run or args.export):
         raise UserError(
             "say where to run: ksuite predict RUN_DIR INPUT..., --export BASE/NAME/VERSION "
@@ -139,8 +185,7 @@ def run_predict(args) -> int:
         if args.server
         else _local_outputs(args, signature, inputs)
     )
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(args)  # only now: a wrong input writes nothing
     printable = {}
     # An app may name outputs too big for a JSON file (segmentation's per-pixel masks): its
     # render_predictions writes them as files, and predictions.json keeps their shape only.

@@ -91,8 +91,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--server", help="REST URL (http://host:8501) or, with --grpc, host:8500")
     p.add_argument(
-        "--out", default="predictions", help="folder for predictions.json and renderings"
+        "--out",
+        default=None,
+        help="folder for predictions.json and renderings (default: a new folder "
+        "./predictions/<run or model name>-<n> per call)",
     )
+    from keras_suite.common.config import add_data_path_flags
+
+    add_data_path_flags(p)  # accepted for symmetry: predict never reads the training data
     _add_target_flags(p)
     p.set_defaults(func=_cmd_predict)
 

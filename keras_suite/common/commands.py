@@ -25,6 +25,14 @@ from keras_suite.common.errors import UserError
 from keras_suite.common.registry import APPS_DIR, app_names, read_run_meta
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage mistakes (a missing argument, `--n abc`) are one line
+    like every other error (`error: ...`, exit 2), not argparse's usage block."""
+
+    def error(self, message):
+        raise UserError(f"{self.prog}: {message} (`{self.prog} --help` lists the arguments)")
+
+
 @dataclass
 class AppCommand:
     name: str  # the verb
@@ -32,6 +40,12 @@ class AppCommand:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     per_app: bool = True
+
+
+def check_seed(seed: int, count: int = 1, flag: str = "--seed") -> None:
+    """Seeds seed..seed+count-1 must fit the int64 the models take (one line if not)."""
+    if not (0 <= seed and seed + max(count, 1) - 1 < 2**63):
+        raise UserError(f"{flag} {seed}: use a seed from 0 to {2**63 - max(count, 1)}")
 
 
 def app_commands() -> dict[str, list[AppCommand]]:
@@ -95,7 +109,7 @@ def _dispatch(verb: str, by_app: dict, args) -> int:
             f"the {app} app has no `{verb}` command; `ksuite {verb}` is for "
             f"{', '.join(sorted(by_app))} (see `ksuite apps`)"
         )
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=f"ksuite {verb} {app}",
         description=cmd.help,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -103,4 +117,21 @@ def _dispatch(verb: str, by_app: dict, args) -> int:
     cmd.add_arguments(parser)
     sub = parser.parse_args(argv)
     sub.app = app
+    _check_run_dir_app(verb, app, getattr(sub, "run_dir", None))
     return int(cmd.run(sub) or 0)
+
+
+def _check_run_dir_app(verb: str, app: str, run_dir) -> None:
+    """`ksuite sample gan RUN_DIR` with RUN_DIR of another app (or not a run at all) is one
+    clear line before the app's command loads anything from it."""
+    if not run_dir:
+        return
+    if not (Path(run_dir) / "run.json").is_file():
+        what = "does not exist" if not Path(run_dir).exists() else "is not a run directory"
+        raise UserError(
+            f"{run_dir} {what} (no run.json); give the folder of a finished "
+            f"`ksuite train {app}` run"
+        )
+    other = read_run_meta(run_dir)["app"]
+    if other != app:
+        raise UserError(f"{run_dir} is a {other} run; `ksuite {verb} {app}` needs a {app} run")

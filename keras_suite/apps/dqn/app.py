@@ -154,7 +154,7 @@ class DQNApp(App):
         for path in inputs:
             try:
                 obs = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
                 raise UserError(
                     f"{path}: not a .npy observation file ({exc}); save one with np.save"
                 ) from None

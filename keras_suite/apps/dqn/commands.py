@@ -43,11 +43,17 @@ def _play_arguments(p) -> None:
 
 
 def _cmd_play(args) -> int:
+    from keras_suite.common.commands import check_seed
     from keras_suite.common.runlog import log
 
     out = Path(args.out) if args.out else Path(args.run_dir) / "plots" / "episode.gif"
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out {out}: use a .gif or .mp4 file name")
+    if args.fps < 1 or args.max_steps < 1:
+        raise UserError("--fps and --max-steps must be at least 1")
+    if args.epsilon is not None and not 0 <= args.epsilon <= 1:
+        raise UserError(f"--epsilon {args.epsilon}: a probability, from 0 to 1")
+    check_seed(args.seed)
     result = play(
         args.run_dir,
         out,

@@ -71,6 +71,32 @@ def _grid_classes(info, n):
     return np.arange(n) % max(1, info["num_classes"])
 
 
+def _seed(text: str, source: str = "") -> int:
+    """One seed as the serving signature takes it (int64), or one clear error."""
+    where = f" in {source}" if source else ""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise UserError(
+            f"{text!r}{where} is not an integer seed; `ksuite predict RUN_DIR 0 1 2 "
+            "[truncation=0.7] [class=NAME]`"
+        ) from None
+    if not -(2**63) <= seed < 2**63:
+        raise UserError(f"seed {seed}{where} does not fit in 64 bits; use a smaller one")
+    return seed
+
+
+def _seed_file_words(path: str) -> list[str]:
+    """The words of a text file of seeds; a binary file (an image) is one clear error."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8").split()
+    except UnicodeDecodeError:
+        raise UserError(
+            f"{path} is not a text file of seeds; give integer seeds or a file of them"
+        ) from None
+
+
 class GanApp(App):
     name = "gan"
     description = "Image generation: DCGAN and StyleGAN-lite (EMA, R1, WGAN-GP), FID/KID on an offline feature net"
@@ -376,9 +402,14 @@ class GanApp(App):
         for item in inputs:
             text = str(item).strip()
             if Path(text).is_file():  # a file of seeds, one per line or separated by spaces
-                seeds += [int(s) for s in Path(text).read_text().split() if s.strip()]
+                seeds += [_seed(s, text) for s in _seed_file_words(text)]
+            elif Path(text).is_dir():
+                raise UserError(f"{text} is a folder; give integer seeds or a text file of them")
             elif text.startswith("truncation="):
-                psi = float(text.split("=", 1)[1])
+                try:
+                    psi = float(text.split("=", 1)[1])
+                except ValueError:
+                    raise UserError(f"{text}: give a number, for example truncation=0.7") from None
             elif text.startswith("class="):
                 value = text.split("=", 1)[1]
                 if value in names:
@@ -390,13 +421,7 @@ class GanApp(App):
                         f"class={value!r} is not one of {', '.join(names) or '(no classes)'}"
                     )
             else:
-                try:
-                    seeds.append(int(text))
-                except ValueError:
-                    raise UserError(
-                        f"{text!r} is not an integer seed; `ksuite predict RUN_DIR 0 1 2 "
-                        "[truncation=0.7] [class=NAME]`"
-                    ) from None
+                seeds.append(_seed(text))
         if not seeds:
             raise UserError("give at least one integer seed: ksuite predict RUN_DIR 0 1 2")
         req = {

@@ -36,12 +36,17 @@ def _sample(args) -> int:
 
     import numpy as np
 
-    from keras_suite.apps.gan import sampling
+    from keras_suite.common.commands import check_seed
     from keras_suite.common.errors import UserError
+
+    if not 1 <= args.n <= 4096:
+        raise UserError(f"--n {args.n}: draw between 1 and 4096 images")
+    check_seed(args.seed, args.n)
+    if args.truncation <= 0:
+        raise UserError(f"--truncation {args.truncation}: use a positive psi (1 = none)")
+    from keras_suite.apps.gan import sampling
     from keras_suite.common.run import load_run
 
-    if args.n < 1:
-        raise UserError("--n must be at least 1")
     run = load_run(args.run_dir)
     info = run.info
     classes = None

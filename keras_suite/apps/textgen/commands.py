@@ -57,6 +57,18 @@ def _arguments(p) -> None:
 
 
 def _run(args) -> int:
+    from pathlib import Path
+
+    from keras_suite.common.commands import check_seed
+
+    # the options first: a mistake is one line before the model loads
+    check_seed(args.seed, args.num_samples)
+    if args.num_samples < 1 or args.beam < 0:
+        raise UserError("--num-samples must be >= 1 and --beam >= 0")
+    if args.tflite and not Path(args.tflite).is_file():
+        raise UserError(
+            f"--tflite {args.tflite}: no such file; run `ksuite convert {args.run_dir}` first"
+        )
     from keras_suite.apps.textgen.sampling import KerasDecoder, beam_search, generate
     from keras_suite.apps.textgen.tokenizers import Tokenizer
     from keras_suite.common.run import load_run
@@ -76,15 +88,9 @@ def _run(args) -> int:
     tokenizer = Tokenizer.load(run.artifacts)
     decoder = KerasDecoder(run.state.model)
     if args.tflite:
-        from pathlib import Path
-
         from keras_suite.apps.textgen.sampling import SignatureDecoder
         from keras_suite.tflite.runtime import LiteRTSignature
 
-        if not Path(args.tflite).is_file():
-            raise UserError(
-                f"--tflite {args.tflite}: no such file; run `ksuite convert {args.run_dir}` first"
-            )
         model = run.state.model
         context = model.context if hasattr(model, "num_heads") else None
         decoder = SignatureDecoder(

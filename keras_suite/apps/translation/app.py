@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -79,21 +80,43 @@ def translate_all(fn, sentences: list[str], batch: int = 64) -> list[str]:
     return out
 
 
+# An argument without spaces that has a path separator or one of these endings is a file
+# name: read when it exists, an error when it does not (never translated as a sentence).
+TEXT_FILE_ENDINGS = (".txt", ".text", ".tsv", ".csv", ".md")
+
+
+def looks_like_path(item: str) -> bool:
+    return not any(c.isspace() for c in item) and (
+        "/" in item or os.sep in item or item.lower().endswith(TEXT_FILE_ENDINGS)
+    )
+
+
 def read_sentences(inputs: list[str]) -> list[str]:
-    """Sentences typed on the command line; an input that is a .txt file gives its lines."""
+    """Sentences typed on the command line; an input that names a text file gives its
+    lines (see TEXT_FILE_ENDINGS), and one that names a missing file or a folder is an
+    error rather than a sentence."""
     sentences = []
     for item in inputs:
         path = Path(item)
-        if item.lower().endswith(".txt") and path.is_file():
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except UnicodeDecodeError:
-                raise UserError(
-                    f"{item} is not UTF-8 text; save it as UTF-8, one sentence a line"
-                ) from None
-            sentences += [line.strip() for line in lines if line.strip()]
-        else:
+        if not (looks_like_path(item) or (item.lower().endswith(".txt") and path.is_file())):
             sentences.append(item)
+            continue
+        if not path.is_file():
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise UserError(
+                f"{item} {what}; give a UTF-8 text file (one sentence a line) or type the "
+                "sentence itself, with its spaces, in quotes"
+            )
+        data = path.read_bytes()
+        try:
+            if b"\0" in data:  # UTF-16 text, or not text at all
+                raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise UserError(
+                f"{item} is not UTF-8 text; save it as UTF-8, one sentence a line"
+            ) from None
+        sentences += [line.strip() for line in lines if line.strip()]
     if not sentences:
         raise UserError(
             "no sentence to translate: give sentences, or a .txt file with one sentence a line"

@@ -398,6 +398,9 @@ def read_images(paths, info) -> np.ndarray:
     for path in paths:
         data = Path(path).read_bytes()
         if not is_readable_image(data):
+        if not Path(path).is_file():
+            what = "is a folder" if Path(path).is_dir() else "does not exist"
+            raise UserError(f"{path} {what}; pass paths of JPEG/PNG/BMP/GIF images")
             raise UserError(
                 f"{path} is not a readable image (JPEG/PNG/BMP/GIF); remove it or convert it"
             )

@@ -32,6 +32,9 @@ def _sample(args) -> int:
         raise UserError(f"--n {args.n}: draw between 1 and 4096 samples")
     if args.temperature <= 0:
         raise UserError(f"--temperature {args.temperature}: use a positive scale (1 = the prior)")
+    from keras_suite.common.commands import check_seed
+
+    check_seed(args.seed)
     from keras_suite import common
 
     tf = common.quiet_import_tensorflow()
