@@ -32,6 +32,16 @@ class DataConfig:
     color_jitter: float = 0.0  # random brightness and contrast strength (0..1)
     shuffle_buffer: int = 8192
     cache: bool = True  # cache decoded user images in memory after the first epoch
+    # data.path without data.source: the source its layout shows (common/config.py)
+    path_sources = ("folder", "tfrecord")
+
+    def source_for_path(self, path) -> str | None:
+        if any(path.glob("*.tfrecord*")) or any(path.glob("*/*.tfrecord*")):
+            return "tfrecord"
+        if path.is_dir() and any(p.is_dir() for p in path.iterdir()):
+            return "folder"  # class folders (or train/ val/ test/ of them)
+        return None
+
 
     def validate(self) -> None:
         if self.source not in ("shapes", "folder", "tfrecord", "tfds"):

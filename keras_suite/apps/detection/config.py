@@ -43,6 +43,10 @@ class DataConfig:
     translate: float = 0.1
     zoom: float = 0.2
 
+    # data.source is the path of the user's data.yaml (common/config.py keeps it absolute)
+    path_field = "source"
+    builtin_sources = ("shapes",)
+
     def validate(self) -> None:
         if self.image_size % 32:
             raise UserError(

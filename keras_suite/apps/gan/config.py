@@ -36,6 +36,9 @@ class DataConfig:
     num_test: int = 2000  # built-in: held-out real images, the FID/KID reference set
     test_fraction: float = 0.2  # user folders: share kept out of training as the reference set
 
+    # data.path without data.source means this source (common/config.py settle_data_path)
+    path_sources = ("folder",)
+
     def validate(self) -> None:
         if self.source not in ("shapes", "folder", "tfds"):
             raise UserError(f"data.source={self.source!r}: use shapes, folder or tfds")

@@ -43,6 +43,17 @@ class DataConfig:
     scale: tuple[float, float] = (0.8, 1.25)  # zoom range (crop when > 1)
     rotation: float = 15.0  # degrees, either way
 
+    # data.path without data.source: the source its layout shows (common/config.py)
+    path_sources = ("pairs", "voc")
+
+    def source_for_path(self, path) -> str | None:
+        for root in (path, path / "VOC2012", path / "VOCdevkit" / "VOC2012"):
+            if (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir():
+                return "voc"
+        if (path / "images").is_dir() or (path / "train" / "images").is_dir():
+            return "pairs"
+        return None
+
     def validate(self) -> None:
         if self.source not in ("shapes", "pairs", "voc", "tfds"):
             raise UserError(

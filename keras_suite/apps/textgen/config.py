@@ -39,6 +39,9 @@ class DataConfig:
     windows_per_epoch: int = 0
     doc_chunks: int = 64  # stateful: documents are cut into pieces of at most this many windows
 
+    # data.path without data.source means this source (common/config.py settle_data_path)
+    path_sources = ("files",)
+
     def validate(self) -> None:
         if self.source not in ("stdlib", "files", "tfds"):
             raise UserError(f"data.source={self.source!r}: use stdlib, files or tfds")

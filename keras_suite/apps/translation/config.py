@@ -44,6 +44,9 @@ class DataConfig:
     )  # source lengths (pieces) that start a new bucket
     shuffle_buffer: int = 50000
 
+    # data.path without data.source means this source (common/config.py settle_data_path)
+    path_sources = ("tsv",)
+
     def validate(self) -> None:
         if self.source not in ("numbers", "tsv", "tfds"):
             raise UserError(f"data.source={self.source!r}: use numbers (built-in), tsv or tfds")

@@ -32,6 +32,9 @@ class DataConfig:
     shuffle_buffer: int = 8192
     cache: bool = True  # keep decoded user images in memory after the first pass
 
+    # data.path without data.source means this source (common/config.py settle_data_path)
+    path_sources = ("folder",)
+
     def validate(self) -> None:
         if self.source not in ("shapes", "folder", "tfds"):
             raise UserError(f"data.source={self.source!r}: use shapes (built-in), folder or tfds")
