@@ -305,6 +305,9 @@ class Trainer:
         """Resume from the chief's latest checkpoint (every worker reads the same one)."""
         latest = tf.train.latest_checkpoint(str(Path(self.ctx.run_dir) / "checkpoints"))
         if not latest:
+            # a run killed before its first checkpoint starts again from step 0: the step
+            # records it logged describe work about to be redone
+            self.logger.drop_after(0)
             return False
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         # Records logged after this checkpoint describe work that is about to be redone.

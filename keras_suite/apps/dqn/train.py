@@ -81,8 +81,11 @@ class DQNTrainer:
         latest = self.manager.latest_checkpoint
         if not latest:
             self.target.set_weights(self.online.get_weights())
+            self.ctx.logger.drop_after(0)  # records of an attempt killed before any checkpoint
             return False
         self.checkpoint.restore(latest).assert_existing_objects_matched()
+        # records logged after this checkpoint describe agent steps about to be redone
+        self.ctx.logger.drop_after(int(self.env_steps.numpy()))
         side = json.loads(_sidecar(latest).read_text())
         self.rng.bit_generator.state = side["rng"]
         self.restarts = side["restarts"] + 1
