@@ -27,8 +27,12 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
+CURVE_COLUMNS = 4
+
+
 def plot_training_curves(records: list[dict], path: str | Path) -> Path | None:
-    """One panel per metric logged at epoch end (train and val side by side)."""
+    """One panel per metric logged at epoch end (train and val in the same panel), in rows
+    of at most CURVE_COLUMNS panels."""
     epochs = [r for r in records if r.get("kind") == "epoch"]
     if not epochs:
         return None
@@ -44,8 +48,13 @@ def plot_training_curves(records: list[dict], path: str | Path) -> Path | None:
     if not names:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    # a grid at most CURVE_COLUMNS wide: a GAN's eight losses in one row made a 3360 px strip
+    cols = min(len(names), CURVE_COLUMNS)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names):
         for key, label in ((name, "train"), (f"val_{name}", "val")):
             pts = [(r["epoch"], r[key]) for r in epochs if isinstance(r.get(key), (int, float))]
             if pts:
