@@ -59,6 +59,8 @@ class VAEApp(App):
     )
     presets = cfg_lib.PRESETS
     predict_inputs = "image files (JPEG/PNG/BMP/GIF) to reconstruct"
+    # neg_elbo (VAE) or recon_nll (autoencoder), nats per image: lower is better
+    parity_tolerance = {"metric": "", "max_drop": 0.05, "higher_is_better": False}
 
     def datasets(self, *, cfg, artifacts):
         return build_datasets(cfg)
@@ -396,11 +398,11 @@ def read_images(paths, info) -> np.ndarray:
     size = info["image_size"]
     out = []
     for path in paths:
-        data = Path(path).read_bytes()
-        if not is_readable_image(data):
         if not Path(path).is_file():
             what = "is a folder" if Path(path).is_dir() else "does not exist"
             raise UserError(f"{path} {what}; pass paths of JPEG/PNG/BMP/GIF images")
+        data = Path(path).read_bytes()
+        if not is_readable_image(data):
             raise UserError(
                 f"{path} is not a readable image (JPEG/PNG/BMP/GIF); remove it or convert it"
             )
