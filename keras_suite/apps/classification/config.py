@@ -32,6 +32,7 @@ class DataConfig:
     color_jitter: float = 0.0  # random brightness and contrast strength (0..1)
     shuffle_buffer: int = 8192
     cache: bool = True  # cache decoded user images in memory after the first epoch
+
     # data.path without data.source: the source its layout shows (common/config.py)
     path_sources = ("folder", "tfrecord")
 
@@ -41,7 +42,6 @@ class DataConfig:
         if path.is_dir() and any(p.is_dir() for p in path.iterdir()):
             return "folder"  # class folders (or train/ val/ test/ of them)
         return None
-
 
     def validate(self) -> None:
         if self.source not in ("shapes", "folder", "tfrecord", "tfds"):
