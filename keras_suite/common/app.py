@@ -196,6 +196,16 @@ class App:
     presets: dict = {}
     #: what `ksuite predict RUN_DIR INPUT...` takes, shown in its help
     predict_inputs: str = "input files"
+    #: how far a converted TFLite model's metric may fall behind the Keras reference before
+    #: `ksuite convert` flags the mode (docs/tflite.md). metric: a key of `tflite_evaluate`
+    #: ("" = the first); max_drop: a fraction of the Keras value when relative, else in the
+    #: metric's own units; higher_is_better: False for FID, bits/char, negative ELBO.
+    parity_tolerance: dict = {
+        "metric": "",
+        "max_drop": 0.05,
+        "relative": True,
+        "higher_is_better": True,
+    }
 
     # ---- data and model (required) --------------------------------------------------
     def datasets(self, *, cfg, artifacts: Artifacts | None) -> Datasets:

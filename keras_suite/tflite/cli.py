@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 MODE_HELP = "float32, dynamic, float16, int8, int16x8, a comma-separated list, or all"
 
 
+def _warn(report: dict | None, strict: bool) -> int:
+    """A WARNING line on stderr per mode the parity check flagged; exit status 1 for them
+    only with --strict."""
+    from keras_suite.tflite.report import warning_line
+
+    flags = (report or {}).get("parity_warnings", [])
+    for flag in flags:
+        print(f"WARNING: {warning_line(flag)}", file=sys.stderr)
+    return 1 if flags and strict else 0
+
+
 def _cmd_convert(args) -> int:
+    from keras_suite.common.config import data_path_argument
     from keras_suite.tflite.pipeline import convert_run
 
-    convert_run(
+    result = convert_run(
         args.run_dir,
         args.quantize,
         args.io,
@@ -19,15 +32,35 @@ def _cmd_convert(args) -> int:
         args.out,
         evaluate=not args.no_eval,
         latency_runs=args.latency_runs,
+        data_path=data_path_argument(args),
     )
-    return 0
+    return _warn(result.get("report"), args.strict)
 
 
 def _cmd_eval(args) -> int:
+    from keras_suite.common.config import data_path_argument
     from keras_suite.tflite.pipeline import evaluate_run
 
-    evaluate_run(args.run_dir, args.out, args.modes, latency_runs=args.latency_runs)
-    return 0
+    report = evaluate_run(
+        args.run_dir,
+        args.out,
+        args.modes,
+        latency_runs=args.latency_runs,
+        data_path=data_path_argument(args),
+    )
+    return _warn(report, args.strict)
+
+
+def _add_common(p) -> None:
+    from keras_suite.common.config import add_data_path_flags
+
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 when a mode's metric is off by more than the app's parity "
+        "tolerance (a WARNING line per such mode is printed either way)",
+    )
+    add_data_path_flags(p)
 
 
 def _positive(text: str) -> int:
@@ -76,6 +109,7 @@ def register(subparsers) -> None:
         metavar="N",
         help="timed invocations per mode and thread count (default 50)",
     )
+    _add_common(p)
     p.set_defaults(func=_cmd_convert)
 
     p = subparsers.add_parser(
@@ -100,4 +134,5 @@ def register(subparsers) -> None:
         metavar="N",
         help="timed invocations per mode and thread count (default 50)",
     )
+    _add_common(p)
     p.set_defaults(func=_cmd_eval)

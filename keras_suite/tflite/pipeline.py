@@ -138,13 +138,14 @@ def _metadata(run, target, conversion, path: Path, calibration_requested: int) -
 
 
 class _Prepared:
-    """A loaded run, its datasets and its TFLite targets (SavedModels in a temp folder)."""
+    """A loaded run, its datasets and its TFLite targets (SavedModels in a temp folder).
+    The datasets are read only if the app's hooks use them (a DQN policy's do not)."""
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir, data_path: str | None = None):
         from keras_suite.common.run import load_run
 
-        self.run = load_run(run_dir)
-        self.data = self.run.datasets()
+        self.run = load_run(run_dir, data_path=data_path)
+        self.data = self.run.lazy_datasets()
         self.workdir = tempfile.mkdtemp(prefix="ksuite-tflite-")
         try:
             self.targets = self.run.app.tflite_targets(
@@ -172,8 +173,10 @@ def convert_run(
     out_dir=None,
     evaluate: bool = True,
     latency_runs: int = 50,
+    data_path: str | None = None,
 ) -> dict:
-    """Convert every target of a run in the given modes; then write the parity report."""
+    """Convert every target of a run in the given modes; then write the parity report.
+    `data_path`: where the run's data is now, if it moved since training."""
     modes = resolve_modes(modes)
     if io_type not in ("float32", "int8", "uint8", "int16"):
         raise UserError(
@@ -182,8 +185,8 @@ def convert_run(
     if not any(io_type in IO_TYPES[m] for m in modes):
         check_mode(modes[0], io_type)  # raises the explanation
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "tflite"
+    prepared = _Prepared(run_dir, data_path)  # before any folder: bad input writes nothing
     out_dir.mkdir(parents=True, exist_ok=True)
-    prepared = _Prepared(run_dir)
     written = []
     try:
         targets = prepared.targets
@@ -237,14 +240,16 @@ def convert_run(
         prepared.close()
 
 
-def evaluate_run(run_dir, out_dir=None, modes=None, latency_runs: int = 50) -> dict:
+def evaluate_run(
+    run_dir, out_dir=None, modes=None, latency_runs: int = 50, data_path: str | None = None
+) -> dict:
     """Parity report over the .tflite files already in RUN_DIR/tflite."""
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "tflite"
     if not any(out_dir.glob("*.tflite")):
         raise UserError(
             f"no .tflite files in {out_dir}; run `ksuite convert {run_dir} --quantize all` first"
         )
-    prepared = _Prepared(run_dir)
+    prepared = _Prepared(run_dir, data_path)
     try:
         return _evaluate(prepared, out_dir, resolve_modes(modes) if modes else None, latency_runs)
     finally:
@@ -325,6 +330,7 @@ def _evaluate(prepared: _Prepared, out_dir: Path, modes=None, latency_runs: int 
         report["targets"].append(entry)
     names = [k for t in report["targets"] for k in t["keras"]["metrics"]]
     report["keras_metrics_json"] = _keras_metrics_json(run.run_dir, names)
+    report_lib.check_parity(report, run.app.parity_tolerance)
     paths = report_lib.write(report, out_dir)
     print(report_lib.markdown(report))
     log.info("report: %s, %s, %s", *paths.values())

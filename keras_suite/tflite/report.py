@@ -27,6 +27,51 @@ def primary_metric(report: dict) -> str | None:
     return None
 
 
+def check_parity(report: dict, tolerance: dict) -> list[dict]:
+    """Flag every converted mode whose metric is further behind the Keras reference than
+    the app's `parity_tolerance` allows (docs/tflite.md). Each mode row gets a `parity`
+    entry; the flagged ones are returned and kept as report["parity_warnings"]."""
+    from keras_suite.common.app import App
+
+    tolerance = {**App.parity_tolerance, **tolerance}
+    warnings = []
+    for target in report["targets"]:
+        keras_metrics = target["keras"]["metrics"]
+        metric = tolerance["metric"] if tolerance["metric"] in keras_metrics else None
+        metric = metric or next(iter(keras_metrics), None)
+        if metric is None:
+            continue
+        reference = keras_metrics[metric]
+        allowed = float(tolerance["max_drop"])
+        if tolerance.get("relative", True):
+            allowed *= abs(reference)
+        for row in target["modes"]:
+            value = row.get("metrics", {}).get(metric)
+            if value is None:
+                continue  # not run: its error is in the report already
+            drop = (
+                reference - value if tolerance.get("higher_is_better", True) else value - reference
+            )
+            # a hair of slack: a mode exactly at the limit is not flagged by rounding
+            flagged = drop > allowed + 1e-9 * max(1.0, abs(reference))
+            row["parity"] = {"metric": metric, "keras": reference, "tflite": value}
+            row["parity"].update({"drop": drop, "allowed_drop": allowed, "flagged": flagged})
+            if flagged:
+                warnings.append({"target": target["name"], "mode": row["mode"], **row["parity"]})
+    report["parity_tolerance"] = tolerance
+    report["parity_warnings"] = warnings
+    return warnings
+
+
+def warning_line(flag: dict) -> str:
+    """One line per flagged mode, for the terminal and report.md."""
+    return (
+        f"{flag['target']} {flag['mode']}: {flag['metric']} {_fmt(flag['tflite'])} vs Keras "
+        f"{_fmt(flag['keras'])} (worse by {_fmt(flag['drop'])}, tolerance "
+        f"{_fmt(flag['allowed_drop'])}): this quantized model is far off the float one"
+    )
+
+
 def _fmt(value, digits=4):
     if value is None:
         return "–"
@@ -65,7 +110,7 @@ def markdown(report: dict) -> str:
         header = ["mode", "I/O", "size KB", "× float32"] + [f"{m} tflite" for m in names]
         if metric:
             header += [f"{metric} keras", f"Δ{metric}"]
-        header += ["max abs diff", "mean abs diff", "1 thread ms", "2 threads ms"]
+        header += ["max abs diff", "mean abs diff", "1 thread ms", "2 threads ms", "parity"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         for row in target["modes"]:
@@ -93,7 +138,18 @@ def markdown(report: dict) -> str:
                 _latency_cell(row, "1_thread"),
                 _latency_cell(row, "2_threads"),
             ]
+            flag = row.get("parity")
+            cells.append(("**off**" if flag["flagged"] else "ok") if flag else "–")
             lines.append("| " + " | ".join(cells) + " |")
+    if report.get("parity_warnings"):
+        tol = report["parity_tolerance"]
+        how = "of the Keras value" if tol.get("relative", True) else "absolute"
+        lines += [
+            "",
+            f"## Parity warnings (tolerance: {tol['max_drop']:g} {how}, app's parity_tolerance)",
+            "",
+        ]
+        lines += [f"- WARNING: {warning_line(flag)}" for flag in report["parity_warnings"]]
     lines += ["", f"Plot: {report.get('plot', '')}", ""]
     return "\n".join(lines)
 

@@ -142,6 +142,8 @@ class DQNApp(App):
     predict_inputs = (
         "observation .npy files (one observation, or a batch, each; as np.save writes them)"
     )
+    # the converted policy must pick the Keras policy's action on held-out observations
+    parity_tolerance = {"metric": "greedy_action_agreement", "max_drop": 0.05, "relative": False}
 
     def predict_request(self, *, inputs, info, cfg):
         """Observations saved with np.save -> the policy's greedy actions and Q-values."""

@@ -60,6 +60,7 @@ class TextGenApp(App):
     description = "Language models (char-RNN GRU/LSTM, small GPT with KV cache) on any UTF-8 text"
     presets = cfg_lib.PRESETS
     predict_inputs = "prompts (strings to continue)"
+    parity_tolerance = {"metric": "bits_per_char", "max_drop": 0.05, "higher_is_better": False}
 
     # ---- data ---------------------------------------------------------------------------
     def datasets(self, *, cfg, artifacts):

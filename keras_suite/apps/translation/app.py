@@ -131,6 +131,8 @@ class TranslationApp(App):
     )
     presets = cfg_lib.PRESETS
     predict_inputs = "sentences (or a .txt file, one a line)"
+    # BLEU points (0-100): an int8 decoder step that falls from 100 to 6 is flagged
+    parity_tolerance = {"metric": "bleu", "max_drop": 5.0, "relative": False}
 
     def datasets(self, *, cfg, artifacts):
         return build_datasets(cfg, artifacts)
