@@ -131,20 +131,24 @@ class EarlyStopping(RunCallback):
     def check_monitor(self, val_keys: list[str]) -> None:
         """Refuse, before any training, a metric that is not one of the run's val_ keys."""
         setting = f"train.early_stopping={self.monitor}"
+        # the run folder already holds the refused config: the corrected command replaces it
+        again = " (nothing was trained: add --overwrite to the corrected command)"
         if not val_keys:
             raise UserError(
                 f"{setting}: this run computes no validation metrics (no validation split, "
-                "or an app without a test_step); turn it off with --set train.early_stopping="
+                "or an app without a test_step); leave train.early_stopping empty" + again
             )
         if not self.monitor.startswith("val_"):
             raise UserError(
                 f"{setting}: early stopping watches a validation metric only; use one of "
                 + ", ".join(val_keys)
+                + again
             )
         if self.monitor not in val_keys:
             raise UserError(
                 f"{setting}: the run has no such validation metric; use one of "
                 + ", ".join(val_keys)
+                + again
             )
 
     # ---- state ---------------------------------------------------------------------------

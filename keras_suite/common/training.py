@@ -240,7 +240,7 @@ class TrainContext:
 
     def __post_init__(self):
         own_loop = type(self.app).train is not App.train
-        if own_loop and (self.callbacks or self.cfg.train.early_stopping):
+        if own_loop and (self.callbacks or getattr(self.cfg.train, "early_stopping", "")):
             raise UserError(
                 f"the {getattr(self.app, 'name', 'this')} app trains with its own loop, which "
                 "takes no callbacks and no train.early_stopping; leave them out"
