@@ -89,13 +89,17 @@ def make_bad_inputs(root: Path) -> dict[str, Path]:
 
 
 def snapshot(*roots: Path) -> dict:
-    """{path: (size, mtime_ns)} of every file and folder under roots: equal before and
-    after a refused command means it wrote nothing."""
+    """{path: (size, mtime_ns)} of every file, {path: None} of every folder under roots:
+    equal before and after a refused command means it wrote nothing and left nothing
+    behind (a folder it made and removed again changes only its parent's mtime)."""
     seen = {}
     for root in roots:
         if not root.exists():
             continue
         for path in [root, *root.rglob("*")]:
-            stat = path.stat()
-            seen[str(path)] = (stat.st_size if path.is_file() else -1, stat.st_mtime_ns)
+            if path.is_dir():
+                seen[str(path)] = None
+            else:
+                stat = path.stat()
+                seen[str(path)] = (stat.st_size, stat.st_mtime_ns)
     return seen

@@ -271,15 +271,22 @@ def _guess_format(entry, root: Path) -> str:
 def read_records(yaml_path: str | Path):
     """-> ({split: [Record]}, names, Report) without loading pixels."""
     yaml_path = Path(yaml_path)
+    if yaml_path.is_dir():
+        raise UserError(
+            f"{yaml_path} is a folder; pass the path of the dataset's data.yaml (the file that "
+            "names its train:/val:/test: splits), see docs/detection.md"
+        )
     if not yaml_path.is_file():
         raise UserError(
             f"{str(yaml_path)!r} does not exist; pass the path of your dataset's "
             "data.yaml (or data.source=shapes for the built-in data)"
         )
     try:
-        desc = yaml.safe_load(yaml_path.read_text()) or {}
+        desc = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise UserError(f"{yaml_path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except UnicodeDecodeError:  # an image or other binary file passed as the data.yaml
+        raise UserError(f"{yaml_path} is not a text file; pass your dataset's data.yaml") from None
     if not isinstance(desc, dict) or "train" not in desc:
         raise UserError(
             f"{yaml_path} must be a mapping with at least `train:` (and `names:`, "
