@@ -316,16 +316,19 @@ def test_two_apps_share_a_verb_and_dispatch_on_the_app(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "run.json").write_text(json.dumps({"app": "detection"}))
+    r1 = tmp_path / "R1"  # the verb's RUN_DIR must be a run of the app it names
+    r1.mkdir()
+    (r1 / "run.json").write_text(json.dumps({"app": "classification"}))
 
     for argv in (
-        ["sample", "classification", "R1", "--n", "9"],
+        ["sample", "classification", str(r1), "--n", "9"],
         ["sample", str(run_dir)],
         ["sample", "detection", str(run_dir), "--n", "2"],
     ):
         args = parser.parse_args(argv)
         assert args.func(args) == 0
     assert calls == [
-        ("classification", "classification", "R1", 9),
+        ("classification", "classification", str(r1), 9),
         ("detection", "detection", str(run_dir), 4),
         ("detection", "detection", str(run_dir), 2),
     ]
