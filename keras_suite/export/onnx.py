@@ -103,6 +103,42 @@ def inexpressible(concrete) -> str | None:
     return f"{found[0]} ({NOT_EXPRESSIBLE[found[0]]}){more}"
 
 
+def _dynamic_update_slice(ctx, node, name, args):
+    """tf2onnx handler for XlaDynamicUpdateSlice(x, update, starts), which keras.ops
+    .slice_update writes (keras-hub's cached attention: translation's decoder caches) and
+    tf2onnx 1.17 does not convert: `update` zero-padded into place over `x`, selected by
+    a padded mask of ones. Starts are taken as in range (XLA would clamp them)."""
+    from onnx import TensorProto
+    from tf2onnx import utils
+
+    x, update, starts = node.input
+    shape, dtype = ctx.get_shape(node.output[0]), ctx.get_dtype(node.output[0])
+    begin = ctx.make_node("Cast", [starts], attr={"to": TensorProto.INT64}).output[0]
+    x_shape = ctx.make_node("Shape", [x]).output[0]
+    update_shape = ctx.make_node("Shape", [update]).output[0]
+    rest = ctx.make_node("Sub", [x_shape, begin]).output[0]
+    end = ctx.make_node("Sub", [rest, update_shape]).output[0]
+    pads = ctx.make_node("Concat", [begin, end], attr={"axis": 0}).output[0]
+    placed = ctx.make_node("Pad", [update, pads]).output[0]
+    one = ctx.make_const(utils.make_name("one"), np.ones([], utils.map_onnx_to_numpy_type(dtype)))
+    ones = ctx.make_node("Expand", [one.output[0], update_shape]).output[0]
+    inside = ctx.make_node("Pad", [ones, pads]).output[0]
+    mask = ctx.make_node("Cast", [inside], attr={"to": TensorProto.BOOL}).output[0]
+    ctx.remove_node(node.name)
+    ctx.make_node(
+        "Where",
+        [mask, placed, x],
+        outputs=node.output,
+        name=node.name,
+        shapes=[shape],
+        dtypes=[dtype],
+    )
+
+
+# TensorFlow ops tf2onnx does not convert, lowered here to ONNX ops.
+CUSTOM_HANDLERS = {"XlaDynamicUpdateSlice": (_dynamic_update_slice, [])}
+
+
 class _Captured(logging.Handler):
     """tf2onnx's log lines, to name the ops it could not convert."""
 
@@ -149,7 +185,9 @@ def convert_function(concrete, path: Path, opset: int = OPSET) -> tuple[str | No
     logger.setLevel(logging.WARNING)
     logger.propagate = False  # its warnings about shapes are not the user's business
     try:
-        model, _ = tf2onnx.convert.from_function(positional, input_signature=signature, opset=opset)
+        model, _ = tf2onnx.convert.from_function(
+            positional, input_signature=signature, opset=opset, custom_op_handlers=CUSTOM_HANDLERS
+        )
     except Exception as exc:  # tf2onnx raises many kinds; the last line names the problem
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         return f"tf2onnx failed ({(lines or [type(exc).__name__])[-1][:160]})", None
@@ -314,9 +352,9 @@ def summary_lines(report: dict, out_dir: Path) -> list[str]:
             parity = entry["parity"]
             diffs = [o["max_abs_diff"] for o in parity["outputs"].values()]
             worst = max((d for d in diffs if d is not None), default=0.0)
+            inputs = "sample request(s)" if not kind else "input(s) from the app's pipeline"
             check = (
-                f"matches the SavedModel on {parity['requests']} sample request(s) "
-                f"(max |diff| {worst:.2g})"
+                f"matches the SavedModel on {parity['requests']} {inputs} (max |diff| {worst:.2g})"
                 if parity["agrees"]
                 else "DIFFERS from the SavedModel: see onnx_report.json"
                 if parity["requests"]
