@@ -5,7 +5,7 @@ change nothing for a user: a oneDNN kernel falling back to Eigen on a CPU withou
 CUDA plugins registered twice. They alarm people reading a log, so the command line (and
 only the command line: `keras_suite.cli.main()` without arguments) drops exactly the lines
 listed in HARMLESS below and passes everything else through unchanged, in order.
-docs/run-directory.md lists them too. KSUITE_SHOW_ALL_LOGS=1 turns the filter off.
+README.md lists them too. KSUITE_SHOW_ALL_LOGS=1 turns the filter off.
 
 C++ writes to file descriptor 2 directly, so the filter sits there: fd 2 becomes a pipe,
 and a thread copies each line to the real stderr unless it matches.
