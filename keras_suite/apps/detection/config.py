@@ -48,11 +48,11 @@ class DataConfig:
     builtin_sources = ("shapes",)
 
     def validate(self) -> None:
+        check_tfds_config("detection", self)
         if self.image_size % 32:
             raise UserError(
                 f"data.image_size={self.image_size} must be a multiple of 32 "
                 "(the detector downsamples by 32); try 128, 160 or 320"
-        check_tfds_config("detection", self)
             )
         if self.early_image_size and (
             self.early_image_size % 32 or not 0 < self.early_image_size < self.image_size
