@@ -144,13 +144,28 @@ class DetectionApp(App):
 
     def build_state(self, *, cfg, info):
         from keras_suite.apps.detection.model import build_detector
-        from keras_suite.common.training import TrainState, make_optimizer
+        from keras_suite.common.finetune import finetune_optimizer
+        from keras_suite.common.training import TrainState
 
-        model = build_detector(info["num_classes"], cfg.model.variant, cfg.model.reg_max)
+        m = cfg.model
+        if cfg.train.freeze_backbone_epochs and not m.backbone:
+            raise UserError(
+                "train.freeze_backbone_epochs needs a keras-hub backbone "
+                "(--set model.backbone=hub:resnet_18_imagenet)"
+            )
+        fine_tuning = bool(m.backbone) and (m.pretrained or cfg.train.freeze_backbone_epochs > 0)
+        model = build_detector(
+            info["num_classes"],
+            m.variant,
+            m.reg_max,
+            backbone=m.backbone,
+            pretrained=m.pretrained,
+            frozen_batch_norm=fine_tuning,
+        )
         steps = info["split_sizes"]["train"] // cfg.train.batch_size
         if cfg.train.steps_per_epoch:
             steps = min(steps, cfg.train.steps_per_epoch)
-        opt = make_optimizer(cfg.train, steps * cfg.train.epochs)
+        opt = finetune_optimizer(cfg.train, steps * cfg.train.epochs, steps, model)
         return TrainState(models={"model": model}, optimizers={"model": opt})
 
     def _anchors(self, image_size: int):
@@ -178,7 +193,7 @@ class DetectionApp(App):
         )
 
     def train_step(self, state, batch, step) -> dict:
-        from keras_suite.common.training import apply_gradients
+        from keras_suite.common.finetune import apply_finetune_gradients
 
         # The YOLO loss is normalised over the whole local batch (by the sum of targets),
         # so weight it by this replica's share of the global batch: summing over replicas
@@ -187,12 +202,9 @@ class DetectionApp(App):
         with tf.GradientTape() as tape:
             loss, parts = self._loss(state, batch, step.cfg, training=True)
             scaled = loss * share
-        apply_gradients(
-            tape,
-            scaled,
-            state.model.trainable_variables,
-            state.optimizers["model"],
-            step.cfg.train.clip_norm,
+        # a keras-hub backbone learns only after train.freeze_backbone_epochs
+        apply_finetune_gradients(
+            tape, scaled, state.model, state.optimizers["model"], step, step.cfg.train.clip_norm
         )
         return {"loss": scaled, **{k: v * share for k, v in parts.items()}}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from keras_suite import common  # noqa: F401
-from keras_suite.common.config import TrainConfig
 from keras_suite.common.errors import UserError
+from keras_suite.common.finetune_config import FinetuneTrainConfig as TrainConfig
 from keras_suite.common.tfds_names import check_tfds_config
 
 VARIANTS = ("n", "s", "m")
@@ -79,10 +79,15 @@ class DataConfig:
 class ModelConfig:
     variant: str = "n"  # n | s | m: YOLOv8 depth/width multipliers
     reg_max: int = 16  # bins of the distribution focal loss (distances in stride units)
+    # a keras-hub backbone's P3-P5 instead of the CSP-Darknet: hub:<preset> (docs/ecosystem.md)
+    backbone: str = ""
+    pretrained: bool = False  # model.backbone: load the preset's weights (downloaded once)
 
     def validate(self) -> None:
         if self.variant not in VARIANTS:
             raise UserError(f"model.variant={self.variant!r}: use one of {', '.join(VARIANTS)}")
+        if self.backbone and not self.backbone.startswith("hub:"):
+            raise UserError(f"model.backbone={self.backbone!r}: use hub:<keras-hub preset>")
 
 
 @dataclass

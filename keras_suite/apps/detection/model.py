@@ -18,6 +18,13 @@ import numpy as np
 
 from keras_suite import common
 from keras_suite.common.batchnorm import FusedBatchNormalization
+from keras_suite.common.errors import UserError
+from keras_suite.common.finetune import (
+    BACKBONE_LAYER,
+    freeze_batch_norm,
+    load_backbone,
+    preprocess,
+)
 
 tf = common.quiet_import_tensorflow()
 import keras  # noqa: E402
@@ -80,8 +87,31 @@ def sppf(x, filters, name):
     return conv(x, filters, 1, name=f"{name}_cv2")
 
 
+def hub_pyramid(x, spec: str, pretrained: bool, frozen_batch_norm: bool):
+    """P3, P4, P5 (strides 8, 16, 32) of a keras-hub backbone (common/finetune.py), as one
+    layer named "backbone"; a backbone without that pyramid is one clear line."""
+    backbone = load_backbone(spec, pretrained)
+    if frozen_batch_norm:
+        freeze_batch_norm(backbone)
+    pyramid = getattr(backbone, "pyramid_outputs", None) or {}
+    if not {"P3", "P4", "P5"} <= set(pyramid):
+        raise UserError(
+            f"model.backbone={spec!r} has no feature pyramid P3-P5 (it has "
+            f"{sorted(pyramid) or 'none'}); use a ResNet- or CSPDarkNet-family preset such as "
+            "hub:resnet_18_imagenet"
+        )
+    levels = [pyramid[k] for k in ("P3", "P4", "P5")]
+    return keras.Model(backbone.inputs, levels, name=BACKBONE_LAYER)(x)
+
+
 def build_detector(
-    num_classes: int, variant: str = "n", reg_max: int = 16, name: str = "yolo_detector"
+    num_classes: int,
+    variant: str = "n",
+    reg_max: int = 16,
+    name: str = "yolo_detector",
+    backbone: str = "",
+    pretrained: bool = False,
+    frozen_batch_norm: bool = False,
 ) -> keras.Model:
     depth, width, max_ch = VARIANTS[variant]
     ch = lambda c: _channels(c, width, max_ch)  # noqa: E731
@@ -90,18 +120,24 @@ def build_detector(
     # Any square size that is a multiple of 32 runs through the same weights (training at a
     # smaller size first, see data.early_image_size); exports fix it to data.image_size.
     images = keras.Input((None, None, 3), name="images")
-    x = layers.Rescaling(1.0 / 255.0, name="rescale")(images)
-    # --- backbone (CSP-Darknet) ---
-    x = conv(x, ch(64), 3, 2, "b0")  # /2
-    x = conv(x, ch(128), 3, 2, "b1")  # /4
-    x = c2f(x, ch(128), dn(3), True, "b2")
-    x = conv(x, ch(256), 3, 2, "b3")  # /8
-    p3 = c2f(x, ch(256), dn(6), True, "b4")
-    x = conv(p3, ch(512), 3, 2, "b5")  # /16
-    p4 = c2f(x, ch(512), dn(6), True, "b6")
-    x = conv(p4, ch(1024), 3, 2, "b7")  # /32
-    x = c2f(x, ch(1024), dn(3), True, "b8")
-    p5 = sppf(x, ch(1024), "b9")
+    if backbone:  # a keras-hub backbone with its preset's image converter
+        p3, p4, x = hub_pyramid(
+            preprocess(images, backbone), backbone, pretrained, frozen_batch_norm
+        )
+        p5 = sppf(x, ch(1024), "b9")
+    else:
+        x = layers.Rescaling(1.0 / 255.0, name="rescale")(images)
+        # --- backbone (CSP-Darknet) ---
+        x = conv(x, ch(64), 3, 2, "b0")  # /2
+        x = conv(x, ch(128), 3, 2, "b1")  # /4
+        x = c2f(x, ch(128), dn(3), True, "b2")
+        x = conv(x, ch(256), 3, 2, "b3")  # /8
+        p3 = c2f(x, ch(256), dn(6), True, "b4")
+        x = conv(p3, ch(512), 3, 2, "b5")  # /16
+        p4 = c2f(x, ch(512), dn(6), True, "b6")
+        x = conv(p4, ch(1024), 3, 2, "b7")  # /32
+        x = c2f(x, ch(1024), dn(3), True, "b8")
+        p5 = sppf(x, ch(1024), "b9")
     # --- neck: top-down (FPN) ---
     x = layers.UpSampling2D(2, name="n_up1")(p5)
     x = layers.Concatenate(name="n_cat1")([x, p4])

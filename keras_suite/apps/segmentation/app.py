@@ -159,7 +159,8 @@ class SegmentationApp(App):
 
     def build_state(self, *, cfg, info):
         from keras_suite.apps.segmentation.model import build_segmenter
-        from keras_suite.common.training import TrainState, make_optimizer
+        from keras_suite.common.finetune import finetune_optimizer
+        from keras_suite.common.training import TrainState
 
         weights = cfg.loss.class_weights
         if weights and len(weights) != info["num_classes"]:
@@ -167,17 +168,27 @@ class SegmentationApp(App):
                 f"loss.class_weights has {len(weights)} values but the data has "
                 f"{info['num_classes']} classes ({', '.join(info['class_names'])})"
             )
-        model = build_segmenter(cfg.model, info["image_size"], info["num_classes"])
-        steps = _train_steps(cfg, info["num_train"]) * cfg.train.epochs
-        return TrainState(
-            models={"model": model}, optimizers={"model": make_optimizer(cfg.train, steps)}
+        if cfg.train.freeze_backbone_epochs and not cfg.model.backbone:
+            raise UserError(
+                "train.freeze_backbone_epochs needs a keras-hub backbone (--set "
+                "model.arch=deeplabv3plus --set model.backbone=hub:resnet_18_imagenet)"
+            )
+        fine_tuning = bool(cfg.model.backbone) and (
+            cfg.model.pretrained or cfg.train.freeze_backbone_epochs > 0
         )
+        model = build_segmenter(
+            cfg.model, info["image_size"], info["num_classes"], frozen_batch_norm=fine_tuning
+        )
+        per_epoch = _train_steps(cfg, info["num_train"])
+        optimizer = finetune_optimizer(cfg.train, per_epoch * cfg.train.epochs, per_epoch, model)
+        return TrainState(models={"model": model}, optimizers={"model": optimizer})
 
     # ---- training (per replica) --------------------------------------------------------
     def train_step(self, state, batch, step) -> dict:
         from keras_suite.apps.segmentation.augment import augment
         from keras_suite.apps.segmentation.losses import segmentation_loss
-        from keras_suite.common.training import apply_gradients, replica_weighted_mean
+        from keras_suite.common.finetune import apply_finetune_gradients
+        from keras_suite.common.training import replica_weighted_mean
 
         cfg = step.cfg
         images, masks = batch
@@ -194,12 +205,9 @@ class SegmentationApp(App):
                 cfg.data.ignore_index,
                 step.global_batch_size,
             )
-        apply_gradients(
-            tape,
-            losses["loss"],
-            model.trainable_variables,
-            state.optimizers["model"],
-            cfg.train.clip_norm,
+        # a keras-hub backbone learns only after train.freeze_backbone_epochs
+        apply_finetune_gradients(
+            tape, losses["loss"], model, state.optimizers["model"], step, cfg.train.clip_norm
         )
         labels = tf.cast(masks, tf.int32)
         valid = tf.cast(tf.not_equal(labels, cfg.data.ignore_index), tf.float32)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from keras_suite.common.config import TrainConfig
 from keras_suite.common.errors import UserError
+from keras_suite.common.finetune_config import FinetuneTrainConfig as TrainConfig
 from keras_suite.common.tfds_names import check_tfds_config
 
 ARCHS = ("unet", "deeplabv3plus")
@@ -89,10 +89,19 @@ class ModelConfig:
     output_stride: int = 8  # DeepLabV3+: backbone stride (8 or 16; atrous convs beyond it)
     atrous_rates: tuple[int, ...] = (2, 4, 6)  # DeepLabV3+ ASPP rates (scaled for small inputs)
     dropout: float = 0.0
+    # DeepLabV3+ on a keras-hub backbone instead of the built-in encoder: hub:<preset> (a
+    # ResNet-family or DeepLabV3 preset, or a local preset folder; docs/ecosystem.md)
+    backbone: str = ""
+    pretrained: bool = False  # model.backbone: load the preset's weights (downloaded once)
 
     def validate(self) -> None:
         if self.arch not in ARCHS:
             raise UserError(f"model.arch={self.arch!r}: use {' or '.join(ARCHS)}")
+        if self.backbone and (not self.backbone.startswith("hub:") or self.arch == "unet"):
+            raise UserError(
+                f"model.backbone={self.backbone!r}: use hub:<keras-hub preset> with "
+                "model.arch=deeplabv3plus (the U-Net has its own encoder)"
+            )
         if self.upsampling not in UPSAMPLING:
             raise UserError(f"model.upsampling={self.upsampling!r}: use transpose or resize")
         if self.output_stride not in (8, 16):

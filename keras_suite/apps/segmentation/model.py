@@ -9,6 +9,13 @@ from __future__ import annotations
 
 from keras_suite import common
 from keras_suite.common.batchnorm import FusedBatchNormalization
+from keras_suite.common.errors import UserError
+from keras_suite.common.finetune import (
+    BACKBONE_LAYER,
+    freeze_batch_norm,
+    load_backbone,
+    preprocess,
+)
 from keras_suite.common.training import sync_batch_norm
 
 common.quiet_import_tensorflow()
@@ -118,6 +125,13 @@ def deeplabv3plus(inputs, cfg, num_classes: int):
             x = _residual(x, c(filters), strides, dilation, f"stage{stage + 1}_block{block + 1}")
         if stride == 4 and low_level is None:
             low_level = x
+    return aspp_decoder(x, low_level, size, cfg, num_classes)
+
+
+def aspp_decoder(x, low_level, size: int, cfg, num_classes: int):
+    """DeepLabV3+'s head: ASPP on the deep features `x`, joined with the stride-4
+    `low_level` features, logits upsampled to the input `size`."""
+    c = lambda n: _channels(n * cfg.width)  # noqa: E731
     feature = x.shape[1]
     # ASPP
     branches = [conv_bn(x, c(96), 1, name="aspp_1x1")]
@@ -133,7 +147,8 @@ def deeplabv3plus(inputs, cfg, num_classes: int):
     if cfg.dropout:
         x = layers.Dropout(cfg.dropout, name="aspp_dropout")(x)
     # decoder
-    x = layers.UpSampling2D(cfg.output_stride // 4, interpolation="bilinear", name="decoder_up")(x)
+    up = low_level.shape[1] // x.shape[1]
+    x = layers.UpSampling2D(up, interpolation="bilinear", name="decoder_up")(x)
     low = conv_bn(low_level, c(32), 1, name="decoder_low")
     x = layers.Concatenate(name="decoder_concat")([x, low])
     x = conv_bn(x, c(96), 3, name="decoder_a", depthwise=True)
@@ -143,8 +158,42 @@ def deeplabv3plus(inputs, cfg, num_classes: int):
     return layers.UpSampling2D(up, interpolation="bilinear", dtype="float32", name="logits")(x)
 
 
-def build_segmenter(cfg, image_size: int, num_classes: int) -> keras.Model:
+def hub_deeplabv3plus(x, cfg, num_classes: int, frozen_batch_norm: bool):
+    """DeepLabV3+ on a keras-hub backbone (common/finetune.py): a ResNet-family preset's
+    feature pyramid (P2 low-level, ASPP on P3 or P4 for output stride 8 or 16), or a
+    DeepLabV3 preset's own decoder features with new logits."""
+    import keras_hub
+
+    size = x.shape[1]
+    backbone = load_backbone(cfg.backbone, cfg.pretrained)
+    if frozen_batch_norm:
+        freeze_batch_norm(backbone)
+    if isinstance(backbone, keras_hub.models.DeepLabV3Backbone):
+        features = backbone(x)
+        logits = layers.Conv2D(num_classes, 1, dtype="float32", name="logits_low")(features)
+        return layers.Resizing(size, size, dtype="float32", name="logits")(logits)
+    pyramid = getattr(backbone, "pyramid_outputs", None) or {}
+    deep = f"P{cfg.output_stride.bit_length() - 1}"
+    if "P2" not in pyramid or deep not in pyramid:
+        raise UserError(
+            f"model.backbone={cfg.backbone!r} has no feature pyramid with P2 and {deep} "
+            f"(it has {sorted(pyramid) or 'none'}); use a ResNet-family preset such as "
+            "hub:resnet_18_imagenet, or a DeepLabV3 preset"
+        )
+    # the backbone up to the two levels the head reads, as one layer named "backbone"
+    encoder = keras.Model(backbone.inputs, [pyramid["P2"], pyramid[deep]], name=BACKBONE_LAYER)
+    low_level, features = encoder(x)
+    return aspp_decoder(features, low_level, size, cfg, num_classes)
+
+
+def build_segmenter(
+    cfg, image_size: int, num_classes: int, frozen_batch_norm: bool = False
+) -> keras.Model:
     inputs = keras.Input((image_size, image_size, 3), name="images", dtype="float32")
+    if cfg.backbone:  # the preset's image converter, then its backbone
+        x = preprocess(inputs, cfg.backbone)
+        logits = hub_deeplabv3plus(x, cfg, num_classes, frozen_batch_norm)
+        return keras.Model(inputs, logits, name=f"{cfg.arch}_hub")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     body = {"unet": unet, "deeplabv3plus": deeplabv3plus}[cfg.arch]
     logits = body(x, cfg, num_classes)
