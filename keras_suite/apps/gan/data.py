@@ -87,6 +87,13 @@ def _read_splits(cfg):
             for s, n in (("train", d.num_train), ("test", d.num_test))
         }
         return out, list(shapes.SHAPES)
+    if d.source == "tfds":  # a dataset by name (mnist, celeb_a): keras_suite/common/tfds.py
+        from keras_suite.common.tfds import image_splits, to_arrays
+
+        found, names, _ = image_splits(
+            "gan", d, cfg.train.seed, ("train", "test"), 0.0, d.test_fraction, crop=True
+        )
+        return {s: to_arrays(ds, n, d.image_size) for s, (ds, n) in found.items()}, names
     paths, labels, names = scan_images(d.path)
     _, _, test = split_indices(len(paths), 0.0, d.test_fraction, cfg.train.seed)
     is_test = np.zeros(len(paths), bool)

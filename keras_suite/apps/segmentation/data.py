@@ -633,4 +633,24 @@ def _read_dataset(dcfg, seed: int) -> SegmentationData:
         return SegmentationData(splits, shape_class_names(dcfg.binary), origin, removed)
     if dcfg.source == "pairs":
         return pairs_dataset(dcfg, seed)
+    if dcfg.source == "tfds":
+        return tfds_dataset(dcfg, seed)
     return voc_dataset(dcfg, seed)
+
+
+def tfds_dataset(dcfg, seed: int) -> SegmentationData:
+    """A TFDS dataset by name (data.name=oxford_iiit_pet): keras_suite/common/tfds.py."""
+    from keras_suite.common.tfds import segmentation_arrays
+
+    arrays, names, origin = segmentation_arrays(dcfg, seed)
+    splits = {
+        s: Split(images, masks, [pixel_hash(i) for i in images])
+        for s, (images, masks) in arrays.items()
+    }
+    for name in ("val", "test"):  # a fraction of 0 carves nothing
+        if name not in splits:
+            splits[name] = _take(splits["train"], [])
+    if not len(splits["test"]):
+        raise UserError(f"TFDS {dcfg.name}: no test images; set data.test_fraction > 0")
+    removed = remove_duplicates(splits)
+    return SegmentationData(splits, names, origin, removed)

@@ -15,6 +15,7 @@ from keras_suite.apps.textgen import config as cfg_lib
 from keras_suite.apps.textgen import data as data_lib
 from keras_suite.apps.textgen.corpus import (
     DUPLICATE_LINE_CHARS,
+    Corpus,
     load_corpus,
     make_split,
 )
@@ -66,8 +67,19 @@ class TextGenApp(App):
     def datasets(self, *, cfg, artifacts):
         d, seed = cfg.data, cfg.train.seed
         fractions = {"test": d.test_fraction, "val": d.val_fraction}
-        corpus = load_corpus(d)
-        split = make_split(corpus.documents, fractions, seed, d.split, d.block_chars)
+        if d.source == "tfds":  # TFDS's own train / validation splits: common/tfds.py
+            from keras_suite.common.tfds import text_documents
+
+            held, _ = text_documents(d, seed, d.val_fraction)
+            corpus = Corpus(held["train"] + held["val"])
+            # the test split is carved from TFDS's training split
+            split = make_split(
+                held["train"], {"test": d.test_fraction}, seed, d.split, d.block_chars,
+                given={"val": held["val"]},
+            )  # fmt: skip
+        else:
+            corpus = load_corpus(d)
+            split = make_split(corpus.documents, fractions, seed, d.split, d.block_chars)
         texts = {name: [t for _, t in getattr(split, name)] for name in ("train", "val", "test")}
         if artifacts is not None and artifacts.exists("tokenizer.json"):
             tokenizer = Tokenizer.load(artifacts)

@@ -54,6 +54,17 @@ def _shapes_splits(cfg):
     return out
 
 
+def _tfds_splits(cfg):
+    """A TFDS dataset by name (mnist, celeb_a): keras_suite/common/tfds.py; labels ignored."""
+    from keras_suite.common.tfds import image_splits
+
+    d = cfg.data
+    found, _, _ = image_splits(
+        "vae", d, cfg.train.seed, ("train", "val", "test"), d.val_fraction, d.test_fraction
+    )
+    return {s: ds.map(lambda image, label: image) for s, (ds, _) in found.items()}
+
+
 def _folder_splits(cfg):
     root = Path(cfg.data.path)
     if not root.is_dir():
@@ -110,7 +121,7 @@ def _without_duplicates(splits: dict, cfg) -> tuple[dict, dict]:
     for split, ds in splits.items():
         kept = keep[split]
         ds = keep_elements(ds, kept, len(hashes[split]))
-        if d.source == "folder" and d.cache:
+        if d.source in ("folder", "tfds") and d.cache:
             ds = ds.cache()
         out[split] = ds, len(kept)
     return out, removed
@@ -118,9 +129,8 @@ def _without_duplicates(splits: dict, cfg) -> tuple[dict, dict]:
 
 def build_datasets(cfg) -> Datasets:
     d = cfg.data
-    splits, removed = _without_duplicates(
-        _shapes_splits(cfg) if d.source == "shapes" else _folder_splits(cfg), cfg
-    )
+    read = {"shapes": _shapes_splits, "tfds": _tfds_splits}.get(d.source, _folder_splits)
+    splits, removed = _without_duplicates(read(cfg), cfg)
     counts = {s: n for s, (_, n) in splits.items()}
     log.info(
         "%s data: %s images, %dx%dx%d%s",
