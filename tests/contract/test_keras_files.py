@@ -271,3 +271,29 @@ def test_a_stock_copy_that_computes_something_else_is_not_written_as_portable(tm
     assert type(keras.saving.load_model(tmp_path / "model.keras").get_layer("double")) is (
         keras.layers.Rescaling
     )
+
+
+@pytest.mark.parametrize(
+    "app_name,overrides", [("dqn", ["agent.dueling=true"]), ("gan", []), ("classification", [])]
+)
+def test_stock_copies_compute_in_the_trained_mixed_precision(app_name, overrides, runs, tmp_path):
+    """Under mixed_bfloat16 a stock copy must round where the model rounds (the model's
+    inputs cast to bfloat16, /255 in bfloat16), or its check rejects it."""
+    import keras
+
+    from keras_suite.common import config as config_lib
+    from keras_suite.common.keras_files import save_keras_files
+    from keras_suite.common.registry import get_app
+
+    info = json.loads((runs(app_name) / "info.json").read_text())
+    app = get_app(app_name)
+    cfg = config_lib.resolve(app.presets, "smoke", None, overrides)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        state = app.build_state(cfg=cfg, info=info)
+        manifest = save_keras_files(state, tmp_path)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for name, entry in manifest["models"].items():
+        assert entry["portable"], (name, entry.get("reason"))
+        assert entry["max_difference"] <= manifest["tolerance"]

@@ -18,10 +18,10 @@ class ScaleFrames(layers.Layer):
     def call(self, frames):
         return keras.ops.cast(frames, self.compute_dtype) / 255.0
 
-    def stock_layer(self):
-        """The stock equivalent, for a .keras file that loads without this package
-        (common/keras_files.py); it multiplies by 1/255, equal to float rounding."""
-        return layers.Rescaling(1.0 / 255.0, name=self.name, dtype=self.dtype_policy)
+    def stock_call(self, frames):
+        """The same Keras ops applied to the symbolic input: a .keras file holds them as
+        stock operations (common/keras_files.py)."""
+        return self.call(frames)
 
 
 @keras.saving.register_keras_serializable(package="ksuite_dqn")

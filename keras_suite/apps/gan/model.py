@@ -200,7 +200,9 @@ class DCGANGenerator(_GeneratorKerasFile, _NoDefaultSignature, keras.Model):
         copies = LayerCopies()
         specs = self.keras_file_inputs()
         inputs = {name: spec.symbolic() for name, spec in specs.items()}
-        z = inputs["z"] * keras.ops.expand_dims(inputs["truncation"], -1)
+        # Keras casts a model's float inputs to its compute dtype before `call`; so does this
+        z, truncation = (keras.ops.cast(inputs[k], self.compute_dtype) for k in ("z", "truncation"))
+        z = z * keras.ops.expand_dims(truncation, -1)
         if self.embed is not None:
             z = layers.Concatenate()([z, copies(self.embed)(inputs["class_ids"])])
         x = copies(self.reshape)(copies(self.project)(z))
