@@ -45,7 +45,7 @@ class DataConfig:
 
     # data.source is the path of the user's data.yaml (common/config.py keeps it absolute)
     path_field = "source"
-    builtin_sources = ("shapes",)
+    builtin_sources = ("shapes", "tfds")
 
     def validate(self) -> None:
         check_tfds_config("detection", self)
