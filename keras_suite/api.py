@@ -138,11 +138,14 @@ def train(
     return load(run_dir)
 
 
-def load(run_dir: str | Path) -> Run:
-    """A finished run: its app, config, info, metrics, artifacts and models."""
+def load(run_dir: str | Path, data_path: str | Path | None = None) -> Run:
+    """A finished run: its app, config, info, metrics, artifacts and models. `data_path`:
+    where the run's training data is now, if it moved since training (evaluate, export
+    and convert read it; predict never does)."""
     from keras_suite.common.run import load_run
 
-    return Run(load_run(run_dir))
+    data_path = str(data_path) if data_path else None
+    return Run(load_run(run_dir, data_path=data_path), data_path)
 
 
 class Run:
@@ -153,8 +156,9 @@ class Run:
     vocabularies, ...), run_dir.
     """
 
-    def __init__(self, loaded):
+    def __init__(self, loaded, data_path: str | None = None):
         self._loaded = loaded
+        self._data_path = data_path
         self._servable = None  # the in-memory serving graph, built on first predict
 
     def __repr__(self) -> str:
@@ -195,7 +199,7 @@ class Run:
         """Recompute the app's metrics on the test split; rewrites metrics.json."""
         from keras_suite.common.run import evaluate_run
 
-        return evaluate_run(self.run_dir)
+        return evaluate_run(self.run_dir, data_path=self._data_path)
 
     def export(
         self, base: str | Path | None = None, name: str | None = None, version: int | None = None
@@ -205,7 +209,7 @@ class Run:
         from keras_suite.export.writer import export_run
 
         base = Path(base) if base else self.run_dir / "exports"
-        return export_run(self.run_dir, base, name=name, version=version)
+        return export_run(self.run_dir, base, name=name, version=version, data_path=self._data_path)
 
     def convert(self, modes="float32", io_type: str = "float32", evaluate: bool = True) -> dict:
         """TFLite files in RUN_DIR/tflite for each mode ("float32", "dynamic", "float16",
@@ -213,7 +217,9 @@ class Run:
         report ({"files": [...], "report": {...}})."""
         from keras_suite.tflite.pipeline import convert_run
 
-        return convert_run(self.run_dir, modes, io_type, evaluate=evaluate)
+        return convert_run(
+            self.run_dir, modes, io_type, evaluate=evaluate, data_path=self._data_path
+        )
 
     def predict(self, inputs, signature: str | None = None) -> dict:
         """Run the serving graph in-process and return {output name: np.ndarray}.
