@@ -67,6 +67,11 @@ def _check_run_dir(run_dir: Path, cfg, overwrite: bool, app_name: str = "") -> N
     if old_path and new_path and old_path not in builtin and old_path != new_path:
         log.info("data.%s moved: %s -> %s; resuming with the new path", key, old_path, new_path)
         old = {**old, "data": {**old["data"], key: new_path}}
+    added = _added_fields(old, new)
+    if added:  # fields the suite gained after this run was made: they were never chosen
+        log.info(
+            "config fields added since %s was made take their values: %s", run_dir, ", ".join(added)
+        )
     if old != new:
         changes = config_lib.config_changes(old, new)
         shown = "; ".join(changes[:6]) + (f"; {len(changes) - 6} more" if len(changes) > 6 else "")
@@ -74,6 +79,18 @@ def _check_run_dir(run_dir: Path, cfg, overwrite: bool, app_name: str = "") -> N
             f"{run_dir} already holds a run with a different config ({shown}); resume it with "
             "the same options, pass --run-dir NEW_DIR for a new run, or --overwrite to replace it"
         )
+
+
+def _added_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Copy into `old` (in place) the fields of `new` that `old` lacks; return their names."""
+    added = []
+    for key, value in new.items():
+        if key not in old:
+            old[key] = value
+            added.append(prefix + key)
+        elif isinstance(value, dict) and isinstance(old[key], dict):
+            added += _added_fields(old[key], value, f"{prefix}{key}.")
+    return added
 
 
 def set_precision(precision: str) -> None:

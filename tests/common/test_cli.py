@@ -145,3 +145,24 @@ def test_rerun_with_a_different_config_is_refused(capsys, smoke_classification_r
         == 2
     )
     assert "different config" in _error_line(capsys)
+
+
+def test_a_run_made_before_new_config_fields_still_resumes(tmp_path):
+    """A field the suite gained after a run was made was never chosen by that run: the
+    config check fills it in instead of refusing the resume; a changed field still refuses."""
+    import yaml
+
+    from keras_suite.common import config as config_lib
+    from keras_suite.common.errors import UserError
+    from keras_suite.common.registry import get_app
+    from keras_suite.common.run import _check_run_dir
+
+    cfg = get_app("classification").presets["smoke"]()
+    saved = config_lib.to_dict(cfg)
+    del saved["train"]["seed"]  # as if train.seed did not exist when the run was made
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    _check_run_dir(tmp_path, cfg, overwrite=False)  # no error
+    saved["train"]["epochs"] = cfg.train.epochs + 1
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(UserError, match="train.epochs"):
+        _check_run_dir(tmp_path, cfg, overwrite=False)
