@@ -216,9 +216,9 @@ class VAEApp(App):
 
     def render_predictions(self, *, inputs, outputs, info, out_dir):
         """One PNG per input: the input (as the model saw it) beside its reconstruction."""
-        inputs = read_images(inputs, info)
+        images = read_images(inputs, info)
         written = []
-        for path, x, y in zip(inputs, inputs, np.asarray(outputs["images"], np.float32)):
+        for path, x, y in zip(inputs, images, np.asarray(outputs["images"], np.float32)):
             target = Path(out_dir) / f"{Path(path).stem}_reconstruction.png"
             written.append(
                 str(
