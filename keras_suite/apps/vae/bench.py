@@ -14,6 +14,11 @@
         The quality table: test -ELBO and -IWAE (nats/image), bits/dim and active units of
         a VAE run next to the reconstruction error of a plain autoencoder run.
 
+    ksuite bench vae lr [--lrs 1e-3,2e-3,3e-3 --epochs 4 --preset default]
+        The learning-rate choice, made on the VALIDATION split only: one short training
+        per rate (the preset, its cosine schedule over --epochs), one after the other, and
+        the validation -ELBO after each epoch. The test split is not read.
+
 Both write JSON (default bench-results/vae*.json) and print the numbers.
 """
 
@@ -224,6 +229,45 @@ def quality(argv) -> int:
     return _write({"runs": table}, args.out)
 
 
+def learning_rates(argv) -> int:
+    from keras_suite.common.run import train_run
+    from keras_suite.common.runlog import read_jsonl
+
+    p = argparse.ArgumentParser(prog="ksuite bench vae lr")
+    p.add_argument("--lrs", default="1e-3,2e-3,3e-3", help="comma-separated learning rates")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per rate (the cosine's length)")
+    p.add_argument("--preset", default="default")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", default="bench-results/vae_lr.json")
+    args = p.parse_args(argv)
+    table = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for lr in args.lrs.split(","):
+            run_dir = Path(tmp) / f"lr-{lr}"
+            train_run(
+                "vae",
+                args.preset,
+                overrides=args.set + [f"train.learning_rate={lr}", f"train.epochs={args.epochs}"],
+                strategy_name="default",
+                run_dir=run_dir,
+                evaluate=False,  # the test split stays unread
+            )
+            epochs = [
+                r
+                for r in read_jsonl(run_dir / "logs" / "metrics.jsonl")
+                if r.get("kind") == "epoch"
+            ]
+            table[lr] = {
+                "val_neg_elbo": [r.get("val_neg_elbo") for r in epochs],
+                "train_neg_elbo": [r.get("neg_elbo") for r in epochs],
+                "epoch_seconds": [r.get("epoch_seconds") for r in epochs],
+            }
+            print(f"lr {lr}: validation -ELBO by epoch", table[lr]["val_neg_elbo"], flush=True)
+    best = min(table, key=lambda lr: table[lr]["val_neg_elbo"][-1])
+    print(f"lowest final validation -ELBO: lr {best}")
+    return _write({"runs": table, "best": best, "config": vars(args)}, args.out)
+
+
 def _write(report: dict, out: str) -> int:
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,4 +280,6 @@ def main(argv=None) -> int:
     argv = list(argv or [])
     if argv and argv[0] == "quality":
         return quality(argv[1:])
+    if argv and argv[0] == "lr":
+        return learning_rates(argv[1:])
     return speed(argv)
