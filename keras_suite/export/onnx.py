@@ -135,8 +135,29 @@ def _dynamic_update_slice(ctx, node, name, args):
     )
 
 
+def _erfc(ctx, node, name, args):
+    """tf2onnx handler for Erfc (exact GELU: textgen's GPT): 1 - Erf(x)."""
+    from tf2onnx import utils
+
+    shape, dtype = ctx.get_shape(node.output[0]), ctx.get_dtype(node.output[0])
+    erf = ctx.make_node("Erf", [node.input[0]]).output[0]
+    one = ctx.make_const(utils.make_name("one"), np.ones([], utils.map_onnx_to_numpy_type(dtype)))
+    ctx.remove_node(node.name)
+    ctx.make_node(
+        "Sub",
+        [one.output[0], erf],
+        outputs=node.output,
+        name=node.name,
+        shapes=[shape],
+        dtypes=[dtype],
+    )
+
+
 # TensorFlow ops tf2onnx does not convert, lowered here to ONNX ops.
-CUSTOM_HANDLERS = {"XlaDynamicUpdateSlice": (_dynamic_update_slice, [])}
+CUSTOM_HANDLERS = {
+    "XlaDynamicUpdateSlice": (_dynamic_update_slice, []),
+    "Erfc": (_erfc, []),
+}
 
 
 class _Captured(logging.Handler):
