@@ -229,7 +229,7 @@ class App:
         report["split_sizes"] = info.get("split_sizes") or {
             s: info[f"num_{s}"] for s in ("train", "val", "test") if info.get(f"num_{s}")
         }
-        for key in ("split_origin", "image_sizes"):
+        for key in ("split_origin", "image_sizes", "evaluation_split"):
             if key in info:
                 report[key] = info[key]
         report["steps_per_epoch"] = data.steps_per_epoch
