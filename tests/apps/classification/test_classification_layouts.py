@@ -7,8 +7,8 @@ import pytest
 
 from keras_suite import common
 from keras_suite.apps.classification import APP
-from keras_suite.apps.classification.export import png_bytes as _png_bytes
 from keras_suite.apps.classification.data import augmentation_layers, describe_augmentation
+from keras_suite.apps.classification.export import png_bytes as _png_bytes
 from keras_suite.common import config, shapes
 from keras_suite.common.errors import UserError
 
