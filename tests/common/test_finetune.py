@@ -54,16 +54,35 @@ def test_classifier_uses_the_presets_image_converter(tiny_preset):
     np.testing.assert_allclose(converted, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_segmentation_and_detection_take_a_hub_backbone(tiny_preset):
+    from keras_suite.apps.detection.model import build_detector
+    from keras_suite.apps.segmentation.config import smoke as segmentation_smoke
+    from keras_suite.apps.segmentation.model import build_segmenter
+
+    cfg = segmentation_smoke().model
+    cfg.arch, cfg.backbone = "deeplabv3plus", tiny_preset
+    segmenter = build_segmenter(cfg, 64, 5)
+    assert {"image_converter", "backbone"} <= {layer.name for layer in segmenter.layers}
+    assert segmenter(np.zeros((1, 64, 64, 3), np.float32)).shape == (1, 64, 64, 5)
+
+    images = np.zeros((1, 64, 64, 3), np.float32)
+    detector = build_detector(3, "n", 8, backbone=tiny_preset)
+    reference = build_detector(3, "n", 8)  # the built-in CSP backbone: same strides
+    assert "backbone" in {layer.name for layer in detector.layers}
+    assert detector(images).shape == reference(images).shape  # one row per anchor point
+
+
 class BackboneWatcher(keras.callbacks.Callback):
     """Copies of the backbone's and the head's weights at the start and after each epoch."""
 
-    def __init__(self):
+    def __init__(self, head: str = "logits"):
         super().__init__()
+        self.head_name = head
         self.backbone, self.head = [], []
 
     def _snapshot(self):
         self.backbone.append([w.copy() for w in self.model.get_layer("backbone").get_weights()])
-        self.head.append([w.copy() for w in self.model.get_layer("logits").get_weights()])
+        self.head.append([w.copy() for w in self.model.get_layer(self.head_name).get_weights()])
 
     def on_train_begin(self, logs=None):
         self._snapshot()
@@ -134,3 +153,44 @@ def test_freezing_needs_a_hub_backbone():
         )
     with pytest.raises(UserError, match="leaves no epoch"):
         config_lib.resolve(app.presets, "smoke", None, ["train.freeze_backbone_epochs=3"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "app_name, head, overrides",
+    [
+        (
+            "segmentation",
+            "logits_low",
+            ["model.arch=deeplabv3plus", "data.num_train=32", "data.num_val=8", "data.num_test=8"],
+        ),
+        (
+            "detection",
+            "h0_cls_out",
+            ["data.train_images=16", "data.test_images=8", "data.mosaic=0", "train.warmup_steps=0"],
+        ),
+    ],
+)
+def test_segmentation_and_detection_fine_tune(tiny_preset, tmp_path, app_name, head, overrides):
+    from keras_suite.common.run import train_run
+
+    watcher = BackboneWatcher(head)
+    train_run(
+        app_name,
+        "smoke",
+        overrides=[
+            f"model.backbone={tiny_preset}",
+            "train.batch_size=8",
+            "train.epochs=2",
+            "train.steps_per_epoch=2",
+            "train.freeze_backbone_epochs=1",
+            *overrides,
+        ],
+        run_dir=tmp_path / app_name,
+        strategy_name="default",
+        callbacks=[watcher],
+        evaluate=False,
+    )
+    start, after_frozen, after_unfrozen = watcher.backbone
+    assert same(start, after_frozen) and not same(after_frozen, after_unfrozen)
+    assert not same(watcher.head[0], watcher.head[1])

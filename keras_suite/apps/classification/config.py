@@ -5,18 +5,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from keras_suite.common.config import TrainConfig
+from keras_suite.common.errors import UserError
 from keras_suite.common.finetune_config import FinetuneTrainConfig as TrainConfig
 from keras_suite.common.tfds_names import check_tfds_config
-from keras_suite.common.errors import UserError
 
 
 @dataclass
 class DataConfig:
     source: str = "shapes"  # shapes (built-in) | folder (class-per-folder tree) | tfrecord | tfds
+    path: str = ""  # folder root, or a directory holding train*/val*/test* TFRecords
     name: str = ""  # data.source=tfds: a TFDS dataset name (cifar10, oxford_flowers102, ...)
     tfds_dir: str = ""  # data.source=tfds: where TFDS keeps its data ("" = ~/tensorflow_datasets)
-    path: str = ""  # folder root, or a directory holding train*/val*/test* TFRecords
     image_size: int = 48  # images are resized to image_size x image_size
     num_train: int = 8000  # built-in data only
     num_val: int = 1000
@@ -74,7 +73,7 @@ class ModelConfig:
     base_filters: int = 16  # resnet: channels of the first stage
     blocks: tuple[int, ...] = (2, 2, 2)  # resnet: residual blocks per stage
     dropout: float = 0.1
-    pretrained: bool = False  # hub backbones: load the preset's weights (needs network)
+    pretrained: bool = False  # hub backbones: load the preset's weights (downloaded once)
 
     def validate(self) -> None:
         if not (self.arch in ("resnet", "mobilenetv2") or self.arch.startswith("hub:")):
