@@ -507,7 +507,7 @@ for preset, overrides in (("stylegan-smoke", ["model.conditional=true", "stabili
     app = GanApp()
     info = {"image_size": 16, "num_classes": 8, "conditional": cfg.model.conditional, "num_train": 512}
     with strategy.scope():
-        state = app.build_state(cfg, info)
+        state = app.build_state(cfg=cfg, info=info)
         state.build_optimizers()
     b = cfg.train.batch_size
     ds = tf.data.Dataset.from_tensors((tf.random.uniform([b, 16, 16, 3], 0, 255, seed=3),
