@@ -1,7 +1,6 @@
 """The GAN's evaluation protocol: held-out images that copy a training image are removed
 before FID/KID (counted in info and metrics.json)."""
 
-
 from keras_suite.apps.gan import APP
 from keras_suite.apps.gan.sampling import png_bytes
 from keras_suite.common import config, shapes
