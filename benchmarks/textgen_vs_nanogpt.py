@@ -179,10 +179,17 @@ def _textgen_train_seconds(run_dir: Path) -> float:
 
 
 def nanogpt_train(
-    nanogpt: Path, python: str, seconds: float, eval_interval: int, threads: int
+    nanogpt: Path,
+    python: str,
+    seconds: float,
+    eval_interval: int,
+    threads: int,
+    iterations: int = 0,
 ) -> None:
     """Probe nanoGPT's speed here for 60 iterations, then train it for as many iterations
-    as fill `seconds` (its cosine schedule ends there, as in its README run)."""
+    as fill `seconds` (its cosine schedule ends there, as in its README run), or for
+    `iterations` when given (the load of a shared machine changes: when a first run
+    ends far from `seconds`, rerun it with the iterations its measured pace gives)."""
     probe_log = nanogpt / "probe.log"
     probe = [python, "train.py", *BABY, "--max_iters=60", "--lr_decay_iters=60"]
     probe += ["--eval_interval=1000", "--log_interval=1", f"--out_dir={NANOGPT_OUT}-probe"]
@@ -190,7 +197,7 @@ def nanogpt_train(
     times = [float(m[1]) for m in re.finditer(r"time ([\d.]+)ms", probe_log.read_text())]
     per_iter = float(np.median(times[10:])) / 1000  # after warm-up
     # the evaluations take time too: 2 x eval_iters forward passes every eval_interval
-    iters = int(seconds / per_iter / (1 + 40 / 3 / eval_interval))
+    iters = iterations or int(seconds / per_iter / (1 + 40 / 3 / eval_interval))
     iters = max(eval_interval, iters // eval_interval * eval_interval)
     print(
         f"nanoGPT: {per_iter * 1000:.0f} ms/iteration here: {iters} iterations for {seconds:.0f}s"
@@ -348,6 +355,7 @@ def main(argv=None) -> int:
     p.add_argument("--seconds-from", type=Path, help="a textgen run: its training seconds")
     p.add_argument("--eval-interval", type=int, default=250)
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for PyTorch")
+    p.add_argument("--iterations", type=int, default=0, help="instead of the probe's estimate")
     p = sub.add_parser("nanogpt-score", help="nanoGPT's checkpoint on the test split")
     p.add_argument("--nanogpt", type=Path, required=True)
     p.add_argument("--python", required=True)
@@ -362,7 +370,9 @@ def main(argv=None) -> int:
         nanogpt_data(args.text, args.nanogpt)
     elif args.step == "nanogpt-train":
         seconds = args.seconds or _textgen_train_seconds(args.seconds_from)
-        nanogpt_train(args.nanogpt, args.python, seconds, args.eval_interval, args.threads)
+        nanogpt_train(
+            args.nanogpt, args.python, seconds, args.eval_interval, args.threads, args.iterations
+        )
     elif args.step == "nanogpt-score":
         nanogpt_score(args.nanogpt, args.python)
     else:
