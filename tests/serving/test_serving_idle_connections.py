@@ -137,6 +137,10 @@ def test_good_request_is_served_past_many_idle_sockets():
         status, reference = _predict_on(socks[0])
         assert status == 200, reference
         threads_before = _threads()
+        # This test process also holds whatever earlier tests of its pytest worker loaded,
+        # so the server's memory is what the idle sockets add (the benchmark reads a
+        # separate server process: about 12 MB for 2,000 sockets).
+        rss_before_kb = int(_proc_status("VmRSS").split()[0])
         while len(socks) < MANY_IDLE:
             socks.append(_connect(target))
 
@@ -156,8 +160,8 @@ def test_good_request_is_served_past_many_idle_sockets():
             threads_before,
             threads_after,
         )
-        rss_kb = int(_proc_status("VmRSS").split()[0])
-        assert rss_kb < 1024 * 1024, f"VmRSS {rss_kb} kB"
+        grown_kb = int(_proc_status("VmRSS").split()[0]) - rss_before_kb
+        assert grown_kb < 256 * 1024, f"VmRSS grew by {grown_kb} kB with {MANY_IDLE} idle sockets"
     finally:
         for sock in socks:
             sock.close()
